@@ -1,0 +1,65 @@
+/* tinyqt: int8 1x1 (pointwise) convolution, any stride, no padding.
+ * Reference C path; the ARM DSP path lives beside it under
+ * __ARM_FEATURE_DSP and gives identical bytes. */
+#include "tinyqt/kernels.h"
+#include "tinyqt/requant.h"
+#include "tq_check.h"
+
+int32_t tq_conv_1x1_s8_get_buffer_size(const tq_dims *input, const tq_dims *filter)
+{
+    (void)input;
+    (void)filter;
+    return 0;
+}
+
+/* Portable reference: for each output pixel, one dot product per output
+ * channel over the contiguous input channels. */
+static void tq_conv_1x1_s8_portable(const tq_conv_params *p, const tq_channel_quant *q,
+                                    const tq_dims *in_d, const int8_t *input,
+                                    const int8_t *filter, const int32_t *bias,
+                                    const tq_dims *out_d, int8_t *output)
+{
+    const int32_t in_c = in_d->c, out_c = out_d->c;
+    int32_t b, oy, ox, oc, ic;
+    for (b = 0; b < out_d->n; b++) {
+        for (oy = 0; oy < out_d->h; oy++) {
+            for (ox = 0; ox < out_d->w; ox++) {
+                const int8_t *x = input + (((size_t)b * in_d->h + (size_t)oy * p->stride_h) * in_d->w +
+                                           (size_t)ox * p->stride_w) * in_c;
+                const int8_t *w = filter;
+                for (oc = 0; oc < out_c; oc++) {
+                    int32_t sum = 0, wsum = 0;
+                    for (ic = 0; ic < in_c; ic++) {
+                        sum += x[ic] * w[ic];
+                        wsum += w[ic];
+                    }
+                    w += in_c;
+                    sum += p->input_offset * wsum + (bias != NULL ? bias[oc] : 0);
+                    *output++ = tq_requantize_s8(sum, q->multiplier[oc], q->shift[oc],
+                                                 p->output_offset, p->act_min, p->act_max);
+                }
+            }
+        }
+    }
+}
+
+tq_status tq_conv_1x1_s8(const tq_conv_params *params, const tq_channel_quant *quant,
+                         const tq_dims *input_dims, const int8_t *input,
+                         const tq_dims *filter_dims, const int8_t *filter,
+                         const int32_t *bias,
+                         const tq_dims *output_dims, int8_t *output,
+                         void *scratch, int32_t scratch_size)
+{
+    tq_status st = tq_check_conv(TQ_CONV_POINTWISE, params, quant, input_dims, input, filter_dims,
+                                 filter, output_dims, output);
+    if (st != TQ_OK) {
+        return st;
+    }
+    st = tq_check_scratch(scratch, scratch_size,
+                          tq_conv_1x1_s8_get_buffer_size(input_dims, filter_dims));
+    if (st != TQ_OK) {
+        return st;
+    }
+    tq_conv_1x1_s8_portable(params, quant, input_dims, input, filter, bias, output_dims, output);
+    return TQ_OK;
+}

@@ -1,0 +1,85 @@
+/* tinyqt: int8 conv2d, any kernel size, stride, padding and dilation.
+ * Reference C path; the ARM DSP path lives beside it under
+ * __ARM_FEATURE_DSP and gives identical bytes. */
+#include "tinyqt/kernels.h"
+#include "tinyqt/requant.h"
+#include "tq_check.h"
+
+int32_t tq_conv_s8_get_buffer_size(const tq_dims *input, const tq_dims *filter)
+{
+    /* Two im2col columns of int16 (the DSP path); the same on every path. */
+    if (input == NULL || filter == NULL || !tq_dims_valid(filter)) {
+        return 0;
+    }
+    (void)input;
+    return 2 * filter->h * filter->w * filter->c * (int32_t)sizeof(int16_t);
+}
+
+/* Portable reference: direct convolution, one output pixel at a time; the
+ * kernel window is clipped to the input so padding contributes 0. */
+static void tq_conv_s8_portable(const tq_conv_params *p, const tq_channel_quant *q,
+                                const tq_dims *in_d, const int8_t *input,
+                                const tq_dims *f_d, const int8_t *filter,
+                                const int32_t *bias, const tq_dims *out_d, int8_t *output)
+{
+    const int32_t in_h = in_d->h, in_w = in_d->w, in_c = in_d->c;
+    const int32_t k_h = f_d->h, k_w = f_d->w, out_c = out_d->c;
+    int32_t b, oy, ox, oc, ky, kx, ic;
+    for (b = 0; b < out_d->n; b++) {
+        const int8_t *in_b = input + (size_t)b * in_h * in_w * in_c;
+        for (oy = 0; oy < out_d->h; oy++) {
+            const int32_t y0 = oy * p->stride_h - p->pad_top;
+            for (ox = 0; ox < out_d->w; ox++) {
+                const int32_t x0 = ox * p->stride_w - p->pad_left;
+                for (oc = 0; oc < out_c; oc++) {
+                    const int8_t *w_oc = filter + (size_t)oc * k_h * k_w * in_c;
+                    int32_t acc = bias != NULL ? bias[oc] : 0;
+                    for (ky = 0; ky < k_h; ky++) {
+                        const int32_t iy = y0 + ky * p->dilation_h;
+                        if (iy < 0 || iy >= in_h) {
+                            continue;
+                        }
+                        for (kx = 0; kx < k_w; kx++) {
+                            const int32_t ix = x0 + kx * p->dilation_w;
+                            const int8_t *x, *w;
+                            int32_t sum = 0, wsum = 0;
+                            if (ix < 0 || ix >= in_w) {
+                                continue;
+                            }
+                            x = in_b + ((size_t)iy * in_w + ix) * in_c;
+                            w = w_oc + ((size_t)ky * k_w + kx) * in_c;
+                            for (ic = 0; ic < in_c; ic++) {
+                                sum += x[ic] * w[ic];
+                                wsum += w[ic];
+                            }
+                            acc += sum + p->input_offset * wsum;
+                        }
+                    }
+                    *output++ = tq_requantize_s8(acc, q->multiplier[oc], q->shift[oc],
+                                                 p->output_offset, p->act_min, p->act_max);
+                }
+            }
+        }
+    }
+}
+
+tq_status tq_conv_s8(const tq_conv_params *params, const tq_channel_quant *quant,
+                     const tq_dims *input_dims, const int8_t *input,
+                     const tq_dims *filter_dims, const int8_t *filter,
+                     const int32_t *bias,
+                     const tq_dims *output_dims, int8_t *output,
+                     void *scratch, int32_t scratch_size)
+{
+    tq_status st = tq_check_conv(TQ_CONV_DENSE, params, quant, input_dims, input, filter_dims,
+                                 filter, output_dims, output);
+    if (st != TQ_OK) {
+        return st;
+    }
+    st = tq_check_scratch(scratch, scratch_size, tq_conv_s8_get_buffer_size(input_dims, filter_dims));
+    if (st != TQ_OK) {
+        return st;
+    }
+    tq_conv_s8_portable(params, quant, input_dims, input, filter_dims, filter, bias, output_dims,
+                        output);
+    return TQ_OK;
+}

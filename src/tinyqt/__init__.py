@@ -1,0 +1,15 @@
+"""tinyqt: on-device training for microcontrollers.
+
+int8 forward kernels bit-exact with TFLite Micro, in portable C shared by the
+host (through Cython) and Cortex-M firmware.
+"""
+from .errors import (ArenaOverflowError, KernelError, ModelFormatError, ShapeError, TinyQTError,
+                     UnsupportedOpError)
+from .graph import Model, Tensor
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Model", "Tensor", "TinyQTError", "ModelFormatError", "UnsupportedOpError", "ShapeError",
+    "KernelError", "ArenaOverflowError", "__version__",
+]
