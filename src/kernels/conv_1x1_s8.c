@@ -34,7 +34,7 @@ static void tq_conv_1x1_s8_portable(const tq_conv_params *p, const tq_channel_qu
                         wsum += w[ic];
                     }
                     w += in_c;
-                    sum += p->input_offset * wsum + (bias != NULL ? bias[oc] : 0);
+                    sum = tq_add_wrap(sum + p->input_offset * wsum, bias != NULL ? bias[oc] : 0);
                     *output++ = tq_requantize_s8(sum, q->multiplier[oc], q->shift[oc],
                                                  p->output_offset, p->act_min, p->act_max);
                 }

@@ -52,7 +52,7 @@ static void tq_conv_s8_portable(const tq_conv_params *p, const tq_channel_quant 
                                 sum += x[ic] * w[ic];
                                 wsum += w[ic];
                             }
-                            acc += sum + p->input_offset * wsum;
+                            acc = tq_add_wrap(acc, sum + p->input_offset * wsum);
                         }
                     }
                     *output++ = tq_requantize_s8(acc, q->multiplier[oc], q->shift[oc],

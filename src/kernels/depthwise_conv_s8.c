@@ -53,11 +53,11 @@ static void tq_depthwise_conv_s8_portable(const tq_conv_params *p, const tq_chan
                             w = filter + ((size_t)ky * k_w + kx) * out_c + c0;
                             if (mult == 1) {
                                 for (c = 0; c < n; c++) {
-                                    acc[c] += (x[c0 + c] + p->input_offset) * w[c];
+                                    acc[c] = tq_add_wrap(acc[c], (x[c0 + c] + p->input_offset) * w[c]);
                                 }
                             } else {
                                 for (c = 0; c < n; c++) {
-                                    acc[c] += (x[(c0 + c) / mult] + p->input_offset) * w[c];
+                                    acc[c] = tq_add_wrap(acc[c], (x[(c0 + c) / mult] + p->input_offset) * w[c]);
                                 }
                             }
                         }

@@ -37,7 +37,7 @@ tq_status tq_fully_connected_s8(const tq_conv_params *params, const tq_channel_q
                 wsum += w[i];
             }
             w += in_features;
-            sum += params->input_offset * wsum + (bias != NULL ? bias[o] : 0);
+            sum = tq_add_wrap(sum + params->input_offset * wsum, bias != NULL ? bias[o] : 0);
             *output++ = tq_requantize_s8(sum, quant->multiplier[o], quant->shift[o],
                                          params->output_offset, params->act_min, params->act_max);
         }

@@ -6,10 +6,11 @@ host (through Cython) and Cortex-M firmware.
 from .errors import (ArenaOverflowError, KernelError, ModelFormatError, ShapeError, TinyQTError,
                      UnsupportedOpError)
 from .graph import Model, Tensor
+from .tiny_training import load_tiny_training
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "Model", "Tensor", "TinyQTError", "ModelFormatError", "UnsupportedOpError", "ShapeError",
+    "Model", "Tensor", "load_tiny_training", "TinyQTError", "ModelFormatError", "UnsupportedOpError", "ShapeError",
     "KernelError", "ArenaOverflowError", "__version__",
 ]

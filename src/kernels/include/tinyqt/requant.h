@@ -44,6 +44,14 @@ static inline int32_t tq_requantize(int32_t x, int32_t multiplier, int32_t shift
     return tq_rounding_divide_by_pot(tq_doubling_high_mul(shifted, multiplier), right);
 }
 
+/* a + b with int32 wrap-around, as TFLite's accumulators behave in practice
+ * (a bias saturated at INT32_MIN plus a negative sum wraps); defined
+ * behaviour in C, unlike signed overflow. */
+static inline int32_t tq_add_wrap(int32_t a, int32_t b)
+{
+    return (int32_t)((uint32_t)a + (uint32_t)b);
+}
+
 static inline int32_t tq_clamp_i32(int32_t v, int32_t lo, int32_t hi)
 {
     return v < lo ? lo : (v > hi ? hi : v);

@@ -1,0 +1,45 @@
+"""The command line: version, info table and JSON, clean errors."""
+import json
+import subprocess
+import sys
+
+import pytest
+
+from tinyqt import __version__
+from tinyqt.cli import main
+
+from conftest import shared_model_json
+
+
+def test_version(capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["--version"])
+    assert e.value.code == 0
+    assert capsys.readouterr().out.strip() == f"tinyqt {__version__}"
+
+
+def test_info_table_and_json(capsys):
+    path = shared_model_json("mbv2-w0.35")
+    assert main(["info", path]) == 0
+    out = capsys.readouterr().out
+    assert "blocks.16.pointwise2" in out and "total: 64 ops" in out
+    assert main(["info", path, "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["totals"]["macs"] == sum(r["macs"] for r in data["layers"])
+    first = data["layers"][0]
+    assert first["output_shape"] == [1, 64, 64, 16] and first["macs"] == 64 * 64 * 16 * 27
+    assert first["param_bytes"] == 16 * 27 + 16 * 4
+
+
+def test_errors_are_one_line_exit_2(tmp_path, capsys):
+    assert main(["info", str(tmp_path / "missing.json")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "no such file" in err
+    (tmp_path / "m.onnx").write_text("x")
+    assert main(["info", str(tmp_path / "m.onnx")]) == 2
+    assert "unknown model format" in capsys.readouterr().err
+
+
+def test_console_script_entry_point():
+    r = subprocess.run([sys.executable, "-m", "tinyqt", "--version"], capture_output=True, text=True)
+    assert r.returncode == 0 and __version__ in r.stdout
