@@ -128,12 +128,21 @@ def test_avgpool_matches_reference():
             np.testing.assert_array_equal(got[:, oy, ox, :], want)
 
 
-def test_mean_same_quant_truncates():
+@pytest.mark.parametrize("hw,scales", [((5, 3), (0.1, 3, 0.1, 3)), ((1, 1), (0.05, -4, 0.2, 9)),
+                                       ((16, 16), (0.3, 0, 0.01, -128)), ((7, 9), (0.02, 100, 0.02, -50))])
+def test_mean_matches_reference(hw, scales):
     rng = np.random.default_rng(5)
-    x = rng.integers(-128, 128, (2, 5, 3, 7), dtype=np.int8)
-    got = kernels.mean_hw(x, quant.mean_params(0.1, 3, 0.1, 3))
-    s = x.astype(np.int64).sum(axis=(1, 2))
-    np.testing.assert_array_equal(got[:, 0, 0, :], np.trunc(s / 15).astype(np.int64))
+    x = rng.integers(-128, 128, (2, hw[0], hw[1], 7), dtype=np.int8)
+    got = kernels.mean_hw(x, quant.mean_params(*scales))
+    s_in, z_in, s_out, z_out = scales
+    n = hw[0] * hw[1]
+    m, sh = quant.quantize_multiplier(quant.f32(s_in) / quant.f32(s_out))
+    fold = min(n.bit_length() - 1, 31 + sh)
+    want = [max(-128, min(127, ref.requant(int(v) - z_in * n, (m << fold) // n, sh - fold) + z_out))
+            for v in x.astype(np.int64).sum(axis=(1, 2)).reshape(-1)]
+    np.testing.assert_array_equal(got.reshape(-1), want)
+    real = (x.astype(float).mean(axis=(1, 2)) - z_in) * s_in / s_out + z_out
+    assert np.abs(np.clip(real, -128, 127).reshape(-1) - got.reshape(-1)).max() <= 1.0
 
 
 def test_add_matches_reference():

@@ -4,14 +4,19 @@
 #include "tinyqt/kernels.h"
 #include "tinyqt/requant.h"
 #include "tq_check.h"
+#include "tq_simd.h"
 
 int32_t tq_conv_1x1_s8_get_buffer_size(const tq_dims *input, const tq_dims *filter)
 {
-    (void)input;
-    (void)filter;
-    return 0;
+    /* Four int16 input columns of C_in values, rounded up to whole groups of
+     * 4 (the DSP path's layout, tq_simd.h); the same on every path. */
+    if (input == NULL || filter == NULL || !tq_dims_valid(filter)) {
+        return 0;
+    }
+    return 32 * ((filter->c + 3) / 4);
 }
 
+#if !TQ_USE_DSP
 /* Portable reference: for each output pixel, one dot product per output
  * channel over the contiguous input channels. */
 static void tq_conv_1x1_s8_portable(const tq_conv_params *p, const tq_channel_quant *q,
@@ -42,6 +47,44 @@ static void tq_conv_1x1_s8_portable(const tq_conv_params *p, const tq_channel_qu
         }
     }
 }
+#endif
+
+#if TQ_USE_DSP
+/* DSP path: gathers 4 output pixels' input vectors (offset added, int16)
+ * into the scratch, then one pass over the filter rows computes the 4
+ * pixels of each output channel with SMLAD (tq_cols_mat_mult). */
+static void tq_conv_1x1_s8_dsp(const tq_conv_params *p, const tq_channel_quant *q,
+                               const tq_dims *in_d, const int8_t *input,
+                               const int8_t *filter, const int32_t *bias,
+                               const tq_dims *out_d, int8_t *output, uint32_t *cols)
+{
+    const int32_t in_c = in_d->c, out_c = out_d->c;
+    const int32_t total = out_d->n * out_d->h * out_d->w;
+    int32_t b = 0, oy = 0, ox = 0, pix, j, n;
+    tq_col_packer pk;
+    for (pix = 0; pix < total; pix += 4) {
+        n = total - pix < 4 ? total - pix : 4;
+        for (j = 0; j < n; j++) {
+            const int8_t *x = input + (((size_t)b * in_d->h + (size_t)oy * p->stride_h) * in_d->w +
+                                       (size_t)ox * p->stride_w) * in_c;
+            tq_col_begin(&pk, cols, j, p->input_offset);
+            tq_col_push(&pk, x, in_c);
+            tq_col_end(&pk);
+            if (++ox == out_d->w) {
+                ox = 0;
+                if (++oy == out_d->h) {
+                    oy = 0;
+                    b++;
+                }
+            }
+        }
+        for (; j < 4; j++) {
+            tq_col_zero(cols, j, in_c);
+        }
+        tq_cols_mat_mult(cols, in_c, filter, bias, q, p, out_c, output + (size_t)pix * out_c, n);
+    }
+}
+#endif
 
 tq_status tq_conv_1x1_s8(const tq_conv_params *params, const tq_channel_quant *quant,
                          const tq_dims *input_dims, const int8_t *input,
@@ -60,6 +103,12 @@ tq_status tq_conv_1x1_s8(const tq_conv_params *params, const tq_channel_quant *q
     if (st != TQ_OK) {
         return st;
     }
+#if TQ_USE_DSP
+    tq_conv_1x1_s8_dsp(params, quant, input_dims, input, filter, bias, output_dims, output,
+                       (uint32_t *)scratch);
+#else
+    (void)scratch;
     tq_conv_1x1_s8_portable(params, quant, input_dims, input, filter, bias, output_dims, output);
+#endif
     return TQ_OK;
 }

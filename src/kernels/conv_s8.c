@@ -4,17 +4,20 @@
 #include "tinyqt/kernels.h"
 #include "tinyqt/requant.h"
 #include "tq_check.h"
+#include "tq_simd.h"
 
 int32_t tq_conv_s8_get_buffer_size(const tq_dims *input, const tq_dims *filter)
 {
-    /* Two im2col columns of int16 (the DSP path); the same on every path. */
+    /* Four int16 im2col columns of KH*KW*C_in values, rounded up to whole
+     * groups of 4 (the DSP path's layout, tq_simd.h); the same on every
+     * path. */
     if (input == NULL || filter == NULL || !tq_dims_valid(filter)) {
         return 0;
     }
-    (void)input;
-    return 2 * filter->h * filter->w * filter->c * (int32_t)sizeof(int16_t);
+    return 32 * ((filter->h * filter->w * filter->c + 3) / 4);
 }
 
+#if !TQ_USE_DSP
 /* Portable reference: direct convolution, one output pixel at a time; the
  * kernel window is clipped to the input so padding contributes 0. */
 static void tq_conv_s8_portable(const tq_conv_params *p, const tq_channel_quant *q,
@@ -62,6 +65,76 @@ static void tq_conv_s8_portable(const tq_conv_params *p, const tq_channel_quant 
         }
     }
 }
+#endif
+
+#if TQ_USE_DSP
+/* Appends one output pixel's input window (filter order ky, kx, c; outside
+ * pixels as padding) to a column. */
+static void tq_conv_s8_gather(tq_col_packer *pk, const tq_conv_params *p, const tq_dims *in_d,
+                              const int8_t *in_b, const tq_dims *f_d, int32_t y0, int32_t x0)
+{
+    const int32_t in_h = in_d->h, in_w = in_d->w, in_c = in_d->c;
+    const int32_t k_h = f_d->h, k_w = f_d->w, dw = p->dilation_w;
+    const int32_t row_inside = dw == 1 && x0 >= 0 && x0 + k_w <= in_w;
+    int32_t ky, kx;
+    for (ky = 0; ky < k_h; ky++) {
+        const int32_t iy = y0 + ky * p->dilation_h;
+        const int8_t *row;
+        if (iy < 0 || iy >= in_h) {
+            tq_col_push_pad(pk, k_w * in_c);
+            continue;
+        }
+        row = in_b + (size_t)iy * in_w * in_c;
+        if (row_inside) {
+            tq_col_push(pk, row + (size_t)x0 * in_c, k_w * in_c);
+        } else {
+            for (kx = 0; kx < k_w; kx++) {
+                const int32_t ix = x0 + kx * dw;
+                if (ix < 0 || ix >= in_w) {
+                    tq_col_push_pad(pk, in_c);
+                } else {
+                    tq_col_push(pk, row + (size_t)ix * in_c, in_c);
+                }
+            }
+        }
+    }
+    tq_col_end(pk);
+}
+
+/* DSP path: im2col of 4 output pixels at a time into the scratch (int16,
+ * offset added, padding 0), then SMLAD over the filter rows
+ * (tq_cols_mat_mult). */
+static void tq_conv_s8_dsp(const tq_conv_params *p, const tq_channel_quant *q,
+                           const tq_dims *in_d, const int8_t *input,
+                           const tq_dims *f_d, const int8_t *filter,
+                           const int32_t *bias, const tq_dims *out_d, int8_t *output,
+                           uint32_t *cols)
+{
+    const int32_t k = f_d->h * f_d->w * f_d->c, out_c = out_d->c;
+    const int32_t total = out_d->n * out_d->h * out_d->w;
+    int32_t b = 0, oy = 0, ox = 0, pix, j, n;
+    tq_col_packer pk;
+    for (pix = 0; pix < total; pix += 4) {
+        n = total - pix < 4 ? total - pix : 4;
+        for (j = 0; j < n; j++) {
+            tq_col_begin(&pk, cols, j, p->input_offset);
+            tq_conv_s8_gather(&pk, p, in_d, input + (size_t)b * in_d->h * in_d->w * in_d->c, f_d,
+                              oy * p->stride_h - p->pad_top, ox * p->stride_w - p->pad_left);
+            if (++ox == out_d->w) {
+                ox = 0;
+                if (++oy == out_d->h) {
+                    oy = 0;
+                    b++;
+                }
+            }
+        }
+        for (; j < 4; j++) {
+            tq_col_zero(cols, j, k);
+        }
+        tq_cols_mat_mult(cols, k, filter, bias, q, p, out_c, output + (size_t)pix * out_c, n);
+    }
+}
+#endif
 
 tq_status tq_conv_s8(const tq_conv_params *params, const tq_channel_quant *quant,
                      const tq_dims *input_dims, const int8_t *input,
@@ -79,7 +152,13 @@ tq_status tq_conv_s8(const tq_conv_params *params, const tq_channel_quant *quant
     if (st != TQ_OK) {
         return st;
     }
+#if TQ_USE_DSP
+    tq_conv_s8_dsp(params, quant, input_dims, input, filter_dims, filter, bias, output_dims, output,
+                   (uint32_t *)scratch);
+#else
+    (void)scratch;
     tq_conv_s8_portable(params, quant, input_dims, input, filter_dims, filter, bias, output_dims,
                         output);
+#endif
     return TQ_OK;
 }

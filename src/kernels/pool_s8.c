@@ -76,18 +76,16 @@ tq_status tq_mean_s8(const tq_mean_params *params,
     hw = input_dims->h * input_dims->w;
     multiplier = params->multiplier;
     shift = params->shift;
-    if (!params->same_quant) {
-        /* Fold 1/(H*W) into the multiplier exactly as TFLite's QuantizedMeanOrSum. */
+    st = tq_check_multiplier(multiplier, shift);
+    if (st != TQ_OK) {
+        return st;
+    }
+    {
+        /* Fold 1/(H*W) into the multiplier exactly as TFLite's
+         * QuantizedMeanOrSum: s = floor(log2(H*W)), capped at 32 and 31 + shift. */
         int32_t s = 0;
-        st = tq_check_multiplier(multiplier, shift);
-        if (st != TQ_OK) {
-            return st;
-        }
         while (((uint32_t)hw >> (s + 1)) != 0) {
             s++;
-        }
-        if (s > 32) {
-            s = 32;
         }
         if (s > 31 + shift) {
             s = 31 + shift;
@@ -102,12 +100,8 @@ tq_status tq_mean_s8(const tq_mean_params *params,
             for (i = 0; i < hw; i++) {
                 sum += x[(size_t)i * input_dims->c + c];
             }
-            if (params->same_quant) {
-                y = sum / hw;
-            } else {
-                y = tq_requantize(sum - params->input_zero_point * hw, multiplier, shift) +
-                    params->output_zero_point;
-            }
+            y = tq_requantize(sum - params->input_zero_point * hw, multiplier, shift) +
+                params->output_zero_point;
             *output++ = (int8_t)tq_clamp_i32(y, -128, 127);
         }
     }

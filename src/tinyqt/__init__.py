@@ -6,11 +6,12 @@ host (through Cython) and Cortex-M firmware.
 from .errors import (ArenaOverflowError, KernelError, ModelFormatError, ShapeError, TinyQTError,
                      UnsupportedOpError)
 from .graph import Model, Tensor
+from .tflite_io import load_tflite, save_tflite, to_tflite_bytes
 from .tiny_training import load_tiny_training
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "Model", "Tensor", "load_tiny_training", "TinyQTError", "ModelFormatError", "UnsupportedOpError", "ShapeError",
+    "Model", "Tensor", "load_tiny_training", "load_tflite", "save_tflite", "to_tflite_bytes", "TinyQTError", "ModelFormatError", "UnsupportedOpError", "ShapeError",
     "KernelError", "ArenaOverflowError", "__version__",
 ]

@@ -47,7 +47,7 @@ cdef extern from "tinyqt/kernels.h":
                             const tq_dims *input_dims, const int8_t *input,
                             const tq_dims *output_dims, int8_t *output) nogil
     ctypedef struct tq_mean_params:
-        int32_t same_quant, input_zero_point, output_zero_point, multiplier, shift
+        int32_t input_zero_point, output_zero_point, multiplier, shift
     tq_status tq_mean_s8(const tq_mean_params *params, const tq_dims *input_dims,
                          const int8_t *input, int8_t *output) nogil
     ctypedef struct tq_add_params:
@@ -158,11 +158,11 @@ def avgpool(tuple params, int32_t filter_h, int32_t filter_w, tuple input_dims,
 
 
 def mean(tuple params, tuple input_dims, const int8_t[::1] x, int8_t[::1] y):
-    """params = (same_quant, input_zero_point, output_zero_point, multiplier, shift)."""
+    """params = (input_zero_point, output_zero_point, multiplier, shift)."""
     cdef tq_mean_params p
     cdef tq_dims di = _dims(input_dims)
     cdef tq_status st
-    p.same_quant, p.input_zero_point, p.output_zero_point, p.multiplier, p.shift = params
+    p.input_zero_point, p.output_zero_point, p.multiplier, p.shift = params
     with nogil:
         st = tq_mean_s8(&p, &di, &x[0], &y[0])
     return st

@@ -86,6 +86,5 @@ def add_params(s1, z1, s2, z2, s_out, z_out, act_min, act_max):
 
 def mean_params(s_in, z_in, s_out, z_out):
     """tq_mean_params field tuple for TFLite int8 MEAN over H, W."""
-    same = int(f32(s_in) == f32(s_out) and z_in == z_out)
     m, sh = quantize_multiplier(f32(s_in) / f32(s_out))
-    return (same, z_in, z_out, m, sh)
+    return (z_in, z_out, m, sh)

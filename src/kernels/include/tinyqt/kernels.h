@@ -81,14 +81,12 @@ tq_status tq_avgpool_s8(const tq_conv_params *params, int32_t filter_h, int32_t 
                         const tq_dims *output_dims, int8_t *output);
 
 /* ---- mean over H and W (TFLite MEAN int8, axis {1,2}) -------------------
- * input [N, H, W, C] -> output [N, 1, 1, C].
- * same_quant != 0 (input and output share scale and zero point): the
- * int32 sum divided by H*W, truncating, as TFLite's reference Mean.
- * Otherwise y = clamp(out_zp + requant(sum - in_zp*H*W, m', s')) with the
- * 1/(H*W) factor folded into the multiplier as TFLite's QuantizedMeanOrSum;
- * multiplier/shift quantize s_in / s_out. */
+ * input [N, H, W, C] -> output [N, 1, 1, C]; H*W <= 2^23.
+ * y = clamp(out_zp + requant(sum - in_zp*H*W, m', s')) where the 1/(H*W)
+ * factor is folded into the multiplier as TFLite's QuantizedMeanOrSum does
+ * (TFLite Micro takes this path for every int8 MEAN, equal quantization
+ * included); multiplier/shift quantize s_in / s_out. */
 typedef struct {
-    int32_t same_quant;
     int32_t input_zero_point;
     int32_t output_zero_point;
     int32_t multiplier;

@@ -1,0 +1,303 @@
+/*
+ * tinyqt: ARM DSP (v7E-M / v8-M DSP extension) helpers shared by the conv,
+ * 1x1 conv, depthwise and fully connected kernels (private header).
+ *
+ * Everything here is compiled only when TQ_USE_DSP is 1, i.e. when the
+ * target has the DSP extension (__ARM_FEATURE_DSP) and TQ_FORCE_PORTABLE is
+ * not defined. Only GCC/Clang's <arm_acle.h> intrinsics are used, plus two
+ * one-instruction inline asm forms (SXTB16/SXTAB16 with ROR #8) that the
+ * intrinsics cannot express.
+ *
+ * Packed int8 loads go through memcpy: strict-aliasing safe and unaligned
+ * safe (Cortex-M4/M7/M33/M55 LDR accepts unaligned addresses; the compiler
+ * turns the 4-byte memcpy into one LDR).
+ *
+ * Arithmetic: SMLAD / SMLABB / SMLATT add into the accumulator modulo 2^32
+ * (they only set the sticky Q flag on overflow), exactly as the portable
+ * path's int32 additions wrap, so both paths give the same accumulators in
+ * every case, and the requantization is the shared tq_requantize_s8.
+ *
+ * Packed int16 operand layout ("even/odd"): four int8 values b0..b3 of one
+ * word become two int16x2 words, (b0, b2) = SXTB16(w) and
+ * (b1, b3) = SXTB16(w ROR 8). With the same split on both operands,
+ * SMLAD(even_x, even_w) + SMLAD(odd_x, odd_w) is the dot product of the
+ * four pairs. SXTAB16 adds the input offset to both lanes for free; an int8
+ * value plus an offset in [-127, 128] always fits an int16 lane.
+ */
+#ifndef TINYQT_SIMD_H
+#define TINYQT_SIMD_H
+
+#include <stdint.h>
+#include <string.h>
+
+#include "tinyqt/kernels.h"
+#include "tinyqt/requant.h"
+
+#if defined(__ARM_FEATURE_DSP) && !defined(TQ_FORCE_PORTABLE)
+#define TQ_USE_DSP 1
+#else
+#define TQ_USE_DSP 0
+#endif
+
+#if TQ_USE_DSP
+
+#include <arm_acle.h>
+
+/* Four int8 values as one word (unaligned-safe). */
+static inline int32_t tq_read_s8x4(const int8_t *p)
+{
+    int32_t v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+
+/* (b0, b2) sign-extended to two int16 lanes. */
+static inline int32_t tq_sxtb16(int32_t v)
+{
+    return __sxtb16(v);
+}
+
+/* (b1, b3) sign-extended to two int16 lanes. */
+static inline int32_t tq_sxtb16_ror8(int32_t v)
+{
+    int32_t r;
+    __asm__("sxtb16 %0, %1, ror #8" : "=r"(r) : "r"(v));
+    return r;
+}
+
+/* a + (b0, b2) lane-wise. */
+static inline int32_t tq_sxtab16(int32_t a, int32_t v)
+{
+    return __sxtab16(a, v);
+}
+
+/* a + (b1, b3) lane-wise. */
+static inline int32_t tq_sxtab16_ror8(int32_t a, int32_t v)
+{
+    int32_t r;
+    __asm__("sxtab16 %0, %1, %2, ror #8" : "=r"(r) : "r"(a), "r"(v));
+    return r;
+}
+
+/* acc + lo(a)*lo(b) + hi(a)*hi(b), modulo 2^32. */
+static inline int32_t tq_smlad(int32_t a, int32_t b, int32_t acc)
+{
+    return __smlad(a, b, acc);
+}
+
+/* acc + lo(a)*lo(b). */
+static inline int32_t tq_smlabb(int32_t a, int32_t b, int32_t acc)
+{
+    return __smlabb(a, b, acc);
+}
+
+/* acc + hi(a)*hi(b). */
+static inline int32_t tq_smlatt(int32_t a, int32_t b, int32_t acc)
+{
+    return __smlatt(a, b, acc);
+}
+
+/* The input offset in both int16 lanes. */
+static inline int32_t tq_offset_x2(int32_t offset)
+{
+    return (int32_t)(((uint32_t)offset & 0xFFFFu) * 0x10001u);
+}
+
+/* The last n (1..3) int8 values of a row as one word, zeros above, without
+ * reading past the row. */
+static inline int32_t tq_read_s8_tail(const int8_t *p, int32_t n)
+{
+    uint32_t v = (uint8_t)p[0];
+    if (n > 1) {
+        v |= (uint32_t)(uint8_t)p[1] << 8;
+    }
+    if (n > 2) {
+        v |= (uint32_t)(uint8_t)p[2] << 16;
+    }
+    return (int32_t)v;
+}
+
+/* ---- 4-pixel column buffer -------------------------------------------
+ * The conv and 1x1 kernels gather up to 4 output pixels' input windows
+ * (K = KH*KW*C_in values each, in filter order) into a buffer of
+ * TQ_COLS_WORDS(K) words: for each group g of four k values and each pixel
+ * p, two words: (x[4g]+off, x[4g+2]+off) and (x[4g+1]+off, x[4g+3]+off),
+ * i.e. word index 8g + 2p (+1). Padding and the k >= K tail hold 0. */
+#define TQ_COLS_GROUPS(k) (((k) + 3) / 4)
+#define TQ_COLS_WORDS(k) (8 * TQ_COLS_GROUPS(k))
+
+typedef struct {
+    uint32_t *dst;  /* next group's even word of this pixel */
+    uint32_t word;  /* raw int8 values of the group being assembled */
+    int32_t nb;     /* bytes in word */
+    int32_t off2;   /* input offset in both lanes */
+    int32_t pad;    /* the int8 value that becomes 0 with the offset added */
+} tq_col_packer;
+
+static inline void tq_col_begin(tq_col_packer *pk, uint32_t *cols, int32_t pixel,
+                                int32_t input_offset)
+{
+    pk->dst = cols + 2 * pixel;
+    pk->word = 0;
+    pk->nb = 0;
+    pk->off2 = tq_offset_x2(input_offset);
+    pk->pad = (int32_t)(uint8_t)(int8_t)(-input_offset);
+}
+
+static inline void tq_col_emit(tq_col_packer *pk, int32_t raw)
+{
+    pk->dst[0] = (uint32_t)tq_sxtab16(pk->off2, raw);
+    pk->dst[1] = (uint32_t)tq_sxtab16_ror8(pk->off2, raw);
+    pk->dst += 8;
+}
+
+/* Appends n input values. */
+static inline void tq_col_push(tq_col_packer *pk, const int8_t *src, int32_t n)
+{
+    while (pk->nb != 0 && n > 0) {
+        pk->word |= (uint32_t)(uint8_t)*src++ << (8 * pk->nb);
+        n--;
+        if (++pk->nb == 4) {
+            tq_col_emit(pk, (int32_t)pk->word);
+            pk->word = 0;
+            pk->nb = 0;
+        }
+    }
+    for (; n >= 4; n -= 4, src += 4) {
+        tq_col_emit(pk, tq_read_s8x4(src));
+    }
+    for (; n > 0; n--) {
+        pk->word |= (uint32_t)(uint8_t)*src++ << (8 * pk->nb);
+        pk->nb++;
+    }
+}
+
+/* Appends n padding values (0 once the offset is added). */
+static inline void tq_col_push_pad(tq_col_packer *pk, int32_t n)
+{
+    const uint32_t pad4 = (uint32_t)pk->pad * 0x01010101u;
+    while (pk->nb != 0 && n > 0) {
+        pk->word |= (uint32_t)pk->pad << (8 * pk->nb);
+        n--;
+        if (++pk->nb == 4) {
+            tq_col_emit(pk, (int32_t)pk->word);
+            pk->word = 0;
+            pk->nb = 0;
+        }
+    }
+    for (; n >= 4; n -= 4) {
+        tq_col_emit(pk, (int32_t)pad4);
+    }
+    for (; n > 0; n--) {
+        pk->word |= (uint32_t)pk->pad << (8 * pk->nb);
+        pk->nb++;
+    }
+}
+
+/* Completes the last group with padding. */
+static inline void tq_col_end(tq_col_packer *pk)
+{
+    if (pk->nb != 0) {
+        tq_col_push_pad(pk, 4 - pk->nb);
+    }
+}
+
+/* Fills pixel slot `pixel` with zeros (unused slots of a partial block). */
+static inline void tq_col_zero(uint32_t *cols, int32_t pixel, int32_t k)
+{
+    int32_t g;
+    for (g = 0; g < TQ_COLS_GROUPS(k); g++) {
+        cols[8 * g + 2 * pixel] = 0;
+        cols[8 * g + 2 * pixel + 1] = 0;
+    }
+}
+
+/* Multiplies the columns of n_pix (1..4) pixels by every filter row
+ * (row oc = filter + oc * k, k int8 values) and writes the requantized
+ * outputs out[p * out_c + oc]. */
+static inline void tq_cols_mat_mult(const uint32_t *cols, int32_t k, const int8_t *filter,
+                                    const int32_t *bias, const tq_channel_quant *q,
+                                    const tq_conv_params *prm, int32_t out_c, int8_t *out,
+                                    int32_t n_pix)
+{
+    const int32_t groups = k >> 2, rem = k & 3;
+    const int32_t out_offset = prm->output_offset, act_min = prm->act_min,
+                  act_max = prm->act_max;
+    int32_t oc;
+    for (oc = 0; oc < out_c; oc++) {
+        const int8_t *w = filter + (size_t)oc * k;
+        const uint32_t *x = cols;
+        const int32_t b = bias != NULL ? bias[oc] : 0;
+        const int32_t mult = q->multiplier[oc], shift = q->shift[oc];
+        int32_t a0 = b, a1 = b, a2 = b, a3 = b;
+        int32_t g = groups;
+        int32_t wv, we, wo;
+        for (; g >= 2; g -= 2) {
+            wv = tq_read_s8x4(w);
+            we = tq_sxtb16(wv);
+            wo = tq_sxtb16_ror8(wv);
+            a0 = tq_smlad((int32_t)x[0], we, a0);
+            a0 = tq_smlad((int32_t)x[1], wo, a0);
+            a1 = tq_smlad((int32_t)x[2], we, a1);
+            a1 = tq_smlad((int32_t)x[3], wo, a1);
+            a2 = tq_smlad((int32_t)x[4], we, a2);
+            a2 = tq_smlad((int32_t)x[5], wo, a2);
+            a3 = tq_smlad((int32_t)x[6], we, a3);
+            a3 = tq_smlad((int32_t)x[7], wo, a3);
+            wv = tq_read_s8x4(w + 4);
+            we = tq_sxtb16(wv);
+            wo = tq_sxtb16_ror8(wv);
+            a0 = tq_smlad((int32_t)x[8], we, a0);
+            a0 = tq_smlad((int32_t)x[9], wo, a0);
+            a1 = tq_smlad((int32_t)x[10], we, a1);
+            a1 = tq_smlad((int32_t)x[11], wo, a1);
+            a2 = tq_smlad((int32_t)x[12], we, a2);
+            a2 = tq_smlad((int32_t)x[13], wo, a2);
+            a3 = tq_smlad((int32_t)x[14], we, a3);
+            a3 = tq_smlad((int32_t)x[15], wo, a3);
+            x += 16;
+            w += 8;
+        }
+        if (g > 0 || rem > 0) {
+            wv = g > 0 ? tq_read_s8x4(w) : tq_read_s8_tail(w, rem);
+            we = tq_sxtb16(wv);
+            wo = tq_sxtb16_ror8(wv);
+            a0 = tq_smlad((int32_t)x[0], we, a0);
+            a0 = tq_smlad((int32_t)x[1], wo, a0);
+            a1 = tq_smlad((int32_t)x[2], we, a1);
+            a1 = tq_smlad((int32_t)x[3], wo, a1);
+            a2 = tq_smlad((int32_t)x[4], we, a2);
+            a2 = tq_smlad((int32_t)x[5], wo, a2);
+            a3 = tq_smlad((int32_t)x[6], we, a3);
+            a3 = tq_smlad((int32_t)x[7], wo, a3);
+            if (g > 0 && rem > 0) {
+                x += 8;
+                wv = tq_read_s8_tail(w + 4, rem);
+                we = tq_sxtb16(wv);
+                wo = tq_sxtb16_ror8(wv);
+                a0 = tq_smlad((int32_t)x[0], we, a0);
+                a0 = tq_smlad((int32_t)x[1], wo, a0);
+                a1 = tq_smlad((int32_t)x[2], we, a1);
+                a1 = tq_smlad((int32_t)x[3], wo, a1);
+                a2 = tq_smlad((int32_t)x[4], we, a2);
+                a2 = tq_smlad((int32_t)x[5], wo, a2);
+                a3 = tq_smlad((int32_t)x[6], we, a3);
+                a3 = tq_smlad((int32_t)x[7], wo, a3);
+            }
+        }
+        out[oc] = tq_requantize_s8(a0, mult, shift, out_offset, act_min, act_max);
+        if (n_pix > 1) {
+            out[out_c + oc] = tq_requantize_s8(a1, mult, shift, out_offset, act_min, act_max);
+        }
+        if (n_pix > 2) {
+            out[2 * out_c + oc] = tq_requantize_s8(a2, mult, shift, out_offset, act_min, act_max);
+        }
+        if (n_pix > 3) {
+            out[3 * out_c + oc] = tq_requantize_s8(a3, mult, shift, out_offset, act_min, act_max);
+        }
+    }
+}
+
+#endif /* TQ_USE_DSP */
+
+#endif /* TINYQT_SIMD_H */
