@@ -88,3 +88,16 @@ def mean_params(s_in, z_in, s_out, z_out):
     """tq_mean_params field tuple for TFLite int8 MEAN over H, W."""
     m, sh = quantize_multiplier(f32(s_in) / f32(s_out))
     return (z_in, z_out, m, sh)
+
+
+def softmax_params(input_scale, beta=1.0):
+    """tq_softmax_params field tuple (input_multiplier, input_left_shift,
+    diff_min) for int8 SOFTMAX: TFLite's PreprocessSoftmaxScaling and
+    CalculateInputRadius with kScaledDiffIntegerBits = 5."""
+    integer_bits = 5
+    real = min(float(beta) * f32(input_scale) * (1 << (31 - integer_bits)), (1 << 31) - 1.0)
+    mult, left_shift = quantize_multiplier(real)
+    if left_shift < 0:
+        raise ValueError(f"softmax: beta * input_scale = {beta * input_scale} is too small")
+    max_input_rescaled = 1.0 * ((1 << integer_bits) - 1) * (1 << (31 - integer_bits)) / (1 << left_shift)
+    return mult, left_shift, -int(math.floor(max_input_rescaled))
