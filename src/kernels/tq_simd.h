@@ -97,6 +97,90 @@ static inline int32_t tq_smlatt(int32_t a, int32_t b, int32_t acc)
     return __smlatt(a, b, acc);
 }
 
+/* Two consecutive words of a column buffer (LDRD, 4-byte aligned address);
+ * the "m" operand tells the compiler which memory the load reads. */
+typedef struct {
+    uint32_t w[2];
+} tq_u32x2;
+
+#define TQ_LDRD(lo, hi, p, words)                                                    \
+    __asm__("ldrd %0, %1, [%2, #%c3]"                                                \
+            : "=r"(lo), "=r"(hi)                                                     \
+            : "r"(p), "n"(4 * (words)), "m"(*(const tq_u32x2 *)((p) + (words))))
+
+/* Stores two words at a 4-byte aligned address (STRD). */
+#define TQ_STRD(lo, hi, p) \
+    __asm__("strd %1, %2, [%3]" : "=m"(*(tq_u32x2 *)(p)) : "r"(lo), "r"(hi), "r"(p))
+
+/* (hi:lo) += a * b, signed 64-bit (SMLAL). */
+#define TQ_SMLAL(lo, hi, a, b) __asm__("smlal %0, %1, %2, %3" : "+r"(lo), "+r"(hi) : "r"(a), "r"(b))
+
+/* ---- requantization ---------------------------------------------------
+ * The same function as tq_requantize (requant.h), in fewer instructions:
+ *  - shift >= 0: v = (x << shift) * m + 2^30 >> 31 with one SMLAL;
+ *  - shift = -r < 0: the doubling high multiply and the rounding divide by
+ *    2^r merge into one rounding, since floor((floor(A / 2^31) + c) / 2^r)
+ *    = floor((A + c 2^31) / 2^(31 + r)) for integer c. With A = x*m + 2^30
+ *    and c = 2^(r-1) - [v < 0] the result is the high word of
+ *    x*m + 2^30 + 2^(30+r) - [x < 0] 2^31, shifted right by r - 1. (Using
+ *    x < 0 for v < 0 is exact: they differ only when -2^30 <= x*m < 0 or
+ *    m = 0, where both choices give 0.) The constant is precomputed per
+ *    channel; x's sign selects it with an EOR and an ADD. */
+typedef struct {
+    int32_t mult;
+    int32_t left;   /* shift >= 0: left shift; else -1 */
+    int32_t rsh;    /* shift < 0: r - 1 */
+    uint32_t clo;   /* low word of 2^30 + 2^(30+r) */
+    uint32_t chi;   /* high word of it */
+    uint32_t hmask; /* borrow of subtracting 2^31 from it: all ones when r >= 2 */
+} tq_rq;
+
+static inline void tq_rq_init(tq_rq *rq, int32_t mult, int32_t shift)
+{
+    rq->mult = mult;
+    if (shift >= 0) {
+        rq->left = shift;
+        rq->rsh = 0;
+        rq->clo = 1u << 30;
+        rq->chi = 0;
+        rq->hmask = 0;
+    } else {
+        const int32_t r = -shift;
+        rq->left = -1;
+        rq->rsh = r - 1;
+        rq->clo = r == 1 ? 0xC0000000u : 0x40000000u;
+        rq->chi = r >= 2 ? 1u << (r - 2) : 0u;
+        rq->hmask = r >= 2 ? 0xFFFFFFFFu : 0u;
+    }
+}
+
+/* tq_requantize(acc, mult, shift) + output_offset, clamped to
+ * [act_min, act_max]; full_range != 0 promises [-128, 127] (one SSAT). */
+static inline int32_t tq_rq_apply(const tq_rq *rq, int32_t acc, int32_t out_offset,
+                                  int32_t act_min, int32_t act_max, int full_range)
+{
+    uint32_t lo, hi;
+    int32_t v;
+    if (rq->left >= 0) {
+        const int32_t x = (int32_t)((uint32_t)acc << rq->left);
+        lo = 1u << 30;
+        hi = 0;
+        TQ_SMLAL(lo, hi, x, rq->mult);
+        v = (int32_t)((lo >> 31) | (hi << 1));
+    } else {
+        lo = rq->clo ^ ((uint32_t)acc & 0x80000000u);
+        hi = rq->chi + ((uint32_t)(acc >> 31) & rq->hmask);
+        TQ_SMLAL(lo, hi, acc, rq->mult);
+        v = (int32_t)hi >> rq->rsh;
+    }
+    v += out_offset;
+    if (full_range) {
+        return __ssat(v, 8);
+    }
+    v = v < act_min ? act_min : v;
+    return v > act_max ? act_max : v;
+}
+
 /* The input offset in both int16 lanes. */
 static inline int32_t tq_offset_x2(int32_t offset)
 {
@@ -146,8 +230,7 @@ static inline void tq_col_begin(tq_col_packer *pk, uint32_t *cols, int32_t pixel
 
 static inline void tq_col_emit(tq_col_packer *pk, int32_t raw)
 {
-    pk->dst[0] = (uint32_t)tq_sxtab16(pk->off2, raw);
-    pk->dst[1] = (uint32_t)tq_sxtab16_ror8(pk->off2, raw);
+    TQ_STRD(tq_sxtab16(pk->off2, raw), tq_sxtab16_ror8(pk->off2, raw), pk->dst);
     pk->dst += 8;
 }
 
@@ -163,8 +246,14 @@ static inline void tq_col_push(tq_col_packer *pk, const int8_t *src, int32_t n)
             pk->nb = 0;
         }
     }
-    for (; n >= 4; n -= 4, src += 4) {
+    for (; n >= 8; n -= 8, src += 8) {
         tq_col_emit(pk, tq_read_s8x4(src));
+        tq_col_emit(pk, tq_read_s8x4(src + 4));
+    }
+    if (n >= 4) {
+        tq_col_emit(pk, tq_read_s8x4(src));
+        n -= 4;
+        src += 4;
     }
     for (; n > 0; n--) {
         pk->word |= (uint32_t)(uint8_t)*src++ << (8 * pk->nb);
@@ -212,13 +301,32 @@ static inline void tq_col_zero(uint32_t *cols, int32_t pixel, int32_t k)
     }
 }
 
+/* One group of four k values of the 4 pixels: 8 SMLAD. */
+#define TQ_COLS_GROUP(x, words, wv)                                                  \
+    do {                                                                             \
+        const int32_t we_ = tq_sxtb16(wv), wo_ = tq_sxtb16_ror8(wv);                 \
+        int32_t e_, o_;                                                              \
+        TQ_LDRD(e_, o_, x, (words));                                                 \
+        a0 = tq_smlad(e_, we_, a0);                                                  \
+        a0 = tq_smlad(o_, wo_, a0);                                                  \
+        TQ_LDRD(e_, o_, x, (words) + 2);                                             \
+        a1 = tq_smlad(e_, we_, a1);                                                  \
+        a1 = tq_smlad(o_, wo_, a1);                                                  \
+        TQ_LDRD(e_, o_, x, (words) + 4);                                             \
+        a2 = tq_smlad(e_, we_, a2);                                                  \
+        a2 = tq_smlad(o_, wo_, a2);                                                  \
+        TQ_LDRD(e_, o_, x, (words) + 6);                                             \
+        a3 = tq_smlad(e_, we_, a3);                                                  \
+        a3 = tq_smlad(o_, wo_, a3);                                                  \
+    } while (0)
+
 /* Multiplies the columns of n_pix (1..4) pixels by every filter row
  * (row oc = filter + oc * k, k int8 values) and writes the requantized
  * outputs out[p * out_c + oc]. */
-static inline void tq_cols_mat_mult(const uint32_t *cols, int32_t k, const int8_t *filter,
-                                    const int32_t *bias, const tq_channel_quant *q,
-                                    const tq_conv_params *prm, int32_t out_c, int8_t *out,
-                                    int32_t n_pix)
+__attribute__((always_inline)) static inline void
+tq_cols_mat_mult_n(const uint32_t *cols, int32_t k, const int8_t *filter, const int32_t *bias,
+                   const tq_channel_quant *q, const tq_conv_params *prm, int32_t out_c,
+                   int8_t *out, int32_t n_pix, int full_range)
 {
     const int32_t groups = k >> 2, rem = k & 3;
     const int32_t out_offset = prm->output_offset, act_min = prm->act_min,
@@ -228,73 +336,57 @@ static inline void tq_cols_mat_mult(const uint32_t *cols, int32_t k, const int8_
         const int8_t *w = filter + (size_t)oc * k;
         const uint32_t *x = cols;
         const int32_t b = bias != NULL ? bias[oc] : 0;
-        const int32_t mult = q->multiplier[oc], shift = q->shift[oc];
         int32_t a0 = b, a1 = b, a2 = b, a3 = b;
-        int32_t g = groups;
-        int32_t wv, we, wo;
-        for (; g >= 2; g -= 2) {
-            wv = tq_read_s8x4(w);
-            we = tq_sxtb16(wv);
-            wo = tq_sxtb16_ror8(wv);
-            a0 = tq_smlad((int32_t)x[0], we, a0);
-            a0 = tq_smlad((int32_t)x[1], wo, a0);
-            a1 = tq_smlad((int32_t)x[2], we, a1);
-            a1 = tq_smlad((int32_t)x[3], wo, a1);
-            a2 = tq_smlad((int32_t)x[4], we, a2);
-            a2 = tq_smlad((int32_t)x[5], wo, a2);
-            a3 = tq_smlad((int32_t)x[6], we, a3);
-            a3 = tq_smlad((int32_t)x[7], wo, a3);
+        int32_t g;
+        tq_rq rq;
+        for (g = groups >> 1; g > 0; g--) {
+            int32_t wv = tq_read_s8x4(w);
+            TQ_COLS_GROUP(x, 0, wv);
             wv = tq_read_s8x4(w + 4);
-            we = tq_sxtb16(wv);
-            wo = tq_sxtb16_ror8(wv);
-            a0 = tq_smlad((int32_t)x[8], we, a0);
-            a0 = tq_smlad((int32_t)x[9], wo, a0);
-            a1 = tq_smlad((int32_t)x[10], we, a1);
-            a1 = tq_smlad((int32_t)x[11], wo, a1);
-            a2 = tq_smlad((int32_t)x[12], we, a2);
-            a2 = tq_smlad((int32_t)x[13], wo, a2);
-            a3 = tq_smlad((int32_t)x[14], we, a3);
-            a3 = tq_smlad((int32_t)x[15], wo, a3);
+            TQ_COLS_GROUP(x, 8, wv);
             x += 16;
             w += 8;
         }
-        if (g > 0 || rem > 0) {
-            wv = g > 0 ? tq_read_s8x4(w) : tq_read_s8_tail(w, rem);
-            we = tq_sxtb16(wv);
-            wo = tq_sxtb16_ror8(wv);
-            a0 = tq_smlad((int32_t)x[0], we, a0);
-            a0 = tq_smlad((int32_t)x[1], wo, a0);
-            a1 = tq_smlad((int32_t)x[2], we, a1);
-            a1 = tq_smlad((int32_t)x[3], wo, a1);
-            a2 = tq_smlad((int32_t)x[4], we, a2);
-            a2 = tq_smlad((int32_t)x[5], wo, a2);
-            a3 = tq_smlad((int32_t)x[6], we, a3);
-            a3 = tq_smlad((int32_t)x[7], wo, a3);
-            if (g > 0 && rem > 0) {
-                x += 8;
-                wv = tq_read_s8_tail(w + 4, rem);
-                we = tq_sxtb16(wv);
-                wo = tq_sxtb16_ror8(wv);
-                a0 = tq_smlad((int32_t)x[0], we, a0);
-                a0 = tq_smlad((int32_t)x[1], wo, a0);
-                a1 = tq_smlad((int32_t)x[2], we, a1);
-                a1 = tq_smlad((int32_t)x[3], wo, a1);
-                a2 = tq_smlad((int32_t)x[4], we, a2);
-                a2 = tq_smlad((int32_t)x[5], wo, a2);
-                a3 = tq_smlad((int32_t)x[6], we, a3);
-                a3 = tq_smlad((int32_t)x[7], wo, a3);
-            }
+        if (groups & 1) {
+            const int32_t wv = tq_read_s8x4(w);
+            TQ_COLS_GROUP(x, 0, wv);
+            x += 8;
+            w += 4;
         }
-        out[oc] = tq_requantize_s8(a0, mult, shift, out_offset, act_min, act_max);
+        if (rem > 0) {
+            const int32_t wv = tq_read_s8_tail(w, rem);
+            TQ_COLS_GROUP(x, 0, wv);
+        }
+        tq_rq_init(&rq, q->multiplier[oc], q->shift[oc]);
+        out[oc] = (int8_t)tq_rq_apply(&rq, a0, out_offset, act_min, act_max, full_range);
         if (n_pix > 1) {
-            out[out_c + oc] = tq_requantize_s8(a1, mult, shift, out_offset, act_min, act_max);
+            out[out_c + oc] =
+                (int8_t)tq_rq_apply(&rq, a1, out_offset, act_min, act_max, full_range);
         }
         if (n_pix > 2) {
-            out[2 * out_c + oc] = tq_requantize_s8(a2, mult, shift, out_offset, act_min, act_max);
+            out[2 * out_c + oc] =
+                (int8_t)tq_rq_apply(&rq, a2, out_offset, act_min, act_max, full_range);
         }
         if (n_pix > 3) {
-            out[3 * out_c + oc] = tq_requantize_s8(a3, mult, shift, out_offset, act_min, act_max);
+            out[3 * out_c + oc] =
+                (int8_t)tq_rq_apply(&rq, a3, out_offset, act_min, act_max, full_range);
         }
+    }
+}
+
+/* tq_cols_mat_mult_n specialized for full blocks and the common clamp. */
+static inline void tq_cols_mat_mult(const uint32_t *cols, int32_t k, const int8_t *filter,
+                                    const int32_t *bias, const tq_channel_quant *q,
+                                    const tq_conv_params *prm, int32_t out_c, int8_t *out,
+                                    int32_t n_pix)
+{
+    const int full_range = prm->act_min == -128 && prm->act_max == 127;
+    if (n_pix == 4 && full_range) {
+        tq_cols_mat_mult_n(cols, k, filter, bias, q, prm, out_c, out, 4, 1);
+    } else if (n_pix == 4) {
+        tq_cols_mat_mult_n(cols, k, filter, bias, q, prm, out_c, out, 4, 0);
+    } else {
+        tq_cols_mat_mult_n(cols, k, filter, bias, q, prm, out_c, out, n_pix, 0);
     }
 }
 
