@@ -4,6 +4,7 @@
 #include "tinyqt/kernels.h"
 #include "tinyqt/requant.h"
 #include "tq_check.h"
+#include "tq_simd.h"
 
 int32_t tq_depthwise_conv_s8_get_buffer_size(const tq_dims *input, const tq_dims *filter)
 {
@@ -73,6 +74,186 @@ static void tq_depthwise_conv_s8_portable(const tq_conv_params *p, const tq_chan
     }
 }
 
+#if TQ_USE_DSP
+/* Largest kernel (KH*KW taps) the DSP path handles; its expanded weights of
+ * 4 channels live on the stack (2 words per tap). */
+#define TQ_DW_DSP_MAX_TAPS 49
+
+/* One tap of 4 channels: x word (offset added by SXTAB16) times the
+ * expanded weights, SMLABB / SMLATT per channel. */
+#define TQ_DW_TAP(xv, we, wo)                                                        \
+    do {                                                                             \
+        const int32_t xe_ = tq_sxtab16(off2, (xv)), xo_ = tq_sxtab16_ror8(off2, (xv)); \
+        a0 = tq_smlabb(xe_, (we), a0);                                               \
+        a2 = tq_smlatt(xe_, (we), a2);                                               \
+        a1 = tq_smlabb(xo_, (wo), a1);                                               \
+        a3 = tq_smlatt(xo_, (wo), a3);                                               \
+    } while (0)
+
+/* Requantizes and stores 4 channels of one output pixel. */
+#define TQ_DW_STORE4(out, full_range)                                                     \
+    do {                                                                                  \
+        (out)[0] = (int8_t)tq_rq_apply(&rq[0], a0, out_offset, act_min, act_max, full_range); \
+        (out)[1] = (int8_t)tq_rq_apply(&rq[1], a1, out_offset, act_min, act_max, full_range); \
+        (out)[2] = (int8_t)tq_rq_apply(&rq[2], a2, out_offset, act_min, act_max, full_range); \
+        (out)[3] = (int8_t)tq_rq_apply(&rq[3], a3, out_offset, act_min, act_max, full_range); \
+    } while (0)
+
+/* n consecutive output pixels of a 3x3, dilation 1 window lying entirely
+ * inside the input: xp is the window's top-left input (channel c), the next
+ * pixel's is x_stride bytes further; outputs are ch bytes apart. */
+__attribute__((always_inline)) static inline void
+tq_dw3x3_run(const int8_t *xp, int32_t n, int32_t x_stride, int32_t ch, int32_t row_step,
+             const int32_t *wexp, const int32_t *b4, const tq_rq *rq, const tq_conv_params *p,
+             int32_t off2, int8_t *out, int full_range)
+{
+    const int32_t out_offset = p->output_offset, act_min = p->act_min, act_max = p->act_max;
+    for (; n > 0; n--) {
+        const int8_t *r = xp;
+        int32_t a0 = b4[0], a1 = b4[1], a2 = b4[2], a3 = b4[3];
+        TQ_DW_TAP(tq_read_s8x4(r), wexp[0], wexp[1]);
+        TQ_DW_TAP(tq_read_s8x4(r + ch), wexp[2], wexp[3]);
+        TQ_DW_TAP(tq_read_s8x4(r + 2 * ch), wexp[4], wexp[5]);
+        r += row_step;
+        TQ_DW_TAP(tq_read_s8x4(r), wexp[6], wexp[7]);
+        TQ_DW_TAP(tq_read_s8x4(r + ch), wexp[8], wexp[9]);
+        TQ_DW_TAP(tq_read_s8x4(r + 2 * ch), wexp[10], wexp[11]);
+        r += row_step;
+        TQ_DW_TAP(tq_read_s8x4(r), wexp[12], wexp[13]);
+        TQ_DW_TAP(tq_read_s8x4(r + ch), wexp[14], wexp[15]);
+        TQ_DW_TAP(tq_read_s8x4(r + 2 * ch), wexp[16], wexp[17]);
+        TQ_DW_STORE4(out, full_range);
+        xp += x_stride;
+        out += ch;
+    }
+}
+
+/* DSP path (depth multiplier 1, KH*KW <= TQ_DW_DSP_MAX_TAPS; anything else
+ * takes the reference path). Channels outer, 4 at a time: the 4 channels'
+ * filter taps are sign-extended once ((w0, w2) and (w1, w3) per tap) and
+ * their requantization constants computed once; then for every output
+ * pixel each tap is one word of 4 input channels split by SXTAB16 (which
+ * adds the input offset) and four SMLABB / SMLATT. The window is clipped to
+ * the input, so padding contributes nothing, as in the reference path.
+ * Channels beyond the last multiple of 4 take a scalar loop. */
+static void tq_depthwise_conv_s8_dsp(const tq_conv_params *p, const tq_channel_quant *q,
+                                     const tq_dims *in_d, const int8_t *input,
+                                     const tq_dims *f_d, const int8_t *filter,
+                                     const int32_t *bias, const tq_dims *out_d, int8_t *output)
+{
+    const int32_t in_h = in_d->h, in_w = in_d->w, ch = in_d->c;
+    const int32_t k_h = f_d->h, k_w = f_d->w, dh = p->dilation_h, dw = p->dilation_w;
+    const int32_t sh = p->stride_h, sw = p->stride_w;
+    const int32_t off = p->input_offset, off2 = tq_offset_x2(off);
+    const int32_t out_offset = p->output_offset, act_min = p->act_min, act_max = p->act_max;
+    const int full_range = act_min == -128 && act_max == 127;
+    const int is_3x3 = k_h == 3 && k_w == 3 && dh == 1 && dw == 1;
+    const int32_t x_step = dw * ch, row_step = dh * in_w * ch;
+    const int32_t taps = k_h * k_w;
+    /* output columns whose window lies inside the input (3x3 fast path) */
+    const int32_t ox_lo = (p->pad_left + sw - 1) / sw;
+    const int32_t ox_hi_ = in_w - 3 + p->pad_left >= 0 ? (in_w - 3 + p->pad_left) / sw + 1 : 0;
+    const int32_t ox_hi = ox_hi_ < out_d->w ? ox_hi_ : out_d->w;
+    int32_t wexp[2 * TQ_DW_DSP_MAX_TAPS];
+    int32_t b4[4];
+    tq_rq rq[4];
+    int32_t c, t, i, b, oy, ox, ky, kx;
+    for (c = 0; c + 4 <= ch; c += 4) {
+        for (t = 0; t < taps; t++) {
+            const int32_t wv = tq_read_s8x4(filter + (size_t)t * ch + c);
+            wexp[2 * t] = tq_sxtb16(wv);
+            wexp[2 * t + 1] = tq_sxtb16_ror8(wv);
+        }
+        for (i = 0; i < 4; i++) {
+            tq_rq_init(&rq[i], q->multiplier[c + i], q->shift[c + i]);
+            b4[i] = bias != NULL ? bias[c + i] : 0;
+        }
+        for (b = 0; b < out_d->n; b++) {
+            const int8_t *in_b = input + (size_t)b * in_h * in_w * ch + c;
+            int8_t *out = output + (size_t)b * out_d->h * out_d->w * ch + c;
+            for (oy = 0; oy < out_d->h; oy++) {
+                const int32_t y0 = oy * sh - p->pad_top;
+                /* taps ky0 <= ky < ky1 fall inside the input */
+                const int32_t ky0 = y0 < 0 ? (-y0 + dh - 1) / dh : 0;
+                const int32_t ky1_ = dh == 1 ? in_h - y0 : (in_h - y0 + dh - 1) / dh;
+                const int32_t ky1 = ky1_ < k_h ? ky1_ : k_h;
+                const int fast_row = is_3x3 && ky0 == 0 && ky1 == 3 && ox_lo < ox_hi;
+                ox = 0;
+                while (ox < out_d->w) {
+                    const int32_t x0 = ox * sw - p->pad_left;
+                    int32_t kx0, kx1, a0, a1, a2, a3;
+                    const int8_t *xrow;
+                    if (fast_row && ox == ox_lo) {
+                        const int8_t *xp = in_b + ((size_t)y0 * in_w + x0) * ch;
+                        if (full_range) {
+                            tq_dw3x3_run(xp, ox_hi - ox_lo, sw * ch, ch, row_step, wexp, b4, rq, p,
+                                         off2, out, 1);
+                        } else {
+                            tq_dw3x3_run(xp, ox_hi - ox_lo, sw * ch, ch, row_step, wexp, b4, rq, p,
+                                         off2, out, 0);
+                        }
+                        out += (size_t)(ox_hi - ox_lo) * ch;
+                        ox = ox_hi;
+                        continue;
+                    }
+                    kx0 = x0 < 0 ? (-x0 + dw - 1) / dw : 0;
+                    kx1 = dw == 1 ? in_w - x0 : (in_w - x0 + dw - 1) / dw;
+                    kx1 = kx1 < k_w ? kx1 : k_w;
+                    xrow = in_b + ((size_t)(y0 + ky0 * dh) * in_w + (size_t)(x0 + kx0 * dw)) * ch;
+                    a0 = b4[0];
+                    a1 = b4[1];
+                    a2 = b4[2];
+                    a3 = b4[3];
+                    for (ky = ky0; ky < ky1; ky++) {
+                        const int8_t *xp = xrow;
+                        const int32_t *wq = wexp + 2 * (ky * k_w + kx0);
+                        for (kx = kx0; kx < kx1; kx++) {
+                            TQ_DW_TAP(tq_read_s8x4(xp), wq[0], wq[1]);
+                            xp += x_step;
+                            wq += 2;
+                        }
+                        xrow += row_step;
+                    }
+                    TQ_DW_STORE4(out, 0);
+                    out += ch;
+                    ox++;
+                }
+            }
+        }
+    }
+    for (; c < ch; c++) {
+        int8_t *out = output + c;
+        for (b = 0; b < out_d->n; b++) {
+            const int8_t *in_b = input + (size_t)b * in_h * in_w * ch + c;
+            for (oy = 0; oy < out_d->h; oy++) {
+                const int32_t y0 = oy * sh - p->pad_top;
+                for (ox = 0; ox < out_d->w; ox++) {
+                    const int32_t x0 = ox * sw - p->pad_left;
+                    int32_t acc = bias != NULL ? bias[c] : 0;
+                    for (ky = 0; ky < k_h; ky++) {
+                        const int32_t iy = y0 + ky * dh;
+                        if (iy < 0 || iy >= in_h) {
+                            continue;
+                        }
+                        for (kx = 0; kx < k_w; kx++) {
+                            const int32_t ix = x0 + kx * dw;
+                            if (ix < 0 || ix >= in_w) {
+                                continue;
+                            }
+                            acc = tq_smlabb(in_b[((size_t)iy * in_w + ix) * ch] + off,
+                                            filter[((size_t)ky * k_w + kx) * ch + c], acc);
+                        }
+                    }
+                    *out = tq_requantize_s8(acc, q->multiplier[c], q->shift[c], out_offset,
+                                            act_min, act_max);
+                    out += ch;
+                }
+            }
+        }
+    }
+}
+#endif
+
 tq_status tq_depthwise_conv_s8(const tq_conv_params *params, const tq_channel_quant *quant,
                                const tq_dims *input_dims, const int8_t *input,
                                const tq_dims *filter_dims, const int8_t *filter,
@@ -90,6 +271,13 @@ tq_status tq_depthwise_conv_s8(const tq_conv_params *params, const tq_channel_qu
     if (st != TQ_OK) {
         return st;
     }
+#if TQ_USE_DSP
+    if (filter_dims->c == input_dims->c && filter_dims->h * filter_dims->w <= TQ_DW_DSP_MAX_TAPS) {
+        tq_depthwise_conv_s8_dsp(params, quant, input_dims, input, filter_dims, filter, bias,
+                                 output_dims, output);
+        return TQ_OK;
+    }
+#endif
     tq_depthwise_conv_s8_portable(params, quant, input_dims, input, filter_dims, filter, bias,
                                   output_dims, output);
     return TQ_OK;
