@@ -10,7 +10,7 @@ import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from . import build, get_target, run_qemu
+from .core import build, get_target, run_qemu
 from .cgen import emit_firmware, parse_results
 
 VARIANTS = ("dsp", "portable")
