@@ -231,3 +231,5 @@ cdef class Arena:
     @property
     def last_available(self):
         return self.arena.last_available
+
+include "_backward.pxi"

@@ -1,0 +1,614 @@
+/* tinyqt: backward of int8 conv2d (any kernel, stride, padding, dilation),
+ * 1x1 conv and depthwise conv: fp32 input gradient, weight / bias gradient
+ * for a selected subset of input channels, and the fused gradient + QAS
+ * update. Reference C path; reduction orders as documented in
+ * tinyqt/backward.h (a DSP path must keep them). */
+#include <string.h>
+
+#include "tinyqt/backward.h"
+#include "tq_check.h"
+#include "tq_sgd.h"
+
+/* ---- argument checks ---------------------------------------------------- */
+
+/* Stride / dilation / padding and the forward's output-extent rule: the
+ * first and the last window of each axis overlap the input. */
+static tq_status tq_bwd_check_geometry(const tq_conv_params *p, const tq_dims *in_d,
+                                       const tq_dims *out_d, int32_t k_h, int32_t k_w)
+{
+    int64_t eff_h, eff_w;
+    if (p->stride_h < 1 || p->stride_w < 1 || p->dilation_h < 1 || p->dilation_w < 1 ||
+        p->pad_top < 0 || p->pad_left < 0) {
+        return TQ_ERR_PARAM;
+    }
+    if (in_d->n != out_d->n) {
+        return TQ_ERR_SHAPE;
+    }
+    eff_h = (int64_t)(k_h - 1) * p->dilation_h + 1;
+    eff_w = (int64_t)(k_w - 1) * p->dilation_w + 1;
+    if (eff_h > INT32_MAX || eff_w > INT32_MAX || p->pad_top >= eff_h || p->pad_left >= eff_w ||
+        (int64_t)(out_d->h - 1) * p->stride_h - p->pad_top >= in_d->h ||
+        (int64_t)(out_d->w - 1) * p->stride_w - p->pad_left >= in_d->w) {
+        return TQ_ERR_SHAPE;
+    }
+    return TQ_OK;
+}
+
+static int tq_pointwise_ok(const tq_conv_params *p, const tq_dims *f_d)
+{
+    return f_d->h == 1 && f_d->w == 1 && p->pad_top == 0 && p->pad_left == 0;
+}
+
+/* Input-gradient checks; kind selects the filter layout. */
+static tq_status tq_check_bwd_input(tq_conv_kind kind, const tq_conv_params *p,
+                                    const float *w_scale, const tq_dims *out_d,
+                                    const float *grad_out, const tq_dims *f_d,
+                                    const int8_t *filter, const tq_dims *in_d,
+                                    const float *grad_in)
+{
+    int32_t out_c;
+    tq_status st;
+    if (p == NULL || w_scale == NULL || grad_out == NULL || filter == NULL ||
+        grad_in == NULL) {
+        return TQ_ERR_NULL;
+    }
+    if (!tq_dims_valid(out_d) || !tq_dims_valid(f_d) || !tq_dims_valid(in_d)) {
+        return TQ_ERR_SHAPE;
+    }
+    if (kind == TQ_CONV_DEPTHWISE) {
+        out_c = f_d->c;
+        if (f_d->n != 1 || out_c % in_d->c != 0) {
+            return TQ_ERR_SHAPE;
+        }
+    } else {
+        out_c = f_d->n;
+        if (f_d->c != in_d->c || (kind == TQ_CONV_POINTWISE && !tq_pointwise_ok(p, f_d))) {
+            return TQ_ERR_SHAPE;
+        }
+    }
+    if (out_d->c != out_c) {
+        return TQ_ERR_SHAPE;
+    }
+    st = tq_bwd_check_geometry(p, in_d, out_d, f_d->h, f_d->w);
+    if (st != TQ_OK) {
+        return st;
+    }
+    return tq_scales_valid(w_scale, out_c) ? TQ_OK : TQ_ERR_PARAM;
+}
+
+/* Weight-gradient checks shared by the gradient and the fused kernels:
+ * input [N, H, W, n_sel] against output and a k_h x k_w window. */
+static tq_status tq_check_bwd_weight(const tq_conv_params *p, float input_scale,
+                                     const tq_dims *in_d, const int8_t *input,
+                                     const tq_dims *out_d, const float *grad_out,
+                                     int32_t k_h, int32_t k_w)
+{
+    tq_status st;
+    if (input == NULL || grad_out == NULL) {
+        return TQ_ERR_NULL;
+    }
+    if (!tq_dims_valid(in_d) || !tq_dims_valid(out_d) || k_h < 1 || k_w < 1) {
+        return TQ_ERR_SHAPE;
+    }
+    st = tq_bwd_check_geometry(p, in_d, out_d, k_h, k_w);
+    if (st != TQ_OK) {
+        return st;
+    }
+    if (p->input_offset < -127 || p->input_offset > 128 || !tq_scale_valid(input_scale)) {
+        return TQ_ERR_PARAM;
+    }
+    return TQ_OK;
+}
+
+/* ---- input gradient ----------------------------------------------------- */
+
+static void tq_conv_bwd_input_portable(const tq_conv_params *p, const float *w_scale,
+                                       const tq_dims *out_d, const float *grad_out,
+                                       const uint8_t *mask, const tq_dims *f_d,
+                                       const int8_t *filter, const tq_dims *in_d,
+                                       float *grad_in)
+{
+    const int32_t in_h = in_d->h, in_w = in_d->w, in_c = in_d->c;
+    const int32_t k_h = f_d->h, k_w = f_d->w, out_c = out_d->c;
+    int32_t b, oy, ox, oc, ky, kx, ic, o = 0;
+    memset(grad_in, 0, (size_t)tq_dims_count(in_d) * sizeof(float));
+    for (b = 0; b < out_d->n; b++) {
+        float *gin_b = grad_in + (size_t)b * in_h * in_w * in_c;
+        for (oy = 0; oy < out_d->h; oy++) {
+            const int32_t y0 = oy * p->stride_h - p->pad_top;
+            for (ox = 0; ox < out_d->w; ox++) {
+                const int32_t x0 = ox * p->stride_w - p->pad_left;
+                for (oc = 0; oc < out_c; oc++, o++) {
+                    const int8_t *w_oc = filter + (size_t)oc * k_h * k_w * in_c;
+                    float gs;
+                    if (!tq_mask_pass(mask, o)) {
+                        continue;
+                    }
+                    gs = grad_out[o] * w_scale[oc];
+                    for (ky = 0; ky < k_h; ky++) {
+                        const int32_t iy = y0 + ky * p->dilation_h;
+                        if (iy < 0 || iy >= in_h) {
+                            continue;
+                        }
+                        for (kx = 0; kx < k_w; kx++) {
+                            const int32_t ix = x0 + kx * p->dilation_w;
+                            const int8_t *w;
+                            float *gi;
+                            if (ix < 0 || ix >= in_w) {
+                                continue;
+                            }
+                            gi = gin_b + ((size_t)iy * in_w + ix) * in_c;
+                            w = w_oc + ((size_t)ky * k_w + kx) * in_c;
+                            for (ic = 0; ic < in_c; ic++) {
+                                gi[ic] += gs * (float)w[ic];
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+tq_status tq_conv_backward_input_f32(const tq_conv_params *params, const float *w_scale,
+                                     const tq_dims *output_dims, const float *grad_out,
+                                     const uint8_t *mask,
+                                     const tq_dims *filter_dims, const int8_t *filter,
+                                     const tq_dims *input_dims, float *grad_in)
+{
+    tq_status st = tq_check_bwd_input(TQ_CONV_DENSE, params, w_scale, output_dims, grad_out,
+                                      filter_dims, filter, input_dims, grad_in);
+    if (st != TQ_OK) {
+        return st;
+    }
+    tq_conv_bwd_input_portable(params, w_scale, output_dims, grad_out, mask, filter_dims,
+                               filter, input_dims, grad_in);
+    return TQ_OK;
+}
+
+tq_status tq_conv_1x1_backward_input_f32(const tq_conv_params *params, const float *w_scale,
+                                         const tq_dims *output_dims, const float *grad_out,
+                                         const uint8_t *mask,
+                                         const tq_dims *filter_dims, const int8_t *filter,
+                                         const tq_dims *input_dims, float *grad_in)
+{
+    tq_status st = tq_check_bwd_input(TQ_CONV_POINTWISE, params, w_scale, output_dims,
+                                      grad_out, filter_dims, filter, input_dims, grad_in);
+    if (st != TQ_OK) {
+        return st;
+    }
+    tq_conv_bwd_input_portable(params, w_scale, output_dims, grad_out, mask, filter_dims,
+                               filter, input_dims, grad_in);
+    return TQ_OK;
+}
+
+static void tq_dw_bwd_input_portable(const tq_conv_params *p, const float *w_scale,
+                                     const tq_dims *out_d, const float *grad_out,
+                                     const uint8_t *mask, const tq_dims *f_d,
+                                     const int8_t *filter, const tq_dims *in_d, float *grad_in)
+{
+    const int32_t in_h = in_d->h, in_w = in_d->w, in_c = in_d->c;
+    const int32_t k_h = f_d->h, k_w = f_d->w, out_c = out_d->c;
+    const int32_t mult = out_c / in_c;
+    int32_t b, oy, ox, ky, kx, c;
+    memset(grad_in, 0, (size_t)tq_dims_count(in_d) * sizeof(float));
+    for (b = 0; b < out_d->n; b++) {
+        float *gin_b = grad_in + (size_t)b * in_h * in_w * in_c;
+        for (oy = 0; oy < out_d->h; oy++) {
+            const int32_t y0 = oy * p->stride_h - p->pad_top;
+            for (ox = 0; ox < out_d->w; ox++) {
+                const int32_t x0 = ox * p->stride_w - p->pad_left;
+                const int32_t o0 = ((b * out_d->h + oy) * out_d->w + ox) * out_c;
+                const float *go = grad_out + o0;
+                for (ky = 0; ky < k_h; ky++) {
+                    const int32_t iy = y0 + ky * p->dilation_h;
+                    if (iy < 0 || iy >= in_h) {
+                        continue;
+                    }
+                    for (kx = 0; kx < k_w; kx++) {
+                        const int32_t ix = x0 + kx * p->dilation_w;
+                        const int8_t *w;
+                        float *gi;
+                        if (ix < 0 || ix >= in_w) {
+                            continue;
+                        }
+                        gi = gin_b + ((size_t)iy * in_w + ix) * in_c;
+                        w = filter + ((size_t)ky * k_w + kx) * out_c;
+                        for (c = 0; c < out_c; c++) {
+                            if (tq_mask_pass(mask, o0 + c)) {
+                                gi[c / mult] += (go[c] * w_scale[c]) * (float)w[c];
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+tq_status tq_depthwise_conv_backward_input_f32(const tq_conv_params *params,
+                                               const float *w_scale,
+                                               const tq_dims *output_dims,
+                                               const float *grad_out, const uint8_t *mask,
+                                               const tq_dims *filter_dims,
+                                               const int8_t *filter,
+                                               const tq_dims *input_dims, float *grad_in)
+{
+    tq_status st = tq_check_bwd_input(TQ_CONV_DEPTHWISE, params, w_scale, output_dims,
+                                      grad_out, filter_dims, filter, input_dims, grad_in);
+    if (st != TQ_OK) {
+        return st;
+    }
+    tq_dw_bwd_input_portable(params, w_scale, output_dims, grad_out, mask, filter_dims, filter,
+                             input_dims, grad_in);
+    return TQ_OK;
+}
+
+/* ---- weight gradient: one output channel at a time ------------------------ */
+
+/* row[KH*KW*n_sel] <- s_x * sum_(n,oy,ox) g * (x - z_x) for output channel oc
+ * (channel stride out_c in grad_out); *grad_b <- sum of the masked g.
+ * in_d->c is the number of saved channels; the weight gradient of saved
+ * channel j goes to row[(ky*KW + kx)*n_row + j] for j in [j0, j0 + n_row). */
+static void tq_conv_weight_row(const tq_conv_params *p, float input_scale, const tq_dims *in_d,
+                               const int8_t *input, int32_t j0, int32_t n_row,
+                               const tq_dims *out_d, const float *grad_out,
+                               const uint8_t *mask, int32_t oc, int32_t k_h, int32_t k_w,
+                               float *row, float *grad_b)
+{
+    const int32_t in_h = in_d->h, in_w = in_d->w, in_c = in_d->c, out_c = out_d->c;
+    const int32_t n = k_h * k_w * n_row, off = p->input_offset;
+    float gb = 0.0f;
+    int32_t b, oy, ox, ky, kx, j;
+    for (j = 0; j < n; j++) {
+        row[j] = 0.0f;
+    }
+    for (b = 0; b < out_d->n; b++) {
+        const int8_t *in_b = input + (size_t)b * in_h * in_w * in_c;
+        for (oy = 0; oy < out_d->h; oy++) {
+            const int32_t y0 = oy * p->stride_h - p->pad_top;
+            for (ox = 0; ox < out_d->w; ox++) {
+                const int32_t x0 = ox * p->stride_w - p->pad_left;
+                const int32_t o = ((b * out_d->h + oy) * out_d->w + ox) * out_c + oc;
+                float g;
+                if (!tq_mask_pass(mask, o)) {
+                    continue;
+                }
+                g = grad_out[o];
+                gb += g;
+                for (ky = 0; ky < k_h; ky++) {
+                    const int32_t iy = y0 + ky * p->dilation_h;
+                    if (iy < 0 || iy >= in_h) {
+                        continue;
+                    }
+                    for (kx = 0; kx < k_w; kx++) {
+                        const int32_t ix = x0 + kx * p->dilation_w;
+                        const int8_t *x;
+                        float *r;
+                        if (ix < 0 || ix >= in_w) {
+                            continue;
+                        }
+                        x = in_b + ((size_t)iy * in_w + ix) * in_c + j0;
+                        r = row + ((size_t)ky * k_w + kx) * n_row;
+                        for (j = 0; j < n_row; j++) {
+                            r[j] += g * (float)(x[j] + off);
+                        }
+                    }
+                }
+            }
+        }
+    }
+    for (j = 0; j < n; j++) {
+        row[j] *= input_scale;
+    }
+    *grad_b = gb;
+}
+
+static tq_status tq_conv_bwd_weight_impl(int pointwise, const tq_conv_params *params,
+                                         float input_scale, const tq_dims *input_dims,
+                                         const int8_t *input, const tq_dims *output_dims,
+                                         const float *grad_out, const uint8_t *mask,
+                                         const tq_dims *grad_w_dims, float *grad_w,
+                                         float *grad_b)
+{
+    int32_t oc, row;
+    tq_status st;
+    if (params == NULL || grad_w == NULL) {
+        return TQ_ERR_NULL;
+    }
+    if (!tq_dims_valid(grad_w_dims)) {
+        return TQ_ERR_SHAPE;
+    }
+    st = tq_check_bwd_weight(params, input_scale, input_dims, input, output_dims, grad_out,
+                             grad_w_dims->h, grad_w_dims->w);
+    if (st != TQ_OK) {
+        return st;
+    }
+    if (grad_w_dims->n != output_dims->c || grad_w_dims->c != input_dims->c ||
+        (pointwise && !tq_pointwise_ok(params, grad_w_dims))) {
+        return TQ_ERR_SHAPE;
+    }
+    row = grad_w_dims->h * grad_w_dims->w * grad_w_dims->c;
+    for (oc = 0; oc < output_dims->c; oc++) {
+        float gb;
+        tq_conv_weight_row(params, input_scale, input_dims, input, 0, input_dims->c,
+                           output_dims, grad_out, mask, oc, grad_w_dims->h, grad_w_dims->w,
+                           grad_w + (size_t)oc * row, &gb);
+        if (grad_b != NULL) {
+            grad_b[oc] = gb;
+        }
+    }
+    return TQ_OK;
+}
+
+tq_status tq_conv_backward_weight_f32(const tq_conv_params *params, float input_scale,
+                                      const tq_dims *input_dims, const int8_t *input,
+                                      const tq_dims *output_dims, const float *grad_out,
+                                      const uint8_t *mask,
+                                      const tq_dims *grad_w_dims, float *grad_w,
+                                      float *grad_b)
+{
+    return tq_conv_bwd_weight_impl(0, params, input_scale, input_dims, input, output_dims,
+                                   grad_out, mask, grad_w_dims, grad_w, grad_b);
+}
+
+tq_status tq_conv_1x1_backward_weight_f32(const tq_conv_params *params, float input_scale,
+                                          const tq_dims *input_dims, const int8_t *input,
+                                          const tq_dims *output_dims, const float *grad_out,
+                                          const uint8_t *mask,
+                                          const tq_dims *grad_w_dims, float *grad_w,
+                                          float *grad_b)
+{
+    return tq_conv_bwd_weight_impl(1, params, input_scale, input_dims, input, output_dims,
+                                   grad_out, mask, grad_w_dims, grad_w, grad_b);
+}
+
+/* Depthwise: trained output channel c = ic * mult + m reads saved channel j. */
+static tq_status tq_check_dw_weight(const tq_conv_params *params, float input_scale,
+                                    const tq_dims *input_dims, const int8_t *input,
+                                    int32_t in_channels, const int32_t *sel,
+                                    const tq_dims *output_dims, const float *grad_out,
+                                    const tq_dims *filter_dims)
+{
+    tq_status st;
+    if (params == NULL || filter_dims == NULL) {
+        return TQ_ERR_NULL;
+    }
+    if (!tq_dims_valid(filter_dims)) {
+        return TQ_ERR_SHAPE;
+    }
+    st = tq_check_bwd_weight(params, input_scale, input_dims, input, output_dims, grad_out,
+                             filter_dims->h, filter_dims->w);
+    if (st != TQ_OK) {
+        return st;
+    }
+    if (filter_dims->n != 1 || in_channels < 1 || filter_dims->c % in_channels != 0 ||
+        output_dims->c != filter_dims->c) {
+        return TQ_ERR_SHAPE;
+    }
+    return tq_check_selection(input_dims->c, sel, in_channels);
+}
+
+tq_status tq_depthwise_conv_backward_weight_f32(const tq_conv_params *params,
+                                                float input_scale,
+                                                const tq_dims *input_dims,
+                                                const int8_t *input,
+                                                int32_t in_channels, const int32_t *sel,
+                                                const tq_dims *output_dims,
+                                                const float *grad_out, const uint8_t *mask,
+                                                const tq_dims *filter_dims,
+                                                float *grad_w, float *grad_b)
+{
+    int32_t j, m, mult, taps;
+    tq_status st;
+    if (grad_w == NULL) {
+        return TQ_ERR_NULL;
+    }
+    st = tq_check_dw_weight(params, input_scale, input_dims, input, in_channels, sel,
+                            output_dims, grad_out, filter_dims);
+    if (st != TQ_OK) {
+        return st;
+    }
+    mult = filter_dims->c / in_channels;
+    taps = filter_dims->h * filter_dims->w;
+    for (j = 0; j < input_dims->c; j++) {
+        const int32_t ic = sel != NULL ? sel[j] : j;
+        for (m = 0; m < mult; m++) {
+            const int32_t t = j * mult + m;
+            float gb;
+            tq_conv_weight_row(params, input_scale, input_dims, input, j, 1, output_dims,
+                               grad_out, mask, ic * mult + m, filter_dims->h, filter_dims->w,
+                               grad_w + (size_t)t * taps, &gb);
+            if (grad_b != NULL) {
+                grad_b[t] = gb;
+            }
+        }
+    }
+    return TQ_OK;
+}
+
+/* ---- fused weight gradient + update ---------------------------------------- */
+
+int32_t tq_conv_backward_weight_update_get_buffer_size(const tq_dims *filter_dims,
+                                                       int32_t n_sel)
+{
+    if (filter_dims == NULL || filter_dims->h < 1 || filter_dims->w < 1 || n_sel < 1 ||
+        (int64_t)filter_dims->h * filter_dims->w * n_sel * 4 > INT32_MAX) {
+        return 0;
+    }
+    return filter_dims->h * filter_dims->w * n_sel * (int32_t)sizeof(float);
+}
+
+int32_t tq_depthwise_conv_backward_weight_update_get_buffer_size(const tq_dims *filter_dims)
+{
+    return tq_conv_backward_weight_update_get_buffer_size(filter_dims, 1);
+}
+
+static tq_status tq_conv_bwd_update_impl(int pointwise, const tq_conv_params *params,
+                                         float input_scale, const float *w_scale,
+                                         const tq_dims *input_dims, const int8_t *input,
+                                         const int32_t *sel, const tq_dims *output_dims,
+                                         const float *grad_out, const uint8_t *mask,
+                                         const tq_dims *filter_dims, int8_t *filter,
+                                         int32_t *bias, const tq_sgd_params *opt,
+                                         const tq_sgd_state *state, void *scratch,
+                                         int32_t scratch_size)
+{
+    int32_t oc, taps, row, n_sel;
+    tq_status st;
+    if (params == NULL || w_scale == NULL || filter_dims == NULL || filter == NULL) {
+        return TQ_ERR_NULL;
+    }
+    if (!tq_dims_valid(filter_dims)) {
+        return TQ_ERR_SHAPE;
+    }
+    st = tq_check_bwd_weight(params, input_scale, input_dims, input, output_dims, grad_out,
+                             filter_dims->h, filter_dims->w);
+    if (st != TQ_OK) {
+        return st;
+    }
+    if (output_dims->c != filter_dims->n || (pointwise && !tq_pointwise_ok(params, filter_dims))) {
+        return TQ_ERR_SHAPE;
+    }
+    n_sel = input_dims->c;
+    st = tq_check_selection(n_sel, sel, filter_dims->c);
+    if (st == TQ_OK) {
+        st = tq_sgd_check(opt, state, 1, bias != NULL);
+    }
+    if (st == TQ_OK) {
+        st = tq_check_scratch(scratch, scratch_size,
+                              tq_conv_backward_weight_update_get_buffer_size(filter_dims, n_sel));
+    }
+    if (st != TQ_OK) {
+        return st;
+    }
+    if (!tq_scales_valid(w_scale, filter_dims->n)) {
+        return TQ_ERR_PARAM;
+    }
+    taps = filter_dims->h * filter_dims->w;
+    row = taps * n_sel;
+    for (oc = 0; oc < filter_dims->n; oc++) {
+        float gb;
+        tq_conv_weight_row(params, input_scale, input_dims, input, 0, n_sel, output_dims,
+                           grad_out, mask, oc, filter_dims->h, filter_dims->w,
+                           (float *)scratch, &gb);
+        tq_sgd_channel(opt, state, input_scale, w_scale[oc],
+                       filter + (size_t)oc * taps * filter_dims->c, taps, filter_dims->c, n_sel,
+                       sel, (const float *)scratch, oc * row, bias != NULL ? bias + oc : NULL,
+                       gb, oc);
+    }
+    return TQ_OK;
+}
+
+tq_status tq_conv_backward_weight_update(const tq_conv_params *params, float input_scale,
+                                         const float *w_scale,
+                                         const tq_dims *input_dims, const int8_t *input,
+                                         const int32_t *sel,
+                                         const tq_dims *output_dims, const float *grad_out,
+                                         const uint8_t *mask,
+                                         const tq_dims *filter_dims, int8_t *filter,
+                                         int32_t *bias,
+                                         const tq_sgd_params *opt, const tq_sgd_state *state,
+                                         void *scratch, int32_t scratch_size)
+{
+    return tq_conv_bwd_update_impl(0, params, input_scale, w_scale, input_dims, input, sel,
+                                   output_dims, grad_out, mask, filter_dims, filter, bias, opt,
+                                   state, scratch, scratch_size);
+}
+
+tq_status tq_conv_1x1_backward_weight_update(const tq_conv_params *params, float input_scale,
+                                             const float *w_scale,
+                                             const tq_dims *input_dims, const int8_t *input,
+                                             const int32_t *sel,
+                                             const tq_dims *output_dims,
+                                             const float *grad_out, const uint8_t *mask,
+                                             const tq_dims *filter_dims, int8_t *filter,
+                                             int32_t *bias,
+                                             const tq_sgd_params *opt,
+                                             const tq_sgd_state *state,
+                                             void *scratch, int32_t scratch_size)
+{
+    return tq_conv_bwd_update_impl(1, params, input_scale, w_scale, input_dims, input, sel,
+                                   output_dims, grad_out, mask, filter_dims, filter, bias, opt,
+                                   state, scratch, scratch_size);
+}
+
+tq_status tq_depthwise_conv_backward_weight_update(const tq_conv_params *params,
+                                                   float input_scale, const float *w_scale,
+                                                   const tq_dims *input_dims,
+                                                   const int8_t *input,
+                                                   int32_t in_channels, const int32_t *sel,
+                                                   const tq_dims *output_dims,
+                                                   const float *grad_out,
+                                                   const uint8_t *mask,
+                                                   const tq_dims *filter_dims,
+                                                   int8_t *filter, int32_t *bias,
+                                                   const tq_sgd_params *opt,
+                                                   const tq_sgd_state *state,
+                                                   void *scratch, int32_t scratch_size)
+{
+    int32_t j, m, mult, taps, out_c;
+    tq_status st;
+    if (w_scale == NULL || filter == NULL) {
+        return TQ_ERR_NULL;
+    }
+    st = tq_check_dw_weight(params, input_scale, input_dims, input, in_channels, sel,
+                            output_dims, grad_out, filter_dims);
+    if (st == TQ_OK) {
+        st = tq_sgd_check(opt, state, 1, bias != NULL);
+    }
+    if (st == TQ_OK) {
+        st = tq_check_scratch(scratch, scratch_size,
+                              tq_depthwise_conv_backward_weight_update_get_buffer_size(filter_dims));
+    }
+    if (st != TQ_OK) {
+        return st;
+    }
+    out_c = filter_dims->c;
+    if (!tq_scales_valid(w_scale, out_c)) {
+        return TQ_ERR_PARAM;
+    }
+    mult = out_c / in_channels;
+    taps = filter_dims->h * filter_dims->w;
+    for (j = 0; j < input_dims->c; j++) {
+        const int32_t ic = sel != NULL ? sel[j] : j;
+        for (m = 0; m < mult; m++) {
+            const int32_t c = ic * mult + m, t = j * mult + m;
+            float gb;
+            tq_conv_weight_row(params, input_scale, input_dims, input, j, 1, output_dims,
+                               grad_out, mask, c, filter_dims->h, filter_dims->w,
+                               (float *)scratch, &gb);
+            tq_sgd_channel(opt, state, input_scale, w_scale[c], filter + c, taps, out_c, 1, NULL,
+                           (const float *)scratch, t * taps, bias != NULL ? bias + c : NULL, gb,
+                           t);
+        }
+    }
+    return TQ_OK;
+}
+
+/* ---- bias gradient alone ------------------------------------------------- */
+
+tq_status tq_bias_backward_f32(const tq_dims *output_dims, const float *grad_out,
+                               const uint8_t *mask, float *grad_b)
+{
+    int32_t c, i, pixels, ch;
+    if (grad_out == NULL || grad_b == NULL) {
+        return TQ_ERR_NULL;
+    }
+    if (!tq_dims_valid(output_dims)) {
+        return TQ_ERR_SHAPE;
+    }
+    ch = output_dims->c;
+    pixels = output_dims->n * output_dims->h * output_dims->w;
+    for (c = 0; c < ch; c++) {
+        float gb = 0.0f;
+        for (i = 0; i < pixels; i++) {
+            const int32_t o = i * ch + c;
+            if (tq_mask_pass(mask, o)) {
+                gb += grad_out[o];
+            }
+        }
+        grad_b[c] = gb;
+    }
+    return TQ_OK;
+}

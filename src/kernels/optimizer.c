@@ -1,0 +1,317 @@
+/* tinyqt: SGD on int8 weights and int32 biases, with Quantization-Aware
+ * Scaling (paper Eq. 4), three sub-LSB rounding modes, optional momentum and
+ * a caller-owned xorshift32 PRNG. Portable C only: the update is O(#weights)
+ * and memory bound, so it has no DSP path; every target runs these lines. */
+#include "tinyqt/backward.h"
+#include "tq_mathf.h"
+#include "tq_sgd.h"
+
+uint32_t tq_xorshift32(uint32_t *state)
+{
+    uint32_t x = *state;
+    x ^= x << 13;
+    x ^= x >> 17;
+    x ^= x << 5;
+    *state = x;
+    return x;
+}
+
+float tq_xorshift32_uniform(uint32_t *state)
+{
+    /* 24 random bits scaled by 2^-24: exact, in [0, 1). */
+    return (float)(tq_xorshift32(state) >> 8) * 5.9604644775390625e-08f;
+}
+
+int tq_scale_valid(float scale)
+{
+    /* rejects NaN, <= 0 and +inf */
+    return scale > 0.0f && scale <= 3.4028234663852886e+38f;
+}
+
+int tq_scales_valid(const float *scale, int32_t count)
+{
+    int32_t i;
+    for (i = 0; i < count; i++) {
+        if (!tq_scale_valid(scale[i])) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+static int tq_finite(float v)
+{
+    return v - v == 0.0f;
+}
+
+tq_status tq_sgd_check(const tq_sgd_params *opt, const tq_sgd_state *state, int has_weights,
+                       int has_bias)
+{
+    if (opt == NULL || state == NULL) {
+        return TQ_ERR_NULL;
+    }
+    if (!tq_finite(opt->lr) || !(opt->momentum >= 0.0f && opt->momentum < 1.0f) ||
+        (opt->qas != 0 && opt->qas != 1) || opt->rounding < TQ_ROUND_NEAREST ||
+        opt->rounding > TQ_ROUND_MASTER) {
+        return TQ_ERR_PARAM;
+    }
+    if (opt->rounding == TQ_ROUND_STOCHASTIC) {
+        if (state->rng == NULL) {
+            return TQ_ERR_NULL;
+        }
+        if (*state->rng == 0u) {
+            return TQ_ERR_PARAM; /* xorshift's fixed point */
+        }
+    }
+    if (has_weights && opt->rounding == TQ_ROUND_MASTER && state->w_master == NULL) {
+        return TQ_ERR_NULL;
+    }
+    if (opt->momentum > 0.0f && ((has_weights && state->w_momentum == NULL) ||
+                                 (has_bias && state->b_momentum == NULL))) {
+        return TQ_ERR_NULL;
+    }
+    return TQ_OK;
+}
+
+tq_status tq_check_selection(int32_t n_sel, const int32_t *sel, int32_t channels)
+{
+    int32_t j;
+    if (n_sel < 1 || n_sel > channels) {
+        return TQ_ERR_SHAPE;
+    }
+    if (sel != NULL) {
+        for (j = 0; j < n_sel; j++) {
+            if (sel[j] < 0 || sel[j] >= channels || (j > 0 && sel[j] <= sel[j - 1])) {
+                return TQ_ERR_SHAPE;
+            }
+        }
+    }
+    return TQ_OK;
+}
+
+/* Round half away from zero of v, for |v| < 2^31 (callers clamp first). */
+static int32_t tq_round_away(float v)
+{
+    const int32_t t = (int32_t)v;     /* truncation toward zero */
+    const float frac = v - (float)t;  /* exact */
+    if (frac >= 0.5f) {
+        return t + 1;
+    }
+    if (frac <= -0.5f) {
+        return t - 1;
+    }
+    return t;
+}
+
+/* floor(v), for |v| < 2^31. */
+static int32_t tq_floor(float v)
+{
+    const int32_t t = (int32_t)v;
+    return (float)t > v ? t - 1 : t;
+}
+
+/* int8 result of rounding v (nearest or floor), saturated to [-127, 127]. */
+static int8_t tq_round_s8(float v, int floor_mode)
+{
+    int32_t r;
+    if (v >= 128.0f) {
+        return 127;
+    }
+    if (v <= -128.0f) {
+        return -127;
+    }
+    r = floor_mode ? tq_floor(v) : tq_round_away(v);
+    return (int8_t)(r < -127 ? -127 : (r > 127 ? 127 : r));
+}
+
+/* bias + rounded delta with int32 saturation. */
+static int32_t tq_bias_add(int32_t bias, float d, int floor_mode)
+{
+    int64_t r;
+    if (d >= 4294967296.0f) {
+        r = (int64_t)4294967296LL;
+    } else if (d <= -4294967296.0f) {
+        r = -(int64_t)4294967296LL;
+    } else {
+        /* |d| < 2^32: split so every conversion stays within int32 */
+        const float hi = (float)(int32_t)(d * 0.5f) * 2.0f; /* even, exact, |hi| <= |d| */
+        const float lo = d - hi;                             /* exact, |lo| < 2 */
+        const int32_t rlo = floor_mode ? tq_floor(lo) : tq_round_away(lo);
+        r = (int64_t)(int32_t)(hi * 0.5f) * 2 + rlo;
+    }
+    r += bias;
+    if (r > INT32_MAX) {
+        return INT32_MAX;
+    }
+    if (r < INT32_MIN) {
+        return INT32_MIN;
+    }
+    return (int32_t)r;
+}
+
+/* The update delta on the integer grid for real gradient g and the
+ * channel's grid step `step` (s_w or s_x*s_w). */
+static float tq_delta(const tq_sgd_params *opt, float g, float step)
+{
+    const float lg = opt->lr * g;
+    return opt->qas ? -lg / step : -lg * step;
+}
+
+void tq_sgd_channel(const tq_sgd_params *opt, const tq_sgd_state *state, float input_scale,
+                    float w_scale, int8_t *w, int32_t n_taps, int32_t tap_stride,
+                    int32_t n_sel, const int32_t *sel, const float *grad, int32_t elem0,
+                    int32_t *bias, float grad_b, int32_t bias_index)
+{
+    const float mu = opt->momentum;
+    const int stochastic = opt->rounding == TQ_ROUND_STOCHASTIC;
+    int32_t t, j;
+    for (t = 0; t < n_taps; t++) {
+        int8_t *w_t = w + (size_t)t * tap_stride;
+        for (j = 0; j < n_sel; j++) {
+            const int32_t e = elem0 + t * n_sel + j;
+            int8_t *wp = w_t + (sel != NULL ? sel[j] : j);
+            float g = grad[t * n_sel + j];
+            float d, u = 0.0f;
+            if (mu > 0.0f) {
+                g = mu * state->w_momentum[e] + g;
+                state->w_momentum[e] = g;
+            }
+            d = tq_delta(opt, g, w_scale);
+            if (stochastic) {
+                u = tq_xorshift32_uniform(state->rng); /* drawn even for a NaN delta */
+            }
+            if (d != d) {
+                continue;
+            }
+            if (opt->rounding == TQ_ROUND_MASTER) {
+                float m = state->w_master[e] + d;
+                m = m > 127.0f ? 127.0f : (m < -127.0f ? -127.0f : m);
+                state->w_master[e] = m;
+                *wp = tq_round_s8(m, 0);
+            } else {
+                const float v = (float)*wp + d;
+                *wp = tq_round_s8(stochastic ? v + u : v, stochastic);
+            }
+        }
+    }
+    if (bias != NULL) {
+        float g = grad_b, d, u = 0.0f;
+        if (mu > 0.0f) {
+            g = mu * state->b_momentum[bias_index] + g;
+            state->b_momentum[bias_index] = g;
+        }
+        d = tq_delta(opt, g, input_scale * w_scale);
+        if (stochastic) {
+            u = tq_xorshift32_uniform(state->rng);
+        }
+        if (d == d) {
+            *bias = tq_bias_add(*bias, stochastic ? d + u : d, stochastic);
+        }
+    }
+}
+
+tq_status tq_sgd_update_conv(const tq_sgd_params *opt, const tq_sgd_state *state,
+                             float input_scale, const float *w_scale,
+                             const tq_dims *filter_dims, int8_t *filter, int32_t *bias,
+                             int32_t n_sel, const int32_t *sel,
+                             const float *grad_w, const float *grad_b)
+{
+    int32_t c, taps, row;
+    tq_status st;
+    if (w_scale == NULL || filter_dims == NULL || filter == NULL || grad_w == NULL ||
+        (bias != NULL && grad_b == NULL)) {
+        return TQ_ERR_NULL;
+    }
+    if (filter_dims->n < 1 || filter_dims->h < 1 || filter_dims->w < 1 || filter_dims->c < 1 ||
+        (int64_t)filter_dims->n * filter_dims->h * filter_dims->w * filter_dims->c > INT32_MAX) {
+        return TQ_ERR_SHAPE;
+    }
+    st = tq_check_selection(n_sel, sel, filter_dims->c);
+    if (st == TQ_OK) {
+        st = tq_sgd_check(opt, state, 1, bias != NULL);
+    }
+    if (st != TQ_OK) {
+        return st;
+    }
+    if (!tq_scales_valid(w_scale, filter_dims->n) ||
+        (bias != NULL && !tq_scale_valid(input_scale))) {
+        return TQ_ERR_PARAM;
+    }
+    taps = filter_dims->h * filter_dims->w;
+    row = taps * n_sel;
+    for (c = 0; c < filter_dims->n; c++) {
+        tq_sgd_channel(opt, state, input_scale, w_scale[c],
+                       filter + (size_t)c * taps * filter_dims->c, taps, filter_dims->c, n_sel,
+                       sel, grad_w + (size_t)c * row, c * row, bias != NULL ? bias + c : NULL,
+                       bias != NULL ? grad_b[c] : 0.0f, c);
+    }
+    return TQ_OK;
+}
+
+tq_status tq_sgd_update_depthwise(const tq_sgd_params *opt, const tq_sgd_state *state,
+                                  float input_scale, const float *w_scale,
+                                  const tq_dims *filter_dims, int8_t *filter, int32_t *bias,
+                                  int32_t in_channels, int32_t n_sel, const int32_t *sel,
+                                  const float *grad_w, const float *grad_b)
+{
+    int32_t j, m, mult, taps, out_c;
+    tq_status st;
+    if (w_scale == NULL || filter_dims == NULL || filter == NULL || grad_w == NULL ||
+        (bias != NULL && grad_b == NULL)) {
+        return TQ_ERR_NULL;
+    }
+    if (filter_dims->n != 1 || filter_dims->h < 1 || filter_dims->w < 1 || filter_dims->c < 1 ||
+        in_channels < 1 || filter_dims->c % in_channels != 0 ||
+        (int64_t)filter_dims->h * filter_dims->w * filter_dims->c > INT32_MAX) {
+        return TQ_ERR_SHAPE;
+    }
+    st = tq_check_selection(n_sel, sel, in_channels);
+    if (st == TQ_OK) {
+        st = tq_sgd_check(opt, state, 1, bias != NULL);
+    }
+    if (st != TQ_OK) {
+        return st;
+    }
+    out_c = filter_dims->c;
+    if (!tq_scales_valid(w_scale, out_c) || (bias != NULL && !tq_scale_valid(input_scale))) {
+        return TQ_ERR_PARAM;
+    }
+    mult = out_c / in_channels;
+    taps = filter_dims->h * filter_dims->w;
+    for (j = 0; j < n_sel; j++) {
+        const int32_t ic = sel != NULL ? sel[j] : j;
+        for (m = 0; m < mult; m++) {
+            const int32_t c = ic * mult + m, t = j * mult + m;
+            tq_sgd_channel(opt, state, input_scale, w_scale[c], filter + c, taps, out_c, 1,
+                           NULL, grad_w + (size_t)t * taps, t * taps,
+                           bias != NULL ? bias + c : NULL, bias != NULL ? grad_b[t] : 0.0f, t);
+        }
+    }
+    return TQ_OK;
+}
+
+tq_status tq_sgd_update_bias(const tq_sgd_params *opt, const tq_sgd_state *state,
+                             float input_scale, const float *w_scale, int32_t channels,
+                             int32_t *bias, const float *grad_b)
+{
+    int32_t c;
+    tq_status st;
+    if (w_scale == NULL || bias == NULL || grad_b == NULL) {
+        return TQ_ERR_NULL;
+    }
+    if (channels < 1) {
+        return TQ_ERR_SHAPE;
+    }
+    st = tq_sgd_check(opt, state, 0, 1);
+    if (st != TQ_OK) {
+        return st;
+    }
+    if (!tq_scales_valid(w_scale, channels) || !tq_scale_valid(input_scale)) {
+        return TQ_ERR_PARAM;
+    }
+    for (c = 0; c < channels; c++) {
+        tq_sgd_channel(opt, state, input_scale, w_scale[c], NULL, 0, 0, 0, NULL, NULL, 0,
+                       bias + c, grad_b[c], c);
+    }
+    return TQ_OK;
+}

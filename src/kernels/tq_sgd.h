@@ -1,0 +1,37 @@
+/* tinyqt: optimizer building blocks shared by optimizer.c and the fused
+ * backward kernels (private header; the public API is tinyqt/backward.h). */
+#ifndef TINYQT_SGD_H
+#define TINYQT_SGD_H
+
+#include "tinyqt/backward.h"
+
+/* Checks opt / state for an update of weights (has_weights) and/or biases
+ * (has_bias): options in range, the buffers the options need non-NULL. */
+tq_status tq_sgd_check(const tq_sgd_params *opt, const tq_sgd_state *state, int has_weights,
+                       int has_bias);
+
+/* 1 when every scale is finite and > 0. */
+int tq_scales_valid(const float *scale, int32_t count);
+int tq_scale_valid(float scale);
+
+/* Checks a selection list: n_sel in [1, channels], sel NULL or strictly
+ * increasing within [0, channels). */
+tq_status tq_check_selection(int32_t n_sel, const int32_t *sel, int32_t channels);
+
+/* Updates one trained output channel (no checks). Its weights are
+ * w[t * tap_stride + (sel ? sel[j] : j)] for t < n_taps, j < n_sel, with
+ * gradients grad[t * n_sel + j]; momentum / master of element (t, j) at index
+ * elem0 + t * n_sel + j. Then, if bias != NULL, *bias with grad_b and
+ * b_momentum[bias_index]. The order is the documented PRNG order. */
+void tq_sgd_channel(const tq_sgd_params *opt, const tq_sgd_state *state, float input_scale,
+                    float w_scale, int8_t *w, int32_t n_taps, int32_t tap_stride,
+                    int32_t n_sel, const int32_t *sel, const float *grad, int32_t elem0,
+                    int32_t *bias, float grad_b, int32_t bias_index);
+
+/* mask bit i (1 when mask == NULL). */
+static inline int tq_mask_pass(const uint8_t *mask, int32_t i)
+{
+    return mask == NULL || ((mask[i >> 3] >> (i & 7)) & 1u) != 0;
+}
+
+#endif /* TINYQT_SGD_H */

@@ -1,0 +1,285 @@
+"""Backward kernels against PyTorch autograd on a float64 simulation of the
+same quantized layer: dequantized int8 input and weights are leaf tensors,
+the layer runs in real arithmetic (zero padding = the input zero point), and
+the int8 forward's clamp mask is applied to grad_out as a straight-through
+estimator. Tolerance: 1e-4 of the reference gradient's max |value| (fp32
+accumulation is far inside it; a wrong index or a missing term is not)."""
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings, strategies as st
+
+torch = pytest.importorskip("torch")
+import torch.nn.functional as F  # noqa: E402
+
+from tinyqt import _ckernels, backward, kernels, quant  # noqa: E402
+from tinyqt.errors import KernelError, ShapeError  # noqa: E402
+
+RTOL = 1e-4
+
+
+def assert_grad_close(got, ref, what):
+    ref = np.asarray(ref, dtype=np.float64)
+    got = np.asarray(got, dtype=np.float64)
+    assert got.shape == ref.shape, (what, got.shape, ref.shape)
+    scale = max(np.abs(ref).max(), 1e-30)
+    err = np.abs(got - ref).max()
+    assert err <= RTOL * scale + 1e-30, f"{what}: max error {err:.3g} vs max |ref| {scale:.3g}"
+
+
+@st.composite
+def conv_cases(draw):
+    k = draw(st.sampled_from([1, 3, 5, 7]))
+    depthwise = draw(st.booleans())
+    c_in = draw(st.integers(1, 12))
+    mult = draw(st.sampled_from([1, 2])) if depthwise else 1
+    c_out = c_in * mult if depthwise else draw(st.integers(1, 12))
+    stride = (draw(st.sampled_from([1, 2])), draw(st.sampled_from([1, 2])))
+    dil = draw(st.sampled_from([1, 1, 2]))
+    eff = (k - 1) * dil + 1
+    h = draw(st.integers(1, 11))
+    w = draw(st.integers(1, 11))
+    pads = [draw(st.integers(0, eff - 1)) for _ in range(4)]
+    for size, a, b in ((h, 0, 2), (w, 1, 3)):
+        while size + pads[a] + pads[b] < eff:
+            pads[b] += 1
+        while pads[b] >= eff:
+            pads[b] -= 1
+    n = draw(st.integers(1, 2))
+    sel_kind = draw(st.sampled_from(["all", "first", "subset"]))
+    seed = draw(st.integers(0, 2**31 - 1))
+    act = draw(st.sampled_from(["NONE", "RELU", "RELU6"]))
+    return dict(k=k, depthwise=depthwise, c_in=c_in, c_out=c_out, stride=stride, dil=dil, h=h,
+                w=w, pads=tuple(pads), n=n, sel_kind=sel_kind, seed=seed, act=act)
+
+
+def make_layer(case):
+    rng = np.random.default_rng(case["seed"])
+    c_in, c_out, k = case["c_in"], case["c_out"], case["k"]
+    x = rng.integers(-128, 128, (case["n"], case["h"], case["w"], c_in), dtype=np.int8)
+    if case["depthwise"]:
+        w = rng.integers(-127, 128, (1, k, k, c_out), dtype=np.int8)
+    else:
+        w = rng.integers(-127, 128, (c_out, k, k, c_in), dtype=np.int8)
+    bias = rng.integers(-2000, 2000, c_out, dtype=np.int32)
+    x_scale, x_zp = np.float32(rng.uniform(0.01, 0.1)), int(rng.integers(-20, 20))
+    w_scales = rng.uniform(0.002, 0.05, c_out).astype(np.float32)
+    y_scale, y_zp = np.float32(rng.uniform(0.05, 0.4)), int(rng.integers(-30, 30))
+    m, s = quant.conv_multipliers(x_scale, w_scales, y_scale)
+    lo, hi = quant.activation_range(case["act"], y_scale, y_zp)
+    stride, dil = case["stride"], (case["dil"], case["dil"])
+    y = kernels.conv2d(x, w, bias, m, s, stride=stride, padding=case["pads"], dilation=dil,
+                       input_offset=-x_zp, output_offset=y_zp, act_min=lo, act_max=hi,
+                       depthwise=case["depthwise"])
+    mask = backward.clamp_mask(y, lo, hi)
+    grad_out = rng.standard_normal(y.shape).astype(np.float32)
+    if case["sel_kind"] == "all":
+        sel = None
+    elif case["sel_kind"] == "first":
+        sel = np.arange(int(np.ceil(c_in * rng.choice([0.125, 0.25, 0.5, 1.0]))))
+    else:
+        sel = np.sort(rng.choice(c_in, int(rng.integers(1, c_in + 1)), replace=False))
+    return dict(x=x, w=w, bias=bias, x_scale=x_scale, x_zp=x_zp, w_scales=w_scales, y=y, lo=lo,
+                hi=hi, mask=mask, grad_out=grad_out, sel=sel, stride=stride, dil=dil, rng=rng)
+
+
+def torch_conv_grads(case, L):
+    """(grad_x [N,H,W,C_in], grad_w in the kernel's filter layout, grad_b)."""
+    xr = torch.tensor(np.float64(L["x_scale"]) * (L["x"].astype(np.float64) - L["x_zp"]),
+                      requires_grad=True)
+    ws = L["w_scales"].astype(np.float64)
+    if case["depthwise"]:
+        wr = torch.tensor(L["w"].astype(np.float64) * ws, requires_grad=True)  # [1,KH,KW,C_out]
+        wt = wr.permute(3, 0, 1, 2)  # [C_out, 1, KH, KW]
+        groups = case["c_in"]
+    else:
+        wr = torch.tensor(L["w"].astype(np.float64) * ws[:, None, None, None], requires_grad=True)
+        wt = wr.permute(0, 3, 1, 2)
+        groups = 1
+    br = torch.tensor(np.float64(L["x_scale"]) * ws * L["bias"], requires_grad=True)
+    pt, pl, pb, pr = case["pads"]
+    xp = F.pad(xr.permute(0, 3, 1, 2), (pl, pr, pt, pb))
+    out = F.conv2d(xp, wt, br, stride=L["stride"], dilation=L["dil"], groups=groups)
+    out = out.permute(0, 2, 3, 1)
+    assert tuple(out.shape) == L["y"].shape
+    passm = backward.unpack_mask(L["mask"], L["y"].shape)
+    g = torch.tensor(L["grad_out"].astype(np.float64) * passm)
+    out.backward(g)
+    return xr.grad.numpy(), wr.grad.numpy(), br.grad.numpy()
+
+
+@settings(max_examples=160, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(conv_cases())
+def test_conv_gradients_match_torch(case):
+    L = make_layer(case)
+    gx_ref, gw_ref, gb_ref = torch_conv_grads(case, L)
+    common = dict(stride=L["stride"], padding=case["pads"], dilation=L["dil"])
+    gx = backward.conv2d_backward_input(L["grad_out"], L["w"], L["w_scales"], L["x"].shape,
+                                        depthwise=case["depthwise"], mask=L["mask"], **common)
+    assert_grad_close(gx, gx_ref, "grad_x")
+
+    sel = L["sel"]
+    idx = np.arange(case["c_in"]) if sel is None else sel
+    x_saved = np.ascontiguousarray(L["x"][..., idx])
+    gw, gb = backward.conv2d_backward_weight(
+        L["grad_out"], x_saved, case["k"], x_scale=L["x_scale"], x_zero_point=L["x_zp"],
+        depthwise=case["depthwise"], in_channels=case["c_in"], sel=sel, mask=L["mask"], **common)
+    if case["depthwise"]:
+        mult = case["c_out"] // case["c_in"]
+        chans = (idx[:, None] * mult + np.arange(mult)).reshape(-1)
+        assert_grad_close(gw, gw_ref[0][:, :, chans].transpose(2, 0, 1), "grad_w (depthwise)")
+        assert_grad_close(gb, gb_ref[chans], "grad_b (depthwise)")
+    else:
+        assert_grad_close(gw, gw_ref[..., idx], "grad_w")
+        assert_grad_close(gb, gb_ref, "grad_b")
+    assert_grad_close(backward.bias_backward(L["grad_out"], L["mask"]), gb_ref, "bias_backward")
+
+
+def test_mask_is_strictly_inside_clamp_range():
+    y = np.array([-128, -127, 0, 5, 6, 126, 127, 3, -5], dtype=np.int8)
+    m = backward.clamp_mask(y, 0, 6)
+    assert m.tolist() == [0b10001000, 0]  # only 5 (bit 3) and 3 (bit 7) pass
+    assert backward.unpack_mask(backward.clamp_mask(y), y.shape).tolist() == \
+        [False, True, True, True, True, True, False, True, True]
+
+
+def test_1x1_kernels_equal_dense_kernels_bit_for_bit():
+    rng = np.random.default_rng(3)
+    x = rng.integers(-128, 128, (2, 5, 7, 13), dtype=np.int8)
+    w = rng.integers(-127, 128, (9, 1, 1, 13), dtype=np.int8)
+    ws = rng.uniform(0.01, 0.05, 9).astype(np.float32)
+    g = rng.standard_normal((2, 3, 4, 9)).astype(np.float32)
+    mask = rng.integers(0, 256, (g.size + 7) // 8, dtype=np.uint8)
+    params = (2, 2, 0, 0, 1, 1, 7, 0, -128, 127)
+    outs = {}
+    for kind in ("conv", "1x1"):
+        gi = np.full(x.shape, np.nan, np.float32)
+        assert _ckernels.conv_backward_input(kind, params, ws, g.shape, g.reshape(-1), mask, w.shape,
+                                             w.reshape(-1), x.shape, gi.reshape(-1)) == 0
+        gw = np.empty((9, 1, 1, 13), np.float32)
+        gb = np.empty(9, np.float32)
+        assert _ckernels.conv_backward_weight(kind, params, 0.05, x.shape, x.reshape(-1), g.shape,
+                                              g.reshape(-1), mask, gw.shape, gw.reshape(-1), gb) == 0
+        outs[kind] = (gi, gw, gb)
+    for a, b in zip(outs["conv"], outs["1x1"]):
+        assert np.array_equal(a.view(np.uint32), b.view(np.uint32))
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_fc_gradients_match_torch(seed):
+    rng = np.random.default_rng(100 + seed)
+    b_n, d_in, d_out = int(rng.integers(1, 4)), int(rng.integers(1, 40)), int(rng.integers(1, 20))
+    x = rng.integers(-128, 128, (b_n, d_in), dtype=np.int8)
+    w = rng.integers(-127, 128, (d_out, d_in), dtype=np.int8)
+    bias = rng.integers(-500, 500, d_out, dtype=np.int32)
+    xs, xz = np.float32(0.05), int(rng.integers(-10, 10))
+    ws = rng.uniform(0.005, 0.05, d_out).astype(np.float32)
+    ys, yz = np.float32(0.3), 3
+    m, s = quant.conv_multipliers(xs, ws, ys)
+    y = kernels.fully_connected(x, w, bias, m, s, input_offset=-xz, output_offset=yz, act_min=yz,
+                                act_max=127)
+    mask = backward.clamp_mask(y, yz, 127)
+    g = rng.standard_normal(y.shape).astype(np.float32)
+    xr = torch.tensor(np.float64(xs) * (x.astype(np.float64) - xz), requires_grad=True)
+    wr = torch.tensor(w * ws.astype(np.float64)[:, None], requires_grad=True)
+    br = torch.tensor(np.float64(xs) * ws.astype(np.float64) * bias, requires_grad=True)
+    F.linear(xr, wr, br).backward(torch.tensor(g * backward.unpack_mask(mask, y.shape), dtype=torch.float64))
+    assert_grad_close(backward.fc_backward_input(g, w, ws, mask), xr.grad.numpy(), "fc grad_x")
+    sel = np.sort(rng.choice(d_in, int(rng.integers(1, d_in + 1)), replace=False))
+    gw, gb = backward.fc_backward_weight(g, np.ascontiguousarray(x[:, sel]), x_scale=xs,
+                                         x_zero_point=xz, mask=mask)
+    assert_grad_close(gw, wr.grad.numpy()[:, sel], "fc grad_w")
+    assert_grad_close(gb, br.grad.numpy(), "fc grad_b")
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_avgpool_mean_add_match_torch(seed):
+    rng = np.random.default_rng(200 + seed)
+    n, h, wd, c = 2, int(rng.integers(1, 10)), int(rng.integers(1, 10)), int(rng.integers(1, 6))
+    fh, fw = int(rng.integers(1, min(h, 4) + 1)), int(rng.integers(1, min(wd, 4) + 1))
+    stride = (int(rng.integers(1, 3)), int(rng.integers(1, 3)))
+    pt, pl = int(rng.integers(0, fh)), int(rng.integers(0, fw))
+    pb, pr = int(rng.integers(0, fh)), int(rng.integers(0, fw))
+    x = rng.integers(-128, 128, (n, h, wd, c), dtype=np.int8)
+    y = kernels.avgpool2d(x, (fh, fw), stride=stride, padding=(pt, pl, pb, pr), act_min=-100, act_max=100)
+    mask = backward.clamp_mask(y, -100, 100)
+    g = rng.standard_normal(y.shape).astype(np.float32)
+    # real avgpool over in-bounds pixels only: sum pool / in-bounds count
+    xr = torch.tensor(x.astype(np.float64) * 0.1, requires_grad=True)
+    xp = F.pad(xr.permute(0, 3, 1, 2), (pl, pr, pt, pb))
+    ones = F.pad(torch.ones(1, 1, h, wd, dtype=torch.float64), (pl, pr, pt, pb))
+    cnt = F.avg_pool2d(ones, (fh, fw), stride) * (fh * fw)
+    out = (F.avg_pool2d(xp, (fh, fw), stride) * (fh * fw) / cnt).permute(0, 2, 3, 1)
+    assert tuple(out.shape) == y.shape
+    out.backward(torch.tensor(g * backward.unpack_mask(mask, y.shape), dtype=torch.float64))
+    gi = backward.avgpool2d_backward(g, x.shape, (fh, fw), stride=stride, padding=(pt, pl, pb, pr),
+                                     mask=mask)
+    assert_grad_close(gi, xr.grad.numpy(), "avgpool grad_x")
+
+    gm = rng.standard_normal((n, 1, 1, c)).astype(np.float32)
+    mmask = rng.integers(0, 256, (n * c + 7) // 8, dtype=np.uint8)
+    xr = torch.tensor(x.astype(np.float64), requires_grad=True)
+    xr.mean(dim=(1, 2), keepdim=True).backward(
+        torch.tensor(gm * backward.unpack_mask(mmask, gm.shape), dtype=torch.float64))
+    assert_grad_close(backward.mean_backward(gm, x.shape, mmask), xr.grad.numpy(), "mean grad_x")
+
+    a = torch.tensor(rng.standard_normal(x.shape), requires_grad=True)
+    b = torch.tensor(rng.standard_normal(x.shape), requires_grad=True)
+    gadd = rng.standard_normal(x.shape).astype(np.float32)
+    amask = rng.integers(0, 256, (x.size + 7) // 8, dtype=np.uint8)
+    (a + b).backward(torch.tensor(gadd * backward.unpack_mask(amask, x.shape), dtype=torch.float64))
+    ga, gb = backward.add_backward(gadd, amask)
+    assert_grad_close(ga, a.grad.numpy(), "add grad_a")
+    assert_grad_close(gb, b.grad.numpy(), "add grad_b")
+
+
+def test_softmax_xent_and_head_match_torch():
+    rng = np.random.default_rng(7)
+    bsz, d, k = 3, 17, 10
+    f = rng.standard_normal((bsz, d)).astype(np.float32)
+    w = (rng.standard_normal((k, d)) * 0.3).astype(np.float32)
+    b = (rng.standard_normal(k) * 0.1).astype(np.float32)
+    labels = rng.integers(0, k, bsz)
+    ft = torch.tensor(f.astype(np.float64), requires_grad=True)
+    wt = torch.tensor(w.astype(np.float64), requires_grad=True)
+    bt = torch.tensor(b.astype(np.float64), requires_grad=True)
+    logits_t = F.linear(ft, wt, bt)
+    loss_t = F.cross_entropy(logits_t, torch.tensor(labels))
+    loss_t.backward()
+    logits = backward.linear(f, w, b)
+    assert_grad_close(logits, logits_t.detach().numpy(), "logits")
+    loss, gl = backward.softmax_cross_entropy(logits, labels)
+    assert abs(loss - loss_t.item()) <= 1e-5 * abs(loss_t.item())
+    lr = 0.1
+    w2, b2 = w.copy(), b.copy()
+    gf = backward.linear_backward_update(f, gl, w2, b2, lr)
+    assert_grad_close(gf, ft.grad.numpy(), "head grad_f")
+    assert_grad_close((w - w2) / lr, wt.grad.numpy(), "head grad_w")
+    assert_grad_close((b - b2) / lr, bt.grad.numpy(), "head grad_b")
+    # int8 head: loss on dequantized int8 logits
+    q = rng.integers(-128, 128, (bsz, k), dtype=np.int8)
+    lt = torch.tensor(0.125 * (q.astype(np.float64) - 5), requires_grad=True)
+    lq = F.cross_entropy(lt, torch.tensor(labels))
+    lq.backward()
+    loss8, g8 = backward.softmax_cross_entropy_s8(q, 0.125, 5, labels)
+    assert abs(loss8 - lq.item()) <= 1e-5 * abs(lq.item())
+    assert_grad_close(g8, lt.grad.numpy(), "int8 head grad_logits")
+
+
+def test_bad_arguments_raise_and_kernels_write_nothing():
+    g = np.zeros((1, 3, 3, 4), np.float32)
+    w = np.ones((4, 3, 3, 2), np.int8)
+    with pytest.raises(ShapeError, match="grad_out"):
+        backward.conv2d_backward_input(g, w, np.ones(4, np.float32), (1, 4, 4, 2))
+    with pytest.raises(ShapeError, match="grad_out"):
+        backward.conv2d_backward_input(g.astype(np.float64), w, np.ones(4), (1, 5, 5, 2))
+    with pytest.raises(ShapeError, match="sel"):
+        backward.conv2d_backward_weight(g, np.zeros((1, 5, 5, 2), np.int8), 3, x_scale=0.1,
+                                        x_zero_point=0, sel=[1, 0])
+    with pytest.raises(KernelError, match="TQ_ERR_PARAM"):
+        backward.conv2d_backward_input(g, w, np.zeros(4, np.float32), (1, 5, 5, 2))
+    # direct C call with stride 0: error status and the output untouched
+    gi = np.full(50, 7.0, np.float32)
+    st = _ckernels.conv_backward_input("conv", (0, 1, 0, 0, 1, 1, 0, 0, -128, 127),
+                                       np.ones(4, np.float32), g.shape, g.reshape(-1), None, w.shape,
+                                       w.reshape(-1), (1, 5, 5, 2), gi)
+    assert st == -3 and np.all(gi == 7.0)
