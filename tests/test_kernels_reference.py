@@ -183,3 +183,12 @@ def test_c_kernel_rejects_bad_params_without_writing():
         kernels.conv2d(x, w, None, m, np.array([40, 0], np.int32))
     with pytest.raises(KernelError, match="TQ_ERR_PARAM"):
         kernels.conv2d(x, w, None, m, s, input_offset=300)
+
+
+def test_vectorized_multipliers_equal_the_scalar_formula():
+    rng = np.random.default_rng(11)
+    reals = np.concatenate([rng.uniform(1e-9, 4.0, 5000), 10.0 ** rng.uniform(-12, 3, 5000),
+                            [0.0, 1.0, 0.5, 2.0 ** -31, 2.0 ** -32, 2.0 ** 31, 0.9999999999]])
+    m, s = quant.quantize_multipliers(reals)
+    want = [quant.quantize_multiplier(r) for r in reals]
+    assert [(int(a), int(b)) for a, b in zip(m, s)] == want

@@ -41,17 +41,31 @@ def f32(x):
     return float(np.float32(x))
 
 
+def quantize_multipliers(reals):
+    """Vectorized quantize_multiplier over a float64 array -> (int32
+    multipliers, int32 shifts), identical to the scalar version elementwise."""
+    reals = np.asarray(reals, dtype=np.float64)
+    if not np.all(np.isfinite(reals)) or np.any(reals < 0):
+        raise ValueError("quantize_multipliers: scale ratios must be positive and finite")
+    q, shift = np.frexp(reals)
+    scaled = q * float(1 << 31)
+    q_fixed = np.where(scaled >= 0, np.floor(scaled + 0.5), -np.floor(-scaled + 0.5)).astype(np.int64)
+    top = q_fixed == (1 << 31)
+    q_fixed = np.where(top, q_fixed // 2, q_fixed)
+    shift = np.where(top, shift + 1, shift).astype(np.int64)
+    tiny = (shift < -31) | (reals == 0)
+    big = shift > 30
+    q_fixed = np.where(tiny, 0, np.where(big, (1 << 31) - 1, q_fixed))
+    shift = np.where(tiny, 0, np.where(big, 30, shift))
+    return q_fixed.astype(np.int32), shift.astype(np.int32)
+
+
 def conv_multipliers(input_scale, weight_scales, output_scale):
     """Per-channel (multiplier, shift) int32 arrays for conv / FC layers:
     s_x * s_w[c] / s_y in double, from float32 scales (TFLite's
     PopulateConvolutionQuantizationParams)."""
-    ws = np.asarray(weight_scales, dtype=np.float32).reshape(-1)
-    mult = np.empty(ws.size, dtype=np.int32)
-    shift = np.empty(ws.size, dtype=np.int32)
-    sx, sy = f32(input_scale), f32(output_scale)
-    for i, sw in enumerate(ws):
-        mult[i], shift[i] = quantize_multiplier(sx * float(sw) / sy)
-    return mult, shift
+    ws = np.asarray(weight_scales, dtype=np.float32).reshape(-1).astype(np.float64)
+    return quantize_multipliers(f32(input_scale) * ws / f32(output_scale))
 
 
 def activation_range(activation, scale, zero_point):
