@@ -22,6 +22,7 @@ import os
 import shutil
 import subprocess
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional, Sequence, Tuple
@@ -232,20 +233,23 @@ def _run(cmd, cwd=None):
 
 
 def compile_objects(target, sources, include_dirs=(), defines=(), out_dir=None, opt="-O3",
-                    portable=False, extra_cflags=()):
-    """Compiles each source to an object file (no link); returns their paths.
+                    portable=False, extra_cflags=(), jobs=None):
+    """Compiles each source to an object file (no link, jobs compilers in
+    parallel); returns their paths.
     Raises BuildError with the compiler's diagnostics on any warning/error."""
     t = get_target(target)
     out = Path(out_dir or tempfile.mkdtemp(prefix=f"tq-{t.name}-"))
     out.mkdir(parents=True, exist_ok=True)
     flags = _cflags(t, include_dirs, defines, opt, portable) + list(extra_cflags)
-    objs = []
-    for src in sources:
+
+    def one(src):
         src = Path(src)
         obj = out / (src.stem + ".o")
         _run([GCC, *flags, "-c", src, "-o", obj])
-        objs.append(obj)
-    return objs
+        return obj
+
+    with ThreadPoolExecutor(max_workers=jobs or os.cpu_count() or 1) as ex:
+        return list(ex.map(one, sources))
 
 
 def build(target, sources, include_dirs=(), defines=(), out_dir=None, opt="-O3",

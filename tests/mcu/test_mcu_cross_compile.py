@@ -1,0 +1,84 @@
+"""The whole kernel library cross-compiles warning-free (-Wall -Wextra -Werror)
+for Cortex-M0+, M4, M7 and M55, on the ARM DSP path and the portable path
+(-DTQ_FORCE_PORTABLE): as objects at -Os and -O0 (warnings differ with the
+optimization level), and at -O3 linked into a firmware that references every
+public function."""
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+import tinyqt.mcu.core as mcu
+from mcu_support import require_build_tools
+
+pytestmark = pytest.mark.mcu
+
+TARGETS = ("m0plus", "m4", "m7", "m55")
+VARIANTS = ("dsp", "portable")
+
+# Every public kernel-library function, referenced so the link pulls them all in.
+_LINK_MAIN = r"""
+#include <stdio.h>
+#include "tinyqt/kernels.h"
+#include "tinyqt/arena.h"
+typedef void (*tq_any_fn)(void);
+static const tq_any_fn tq_all[] = {
+    (tq_any_fn)tq_conv_s8_get_buffer_size, (tq_any_fn)tq_conv_s8,
+    (tq_any_fn)tq_conv_1x1_s8_get_buffer_size, (tq_any_fn)tq_conv_1x1_s8,
+    (tq_any_fn)tq_depthwise_conv_s8_get_buffer_size, (tq_any_fn)tq_depthwise_conv_s8,
+    (tq_any_fn)tq_fully_connected_s8, (tq_any_fn)tq_avgpool_s8, (tq_any_fn)tq_mean_s8,
+    (tq_any_fn)tq_add_s8, (tq_any_fn)tq_softmax_s8,
+    (tq_any_fn)tq_arena_init, (tq_any_fn)tq_arena_alloc, (tq_any_fn)tq_arena_at,
+    (tq_any_fn)tq_arena_reset, (tq_any_fn)tq_arena_remaining,
+};
+int main(void)
+{
+    unsigned i, n = 0;
+    for (i = 0; i < sizeof tq_all / sizeof tq_all[0]; i++) {
+        n += tq_all[i] != 0;
+    }
+    printf("%u kernel functions linked\n", n);
+    return tq_conv_s8(NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, 0) == TQ_ERR_NULL ? 0 : 1;
+}
+"""
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+@pytest.mark.parametrize("target", TARGETS)
+def test_kernel_library_compiles_warning_free(target, variant, tmp_path):
+    require_build_tools()
+    sources = mcu.kernel_sources()
+    assert len(sources) >= 8, sources
+
+    def one(opt):
+        return mcu.compile_objects(target, sources, out_dir=tmp_path / opt.lstrip("-"), opt=opt,
+                                   portable=(variant == "portable"))
+
+    with ThreadPoolExecutor(max_workers=2) as ex:
+        objs = [o for group in ex.map(one, ("-Os", "-O0")) for o in group]
+    assert len(objs) == 2 * len(sources)
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_target_features(target, tmp_path):
+    """The DSP variant really sees __ARM_FEATURE_DSP (and MVE on the M55);
+    the M0+ has neither, and only the FPU targets have __ARM_FP."""
+    require_build_tools()
+    t = mcu.get_target(target)
+    checks = []
+    for macro, present in (("__ARM_FEATURE_DSP", t.has_dsp), ("__ARM_FEATURE_MVE", t.has_mve),
+                           ("__ARM_FP", t.has_fpu)):
+        checks.append(f"#if {'!' if present else ''}defined({macro})\n"
+                      f"#error {macro} should be {'defined' if present else 'undefined'}\n#endif\n")
+    src = tmp_path / "features.c"
+    src.write_text("".join(checks) + "int tq_features_ok;\n")
+    mcu.compile_objects(t, [src], out_dir=tmp_path)
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+@pytest.mark.parametrize("target", TARGETS)
+def test_kernel_library_links(target, variant, tmp_path):
+    require_build_tools()
+    src = tmp_path / "link_main.c"
+    src.write_text(_LINK_MAIN)
+    elf = mcu.build(target, [src], out_dir=tmp_path, portable=(variant == "portable"))
+    assert elf.is_file() and elf.stat().st_size > 0
