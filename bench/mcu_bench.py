@@ -24,10 +24,10 @@ from dataclasses import dataclass
 import numpy as np
 
 try:
-    import tinyqt.mcu as mcu
+    import tinyqt.mcu.core as mcu
 except ImportError:  # running from a source tree without an install
     sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "src"))
-    import tinyqt.mcu as mcu
+    import tinyqt.mcu.core as mcu
 from tinyqt.mcu.bench import VARIANTS, run_cases
 from tinyqt.mcu.cgen import conv_case
 
