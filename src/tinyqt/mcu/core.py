@@ -16,7 +16,7 @@ Instruction counts: run_qemu uses ``-icount shift=0`` (one instruction = 1 ns
 of virtual time); data/tq_bench.h reads SysTick around the measured code. One
 SysTick count is 40 instructions on the mps2 boards (25 MHz) and 31.25 on the
 mps3-an547 (32 MHz); Target.instructions_per_tick holds it and
-tests/mcu/test_bench_calibration.py checks it against loops of known length.
+tests/mcu/test_mcu_bench_calibration.py checks it against loops of known length.
 """
 import os
 import shutil
