@@ -31,21 +31,3 @@ def shared_model_json(name):
     require(os.path.isdir(SHARED_MODELS), f"{SHARED_MODELS} not found (../shared sits beside the repository)")
     return os.path.join(SHARED_MODELS, name + ".json")
 
-
-@pytest.fixture(scope="session")
-def cross_compiler():
-    """arm-none-eabi-gcc, or a skip naming the Debian packages (a failure in CI)."""
-    from tinyqt import mcu
-    st = mcu.toolchain_status()
-    require(st["arm-none-eabi-gcc"] is not None,
-            "arm-none-eabi-gcc missing: apt-get install gcc-arm-none-eabi libnewlib-arm-none-eabi")
-    return st
-
-
-@pytest.fixture(scope="session")
-def qemu(cross_compiler):
-    """qemu-system-arm, or a skip naming the Debian package (a failure in CI)."""
-    from tinyqt import mcu
-    require(mcu.toolchain_status()["qemu-system-arm"] is not None,
-            "qemu-system-arm missing: apt-get install qemu-system-arm")
-    return True

@@ -82,3 +82,16 @@ def test_kernel_library_links(target, variant, tmp_path):
     src.write_text(_LINK_MAIN)
     elf = mcu.build(target, [src], out_dir=tmp_path, portable=(variant == "portable"))
     assert elf.is_file() and elf.stat().st_size > 0
+
+
+def test_library_uses_no_double_and_no_malloc(tmp_path):
+    """On the FPU-less core, -Wdouble-promotion catches float->double
+    promotions and the undefined symbols show any malloc or soft-double call."""
+    import subprocess
+    require_build_tools()
+    objs = mcu.compile_objects("m0plus", mcu.kernel_sources(), defines=(), out_dir=tmp_path, opt="-Os",
+                               extra_cflags=("-Wdouble-promotion",))
+    nm = subprocess.run(["arm-none-eabi-nm", "-u"] + [str(o) for o in objs], capture_output=True, text=True)
+    assert nm.returncode == 0, nm.stderr
+    for forbidden in ("malloc", "calloc", "free", "__aeabi_d", "__aeabi_f2d"):
+        assert forbidden not in nm.stdout, f"{forbidden} referenced:\n{nm.stdout}"

@@ -1,14 +1,11 @@
-"""Cortex-M builds and QEMU runs: targets, cross compilation, emulation.
+"""Cortex-M builds of the kernel library and runs under QEMU.
 
-    elf = build("cortex-m4", ["main.c"], out_dir="build/m4")
-    result = run_qemu("cortex-m4", elf)      # .returncode, .stdout, .exit_code
+    elf = build("m4", ["main.c"], out_dir="build/m4")
+    exit_code, stdout = run_qemu("m4", elf)
 
-Targets: cortex-m4 (QEMU mps2-an386), cortex-m7 (mps2-an500), cortex-m55
-(mps3-an547, Helium), cortex-m0plus (build only: portable path, soft float).
+Targets: m0plus (build only), m4 (QEMU mps2-an386), m7 (mps2-an500), m55
+(mps3-an547). See tinyqt.mcu.core for the details and tinyqt.mcu.cgen /
+tinyqt.mcu.bench for firmware that runs kernel test vectors and benches.
 """
-from .targets import TARGETS, Target, get_target
-from .toolchain import (ToolchainMissing, build, kernel_include_dir, kernel_source_dir,
-                        kernel_sources, run_qemu, toolchain_status)
-
-__all__ = ["TARGETS", "Target", "get_target", "build", "run_qemu", "toolchain_status",
-           "ToolchainMissing", "kernel_source_dir", "kernel_sources", "kernel_include_dir"]
+from .core import *  # noqa: F401,F403 - the package's public API is core's
+from .core import __all__  # noqa: F401

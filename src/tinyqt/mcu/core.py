@@ -27,6 +27,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional, Sequence, Tuple
 
+from ..errors import TinyQTError
+
 __all__ = [
     "Target", "TARGETS", "RUNNABLE_TARGETS", "get_target", "McuError", "BuildError",
     "QemuTimeout", "ToolchainStatus", "toolchain_status", "kernel_source_dir",
@@ -45,7 +47,7 @@ COMMON_CFLAGS = ("-mthumb", "-std=c99", "-Wall", "-Wextra", "-Werror", "-ffp-con
 _DATA = Path(__file__).resolve().parent / "data"
 
 
-class McuError(RuntimeError):
+class McuError(TinyQTError):
     """A firmware could not be built or run."""
 
 
