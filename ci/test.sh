@@ -23,5 +23,8 @@ if [ -n "$missing" ]; then
     fi
 fi
 
+# PyTorch (the backward oracle): the CPU build this machine kind keeps on disk;
+# an unpinned 'torch' would pull a multi-GB CUDA build.
+python3 -c "import torch" 2>/dev/null || python3 -m pip install -q --disable-pip-version-check torch==2.13.0
 python3 -m pip install -q --disable-pip-version-check -e ".[test]"
 exec python3 -m pytest -q -p no:cacheprovider "$@"
