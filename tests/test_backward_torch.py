@@ -275,6 +275,8 @@ def test_bad_arguments_raise_and_kernels_write_nothing():
     with pytest.raises(ShapeError, match="sel"):
         backward.conv2d_backward_weight(g, np.zeros((1, 5, 5, 2), np.int8), 3, x_scale=0.1,
                                         x_zero_point=0, sel=[1, 0])
+    with pytest.raises(ShapeError, match="w_scales"):
+        backward.conv2d_backward_input(g, w, np.ones(3, np.float32), (1, 5, 5, 2))
     with pytest.raises(KernelError, match="TQ_ERR_PARAM"):
         backward.conv2d_backward_input(g, w, np.zeros(4, np.float32), (1, 5, 5, 2))
     # direct C call with stride 0: error status and the output untouched

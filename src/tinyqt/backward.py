@@ -48,12 +48,13 @@ def _check(kernel, status):
 
 
 def _scales(w_scales, n, name="w_scales"):
-    s = np.ascontiguousarray(np.broadcast_to(np.asarray(w_scales, dtype=F32).reshape(-1)
-                                             if np.size(w_scales) != 1 else
-                                             np.asarray(w_scales, dtype=F32).reshape(1), (n,)))
+    """float32 [n] per-channel scales (a scalar or 1-element array broadcasts)."""
+    s = np.asarray(w_scales, dtype=F32).reshape(-1)
+    if s.size == 1:
+        s = np.full(n, s[0], dtype=F32)
     if s.shape != (n,):
         raise ShapeError(f"{name}: expected {n} per-channel scales, got {np.shape(w_scales)}")
-    return s
+    return np.ascontiguousarray(s)
 
 
 def _mask(mask, count, name="mask"):
