@@ -1,0 +1,129 @@
+"""tinyqt.compile: (int8 model, update scheme, budgets) -> a static Plan.
+
+A Plan is the step list of one training step (training_graph.py) and an
+offset in one SRAM arena for every tensor, from the memory planner. Its
+report: peak SRAM (the arena size), what is live at the peak, Flash bytes
+and trainable parameters. A plan over either budget raises
+BudgetExceededError naming the tensors live at the peak.
+"""
+import re
+from dataclasses import dataclass
+from typing import Dict, List, Optional
+
+from ..errors import TinyQTError
+from ..planner import Buffer, MemoryPlan, plan_greedy, verify
+from ..schemes import parse_scheme
+from .training_graph import KINDS, build_training_graph
+
+ALIGN = 8
+
+
+class BudgetExceededError(TinyQTError):
+    """The plan does not fit the SRAM or Flash budget."""
+
+
+def parse_bytes(text):
+    """'256KB', '1MB', '320kB', '262144' -> bytes (KB = 1024)."""
+    if isinstance(text, int):
+        return text
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([kKmM]i?[bB]?|[bB])?\s*", str(text))
+    if not m:
+        raise TinyQTError(f"cannot read '{text}' as a size (examples: 256KB, 1MB, 131072)")
+    value, unit = float(m.group(1)), (m.group(2) or "").lower()
+    mult = 1024 if unit.startswith("k") else (1 << 20 if unit.startswith("m") else 1)
+    return int(value * mult)
+
+
+@dataclass
+class Plan:
+    model_name: str
+    scheme_name: str
+    steps: list
+    tensors: Dict
+    memory: MemoryPlan
+    flash_bytes: int
+    trainable_params: int
+    sram_budget: Optional[int]
+    flash_budget: Optional[int]
+    graph: object
+
+    @property
+    def peak_sram_bytes(self):
+        return self.memory.peak
+
+    @property
+    def fits(self):
+        return ((self.sram_budget is None or self.peak_sram_bytes <= self.sram_budget) and
+                (self.flash_budget is None or self.flash_bytes <= self.flash_budget))
+
+    def live_at_peak(self):
+        """[(name, kind, bytes)] of the tensors live where the peak is reached,
+        largest first."""
+        specs = [self.tensors[n] for n in self.memory.live_at_peak]
+        return sorted(((s.name, s.kind, s.nbytes) for s in specs), key=lambda r: -r[2])
+
+    def bytes_by_kind(self):
+        """Bytes of the tensors live at the peak, by kind."""
+        out = {k: 0 for k in KINDS}
+        for _, kind, n in self.live_at_peak():
+            out[kind] += n
+        return {k: v for k, v in out.items() if v}
+
+    def to_json(self):
+        return {
+            "model": self.model_name, "scheme": self.scheme_name,
+            "peak_sram_bytes": self.peak_sram_bytes, "flash_bytes": self.flash_bytes,
+            "trainable_params": self.trainable_params, "fits": self.fits,
+            "sram_budget": self.sram_budget, "flash_budget": self.flash_budget,
+            "live_at_peak": [{"name": n, "kind": k, "bytes": b} for n, k, b in self.live_at_peak()],
+            "live_at_peak_by_kind": self.bytes_by_kind(),
+            "steps": len(self.steps), "memory_strategy": self.memory.strategy,
+        }
+
+
+def _flash_bytes(model, graph):
+    """Frozen int8 weights, int32 biases and per-channel requantization
+    (multiplier + shift) of every conv, plus the head's fp32 initial values."""
+    total = 0
+    for op in graph.convs:
+        total += op.weight.size + 4 * op.out_channels + 8 * op.out_channels
+    classes, features = graph.head_shape
+    return total + 4 * (classes * features + classes)
+
+
+def _trainable_params(graph):
+    """Weights and biases the step updates, the fp32 head included."""
+    classes, features = graph.head_shape
+    body = sum(s.attrs.get("trained_params", 0) for s in graph.steps if s.kind in ("update", "update_bias"))
+    return body + classes * features + classes
+
+
+def compile(model, scheme, sram=None, flash=None, num_classes=None, momentum=0.0, rounding="nearest"):
+    """Plan of one batch-1 training step of model (int8 IR) under scheme
+    (a Scheme or its spelling, see tinyqt.schemes) within sram / flash
+    budgets (bytes or strings like '256KB'; None = unbounded). Raises
+    SchemeError for a malformed scheme and BudgetExceededError when over a
+    budget (after planning, naming what is live at the peak)."""
+    from .training_graph import body_convs
+    convs = body_convs(model)
+    scheme = parse_scheme(scheme, model.name, len(convs))
+    graph = build_training_graph(model, scheme, num_classes=num_classes,
+                                 optimizer_state_bytes_per_param=4 if momentum else 0,
+                                 master_copy=(rounding == "master"))
+    buffers = [Buffer(s.name, s.nbytes, s.first, s.last) for s in graph.tensors.values() if s.first >= 0]
+    memory = plan_greedy(buffers, align=ALIGN)
+    verify(buffers, memory, align=ALIGN)
+    plan = Plan(model.name, scheme.name, graph.steps, graph.tensors, memory, _flash_bytes(model, graph),
+                _trainable_params(graph), parse_bytes(sram) if sram is not None else None,
+                parse_bytes(flash) if flash is not None else None, graph)
+    if not plan.fits:
+        live = ", ".join(f"{n} ({k}, {b:,} B)" for n, k, b in plan.live_at_peak()[:12])
+        over = []
+        if plan.sram_budget is not None and plan.peak_sram_bytes > plan.sram_budget:
+            over.append(f"peak SRAM {plan.peak_sram_bytes:,} B > budget {plan.sram_budget:,} B")
+        if plan.flash_budget is not None and plan.flash_bytes > plan.flash_budget:
+            over.append(f"Flash {plan.flash_bytes:,} B > budget {plan.flash_budget:,} B")
+        err = BudgetExceededError(f"{model.name} with {scheme.name}: {'; '.join(over)}; live at the peak: {live}")
+        err.plan = plan
+        raise err
+    return plan

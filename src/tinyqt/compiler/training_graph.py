@@ -1,0 +1,275 @@
+"""Compile-time autodiff: the static list of steps of one training step and
+every tensor it touches, derived from an int8 Model and an update Scheme.
+
+The step list is the forward (writing the clamp masks of the layers the
+gradient flows through and the selected input channels of the layers whose
+weights train), the fp32 head and its loss, and the backward pruned to what
+the scheme needs:
+- no input gradient below the deepest trained layer;
+- no weight gradient for frozen weights; a bias-only layer gets a bias update;
+- each layer's input gradient first (it needs the old weights), then its
+  fused weight/bias update, so no weight-gradient buffer ever exists and
+  every gradient buffer dies as soon as both are done.
+Tensors carry their size in bytes and kind; lifetimes are the first and last
+step that touch them (persistent tensors span the whole step).
+"""
+import math
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional, Tuple
+
+import numpy as np
+
+from .. import _ckernels
+from ..errors import TinyQTError
+from ..graph import Add, Conv2D, FullyConnected, Mean, Reshape
+
+# tensor kinds, in the order reports list them
+KINDS = ("input", "activation", "saved", "mask", "gradient", "scratch", "weights", "bias", "head",
+         "optimizer", "features")
+PERSISTENT = ("weights", "bias", "head", "optimizer")
+
+
+@dataclass
+class TensorSpec:
+    """One buffer of the training step: bytes, kind, and its lifetime in steps."""
+    name: str
+    nbytes: int
+    kind: str
+    first: int = -1
+    last: int = -1
+
+
+@dataclass
+class Step:
+    """One kernel call of the training step."""
+    name: str
+    kind: str                 # forward | head | loss | backward_input | update | update_bias | accumulate
+    op: Optional[str]         # the model op it belongs to
+    reads: List[str] = field(default_factory=list)
+    writes: List[str] = field(default_factory=list)
+    scratch: Optional[str] = None
+    attrs: Dict = field(default_factory=dict)
+
+
+@dataclass
+class TrainingGraph:
+    steps: List[Step]
+    tensors: Dict[str, TensorSpec]
+    convs: List[Conv2D]          # trainable convs in paper index order
+    trained: Dict[str, Tuple[int, float, bool]]  # op name -> (conv index, ratio, bias trained)
+    head_shape: Tuple[int, int]  # (classes, features)
+
+
+def body_convs(model):
+    """The model's convs in forward order, the classifier excluded: the paper's
+    conv indexing (0 = first conv)."""
+    convs = [op for op in model.ops if isinstance(op, Conv2D)]
+    head = classifier_op(model)
+    return [op for op in convs if op is not head]
+
+
+def classifier_op(model):
+    """The op producing the logits (a 1x1 conv on the pooled map or an FC)."""
+    name = model.outputs[0]
+    producers = {op.output: op for op in model.ops}
+    op = producers.get(name)
+    while isinstance(op, Reshape):
+        op = producers.get(op.inputs[0])
+    if not isinstance(op, (Conv2D, FullyConnected)):
+        raise TinyQTError(f"model '{model.name}': the output is not produced by a classifier conv/FC")
+    return op
+
+
+def _pool_op(model, head):
+    producers = {op.output: op for op in model.ops}
+    op = producers.get(head.inputs[0])
+    if not isinstance(op, Mean):
+        raise TinyQTError(f"model '{model.name}': the classifier must read a global mean (found "
+                          f"{type(op).__name__ if op else 'the model input'})")
+    return op
+
+
+def _numel(shape):
+    return int(np.prod(shape))
+
+
+def build_training_graph(model, scheme, num_classes=None, optimizer_state_bytes_per_param=0,
+                         master_copy=False):
+    """Steps and tensors of one batch-1 training step of model under scheme.
+
+    num_classes: the head's class count (default: the model's). The head is
+    fp32 on the dequantized pooled features (DESIGN.md). Optimizer state
+    (momentum) costs optimizer_state_bytes_per_param per trained element;
+    master_copy adds an fp32 master of every trained weight."""
+    convs = body_convs(model)
+    head = classifier_op(model)
+    pool = _pool_op(model, head)
+    t = model.tensors
+    features = t[pool.output].shape[-1]
+    classes = num_classes or t[model.outputs[0]].shape[-1]
+
+    trained = {}
+    n = len(convs)
+    for i, op in enumerate(convs):
+        ratio = scheme.weights.get(i, 0.0)
+        bias = i >= n - scheme.bias_k
+        if ratio > 0 or bias:
+            trained[op.name] = (i, ratio, bias)
+    if not trained:
+        deepest_pos = None
+    else:
+        deepest_pos = min(model.ops.index(op) for op in convs if op.name in trained)
+
+    producer_pos = {op.output: k for k, op in enumerate(model.ops)}
+    producer_pos[model.inputs[0]] = -1
+
+    def needs_grad(tensor_name):
+        """A tensor's gradient is needed when it is produced at or after the
+        deepest trained layer (and before the pool)."""
+        return deepest_pos is not None and producer_pos[tensor_name] >= deepest_pos
+
+    tensors = {}
+    steps = []
+
+    def tensor(name, nbytes, kind):
+        if name not in tensors:
+            tensors[name] = TensorSpec(name, int(nbytes), kind)
+        return name
+
+    def step(s):
+        steps.append(s)
+        return s
+
+    tensor(model.inputs[0], _numel(t[model.inputs[0]].shape), "input")
+    pool_pos = model.ops.index(pool)
+    # ---- forward ------------------------------------------------------------
+    for k, op in enumerate(model.ops[:pool_pos + 1]):
+        out = tensor(op.output, _numel(t[op.output].shape), "activation")
+        s = step(Step(f"forward:{op.name}", "forward", op.name, reads=list(op.inputs), writes=[out]))
+        if isinstance(op, Conv2D):
+            kind = "depthwise" if op.depthwise else (
+                "1x1" if op.weight.shape[1:3] == (1, 1) and not any(op.padding) else "conv")
+            need = _ckernels.conv_buffer_size(kind, tuple(t[op.inputs[0]].shape), tuple(op.weight.shape))
+            if need:
+                s.scratch = tensor(f"scratch:{op.name}", need, "scratch")
+        if isinstance(op, (Conv2D, Add)) and needs_grad(op.output):
+            s.writes.append(tensor(f"mask:{op.name}", math.ceil(_numel(t[op.output].shape) / 8), "mask"))
+        if op.name in trained and trained[op.name][1] > 0:
+            x = t[op.inputs[0]]
+            c_in = x.shape[-1]
+            n_sel = max(1, math.ceil(trained[op.name][1] * c_in))
+            if n_sel < c_in:
+                s.writes.append(tensor(f"saved:{op.name}", _numel(x.shape[:-1]) * n_sel, "saved"))
+                s.attrs["saved"] = f"saved:{op.name}"
+            else:
+                s.attrs["saved"] = op.inputs[0]  # the whole input stays alive
+            s.attrs["n_sel"] = n_sel
+    # ---- head and loss --------------------------------------------------------
+    feats = tensor("features", 4 * features, "features")
+    step(Step("head:dequantize", "head", None, reads=[pool.output], writes=[feats]))
+    hw = tensor("head:weights", 4 * classes * features + 4 * classes, "head")
+    logits = tensor("logits", 4 * classes, "gradient")
+    step(Step("head:forward", "head", None, reads=[feats, hw], writes=[logits]))
+    glog = tensor("grad:logits", 4 * classes, "gradient")
+    step(Step("loss", "loss", None, reads=[logits], writes=[glog]))
+    gfeat = tensor("grad:features", 4 * features, "gradient") if deepest_pos is not None else None
+    step(Step("head:update", "update", None, reads=[glog, feats, hw],
+              writes=[hw] + ([gfeat] if gfeat else [])))
+    # ---- backward -------------------------------------------------------------
+    if deepest_pos is not None:
+        gname = f"grad:{pool.inputs[0]}"
+        tensor(gname, 4 * _numel(t[pool.inputs[0]].shape), "gradient")
+        step(Step(f"backward:{pool.name}", "backward_input", pool.name, reads=[gfeat], writes=[gname]))
+        for k in range(pool_pos - 1, deepest_pos - 1, -1):
+            op = model.ops[k]
+            g = f"grad:{op.output}"
+            if g not in tensors:
+                continue  # no gradient reaches this op
+            mask = f"mask:{op.name}"
+            if isinstance(op, Add):
+                outs = []
+                for x in op.inputs:
+                    if needs_grad(x):
+                        gx = f"grad:{x}"
+                        if gx in tensors:  # second contribution: accumulate
+                            gx = tensor(f"grad:{x}@{op.name}", 4 * _numel(t[x].shape), "gradient")
+                            step(Step(f"backward:{op.name}:{x}", "backward_input", op.name, reads=[g, mask],
+                                      writes=[gx]))
+                            step(Step(f"accumulate:{x}", "accumulate", op.name, reads=[gx, f"grad:{x}"],
+                                      writes=[f"grad:{x}"]))
+                        else:
+                            outs.append(tensor(gx, 4 * _numel(t[x].shape), "gradient"))
+                if outs:
+                    step(Step(f"backward:{op.name}", "backward_input", op.name, reads=[g, mask], writes=outs))
+                continue
+            if not isinstance(op, Conv2D):
+                raise TinyQTError(f"op '{op.name}' ({op.kind}) inside the trained range has no backward")
+            x = op.inputs[0]
+            if needs_grad(x):
+                gx = f"grad:{x}"
+                if gx in tensors:
+                    gx = tensor(f"grad:{x}@{op.name}", 4 * _numel(t[x].shape), "gradient")
+                    step(Step(f"backward_input:{op.name}", "backward_input", op.name,
+                              reads=[g, mask, _weights_name(op, trained)], writes=[gx]))
+                    step(Step(f"accumulate:{x}", "accumulate", op.name, reads=[gx, f"grad:{x}"],
+                              writes=[f"grad:{x}"]))
+                else:
+                    tensor(gx, 4 * _numel(t[x].shape), "gradient")
+                    step(Step(f"backward_input:{op.name}", "backward_input", op.name,
+                              reads=[g, mask, _weights_name(op, trained)], writes=[gx]))
+            if op.name in trained:
+                idx, ratio, bias = trained[op.name]
+                fwd = next(s for s in steps if s.name == f"forward:{op.name}")
+                if ratio > 0:
+                    w = tensor(f"weights:{op.name}", op.weight.size, "weights")
+                    b = tensor(f"bias:{op.name}", 4 * op.out_channels, "bias")
+                    n_sel = fwd.attrs["n_sel"]
+                    kind = "depthwise" if op.depthwise else ("1x1" if op.weight.shape[1:3] == (1, 1) else "conv")
+                    need = _ckernels.weight_update_buffer_size(kind, tuple(op.weight.shape), n_sel) \
+                        if hasattr(_ckernels, "weight_update_buffer_size") else 0
+                    s = step(Step(f"update:{op.name}", "update", op.name,
+                                  reads=[g, mask, fwd.attrs["saved"], w, b], writes=[w, b],
+                                  attrs={"n_sel": n_sel, "conv_index": idx}))
+                    if need:
+                        s.scratch = tensor(f"scratch:update:{op.name}", need, "scratch")
+                    kh, kw = op.weight.shape[1:3]
+                    if op.depthwise:
+                        trained_elems = n_sel * (op.out_channels // t[x].shape[-1]) * kh * kw
+                    else:
+                        trained_elems = op.out_channels * kh * kw * n_sel
+                    s.attrs["trained_params"] = trained_elems + op.out_channels
+                    extra = trained_elems * (optimizer_state_bytes_per_param + (4 if master_copy else 0))
+                    if extra:
+                        tensor(f"optimizer:{op.name}", extra, "optimizer")
+                elif bias:
+                    b = tensor(f"bias:{op.name}", 4 * op.out_channels, "bias")
+                    step(Step(f"update_bias:{op.name}", "update_bias", op.name, reads=[g, mask, b], writes=[b],
+                              attrs={"conv_index": idx, "trained_params": op.out_channels}))
+                    if optimizer_state_bytes_per_param:
+                        tensor(f"optimizer:{op.name}", op.out_channels * optimizer_state_bytes_per_param,
+                               "optimizer")
+    _lifetimes(steps, tensors)
+    return TrainingGraph(steps, tensors, convs, trained, (classes, features))
+
+
+def _weights_name(op, trained):
+    """The weights an input-gradient step reads: the SRAM copy of a
+    weight-trained layer, otherwise the frozen weights in Flash (no tensor)."""
+    if op.name in trained and trained[op.name][1] > 0:
+        return f"weights:{op.name}"
+    return f"flash:{op.name}"
+
+
+def _lifetimes(steps, tensors):
+    for k, s in enumerate(steps):
+        for name in s.reads + s.writes + ([s.scratch] if s.scratch else []):
+            spec = tensors.get(name)
+            if spec is None:
+                continue  # Flash-resident weights
+            if spec.first < 0:
+                spec.first = k
+            spec.last = k
+    last = len(steps) - 1
+    for spec in tensors.values():
+        if spec.kind in PERSISTENT:
+            spec.first, spec.last = 0, last

@@ -1,0 +1,89 @@
+"""The training compiler: pruned autodiff, lifetimes, the arena plan, budgets."""
+import pytest
+
+import tinyqt
+from tinyqt.compiler import BudgetExceededError, body_convs, compile, parse_bytes
+from tinyqt.planner import Buffer, verify
+from tinyqt.schemes import SchemeError
+
+from conftest import shared_model_json
+
+
+@pytest.fixture(scope="module")
+def mcunet():
+    return tinyqt.load_tiny_training(shared_model_json("mcunet-5fps"))
+
+
+def _overlap_free(plan):
+    bufs = [Buffer(s.name, s.nbytes, s.first, s.last) for s in plan.tensors.values() if s.first >= 0]
+    verify(bufs, plan.memory, align=8)
+    # and independently: every pair of simultaneously live tensors is disjoint
+    items = [(plan.memory.offsets[b.name], b) for b in bufs]
+    for i, (oa, a) in enumerate(items):
+        for ob, b in items[i + 1:]:
+            if a.overlaps(b) and a.size and b.size:
+                assert oa + a.size <= ob or ob + b.size <= oa, (a.name, b.name)
+
+
+@pytest.mark.parametrize("scheme", ["paper:99kb", "bias-only:8", "last:6", "full", "paper:49kb"])
+def test_no_two_live_tensors_overlap(mcunet, scheme):
+    plan = compile(mcunet, scheme, num_classes=10)
+    _overlap_free(plan)
+    assert plan.peak_sram_bytes >= max(s.nbytes for s in plan.tensors.values())
+
+
+def test_pruning_follows_the_scheme(mcunet):
+    plan = compile(mcunet, "paper:99kb", num_classes=10)
+    convs = body_convs(mcunet)
+    names = [s.name for s in plan.steps]
+    # deepest trained layer: conv 21 (weights) vs the last 22 biases -> conv 20
+    deepest = min(21, len(convs) - 22)
+    assert not any(n.startswith(f"backward_input:{convs[deepest].name}") for n in names)
+    assert f"update_bias:{convs[deepest].name}" in names
+    assert not any(f"update:{convs[i].name}" in names for i in range(deepest))
+    assert f"update:{convs[21].name}" in names and f"update:{convs[36].name}" in names
+    # input gradient before the update of the same layer (it needs the old weights)
+    for op in convs[deepest + 1:]:
+        if f"update:{op.name}" in names and f"backward_input:{op.name}" in names:
+            assert names.index(f"backward_input:{op.name}") < names.index(f"update:{op.name}")
+    # only the selected channels are saved: conv 36 trains 1/8 of its inputs
+    saved = plan.tensors[f"saved:{convs[36].name}"]
+    x = mcunet.tensors[convs[36].inputs[0]].shape
+    assert saved.nbytes == x[1] * x[2] * -(-x[3] // 8)
+    # nothing below the deepest layer has a mask or a gradient
+    early = {op.output for op in mcunet.ops[:mcunet.ops.index(convs[deepest])]}
+    assert not any(t in plan.tensors for t in (f"grad:{o}" for o in early))
+
+
+def test_sparse_update_costs_less_than_full(mcunet):
+    full = compile(mcunet, "full", num_classes=10)
+    sparse = compile(mcunet, "paper:49kb", num_classes=10)
+    bias = compile(mcunet, "bias-only:4", num_classes=10)
+    assert bias.peak_sram_bytes <= sparse.peak_sram_bytes < full.peak_sram_bytes
+    assert bias.trainable_params < sparse.trainable_params < full.trainable_params
+
+
+def test_over_budget_names_the_live_tensors(mcunet):
+    with pytest.raises(BudgetExceededError, match=r"peak SRAM [\d,]+ B > budget 65,536 B; live at the peak: .*blocks\.1"):
+        compile(mcunet, "paper:99kb", sram="64KB", num_classes=10)
+    with pytest.raises(BudgetExceededError, match="Flash"):
+        compile(mcunet, "bias-only:2", flash="100KB", num_classes=10)
+    plan = compile(mcunet, "bias-only:2", sram="1MB", flash="1MB", num_classes=10)
+    assert plan.fits and plan.to_json()["fits"] is True
+
+
+def test_malformed_schemes_are_rejected(mcunet, tmp_path):
+    with pytest.raises(SchemeError, match="conv index 99 does not exist"):
+        p = tmp_path / "s.json"
+        p.write_text('{"bias_k": 1, "weights": {"99": 1}}')
+        compile(mcunet, str(p))
+    with pytest.raises(SchemeError, match="outside"):
+        p.write_text('{"bias_k": 1, "weights": {"5": 2}}')
+        compile(mcunet, str(p))
+
+
+def test_parse_bytes():
+    assert parse_bytes("256KB") == 262144 and parse_bytes("1MB") == 1 << 20
+    assert parse_bytes("320kb") == 327680 and parse_bytes(4096) == 4096
+    with pytest.raises(tinyqt.TinyQTError, match="cannot read"):
+        parse_bytes("lots")
