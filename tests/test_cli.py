@@ -43,3 +43,17 @@ def test_errors_are_one_line_exit_2(tmp_path, capsys):
 def test_console_script_entry_point():
     r = subprocess.run([sys.executable, "-m", "tinyqt", "--version"], capture_output=True, text=True)
     assert r.returncode == 0 and __version__ in r.stdout
+
+
+def test_plan_json_keys_and_exit_codes(capsys):
+    path = shared_model_json("mcunet-5fps")
+    assert main(["plan", "--model-file", path, "--scheme", "bias-only:4", "--classes", "10", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    for key in ("peak_sram_bytes", "flash_bytes", "trainable_params", "fits", "live_at_peak"):
+        assert key in report
+    assert report["fits"] is True and report["live_at_peak"][0]["bytes"] > 0
+    # over budget: still a report, fits false, exit 1
+    assert main(["plan", "--model-file", path, "--scheme", "paper:99kb", "--sram", "64KB", "--json"]) == 1
+    assert json.loads(capsys.readouterr().out)["fits"] is False
+    assert main(["plan", "--model-file", path, "--scheme", "last:x"]) == 2
+    assert "K must be an integer" in capsys.readouterr().err

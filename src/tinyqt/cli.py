@@ -42,7 +42,58 @@ def _add_info(sub):
     p.set_defaults(func=cmd_info)
 
 
-_COMMANDS = [_add_info]
+def _model_from_args(args):
+    """--model NAME (zoo architecture; ImageNet weights where published) or
+    --model-file FILE (.json tiny-training export or .tflite)."""
+    if getattr(args, "model_file", None):
+        return load_model_file(args.model_file)
+    if not getattr(args, "model", None):
+        raise TinyQTError("give --model NAME or --model-file FILE")
+    from . import zoo
+    return zoo.build(args.model, resolution=args.resolution, num_classes=args.classes)
+
+
+def cmd_plan(args):
+    from .compiler import BudgetExceededError, compile
+    model = _model_from_args(args)
+    try:
+        plan = compile(model, args.scheme, sram=args.sram, flash=args.flash, num_classes=args.classes)
+        fits = True
+    except BudgetExceededError as e:
+        plan, fits = e.plan, False
+    report = plan.to_json()
+    if args.json:
+        print(json.dumps(report))
+    else:
+        print(f"{report['model']} / {report['scheme']}: peak SRAM {report['peak_sram_bytes']:,} B, "
+              f"Flash {report['flash_bytes']:,} B, {report['trainable_params']:,} trainable parameters, "
+              f"{report['steps']} steps, {'fits' if fits else 'does NOT fit'} "
+              f"(SRAM budget {report['sram_budget']}, Flash budget {report['flash_budget']})")
+        print("live at the peak:")
+        for t in report["live_at_peak"]:
+            print(f"  {t['bytes']:>9,}  {t['kind']:<10} {t['name']}")
+    return 0 if fits else 1
+
+
+def _add_model_args(p):
+    g = p.add_mutually_exclusive_group(required=True)
+    g.add_argument("--model", help="zoo architecture: mcunet-5fps, mbv2-w0.35, proxyless-w0.3")
+    g.add_argument("--model-file", help="tiny-training .json or int8 .tflite")
+    p.add_argument("--resolution", type=int, default=128, help="input resolution of a zoo model")
+    p.add_argument("--classes", type=int, default=None, help="classes of the trained head")
+
+
+def _add_plan(sub):
+    p = sub.add_parser("plan", help="compile a training step and report its memory plan")
+    _add_model_args(p)
+    p.add_argument("--scheme", required=True, help="bias-only:K, last:K, full, paper:NNkb or a scheme .json")
+    p.add_argument("--sram", default="256KB", help="SRAM budget (default 256KB)")
+    p.add_argument("--flash", default="1MB", help="Flash budget (default 1MB)")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(func=cmd_plan)
+
+
+_COMMANDS = [_add_info, _add_plan]
 
 
 def build_parser():
