@@ -108,7 +108,7 @@ def compile(model, scheme, sram=None, flash=None, num_classes=None, momentum=0.0
     convs = body_convs(model)
     scheme = parse_scheme(scheme, model.name, len(convs))
     graph = build_training_graph(model, scheme, num_classes=num_classes,
-                                 optimizer_state_bytes_per_param=4 if momentum else 0,
+                                 momentum=bool(momentum),
                                  master_copy=(rounding == "master"))
     buffers = [Buffer(s.name, s.nbytes, s.first, s.last) for s in graph.tensors.values() if s.first >= 0]
     memory = plan_greedy(buffers, align=ALIGN)

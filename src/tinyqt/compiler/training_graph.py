@@ -31,12 +31,18 @@ PERSISTENT = ("weights", "bias", "head", "optimizer")
 
 @dataclass
 class TensorSpec:
-    """One buffer of the training step: bytes, kind, and its lifetime in steps."""
+    """One buffer of the training step: shape, dtype, kind, and its lifetime
+    in steps (first and last step touching it)."""
     name: str
-    nbytes: int
+    shape: Tuple[int, ...]
+    dtype: str
     kind: str
     first: int = -1
     last: int = -1
+
+    @property
+    def nbytes(self):
+        return int(np.prod(self.shape)) * np.dtype(self.dtype).itemsize
 
 
 @dataclass
@@ -93,14 +99,13 @@ def _numel(shape):
     return int(np.prod(shape))
 
 
-def build_training_graph(model, scheme, num_classes=None, optimizer_state_bytes_per_param=0,
-                         master_copy=False):
+def build_training_graph(model, scheme, num_classes=None, momentum=False, master_copy=False):
     """Steps and tensors of one batch-1 training step of model under scheme.
 
     num_classes: the head's class count (default: the model's). The head is
     fp32 on the dequantized pooled features (DESIGN.md). Optimizer state
-    (momentum) costs optimizer_state_bytes_per_param per trained element;
-    master_copy adds an fp32 master of every trained weight."""
+    (momentum: one fp32 per trained weight and bias) and master_copy (one
+    fp32 master per trained weight) live in the arena too."""
     convs = body_convs(model)
     head = classifier_op(model)
     pool = _pool_op(model, head)
@@ -131,54 +136,62 @@ def build_training_graph(model, scheme, num_classes=None, optimizer_state_bytes_
     tensors = {}
     steps = []
 
-    def tensor(name, nbytes, kind):
+    def tensor(name, shape, dtype, kind):
         if name not in tensors:
-            tensors[name] = TensorSpec(name, int(nbytes), kind)
+            tensors[name] = TensorSpec(name, tuple(int(v) for v in shape), dtype, kind)
         return name
+
+    def act(name, kind="activation"):
+        return tensor(name, t[name].shape, "int8", kind)
+
+    def grad(name, of):
+        return tensor(name, t[of].shape, "float32", "gradient")
+
+    def mask(op):
+        return tensor(f"mask:{op.name}", (math.ceil(_numel(t[op.output].shape) / 8),), "uint8", "mask")
 
     def step(s):
         steps.append(s)
         return s
 
-    tensor(model.inputs[0], _numel(t[model.inputs[0]].shape), "input")
+    act(model.inputs[0], "input")
     pool_pos = model.ops.index(pool)
     # ---- forward ------------------------------------------------------------
     for k, op in enumerate(model.ops[:pool_pos + 1]):
-        out = tensor(op.output, _numel(t[op.output].shape), "activation")
+        out = act(op.output)
         s = step(Step(f"forward:{op.name}", "forward", op.name, reads=list(op.inputs), writes=[out]))
         if isinstance(op, Conv2D):
             kind = "depthwise" if op.depthwise else (
                 "1x1" if op.weight.shape[1:3] == (1, 1) and not any(op.padding) else "conv")
             need = _ckernels.conv_buffer_size(kind, tuple(t[op.inputs[0]].shape), tuple(op.weight.shape))
             if need:
-                s.scratch = tensor(f"scratch:{op.name}", need, "scratch")
+                s.scratch = tensor(f"scratch:{op.name}", (need,), "uint8", "scratch")
         if isinstance(op, (Conv2D, Add)) and needs_grad(op.output):
-            s.writes.append(tensor(f"mask:{op.name}", math.ceil(_numel(t[op.output].shape) / 8), "mask"))
+            s.writes.append(mask(op))
         if op.name in trained and trained[op.name][1] > 0:
             x = t[op.inputs[0]]
             c_in = x.shape[-1]
             n_sel = max(1, math.ceil(trained[op.name][1] * c_in))
             if n_sel < c_in:
-                s.writes.append(tensor(f"saved:{op.name}", _numel(x.shape[:-1]) * n_sel, "saved"))
+                s.writes.append(tensor(f"saved:{op.name}", x.shape[:-1] + (n_sel,), "int8", "saved"))
                 s.attrs["saved"] = f"saved:{op.name}"
             else:
                 s.attrs["saved"] = op.inputs[0]  # the whole input stays alive
             s.attrs["n_sel"] = n_sel
     # ---- head and loss --------------------------------------------------------
-    feats = tensor("features", 4 * features, "features")
+    feats = tensor("features", (1, features), "float32", "features")
     step(Step("head:dequantize", "head", None, reads=[pool.output], writes=[feats]))
-    hw = tensor("head:weights", 4 * classes * features + 4 * classes, "head")
-    logits = tensor("logits", 4 * classes, "gradient")
+    hw = tensor("head:weights", (classes * features + classes,), "float32", "head")
+    logits = tensor("logits", (1, classes), "float32", "gradient")
     step(Step("head:forward", "head", None, reads=[feats, hw], writes=[logits]))
-    glog = tensor("grad:logits", 4 * classes, "gradient")
+    glog = tensor("grad:logits", (1, classes), "float32", "gradient")
     step(Step("loss", "loss", None, reads=[logits], writes=[glog]))
-    gfeat = tensor("grad:features", 4 * features, "gradient") if deepest_pos is not None else None
+    gfeat = tensor("grad:features", (1, features), "float32", "gradient") if deepest_pos is not None else None
     step(Step("head:update", "update", None, reads=[glog, feats, hw],
               writes=[hw] + ([gfeat] if gfeat else [])))
     # ---- backward -------------------------------------------------------------
     if deepest_pos is not None:
-        gname = f"grad:{pool.inputs[0]}"
-        tensor(gname, 4 * _numel(t[pool.inputs[0]].shape), "gradient")
+        gname = grad(f"grad:{pool.inputs[0]}", pool.inputs[0])
         step(Step(f"backward:{pool.name}", "backward_input", pool.name, reads=[gfeat], writes=[gname]))
         for k in range(pool_pos - 1, deepest_pos - 1, -1):
             op = model.ops[k]
@@ -192,13 +205,13 @@ def build_training_graph(model, scheme, num_classes=None, optimizer_state_bytes_
                     if needs_grad(x):
                         gx = f"grad:{x}"
                         if gx in tensors:  # second contribution: accumulate
-                            gx = tensor(f"grad:{x}@{op.name}", 4 * _numel(t[x].shape), "gradient")
+                            gx = grad(f"grad:{x}@{op.name}", x)
                             step(Step(f"backward:{op.name}:{x}", "backward_input", op.name, reads=[g, mask],
                                       writes=[gx]))
                             step(Step(f"accumulate:{x}", "accumulate", op.name, reads=[gx, f"grad:{x}"],
                                       writes=[f"grad:{x}"]))
                         else:
-                            outs.append(tensor(gx, 4 * _numel(t[x].shape), "gradient"))
+                            outs.append(grad(gx, x))
                 if outs:
                     step(Step(f"backward:{op.name}", "backward_input", op.name, reads=[g, mask], writes=outs))
                 continue
@@ -208,21 +221,21 @@ def build_training_graph(model, scheme, num_classes=None, optimizer_state_bytes_
             if needs_grad(x):
                 gx = f"grad:{x}"
                 if gx in tensors:
-                    gx = tensor(f"grad:{x}@{op.name}", 4 * _numel(t[x].shape), "gradient")
+                    gx = grad(f"grad:{x}@{op.name}", x)
                     step(Step(f"backward_input:{op.name}", "backward_input", op.name,
                               reads=[g, mask, _weights_name(op, trained)], writes=[gx]))
                     step(Step(f"accumulate:{x}", "accumulate", op.name, reads=[gx, f"grad:{x}"],
                               writes=[f"grad:{x}"]))
                 else:
-                    tensor(gx, 4 * _numel(t[x].shape), "gradient")
+                    grad(gx, x)
                     step(Step(f"backward_input:{op.name}", "backward_input", op.name,
                               reads=[g, mask, _weights_name(op, trained)], writes=[gx]))
             if op.name in trained:
                 idx, ratio, bias = trained[op.name]
                 fwd = next(s for s in steps if s.name == f"forward:{op.name}")
                 if ratio > 0:
-                    w = tensor(f"weights:{op.name}", op.weight.size, "weights")
-                    b = tensor(f"bias:{op.name}", 4 * op.out_channels, "bias")
+                    w = tensor(f"weights:{op.name}", op.weight.shape, "int8", "weights")
+                    b = tensor(f"bias:{op.name}", (op.out_channels,), "int32", "bias")
                     n_sel = fwd.attrs["n_sel"]
                     kind = "depthwise" if op.depthwise else ("1x1" if op.weight.shape[1:3] == (1, 1) else "conv")
                     need = _ckernels.weight_update_buffer_size(kind, tuple(op.weight.shape), n_sel) \
@@ -231,23 +244,24 @@ def build_training_graph(model, scheme, num_classes=None, optimizer_state_bytes_
                                   reads=[g, mask, fwd.attrs["saved"], w, b], writes=[w, b],
                                   attrs={"n_sel": n_sel, "conv_index": idx}))
                     if need:
-                        s.scratch = tensor(f"scratch:update:{op.name}", need, "scratch")
+                        s.scratch = tensor(f"scratch:update:{op.name}", (need,), "uint8", "scratch")
                     kh, kw = op.weight.shape[1:3]
                     if op.depthwise:
-                        trained_elems = n_sel * (op.out_channels // t[x].shape[-1]) * kh * kw
+                        n_b = n_sel * (op.out_channels // t[x].shape[-1])
+                        n_w = n_b * kh * kw
                     else:
-                        trained_elems = op.out_channels * kh * kw * n_sel
-                    s.attrs["trained_params"] = trained_elems + op.out_channels
-                    extra = trained_elems * (optimizer_state_bytes_per_param + (4 if master_copy else 0))
-                    if extra:
-                        tensor(f"optimizer:{op.name}", extra, "optimizer")
+                        n_b = op.out_channels
+                        n_w = n_b * kh * kw * n_sel
+                    s.attrs["trained_params"] = n_w + n_b
+                    n_state = (n_w + n_b if momentum else 0) + (n_w if master_copy else 0)
+                    if n_state:
+                        tensor(f"optimizer:{op.name}", (n_state,), "float32", "optimizer")
                 elif bias:
-                    b = tensor(f"bias:{op.name}", 4 * op.out_channels, "bias")
+                    b = tensor(f"bias:{op.name}", (op.out_channels,), "int32", "bias")
                     step(Step(f"update_bias:{op.name}", "update_bias", op.name, reads=[g, mask, b], writes=[b],
                               attrs={"conv_index": idx, "trained_params": op.out_channels}))
-                    if optimizer_state_bytes_per_param:
-                        tensor(f"optimizer:{op.name}", op.out_channels * optimizer_state_bytes_per_param,
-                               "optimizer")
+                    if momentum:
+                        tensor(f"optimizer:{op.name}", (op.out_channels,), "float32", "optimizer")
     _lifetimes(steps, tensors)
     return TrainingGraph(steps, tensors, convs, trained, (classes, features))
 

@@ -1,0 +1,264 @@
+"""Host runtime: executes a Plan step by step with the C kernels, every
+tensor a view at its planned offset in one numpy arena (the device's single
+SRAM array), so a planning mistake corrupts data here exactly as it would on
+the MCU. `separate_buffers=True` gives every tensor its own array instead:
+the same bits must come out (tests check it).
+
+    rt = Runtime(plan, model, SGD(lr=0.05))
+    loss = rt.step(image_int8[1, H, W, C], label)
+"""
+import numpy as np
+
+from . import backward, kernels, quant
+from .errors import ShapeError, TinyQTError
+from .executor import run_op
+from .graph import Add, Conv2D
+from .optim import SGD, ParamState
+
+
+class Runtime:
+    """plan: tinyqt.compile's Plan of model; optimizer: tinyqt.optim.SGD for
+    the int8 body (the fp32 head takes plain SGD with the same lr and
+    momentum). The trained weights and biases start from the model's and live
+    in the arena; model itself is never modified."""
+
+    def __init__(self, plan, model, optimizer=None, separate_buffers=False):
+        self.plan = plan
+        self.model = model
+        self.opt = optimizer or SGD(0.05)
+        self.graph = plan.graph
+        self.ops = {op.name: op for op in model.ops}
+        self.head_classes, self.head_features = self.graph.head_shape
+        if separate_buffers:
+            self.arena = None
+            self.views = {n: np.zeros(s.shape, s.dtype) for n, s in plan.tensors.items() if s.first >= 0}
+        else:
+            self.arena = np.zeros(plan.peak_sram_bytes, dtype=np.uint8)
+            self.views = {}
+            for name, spec in plan.tensors.items():
+                if spec.first < 0:
+                    continue
+                off = plan.memory.offsets[name]
+                raw = self.arena[off:off + spec.nbytes]
+                self.views[name] = raw.view(spec.dtype).reshape(spec.shape)
+        self._quant = {}
+        self._states = {}
+        self._init_persistent()
+        self.steps_done = 0
+
+    # ------------------------------------------------------------------ setup
+    def _init_persistent(self):
+        t = self.model.tensors
+        for name, spec in self.plan.tensors.items():
+            if spec.kind == "weights":
+                self.views[name][...] = self.ops[name.split(":", 1)[1]].weight
+            elif spec.kind == "bias":
+                op = self.ops[name.split(":", 1)[1]]
+                self.views[name][...] = op.bias if op.bias is not None else 0
+        head = self.views["head:weights"]
+        head[...] = 0.0
+        cls = self._classifier()
+        k, d = self.head_classes, self.head_features
+        if cls is not None and cls.out_channels == k:
+            # start from the model's own classifier, dequantized
+            s_x = quant.f32(t[cls.inputs[0]].scale)
+            ws = np.asarray(cls.w_scales, np.float32)
+            head[:k * d] = (cls.weight.reshape(k, d).astype(np.float32) * ws[:, None]).reshape(-1)
+            if cls.bias is not None:
+                head[k * d:] = cls.bias.astype(np.float32) * np.float32(s_x) * ws
+        for s in self.plan.steps:
+            if s.kind in ("update", "update_bias"):
+                self._states[s.op] = self._new_state(s)
+
+    def _classifier(self):
+        from .compiler.training_graph import classifier_op
+        op = classifier_op(self.model)
+        return op if isinstance(op, Conv2D) else None
+
+    def _new_state(self, step):
+        """ParamState whose buffers are views of the arena's optimizer tensor."""
+        name = f"optimizer:{step.op}"
+        if name not in self.views:
+            return None
+        buf = self.views[name].reshape(-1)
+        buf[...] = 0.0
+        op = self.ops[step.op]
+        st = ParamState()
+        if step.kind == "update_bias":
+            st.b_momentum = buf
+            return st
+        n_w = step.attrs["trained_params"] - self._trained_bias_count(op, step)
+        n_b = step.attrs["trained_params"] - n_w
+        pos = 0
+        if self.opt.momentum > 0:
+            st.w_momentum, st.b_momentum = buf[:n_w], buf[n_w:n_w + n_b]
+            pos = n_w + n_b
+        if self.opt.rounding == "master":
+            st.w_master = buf[pos:pos + n_w]
+            from .optim import trained_weights
+            sel = np.arange(step.attrs["n_sel"], dtype=np.int32)
+            c_in = self.model.tensors[op.inputs[0]].shape[-1]
+            st.w_master[...] = trained_weights(op.weight, sel, op.depthwise, c_in).astype(np.float32).reshape(-1)
+        return st
+
+    def _trained_bias_count(self, op, step):
+        if op.depthwise:
+            c_in = self.model.tensors[op.inputs[0]].shape[-1]
+            return step.attrs["n_sel"] * (op.out_channels // c_in)
+        return op.out_channels
+
+    def _conv_quant(self, op):
+        if op.name not in self._quant:
+            t = self.model.tensors
+            t_in, t_out = t[op.inputs[0]], t[op.output]
+            m, s = quant.conv_multipliers(t_in.scale, op.w_scales, t_out.scale)
+            lo, hi = quant.activation_range(op.activation, t_out.scale, t_out.zero_point)
+            self._quant[op.name] = (m, s, lo, hi)
+        return self._quant[op.name]
+
+    # ------------------------------------------------------------------ execution
+    def _weights(self, op):
+        w = self.views.get(f"weights:{op.name}")
+        b = self.views.get(f"bias:{op.name}")
+        return (op.weight if w is None else w), (op.bias if b is None else b)
+
+    def step(self, image, label):
+        """One training step on one int8 image [1, H, W, C] with an integer
+        label; returns the loss (float)."""
+        x_name = self.model.inputs[0]
+        self.model.check_input(image)
+        if image.shape[0] != 1:
+            raise ShapeError(f"input '{x_name}': the training step takes batch 1, got {image.shape[0]}")
+        label = int(label)
+        if not 0 <= label < self.head_classes:
+            raise ShapeError(f"label {label} is outside 0..{self.head_classes - 1}")
+        self.views[x_name][...] = image
+        loss = None
+        for s in self.plan.steps:
+            out = getattr(self, "_" + s.kind)(s, label)
+            if s.kind == "loss":
+                loss = out
+        self.steps_done += 1
+        return loss
+
+    def _forward(self, s, _label):
+        op = self.ops[s.op]
+        v = self.views
+        args = [v[n] for n in op.inputs]
+        if isinstance(op, Conv2D):
+            w, b = self._weights(op)
+            m, sh, lo, hi = self._conv_quant(op)
+            t = self.model.tensors
+            y = kernels.conv2d(args[0], w, b, m, sh, stride=op.stride, padding=op.padding,
+                               dilation=op.dilation, input_offset=-t[op.inputs[0]].zero_point,
+                               output_offset=t[op.output].zero_point, act_min=lo, act_max=hi,
+                               depthwise=op.depthwise)
+        else:
+            y = run_op(self.model, op, args)
+            t_out = self.model.tensors[op.output]
+            lo, hi = quant.activation_range(getattr(op, "activation", "NONE"), t_out.scale, t_out.zero_point)
+        v[op.output][...] = y.reshape(v[op.output].shape)
+        mask = f"mask:{op.name}"
+        if mask in v:
+            v[mask][...] = backward.clamp_mask(y, lo, hi)
+        saved = s.attrs.get("saved")
+        if saved and saved.startswith("saved:"):
+            v[saved][...] = args[0][..., :s.attrs["n_sel"]]
+
+    def _head_views(self):
+        k, d = self.head_classes, self.head_features
+        hw = self.views["head:weights"]
+        return hw[:k * d].reshape(k, d), hw[k * d:]
+
+    def _head(self, s, _label):
+        v = self.views
+        if s.name == "head:dequantize":
+            t = self.model.tensors[s.reads[0]]
+            v["features"][...] = backward.dequantize(v[s.reads[0]].reshape(1, -1), t.scale, t.zero_point)
+        else:
+            w, b = self._head_views()
+            v["logits"][...] = backward.linear(v["features"], w, b)
+
+    def _loss(self, s, label):
+        loss, grad = backward.softmax_cross_entropy(self.views["logits"], np.array([label]))
+        self.views["grad:logits"][...] = grad
+        return loss
+
+    def _update(self, s, _label):
+        v = self.views
+        if s.op is None:  # the fp32 head
+            w, b = self._head_views()
+            g = backward.linear_backward_update(v["features"], v["grad:logits"], w, b, self.opt.lr,
+                                                need_grad_in="grad:features" in v)
+            if g is not None:
+                v["grad:features"][...] = g
+            return
+        op = self.ops[s.op]
+        t = self.model.tensors
+        g, mask, x_saved, w, b = (v[n] for n in s.reads)
+        common = dict(x_scale=t[op.inputs[0]].scale, x_zero_point=t[op.inputs[0]].zero_point,
+                      stride=op.stride, padding=op.padding, dilation=op.dilation, mask=mask)
+        sel = np.arange(s.attrs["n_sel"], dtype=np.int32)
+        if op.depthwise:
+            backward.depthwise_backward_weight_update(g, x_saved, w, b, op.w_scales, self.opt, self._states[s.op],
+                                                      in_channels=t[op.inputs[0]].shape[-1], sel=sel, **common)
+        else:
+            backward.conv2d_backward_weight_update(g, x_saved, w, b, op.w_scales, self.opt, self._states[s.op],
+                                                   sel=sel, **common)
+
+    def _update_bias(self, s, _label):
+        v = self.views
+        op = self.ops[s.op]
+        g, mask, b = (v[n] for n in s.reads)
+        gb = backward.bias_backward(g, mask)
+        backward.sgd_update_bias(b, gb, op.w_scales, self.model.tensors[op.inputs[0]].scale, self.opt,
+                                 self._states[s.op])
+
+    def _backward_input(self, s, _label):
+        v = self.views
+        op = self.ops[s.op]
+        t = self.model.tensors
+        if s.name.startswith("backward:pool") or op.kind == "mean":
+            x = op.inputs[0]
+            v[s.writes[0]][...] = backward.mean_backward(v[s.reads[0]].reshape(1, 1, 1, -1), t[x].shape)
+        elif isinstance(op, Add):
+            ga, _ = backward.add_backward(v[s.reads[0]], mask=v[s.reads[1]])
+            for name in s.writes:
+                v[name][...] = ga
+        elif isinstance(op, Conv2D):
+            w, _ = self._weights(op)
+            v[s.writes[0]][...] = backward.conv2d_backward_input(
+                v[s.reads[0]], w, op.w_scales, t[op.inputs[0]].shape, stride=op.stride, padding=op.padding,
+                dilation=op.dilation, depthwise=op.depthwise, mask=v[s.reads[1]])
+        else:
+            raise TinyQTError(f"step '{s.name}': no backward for {op.kind}")
+
+    def _accumulate(self, s, _label):
+        src, dst = s.reads
+        self.views[dst] += self.views[src]
+
+    # ------------------------------------------------------------------ results
+    def trained_tensors(self):
+        """{name: copy} of every trained tensor (weights, biases, head): a
+        checkpoint of what training changed."""
+        return {n: self.views[n].copy() for n, s in self.plan.tensors.items()
+                if s.kind in ("weights", "bias", "head")}
+
+    def load_trained_tensors(self, tensors):
+        """Restores a trained_tensors() checkpoint (shapes must match)."""
+        for n, a in tensors.items():
+            if n not in self.views or self.views[n].shape != np.shape(a):
+                raise ShapeError(f"checkpoint tensor '{n}' does not fit this plan")
+            self.views[n][...] = a
+
+    def predict(self, image):
+        """Class index for one int8 image with the current trained tensors
+        (runs the forward and the head only)."""
+        self.model.check_input(image)
+        self.views[self.model.inputs[0]][...] = image
+        for s in self.plan.steps:
+            if s.kind == "forward":
+                self._forward(s, 0)
+            elif s.kind == "head":
+                self._head(s, 0)
+        return int(np.argmax(self.views["logits"]))

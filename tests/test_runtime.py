@@ -1,0 +1,88 @@
+"""The host runtime: a Plan executed over one arena at the planned offsets."""
+import os
+
+import numpy as np
+import pytest
+
+import tinyqt
+from tinyqt.compiler import compile
+from tinyqt.data import FASHION_MNIST_DIR, load_dataset, to_model_input
+from tinyqt.errors import ShapeError
+from tinyqt.optim import SGD
+from tinyqt.runtime import Runtime
+
+from conftest import require, shared_model_json
+
+
+@pytest.fixture(scope="module")
+def mcunet():
+    return tinyqt.load_tiny_training(shared_model_json("mcunet-5fps"))
+
+
+@pytest.mark.parametrize("scheme,opt", [
+    ("paper:99kb", dict()),
+    ("bias-only:6", dict(momentum=0.9)),
+    ("last:5", dict(rounding="stochastic", momentum=0.5)),
+    ("paper:49kb", dict(rounding="master")),
+])
+def test_arena_execution_equals_separate_buffers(mcunet, scheme, opt):
+    """Same bits whether tensors share one arena at the planned offsets or
+    each has its own buffer: the plan's aliasing is sound."""
+    plan = compile(mcunet, scheme, num_classes=10, momentum=opt.get("momentum", 0.0),
+                   rounding=opt.get("rounding", "nearest"))
+    rng = np.random.default_rng(3)
+    xs = rng.integers(-128, 128, (3, 1, 128, 128, 3), dtype=np.int8)
+    ys = rng.integers(0, 10, 3)
+    a = Runtime(plan, mcunet, SGD(0.02, **opt))
+    b = Runtime(plan, mcunet, SGD(0.02, **opt), separate_buffers=True)
+    la = [a.step(x, y) for x, y in zip(xs, ys)]
+    lb = [b.step(x, y) for x, y in zip(xs, ys)]
+    assert la == lb
+    ta, tb = a.trained_tensors(), b.trained_tensors()
+    assert ta.keys() == tb.keys() and all(np.array_equal(ta[k], tb[k]) for k in ta)
+    changed = sum(int((ta[k] != mcunet.ops[[o.name for o in mcunet.ops].index(k.split(":", 1)[1])].weight).sum())
+                  for k in ta if k.startswith("weights:"))
+    assert changed > 0 or not any(k.startswith("weights:") for k in ta)
+    assert a.arena.nbytes == plan.peak_sram_bytes
+
+
+def test_training_reduces_the_loss_on_fashion_mnist():
+    require(os.path.isdir(FASHION_MNIST_DIR), "Debian dataset-fashion-mnist is not installed")
+    model = tinyqt.load_tiny_training(shared_model_json("mbv2-w0.35"))
+    plan = compile(model, "bias-only:10", num_classes=10, sram="256KB")
+    ds = load_dataset("fashion-mnist")
+    idx = np.random.default_rng(0).permutation(len(ds.y_train))[:300]
+    x = to_model_input(ds.x_train[idx], model.input)
+    y = ds.y_train[idx]
+    rt = Runtime(plan, model, SGD(0.01))
+    losses = [rt.step(x[i:i + 1], y[i]) for i in range(len(y))]
+    assert np.mean(losses[-60:]) < 0.75 * np.mean(losses[:60])
+    xt = to_model_input(ds.x_test[:200], model.input)
+    acc = np.mean([rt.predict(xt[i:i + 1]) == ds.y_test[i] for i in range(200)])
+    assert acc > 0.5  # chance is 0.1
+
+
+def test_checkpoint_roundtrip(mcunet):
+    plan = compile(mcunet, "bias-only:4", num_classes=10)
+    rng = np.random.default_rng(5)
+    x = rng.integers(-128, 128, (1, 128, 128, 3), dtype=np.int8)
+    a = Runtime(plan, mcunet, SGD(0.05))
+    for _ in range(2):
+        a.step(x, 3)
+    b = Runtime(plan, mcunet, SGD(0.05))
+    b.load_trained_tensors(a.trained_tensors())
+    assert a.predict(x) == b.predict(x)
+    assert np.array_equal(a.views["logits"], b.views["logits"])
+    with pytest.raises(ShapeError, match="does not fit"):
+        b.load_trained_tensors({"head:weights": np.zeros(3, np.float32)})
+
+
+def test_bad_step_input_is_named(mcunet):
+    rt = Runtime(compile(mcunet, "bias-only:2", num_classes=10), mcunet)
+    x = np.zeros((2, 128, 128, 3), np.int8)
+    with pytest.raises(ShapeError, match="batch 1"):
+        rt.step(x, 0)
+    with pytest.raises(ShapeError, match="label 10 is outside 0..9"):
+        rt.step(x[:1], 10)
+    with pytest.raises(ShapeError, match="int8"):
+        rt.step(x[:1].astype(np.float32), 0)
