@@ -3,6 +3,7 @@ import json
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from tinyqt import __version__
@@ -57,3 +58,21 @@ def test_plan_json_keys_and_exit_codes(capsys):
     assert json.loads(capsys.readouterr().out)["fits"] is False
     assert main(["plan", "--model-file", path, "--scheme", "last:x"]) == 2
     assert "K must be an integer" in capsys.readouterr().err
+
+
+def test_train_json_keys_with_an_npz(tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 3, 60)
+    images = (rng.integers(0, 60, (60, 20, 20)) + 60 * labels[:, None, None]).astype(np.uint8)
+    np.savez(tmp_path / "d.npz", x_train=images[:40], y_train=labels[:40], x_test=images[40:], y_test=labels[40:])
+    ckpt = tmp_path / "c.npz"
+    assert main(["train", "--model-file", shared_model_json("mbv2-w0.35"), "--data", str(tmp_path / "d.npz"),
+                 "--scheme", "bias-only:3", "--lr", "0.01", "--json", "--checkpoint", str(ckpt)]) == 0
+    report = json.loads(capsys.readouterr().out)
+    for key in ("test_accuracy", "train_accuracy", "steps", "seconds", "peak_sram_bytes"):
+        assert key in report
+    assert report["steps"] == 40 and 0 <= report["test_accuracy"] <= 1
+    assert ckpt.exists()
+    assert main(["train", "--model-file", shared_model_json("mbv2-w0.35"), "--data", str(tmp_path / "nope.npz"),
+                 "--scheme", "bias-only:3"]) == 2
+    assert "nope.npz" in capsys.readouterr().err

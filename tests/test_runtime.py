@@ -86,3 +86,25 @@ def test_bad_step_input_is_named(mcunet):
         rt.step(x[:1], 10)
     with pytest.raises(ShapeError, match="int8"):
         rt.step(x[:1].astype(np.float32), 0)
+
+
+def test_trainer_fit_evaluate_and_checkpoint(mcunet, tmp_path):
+    from tinyqt.trainer import Trainer
+    plan = compile(mcunet, "bias-only:3", num_classes=4)
+    rng = np.random.default_rng(9)
+    x = rng.integers(-128, 128, (6, 128, 128, 3), dtype=np.int8)
+    y = rng.integers(0, 4, 6)
+    tr = Trainer(plan, mcunet, lr=0.01, progress=False)
+    tr.fit(x, y, epochs=2)
+    assert len(tr.history) == 2 and tr.runtime.steps_done == 12
+    acc = tr.evaluate(x, y)
+    path = tmp_path / "ckpt.npz"
+    tr.save_checkpoint(str(path))
+    again = Trainer(plan, mcunet, lr=0.01, progress=False)
+    again.load_checkpoint(str(path))
+    assert again.evaluate(x, y) == acc and again.runtime.steps_done == 12
+    other = Trainer(compile(mcunet, "bias-only:4", num_classes=4), mcunet, progress=False)
+    with pytest.raises(tinyqt.TinyQTError, match="checkpoint of scheme bias-only:3"):
+        other.load_checkpoint(str(path))
+    with pytest.raises(ShapeError, match="labels"):
+        tr.fit(x, y[:3])

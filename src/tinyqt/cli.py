@@ -8,6 +8,8 @@ import json
 import os
 import sys
 
+import numpy as np
+
 from . import __version__
 from .errors import TinyQTError
 
@@ -93,7 +95,66 @@ def _add_plan(sub):
     p.set_defaults(func=cmd_plan)
 
 
-_COMMANDS = [_add_info, _add_plan]
+def cmd_train(args):
+    import time
+
+    from .compiler import compile
+    from .data import load_dataset, to_model_input
+    from .trainer import Trainer
+    model = _model_from_args(args)
+    ds = load_dataset(args.data)
+    classes = args.classes or ds.num_classes
+    plan = compile(model, args.scheme, sram=args.sram, flash=args.flash, num_classes=classes)
+    rng = np.random.default_rng(args.seed)
+    train_idx = rng.permutation(len(ds.y_train))[:args.train_limit or None]
+    test_idx = np.arange(len(ds.y_test))[:args.test_limit or None]
+    x_train = to_model_input(ds.x_train[train_idx], model.input)
+    y_train = ds.y_train[train_idx]
+    trainer = Trainer(plan, model, lr=args.lr, rounding=args.rounding, momentum=args.momentum,
+                      qas=not args.no_qas, seed=args.seed, progress=not args.json)
+    t0 = time.perf_counter()
+    trainer.fit(x_train, y_train, epochs=args.epochs)
+    seconds = time.perf_counter() - t0
+    x_test = to_model_input(ds.x_test[test_idx], model.input)
+    n_eval = min(len(y_train), args.test_limit or len(y_train))
+    report = {
+        "model": model.name, "scheme": plan.scheme_name, "data": args.data,
+        "test_accuracy": trainer.evaluate(x_test, ds.y_test[test_idx]),
+        "train_accuracy": trainer.evaluate(x_train[:n_eval], y_train[:n_eval]),
+        "steps": trainer.runtime.steps_done, "seconds": round(seconds, 2),
+        "peak_sram_bytes": plan.peak_sram_bytes, "final_epoch_loss": trainer.history[-1],
+    }
+    if args.checkpoint:
+        trainer.save_checkpoint(args.checkpoint)
+    if args.json:
+        print(json.dumps(report))
+    else:
+        print(", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in report.items()))
+    return 0
+
+
+def _add_train(sub):
+    p = sub.add_parser("train", help="fine-tune on the host with the device's arithmetic (batch 1)")
+    _add_model_args(p)
+    p.add_argument("--data", required=True, help="fashion-mnist, a folder of IDX files, or an .npz "
+                   "with x_train, y_train, x_test, y_test")
+    p.add_argument("--scheme", required=True, help="bias-only:K, last:K, full, paper:NNkb or a scheme .json")
+    p.add_argument("--epochs", type=int, default=1)
+    p.add_argument("--lr", type=float, default=0.01)
+    p.add_argument("--momentum", type=float, default=0.0)
+    p.add_argument("--rounding", default="nearest", choices=["nearest", "stochastic", "master"])
+    p.add_argument("--no-qas", action="store_true", help="the no-QAS baseline (raw integer gradients)")
+    p.add_argument("--train-limit", type=int, default=0, help="train on a random subset of this size")
+    p.add_argument("--test-limit", type=int, default=0, help="evaluate on the first N test images")
+    p.add_argument("--sram", default="256KB")
+    p.add_argument("--flash", default="1MB")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--checkpoint", help="write the trained tensors to this .npz")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(func=cmd_train)
+
+
+_COMMANDS = [_add_info, _add_plan, _add_train]
 
 
 def build_parser():
