@@ -98,9 +98,11 @@ def _trainable_params(graph):
     return body + classes * features + classes
 
 
-def compile(model, scheme, sram=None, flash=None, num_classes=None, momentum=0.0, rounding="nearest"):
+def compile(model, scheme, sram=None, flash=None, num_classes=None, momentum=0.0, rounding="nearest",
+            fuse=True):
     """Plan of one batch-1 training step of model (int8 IR) under scheme
-    (a Scheme or its spelling, see tinyqt.schemes) within sram / flash
+    (a Scheme or its spelling, see tinyqt.schemes; fuse: row-streamed frozen
+    inverted-bottleneck blocks, see compiler/fusion.py) within sram / flash
     budgets (bytes or strings like '256KB'; None = unbounded). Raises
     SchemeError for a malformed scheme and BudgetExceededError when over a
     budget (after planning, naming what is live at the peak)."""
@@ -109,7 +111,7 @@ def compile(model, scheme, sram=None, flash=None, num_classes=None, momentum=0.0
     scheme = parse_scheme(scheme, model.name, len(convs))
     graph = build_training_graph(model, scheme, num_classes=num_classes,
                                  momentum=bool(momentum),
-                                 master_copy=(rounding == "master"))
+                                 master_copy=(rounding == "master"), fuse=fuse)
     buffers = [Buffer(s.name, s.nbytes, s.first, s.last) for s in graph.tensors.values() if s.first >= 0]
     memory = plan_greedy(buffers, align=ALIGN)
     verify(buffers, memory, align=ALIGN)

@@ -22,6 +22,7 @@ import numpy as np
 from .. import _ckernels
 from ..errors import TinyQTError
 from ..graph import Add, Conv2D, FullyConnected, Mean, Reshape
+from .fusion import block_scratch_bytes, find_blocks
 
 # tensor kinds, in the order reports list them
 KINDS = ("input", "activation", "saved", "mask", "gradient", "scratch", "weights", "bias", "head",
@@ -99,13 +100,14 @@ def _numel(shape):
     return int(np.prod(shape))
 
 
-def build_training_graph(model, scheme, num_classes=None, momentum=False, master_copy=False):
+def build_training_graph(model, scheme, num_classes=None, momentum=False, master_copy=False, fuse=True):
     """Steps and tensors of one batch-1 training step of model under scheme.
 
     num_classes: the head's class count (default: the model's). The head is
     fp32 on the dequantized pooled features (DESIGN.md). Optimizer state
     (momentum: one fp32 per trained weight and bias) and master_copy (one
-    fp32 master per trained weight) live in the arena too."""
+    fp32 master per trained weight) live in the arena too. fuse: run the
+    frozen inverted-bottleneck blocks row-streamed (fusion.py)."""
     convs = body_convs(model)
     head = classifier_op(model)
     pool = _pool_op(model, head)
@@ -156,8 +158,24 @@ def build_training_graph(model, scheme, num_classes=None, momentum=False, master
 
     act(model.inputs[0], "input")
     pool_pos = model.ops.index(pool)
+    fused = {}
+    if fuse:
+        for blk in find_blocks(model):
+            if not any(needs_grad(op.output) or op.name in trained for op in blk.ops):
+                fused[blk.ops[0].name] = blk
+    in_block = set()
     # ---- forward ------------------------------------------------------------
     for k, op in enumerate(model.ops[:pool_pos + 1]):
+        if op.name in in_block:
+            continue
+        if op.name in fused:
+            blk = fused[op.name]
+            in_block.update(o.name for o in blk.ops)
+            sizes = block_scratch_bytes(model, blk)
+            s = step(Step(f"forward:{blk.name}", "fused_block", op.name, reads=[blk.input],
+                          writes=[act(blk.output)], attrs={"ops": [o.name for o in blk.ops], "scratch": sizes}))
+            s.scratch = tensor(f"scratch:{blk.name}", (sum(sizes.values()),), "uint8", "scratch")
+            continue
         out = act(op.output)
         s = step(Step(f"forward:{op.name}", "forward", op.name, reads=list(op.inputs), writes=[out]))
         if isinstance(op, Conv2D):
