@@ -233,3 +233,4 @@ cdef class Arena:
         return self.arena.last_available
 
 include "_backward.pxi"
+include "_fused.pxi"

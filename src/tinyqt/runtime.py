@@ -42,6 +42,7 @@ class Runtime:
                 raw = self.arena[off:off + spec.nbytes]
                 self.views[name] = raw.view(spec.dtype).reshape(spec.shape)
         self._quant = {}
+        self._specs = {}
         self._states = {}
         self._init_persistent()
         self.steps_done = 0
@@ -166,65 +167,17 @@ class Runtime:
             v[saved][...] = args[0][..., :s.attrs["n_sel"]]
 
     def _fused_block(self, s, _label):
-        """An inverted-bottleneck block streamed row by row (compiler/fusion.py):
-        expanded rows in a band of the depthwise kernel's height, one
-        depthwise row, pointwise2 (and the residual add) straight into the
-        block output. Same kernels, same bytes as the unfused ops."""
-        v = self.views
-        t = self.model.tensors
-        pw1, dw, pw2, add = (self.ops.get(n) for n in self._block_roles(s))
-        x, y = v[s.reads[0]], v[s.writes[0]]
-        sizes = s.attrs["scratch"]
-        buf = v[s.scratch].reshape(-1)
-        h, w = x.shape[1:3]
-        mid = dw.weight.shape[3]
-        k = dw.weight.shape[1]
-        band = buf[:sizes["band"]].view(np.int8).reshape(k, w, mid)
-        ow = t[dw.output].shape[2]
-        dw_row = buf[sizes["band"]:sizes["band"] + sizes["dw_row"]].view(np.int8).reshape(1, 1, ow, mid)
-        off = sizes["band"] + sizes["dw_row"]
-        pw2_row = buf[off:off + sizes["pw2_row"]].view(np.int8).reshape(1, 1, ow, -1) if add else None
-        cached = {}  # input row -> band slot
-
-        def conv(op, inp, **kw):
-            m, sh, lo, hi = self._conv_quant(op)
-            return kernels.conv2d(inp, op.weight, op.bias, m, sh, input_offset=-t[op.inputs[0]].zero_point,
-                                  output_offset=t[op.output].zero_point, act_min=lo, act_max=hi, **kw)
-
-        sh_, sw_ = dw.stride
-        pt, pl, _, pr = dw.padding
-        for oy in range(y.shape[1]):
-            top = oy * sh_ - pt
-            r0, r1 = max(top, 0), min(top + k, h)
-            # the band holds rows r0..r1-1 in order: shift kept rows up, compute the new ones
-            keep = {r: cached[r] for r in range(r0, r1) if r in cached}
-            for j, r in enumerate(range(r0, r1)):
-                if r in keep and keep[r] != j:
-                    band[j] = band[keep[r]]
-                elif r not in keep:
-                    band[j] = conv(pw1, x[:, r:r + 1])[0, 0] if pw1 is not None else x[0, r]
-            cached = {r: j for j, r in enumerate(range(r0, r1))}
-            rows = band[:r1 - r0][None]
-            dw_row[...] = conv(dw, rows, stride=(1, sw_), padding=(r0 - top, pl, top + k - r1, pr), depthwise=True)
-            out = conv(pw2, dw_row)
-            if add is not None:
-                pw2_row[...] = out
-                t_o = t[add.output]
-                lo, hi = quant.activation_range(add.activation, t_o.scale, t_o.zero_point)
-                a, b = (pw2_row, x[:, oy:oy + 1]) if add.inputs[0] == pw2.output else (x[:, oy:oy + 1], pw2_row)
-                ta, tb = t[add.inputs[0]], t[add.inputs[1]]
-                y[:, oy:oy + 1] = kernels.add(a, b, quant.add_params(ta.scale, ta.zero_point, tb.scale, tb.zero_point,
-                                                                     t_o.scale, t_o.zero_point, lo, hi))
-            else:
-                y[:, oy:oy + 1] = out
-
-    def _block_roles(self, s):
-        names = s.attrs["ops"]
-        ops = [self.ops[n] for n in names]
-        pw1 = names[0] if len(ops) >= 3 and not ops[0].depthwise and isinstance(ops[0], Conv2D) and \
-            isinstance(ops[1], Conv2D) and ops[1].depthwise else None
-        rest = names[1:] if pw1 else names
-        return pw1, rest[0], rest[1], (rest[2] if len(rest) > 2 else None)
+        """An inverted-bottleneck block streamed row by row by the C kernel
+        tq_bottleneck_s8 (compiler/fusion.py): same bytes as the unfused ops."""
+        from .compiler.fusion import bottleneck_spec
+        spec = self._specs.get(s.name)
+        if spec is None:
+            spec = self._specs[s.name] = bottleneck_spec(self.model, s.attrs["block"])
+        x, y = self.views[s.reads[0]], self.views[s.writes[0]]
+        st = spec.run(x.shape, x.reshape(-1), y.shape, y.reshape(-1), self.views[s.scratch].reshape(-1))
+        if st != 0:
+            from .errors import KernelError
+            raise KernelError("tq_bottleneck_s8", st)
 
     def _head_views(self):
         k, d = self.head_classes, self.head_features

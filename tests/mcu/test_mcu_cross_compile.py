@@ -20,6 +20,7 @@ _LINK_MAIN = r"""
 #include <stdio.h>
 #include "tinyqt/kernels.h"
 #include "tinyqt/arena.h"
+#include "tinyqt/fused.h"
 typedef void (*tq_any_fn)(void);
 static const tq_any_fn tq_all[] = {
     (tq_any_fn)tq_conv_s8_get_buffer_size, (tq_any_fn)tq_conv_s8,
@@ -27,6 +28,7 @@ static const tq_any_fn tq_all[] = {
     (tq_any_fn)tq_depthwise_conv_s8_get_buffer_size, (tq_any_fn)tq_depthwise_conv_s8,
     (tq_any_fn)tq_fully_connected_s8, (tq_any_fn)tq_avgpool_s8, (tq_any_fn)tq_mean_s8,
     (tq_any_fn)tq_add_s8, (tq_any_fn)tq_softmax_s8,
+    (tq_any_fn)tq_bottleneck_s8_get_buffer_size, (tq_any_fn)tq_bottleneck_s8,
     (tq_any_fn)tq_arena_init, (tq_any_fn)tq_arena_alloc, (tq_any_fn)tq_arena_at,
     (tq_any_fn)tq_arena_reset, (tq_any_fn)tq_arena_remaining,
 };

@@ -74,20 +74,36 @@ def find_blocks(model):
     return blocks
 
 
-def block_scratch_bytes(model, block):
-    """Band of the depthwise kernel's height of expanded rows, one depthwise
-    output row, one pointwise2 row when a residual follows, and the larger of
-    the two pointwise kernels' scratch."""
+def _stage(model, op):
+    from .. import quant
     t = model.tensors
-    x = t[block.input].shape
-    mid = block.dw.weight.shape[3]
-    eff_k = (block.dw.weight.shape[1] - 1) * block.dw.dilation[0] + 1
-    ow = t[block.dw.output].shape[2]
-    c_out = block.pw2.out_channels
-    band = eff_k * x[2] * mid
-    dw_row = ow * mid
-    pw2_row = ow * c_out if block.add else 0
-    conv_scratch = max(
-        _ckernels.conv_buffer_size("1x1", (1, 1, x[2], x[3]), tuple(block.pw1.weight.shape)) if block.pw1 else 0,
-        _ckernels.conv_buffer_size("1x1", (1, 1, ow, mid), tuple(block.pw2.weight.shape)))
-    return {"band": band, "dw_row": dw_row, "pw2_row": pw2_row, "conv": conv_scratch}
+    t_in, t_out = t[op.inputs[0]], t[op.output]
+    m, sh = quant.conv_multipliers(t_in.scale, op.w_scales, t_out.scale)
+    lo, hi = quant.activation_range(op.activation, t_out.scale, t_out.zero_point)
+    params = (op.stride[0], op.stride[1], op.padding[0], op.padding[1], op.dilation[0], op.dilation[1],
+              -t_in.zero_point, t_out.zero_point, lo, hi)
+    return (tuple(int(v) for v in params), m, sh, tuple(int(v) for v in op.weight.shape),
+            op.weight.reshape(-1), None if op.bias is None else op.bias)
+
+
+def bottleneck_spec(model, block):
+    """The C kernel's parameters (tq_bottleneck_params) of a block."""
+    from .. import quant
+    t = model.tensors
+    add = None
+    residual_first = 0
+    if block.add is not None:
+        a, b, o = (t[n] for n in (*block.add.inputs, block.add.output))
+        lo, hi = quant.activation_range(block.add.activation, o.scale, o.zero_point)
+        add = quant.add_params(a.scale, a.zero_point, b.scale, b.zero_point, o.scale, o.zero_point, lo, hi)
+        residual_first = int(block.add.inputs[0] == block.input)
+    return _ckernels.BottleneckSpec(_stage(model, block.pw1) if block.pw1 else None, _stage(model, block.dw),
+                                    _stage(model, block.pw2), add, residual_first,
+                                    t[block.dw.output].shape[2])
+
+
+def block_scratch_bytes(model, block):
+    """Scratch of the fused block as the C kernel's size query gives it: a
+    band of the depthwise kernel's height of expanded rows, one depthwise
+    row, one projected row when a residual follows, the 1x1 kernels' scratch."""
+    return bottleneck_spec(model, block).buffer_size(tuple(model.tensors[block.input].shape))

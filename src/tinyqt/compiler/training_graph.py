@@ -171,10 +171,9 @@ def build_training_graph(model, scheme, num_classes=None, momentum=False, master
         if op.name in fused:
             blk = fused[op.name]
             in_block.update(o.name for o in blk.ops)
-            sizes = block_scratch_bytes(model, blk)
             s = step(Step(f"forward:{blk.name}", "fused_block", op.name, reads=[blk.input],
-                          writes=[act(blk.output)], attrs={"ops": [o.name for o in blk.ops], "scratch": sizes}))
-            s.scratch = tensor(f"scratch:{blk.name}", (sum(sizes.values()),), "uint8", "scratch")
+                          writes=[act(blk.output)], attrs={"block": blk}))
+            s.scratch = tensor(f"scratch:{blk.name}", (block_scratch_bytes(model, blk),), "uint8", "scratch")
             continue
         out = act(op.output)
         s = step(Step(f"forward:{op.name}", "forward", op.name, reads=list(op.inputs), writes=[out]))

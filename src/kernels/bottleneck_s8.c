@@ -1,0 +1,139 @@
+/* tinyqt: an inverted-bottleneck block (1x1 expand -> depthwise -> 1x1
+ * project -> optional residual add) streamed row by row, so the expanded
+ * tensor never exists whole. Each output element is computed by the same
+ * kernels as the unfused ops (tq_conv_1x1_s8, tq_depthwise_conv_s8,
+ * tq_add_s8), on row bands, so the bytes are identical on every path. */
+#include <string.h>
+
+#include "tinyqt/fused.h"
+#include "tq_check.h"
+
+static int32_t tq_round4(int32_t n)
+{
+    return (n + 3) & ~3;
+}
+
+/* Scratch layout (each part 4-byte aligned): band [k, W, mid], depthwise
+ * row [1, OW, mid], projected row [1, OW, C_out] (residual only), then the
+ * larger of the two 1x1 kernels' own scratch. */
+static int32_t tq_bottleneck_parts(const tq_bottleneck_params *p, const tq_dims *input_dims,
+                                   int32_t *band, int32_t *dw_row, int32_t *pw2_row, int32_t *conv)
+{
+    const int32_t mid = p->dw_filter_dims.c;
+    const int32_t out_w = p->out_w;
+    tq_dims row_in = {1, 1, input_dims->w, input_dims->c};
+    tq_dims row_mid = {1, 1, out_w, mid};
+    int32_t a = p->has_expand ? tq_conv_1x1_s8_get_buffer_size(&row_in, &p->pw1_filter_dims) : 0;
+    int32_t b = tq_conv_1x1_s8_get_buffer_size(&row_mid, &p->pw2_filter_dims);
+    *band = tq_round4(p->dw_filter_dims.h * input_dims->w * mid);
+    *dw_row = tq_round4(out_w * mid);
+    *pw2_row = p->has_residual ? tq_round4(out_w * p->pw2_filter_dims.n) : 0;
+    *conv = tq_round4(a > b ? a : b);
+    return *band + *dw_row + *pw2_row + *conv;
+}
+
+int32_t tq_bottleneck_s8_get_buffer_size(const tq_bottleneck_params *params, const tq_dims *input_dims)
+{
+    int32_t band, dw_row, pw2_row, conv;
+    if (params == NULL || !tq_dims_valid(input_dims)) {
+        return 0;
+    }
+    return tq_bottleneck_parts(params, input_dims, &band, &dw_row, &pw2_row, &conv);
+}
+
+tq_status tq_bottleneck_s8(const tq_bottleneck_params *p, const tq_dims *input_dims,
+                           const int8_t *input, const tq_dims *output_dims, int8_t *output,
+                           void *scratch, int32_t scratch_size)
+{
+    int32_t band_b, dw_row_b, pw2_row_b, conv_b, need, oy, r, cached0 = 0, cached1 = 0;
+    int8_t *band, *dw_row, *pw2_row;
+    void *conv_scratch;
+    const int32_t h = input_dims != NULL ? input_dims->h : 0;
+    const int32_t k = p != NULL ? p->dw_filter_dims.h : 0;
+    int32_t mid, row_bytes;
+    tq_status st;
+    if (p == NULL || input == NULL || output == NULL) {
+        return TQ_ERR_NULL;
+    }
+    if (!tq_dims_valid(input_dims) || !tq_dims_valid(output_dims) || input_dims->n != 1 ||
+        output_dims->n != 1 || output_dims->w != p->out_w ||
+        (p->has_residual && (output_dims->h != input_dims->h || output_dims->w != input_dims->w ||
+                             output_dims->c != input_dims->c)) ||
+        p->dw_params.dilation_h != 1 || p->dw_filter_dims.c != (p->has_expand ? p->pw1_filter_dims.n : input_dims->c)) {
+        return TQ_ERR_SHAPE;
+    }
+    mid = p->dw_filter_dims.c;
+    need = tq_bottleneck_parts(p, input_dims, &band_b, &dw_row_b, &pw2_row_b, &conv_b);
+    st = tq_check_scratch(scratch, scratch_size, need);
+    if (st != TQ_OK) {
+        return st;
+    }
+    band = (int8_t *)scratch;
+    dw_row = band + band_b;
+    pw2_row = dw_row + dw_row_b;
+    conv_scratch = (void *)(pw2_row + pw2_row_b);
+    row_bytes = input_dims->w * mid;
+    for (oy = 0; oy < output_dims->h; oy++) {
+        const int32_t top = oy * p->dw_params.stride_h - p->dw_params.pad_top;
+        const int32_t r0 = top > 0 ? top : 0;
+        const int32_t r1 = top + k < h ? top + k : h;
+        tq_conv_params dwp = p->dw_params;
+        tq_dims band_dims = {1, r1 - r0, input_dims->w, mid};
+        tq_dims dw_out = {1, 1, p->out_w, mid};
+        tq_dims pw2_out = {1, 1, p->out_w, p->pw2_filter_dims.n};
+        int8_t *out_row = output + (size_t)oy * output_dims->w * output_dims->c;
+        if (r1 <= r0) {
+            return TQ_ERR_SHAPE;
+        }
+        /* The band holds expanded rows r0..r1-1: keep the overlap with the
+         * previous band, compute the rest. */
+        if (cached1 > r0 && cached0 < r1 && r0 >= cached0) {
+            memmove(band, band + (size_t)(r0 - cached0) * row_bytes,
+                    (size_t)(cached1 - r0) * row_bytes);
+        } else {
+            cached1 = r0;
+        }
+        for (r = cached1; r < r1; r++) {
+            int8_t *dst = band + (size_t)(r - r0) * row_bytes;
+            const int8_t *src = input + (size_t)r * input_dims->w * input_dims->c;
+            if (p->has_expand) {
+                tq_dims row_in = {1, 1, input_dims->w, input_dims->c};
+                tq_dims row_out = {1, 1, input_dims->w, mid};
+                st = tq_conv_1x1_s8(&p->pw1_params, &p->pw1_quant, &row_in, src, &p->pw1_filter_dims,
+                                    p->pw1_filter, p->pw1_bias, &row_out, dst, conv_scratch, conv_b);
+                if (st != TQ_OK) {
+                    return st;
+                }
+            } else {
+                memcpy(dst, src, (size_t)row_bytes);
+            }
+        }
+        cached0 = r0;
+        cached1 = r1;
+        /* one depthwise output row over the band: vertical stride 1, the
+         * band's missing rows are the padding */
+        dwp.stride_h = 1;
+        dwp.pad_top = r0 - top;
+        st = tq_depthwise_conv_s8(&dwp, &p->dw_quant, &band_dims, band, &p->dw_filter_dims, p->dw_filter,
+                                  p->dw_bias, &dw_out, dw_row, NULL, 0);
+        if (st != TQ_OK) {
+            return st;
+        }
+        st = tq_conv_1x1_s8(&p->pw2_params, &p->pw2_quant, &dw_out, dw_row, &p->pw2_filter_dims,
+                            p->pw2_filter, p->pw2_bias, &pw2_out, p->has_residual ? pw2_row : out_row,
+                            conv_scratch, conv_b);
+        if (st != TQ_OK) {
+            return st;
+        }
+        if (p->has_residual) {
+            const int8_t *shortcut = input + (size_t)oy * input_dims->w * input_dims->c;
+            const int32_t n = p->out_w * output_dims->c;
+            st = p->residual_first ? tq_add_s8(&p->add_params, n, shortcut, pw2_row, out_row)
+                                   : tq_add_s8(&p->add_params, n, pw2_row, shortcut, out_row);
+            if (st != TQ_OK) {
+                return st;
+            }
+        }
+    }
+    return TQ_OK;
+}
