@@ -14,20 +14,10 @@ state and the PRNG in place.
 import numpy as np
 
 from . import _ckernels
-from .errors import KernelError, ShapeError
-from .kernels import conv_output_size
+from .errors import ShapeError
+from .kernels import _check, _require, conv_output_size
 
 F32 = np.float32
-
-
-def _require(arr, name, dtype, ndim=None):
-    if not isinstance(arr, np.ndarray):
-        raise ShapeError(f"{name}: expected a numpy array of {np.dtype(dtype).name}, got {type(arr).__name__}")
-    if arr.dtype != np.dtype(dtype):
-        raise ShapeError(f"{name}: expected dtype {np.dtype(dtype).name}, got {arr.dtype}")
-    if ndim is not None and arr.ndim != ndim:
-        raise ShapeError(f"{name}: expected {ndim} dimensions, got shape {arr.shape}")
-    return np.ascontiguousarray(arr)
 
 
 def _inplace(arr, name, dtype, shape=None):
@@ -40,11 +30,6 @@ def _inplace(arr, name, dtype, shape=None):
     if shape is not None and tuple(arr.shape) != tuple(shape):
         raise ShapeError(f"{name}: expected shape {tuple(shape)}, got {arr.shape}")
     return arr
-
-
-def _check(kernel, status):
-    if status != 0:
-        raise KernelError(kernel, status)
 
 
 def _scales(w_scales, n, name="w_scales"):

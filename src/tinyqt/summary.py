@@ -1,5 +1,4 @@
 """Per-layer summary of a Model: shapes, MACs, parameter and activation bytes."""
-import numpy as np
 
 from .graph import Conv2D
 

@@ -12,8 +12,6 @@ The exporter writes SAME or VALID where the IR's explicit padding equals
 what TFLite computes for them, and otherwise a PAD op (zero-point filled)
 followed by a VALID conv, so every IR model has an exact TFLite twin.
 """
-import math
-import struct
 
 import flatbuffers
 import numpy as np

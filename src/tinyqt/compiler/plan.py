@@ -8,7 +8,7 @@ BudgetExceededError naming the tensors live at the peak.
 """
 import re
 from dataclasses import dataclass
-from typing import Dict, List, Optional
+from typing import Dict, Optional
 
 from ..errors import TinyQTError
 from ..planner import Buffer, MemoryPlan, plan_greedy, verify
