@@ -87,3 +87,11 @@ def test_parse_bytes():
     assert parse_bytes("320kb") == 327680 and parse_bytes(4096) == 4096
     with pytest.raises(tinyqt.TinyQTError, match="cannot read"):
         parse_bytes("lots")
+
+
+def test_planner_beats_first_fit_on_a_real_training_plan(mcunet):
+    plan = compile(mcunet, "paper:99kb", num_classes=10)
+    assert plan.lower_bound <= plan.peak_sram_bytes < plan.first_fit_peak
+    assert plan.peak_sram_bytes <= 1.02 * plan.lower_bound
+    report = plan.to_json()
+    assert report["first_fit_peak_bytes"] == plan.first_fit_peak

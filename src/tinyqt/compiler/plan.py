@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Dict, Optional
 
 from ..errors import TinyQTError
-from ..planner import Buffer, MemoryPlan, plan_greedy, verify
+from ..planner import Buffer, MemoryPlan, lower_bound, plan_first_fit_by_lifetime, plan_greedy, verify
 from ..schemes import parse_scheme
 from .training_graph import KINDS, build_training_graph
 
@@ -46,6 +46,8 @@ class Plan:
     sram_budget: Optional[int]
     flash_budget: Optional[int]
     graph: object
+    first_fit_peak: int = 0
+    lower_bound: int = 0
 
     @property
     def peak_sram_bytes(self):
@@ -78,6 +80,7 @@ class Plan:
             "live_at_peak": [{"name": n, "kind": k, "bytes": b} for n, k, b in self.live_at_peak()],
             "live_at_peak_by_kind": self.bytes_by_kind(),
             "steps": len(self.steps), "memory_strategy": self.memory.strategy,
+            "first_fit_peak_bytes": self.first_fit_peak, "lower_bound_bytes": self.lower_bound,
         }
 
 
@@ -117,7 +120,9 @@ def compile(model, scheme, sram=None, flash=None, num_classes=None, momentum=0.0
     verify(buffers, memory, align=ALIGN)
     plan = Plan(model.name, scheme.name, graph.steps, graph.tensors, memory, _flash_bytes(model, graph),
                 _trainable_params(graph), parse_bytes(sram) if sram is not None else None,
-                parse_bytes(flash) if flash is not None else None, graph)
+                parse_bytes(flash) if flash is not None else None, graph,
+                first_fit_peak=plan_first_fit_by_lifetime(buffers, align=ALIGN).peak,
+                lower_bound=lower_bound(buffers, align=ALIGN))
     if not plan.fits:
         live = ", ".join(f"{n} ({k}, {b:,} B)" for n, k, b in plan.live_at_peak()[:12])
         over = []
