@@ -1,0 +1,365 @@
+"""Firmware C for a training Plan: the same kernel calls the host runtime
+makes, on the same arena offsets, so the device computes the host's bits.
+
+generate(plan, model, optimizer, out_dir) writes
+  tq_model.c     frozen weights, biases, requantization tables (const: Flash),
+                 the arena (one static array of the plan's peak), tq_init()
+                 and tq_train_step(image, label, &loss);
+  tq_model.h     their declarations and sizes;
+and returns the file paths. The kernel library (tinyqt.mcu.kernel_sources)
+is compiled beside them.
+
+First cut (issue 5): plain SGD with nearest or stochastic rounding; momentum
+and master copies are refused with a clear error until their state layout is
+emitted too.
+"""
+import os
+
+import numpy as np
+
+from . import quant
+from .compiler.fusion import _stage
+from .errors import TinyQTError
+from .graph import Add, Conv2D, Mean
+
+
+def _f(v):
+    """A float32 literal that round-trips exactly."""
+    v = np.float32(v)
+    if not np.isfinite(v):
+        raise TinyQTError(f"non-finite constant {v} cannot be emitted")
+    return np.format_float_scientific(v, unique=True, exp_digits=2).replace("+", "") + "f"
+
+
+def _array(ctype, name, values, const=True):
+    flat = np.asarray(values).reshape(-1)
+    if ctype == "float":
+        body = ",".join(_f(v) for v in flat)
+    else:
+        body = ",".join(str(int(v)) for v in flat)
+    qual = "static const" if const else "static"
+    return (f"{qual} {ctype} {name}[{max(1, flat.size)}] __attribute__((aligned(4), unused)) = "
+            f"{{{body or '0'}}};\n")
+
+
+def _ident(name):
+    return "".join(c if c.isalnum() else "_" for c in name)
+
+
+def _dims(shape):
+    s = tuple(int(v) for v in shape)
+    if len(s) == 2:
+        s = (s[0], 1, 1, s[1])
+    return "{%d, %d, %d, %d}" % s
+
+
+class _Emitter:
+    def __init__(self, plan, model, optimizer):
+        if optimizer.momentum or optimizer.rounding == "master":
+            raise TinyQTError("codegen: momentum and master-copy rounding are not emitted yet "
+                              "(use rounding='nearest' or 'stochastic' without momentum)")
+        self.plan, self.model, self.opt = plan, model, optimizer
+        self.t = model.tensors
+        self.ops = {op.name: op for op in model.ops}
+        self.consts = []
+        self.body = []
+        self.emitted = set()
+
+    def ptr(self, name, ctype):
+        spec = self.plan.tensors[name]
+        return f"(({ctype} *)(tq_arena + {self.plan.memory.offsets[name]}u /* {name} */))"
+
+    def conv_consts(self, op):
+        """Flash constants of a conv: weights, bias, multipliers, shifts, w_scales."""
+        key = _ident(op.name)
+        if key not in self.emitted:
+            self.emitted.add(key)
+            params, m, sh, fdims, w, b = _stage(self.model, op)
+            self.consts.append(_array("int8_t", f"w_{key}", w))
+            self.consts.append(_array("int32_t", f"b_{key}", b if b is not None else np.zeros(op.out_channels)))
+            self.consts.append(_array("int32_t", f"m_{key}", m))
+            self.consts.append(_array("int32_t", f"s_{key}", sh))
+            self.consts.append(_array("float", f"ws_{key}", np.asarray(op.w_scales, np.float32)))
+            self.consts.append("static const tq_conv_params p_%s __attribute__((unused)) = {.stride_h = %d, .stride_w = %d, .pad_top = %d, "
+                               ".pad_left = %d, .dilation_h = %d, .dilation_w = %d, .input_offset = %d, "
+                               ".output_offset = %d, .act_min = %d, .act_max = %d};\n" % ((key,) + params))
+            self.consts.append(f"static const tq_channel_quant q_{key} __attribute__((unused)) = {{m_{key}, s_{key}}};\n")
+            self.consts.append(f"static const tq_dims fd_{key} __attribute__((unused)) = {_dims(fdims)};\n")
+        return key
+
+    def call(self, expr, what):
+        self.body.append(f"    st = {expr};\n    if (st != TQ_OK) {{ tq_failed_step = \"{what}\"; return st; }}\n")
+
+    # ------------------------------------------------------------- steps
+    def step_forward(self, s):
+        op = self.ops[s.op]
+        t = self.t
+        x, y = op.inputs[0], op.output
+        if isinstance(op, Conv2D):
+            key = self.conv_consts(op)
+            w = self.ptr(f"weights:{op.name}", "int8_t") if f"weights:{op.name}" in self.plan.tensors else f"w_{key}"
+            b = self.ptr(f"bias:{op.name}", "int32_t") if f"bias:{op.name}" in self.plan.tensors else f"b_{key}"
+            fn = "tq_depthwise_conv_s8" if op.depthwise else (
+                "tq_conv_1x1_s8" if op.weight.shape[1:3] == (1, 1) and not any(op.padding)
+                and tuple(op.dilation) == (1, 1) else "tq_conv_s8")
+            scratch = (self.ptr(s.scratch, "uint8_t"), self.plan.tensors[s.scratch].nbytes) if s.scratch else ("NULL", 0)
+            self.call(f"{fn}(&p_{key}, &q_{key}, &(tq_dims){_dims(t[x].shape)}, {self.ptr(x, 'int8_t')}, &fd_{key}, "
+                      f"{w}, {b}, &(tq_dims){_dims(t[y].shape)}, {self.ptr(y, 'int8_t')}, {scratch[0]}, {scratch[1]})",
+                      s.name)
+            lo, hi = quant.activation_range(op.activation, t[y].scale, t[y].zero_point)
+        elif isinstance(op, Add):
+            a, b, o = (t[n] for n in (*op.inputs, op.output))
+            lo, hi = quant.activation_range(op.activation, o.scale, o.zero_point)
+            p = quant.add_params(a.scale, a.zero_point, b.scale, b.zero_point, o.scale, o.zero_point, lo, hi)
+            key = _ident(op.name)
+            self.consts.append("static const tq_add_params p_%s = {%s};\n" % (key, ", ".join(str(int(v)) for v in p)))
+            self.call(f"tq_add_s8(&p_{key}, {int(np.prod(o.shape))}, {self.ptr(op.inputs[0], 'int8_t')}, "
+                      f"{self.ptr(op.inputs[1], 'int8_t')}, {self.ptr(y, 'int8_t')})", s.name)
+        elif isinstance(op, Mean):
+            p = quant.mean_params(t[x].scale, t[x].zero_point, t[y].scale, t[y].zero_point)
+            key = _ident(op.name)
+            self.consts.append("static const tq_mean_params p_%s = {%s};\n" % (key, ", ".join(str(int(v)) for v in p)))
+            self.call(f"tq_mean_s8(&p_{key}, &(tq_dims){_dims(t[x].shape)}, {self.ptr(x, 'int8_t')}, "
+                      f"{self.ptr(y, 'int8_t')})", s.name)
+            lo, hi = -128, 127
+        else:
+            raise TinyQTError(f"codegen: no forward for op '{op.name}' ({op.kind})")
+        if f"mask:{op.name}" in self.plan.tensors:
+            self.call(f"tq_clamp_mask_s8({self.ptr(y, 'int8_t')}, {int(np.prod(t[y].shape))}, {lo}, {hi}, "
+                      f"{self.ptr(f'mask:{op.name}', 'uint8_t')})", s.name + ":mask")
+        saved = s.attrs.get("saved")
+        if saved and saved.startswith("saved:"):
+            shape = t[x].shape
+            n_sel, c = s.attrs["n_sel"], shape[3]
+            self.body.append(f"    {{ int32_t i, j; const int8_t *src = {self.ptr(x, 'int8_t')}; int8_t *dst = {self.ptr(saved, 'int8_t')};\n"
+                             f"      for (i = 0; i < {shape[1] * shape[2]}; i++) for (j = 0; j < {n_sel}; j++) "
+                             f"dst[i * {n_sel} + j] = src[i * {c} + j]; }}\n")
+
+    def step_fused_block(self, s):
+        blk = s.attrs["block"]
+        t = self.t
+        names = {}
+        for role, op in (("pw1", blk.pw1), ("dw", blk.dw), ("pw2", blk.pw2)):
+            if op is not None:
+                names[role] = self.conv_consts(op)
+        key = _ident(blk.name)
+        fields = [f".has_expand = {1 if blk.pw1 else 0}"]
+        for role, k in names.items():
+            fields += [f".{role}_params = p_{k}", f".{role}_quant = {{m_{k}, s_{k}}}", f".{role}_filter_dims = {_dims(self.ops_shape(k))}",
+                       f".{role}_filter = w_{k}", f".{role}_bias = b_{k}"]
+        fields.append(f".out_w = {t[blk.dw.output].shape[2]}")
+        if blk.add is not None:
+            a, b, o = (t[n] for n in (*blk.add.inputs, blk.add.output))
+            lo, hi = quant.activation_range(blk.add.activation, o.scale, o.zero_point)
+            p = quant.add_params(a.scale, a.zero_point, b.scale, b.zero_point, o.scale, o.zero_point, lo, hi)
+            fields += [".has_residual = 1", f".residual_first = {int(blk.add.inputs[0] == blk.input)}",
+                       ".add_params = {%s}" % ", ".join(str(int(v)) for v in p)]
+        # struct initializers of other const objects are not constant expressions in C99:
+        # the block params are filled at run time from the constants
+        self.consts.append(f"static tq_bottleneck_params bp_{key};\n")
+        self.init_blocks.append((key, fields))
+        self.call(f"tq_bottleneck_s8(&bp_{key}, &(tq_dims){_dims(t[blk.input].shape)}, {self.ptr(blk.input, 'int8_t')}, "
+                  f"&(tq_dims){_dims(t[blk.output].shape)}, {self.ptr(blk.output, 'int8_t')}, "
+                  f"{self.ptr(s.scratch, 'uint8_t')}, {self.plan.tensors[s.scratch].nbytes})", s.name)
+
+    def ops_shape(self, key):
+        op = next(o for o in self.model.ops if _ident(o.name) == key)
+        return op.weight.shape
+
+    def step_head(self, s):
+        k, d = self.plan.graph.head_shape
+        hw = self.ptr("head:weights", "float")
+        if s.name == "head:dequantize":
+            t = self.t[s.reads[0]]
+            self.call(f"tq_dequantize_s8_f32({d}, {self.ptr(s.reads[0], 'int8_t')}, {_f(t.scale)}, {t.zero_point}, "
+                      f"{self.ptr('features', 'float')})", s.name)
+        else:
+            self.call(f"tq_linear_f32(1, {d}, {k}, {self.ptr('features', 'float')}, {hw}, {hw} + {k * d}, "
+                      f"{self.ptr('logits', 'float')})", s.name)
+
+    def step_loss(self, s):
+        k, _ = self.plan.graph.head_shape
+        self.call(f"tq_softmax_xent_f32(1, {k}, {self.ptr('logits', 'float')}, &label, loss, "
+                  f"{self.ptr('grad:logits', 'float')})", s.name)
+
+    def step_update(self, s):
+        t = self.t
+        if s.op is None:
+            k, d = self.plan.graph.head_shape
+            hw = self.ptr("head:weights", "float")
+            gi = self.ptr("grad:features", "float") if "grad:features" in self.plan.tensors else "NULL"
+            self.call(f"tq_linear_backward_update_f32(1, {d}, {k}, {self.ptr('features', 'float')}, "
+                      f"{self.ptr('grad:logits', 'float')}, {hw}, {hw} + {k * d}, {_f(self.opt.lr)}, 0.0f, NULL, NULL, {gi})",
+                      s.name)
+            return
+        op = self.ops[s.op]
+        key = self.conv_consts(op)
+        g, mask, x_saved, w, b = s.reads
+        xs = t[op.inputs[0]].shape
+        n_sel = s.attrs["n_sel"]
+        saved_dims = _dims(xs[:3] + (n_sel if x_saved.startswith("saved:") else xs[3],))
+        scratch = (self.ptr(s.scratch, "uint8_t"), self.plan.tensors[s.scratch].nbytes) if s.scratch else ("NULL", 0)
+        common = (f"&p_{key}, {_f(t[op.inputs[0]].scale)}, ws_{key}, &(tq_dims){saved_dims}, {self.ptr(x_saved, 'int8_t')}")
+        tail = (f"&(tq_dims){_dims(t[op.output].shape)}, {self.ptr(g, 'float')}, {self.ptr(mask, 'uint8_t')}, "
+                f"&fd_{key}, {self.ptr(w, 'int8_t')}, {self.ptr(b, 'int32_t')}, &tq_opt, &tq_state, {scratch[0]}, {scratch[1]}")
+        if op.depthwise:
+            self.call(f"tq_depthwise_conv_backward_weight_update({common}, {xs[3]}, NULL, {tail})", s.name)
+        elif op.weight.shape[1:3] == (1, 1) and not any(op.padding):
+            self.call(f"tq_conv_1x1_backward_weight_update({common}, NULL, {tail})", s.name)
+        else:
+            self.call(f"tq_conv_backward_weight_update({common}, NULL, {tail})", s.name)
+
+    def step_update_bias(self, s):
+        op = self.ops[s.op]
+        key = self.conv_consts(op)
+        g, mask, b = s.reads
+        c = op.out_channels
+        self.grad_b_max = max(self.grad_b_max, c)
+        self.call(f"tq_bias_backward_f32(&(tq_dims){_dims(self.t[op.output].shape)}, {self.ptr(g, 'float')}, "
+                  f"{self.ptr(mask, 'uint8_t')}, tq_grad_b)", s.name)
+        self.call(f"tq_sgd_update_bias(&tq_opt, &tq_state, {_f(self.t[op.inputs[0]].scale)}, ws_{key}, {c}, "
+                  f"{self.ptr(b, 'int32_t')}, tq_grad_b)", s.name + ":sgd")
+
+    def step_backward_input(self, s):
+        op = self.ops[s.op]
+        t = self.t
+        if op.kind == "mean":
+            self.call(f"tq_mean_backward_f32(&(tq_dims){_dims(t[op.inputs[0]].shape)}, {self.ptr(s.reads[0], 'float')}, "
+                      f"NULL, {self.ptr(s.writes[0], 'float')})", s.name)
+        elif isinstance(op, Add):
+            size = int(np.prod(t[op.output].shape))
+            for name in s.writes:
+                self.call(f"tq_add_backward_f32({size}, {self.ptr(s.reads[0], 'float')}, {self.ptr(s.reads[1], 'uint8_t')}, "
+                          f"{self.ptr(name, 'float')}, NULL)", s.name)
+        elif isinstance(op, Conv2D):
+            key = self.conv_consts(op)
+            w = self.ptr(f"weights:{op.name}", "int8_t") if f"weights:{op.name}" in self.plan.tensors else f"w_{key}"
+            fn = "tq_depthwise_conv_backward_input_f32" if op.depthwise else (
+                "tq_conv_1x1_backward_input_f32" if op.weight.shape[1:3] == (1, 1) and not any(op.padding)
+                and tuple(op.dilation) == (1, 1) else "tq_conv_backward_input_f32")
+            self.call(f"{fn}(&p_{key}, ws_{key}, &(tq_dims){_dims(t[op.output].shape)}, {self.ptr(s.reads[0], 'float')}, "
+                      f"{self.ptr(s.reads[1], 'uint8_t')}, &fd_{key}, {w}, &(tq_dims){_dims(t[op.inputs[0]].shape)}, "
+                      f"{self.ptr(s.writes[0], 'float')})", s.name)
+        else:
+            raise TinyQTError(f"codegen: no backward for op '{op.name}' ({op.kind})")
+
+    def step_accumulate(self, s):
+        src, dst = s.reads
+        n = int(np.prod(self.plan.tensors[dst].shape))
+        self.body.append(f"    {{ int32_t i; const float *a = {self.ptr(src, 'float')}; float *d = {self.ptr(dst, 'float')};\n"
+                         f"      for (i = 0; i < {n}; i++) d[i] += a[i]; }}\n")
+
+    # ------------------------------------------------------------- files
+    def render(self):
+        self.init_blocks = []
+        self.grad_b_max = 1
+        for s in self.plan.steps:
+            getattr(self, "step_" + s.kind)(s)
+        plan, model = self.plan, self.model
+        k, d = plan.graph.head_shape
+        init = []
+        for name, spec in plan.tensors.items():
+            if spec.kind in ("weights", "bias"):
+                op = self.ops[name.split(":", 1)[1]]
+                key = self.conv_consts(op)
+                src = f"w_{key}" if spec.kind == "weights" else f"b_{key}"
+                init.append(f"    memcpy({self.ptr(name, 'uint8_t')}, {src}, {spec.nbytes});\n")
+        from .runtime import Runtime
+        head = Runtime(plan, model, self.opt.__class__(self.opt.lr)).views["head:weights"]
+        self.consts.append(_array("float", "tq_head_init", head))
+        init.append(f"    memcpy({self.ptr('head:weights', 'uint8_t')}, tq_head_init, {head.nbytes});\n")
+        for key, fields in self.init_blocks:
+            init.append(f"    bp_{key} = (tq_bottleneck_params){{{', '.join(fields)}}};\n")
+        x = model.inputs[0]
+        rounding = {"nearest": 0, "stochastic": 1, "master": 2}[self.opt.rounding]
+        src = ["/* generated by tinyqt.codegen: one batch-1 training step of "
+               f"{model.name} / {plan.scheme_name}; arena {plan.peak_sram_bytes} bytes */\n",
+               "#include <string.h>\n#include \"tq_model.h\"\n#include \"tinyqt/kernels.h\"\n",
+               "#include \"tinyqt/backward.h\"\n#include \"tinyqt/fused.h\"\n\n",
+               f"static uint8_t tq_arena[{plan.peak_sram_bytes}] __attribute__((aligned(8)));\n",
+               f"static uint32_t tq_rng = {int(self.opt.rng[0])}u;\n",
+               f"static const tq_sgd_params tq_opt = {{{_f(self.opt.lr)}, 0.0f, {int(self.opt.qas)}, {rounding}}};\n",
+               "static const tq_sgd_state tq_state = {&tq_rng, NULL, NULL, NULL};\n",
+               f"static float tq_grad_b[{self.grad_b_max}];\n",
+               "const char *tq_failed_step = 0;\n\n"] + self.consts
+        src.append("\nint tq_init(void)\n{\n" + "".join(init) + "    return TQ_OK;\n}\n\n")
+        src.append("int tq_train_step(const int8_t *image, int32_t label, float *loss)\n{\n    tq_status st;\n"
+                   f"    memcpy({self.ptr(x, 'int8_t')}, image, {int(np.prod(self.t[x].shape))});\n"
+                   + "".join(self.body) + "    return TQ_OK;\n}\n\n")
+        src.append("const uint8_t *tq_tensor(const char *name, uint32_t *nbytes)\n{\n")
+        for name, spec in plan.tensors.items():
+            if spec.kind in ("weights", "bias", "head"):
+                src.append(f"    if (strcmp(name, \"{name}\") == 0) {{ *nbytes = {spec.nbytes}u; "
+                           f"return {self.ptr(name, 'uint8_t')}; }}\n")
+        src.append("    *nbytes = 0;\n    return 0;\n}\n")
+        header = ("/* generated by tinyqt.codegen */\n#ifndef TQ_MODEL_H\n#define TQ_MODEL_H\n#include <stdint.h>\n"
+                  f"#define TQ_ARENA_BYTES {plan.peak_sram_bytes}u\n#define TQ_INPUT_BYTES {int(np.prod(self.t[x].shape))}u\n"
+                  f"#define TQ_CLASSES {k}\n"
+                  "int tq_init(void);\n/* One training step; returns TQ_OK (0) or the failing kernel's status\n"
+                  " * (tq_failed_step names the step). */\nint tq_train_step(const int8_t *image, int32_t label, float *loss);\n"
+                  "/* A trained tensor (weights:*, bias:*, head:weights) by name, or NULL. */\n"
+                  "const uint8_t *tq_tensor(const char *name, uint32_t *nbytes);\nextern const char *tq_failed_step;\n#endif\n")
+        return "".join(src), header
+
+
+def generate(plan, model, optimizer, out_dir):
+    """Writes tq_model.c / tq_model.h for plan into out_dir; returns their paths."""
+    os.makedirs(out_dir, exist_ok=True)
+    src, header = _Emitter(plan, model, optimizer).render()
+    paths = []
+    for name, text in (("tq_model.c", src), ("tq_model.h", header)):
+        p = os.path.join(out_dir, name)
+        tmp = p + ".tmp"
+        with open(tmp, "w") as f:
+            f.write(text)
+        os.replace(tmp, p)
+        paths.append(p)
+    return paths
+
+
+def _fnv1a(data):
+    h = 0x811C9DC5
+    for byte in bytes(data):
+        h = ((h ^ byte) * 0x01000193) & 0xFFFFFFFF
+    return h
+
+
+def emit_test_main(plan, images, labels, out_dir):
+    """A firmware main() that runs len(images) training steps on embedded
+    inputs and prints each loss's float bits, the instructions of each step
+    (SysTick under QEMU -icount) and an FNV-1a of every trained tensor
+    ("TQ_LOSS i bits", "TQ_INSTR i n", "TQ_TENSOR name hash"). Returns its path."""
+    names = [n for n, s in plan.tensors.items() if s.kind in ("weights", "bias", "head")]
+    lines = ["#include <stdio.h>\n#include <string.h>\n#include \"tq_model.h\"\n#include \"tq_bench.h\"\n",
+             _array("int8_t", "tq_images", np.asarray(images, np.int8)),
+             _array("int32_t", "tq_labels", np.asarray(labels, np.int32)),
+             "static const char *const tq_names[] = {%s};\n" % ", ".join(f'"{n}"' for n in names),
+             "static uint32_t fnv(const uint8_t *p, uint32_t n)\n{\n    uint32_t h = 0x811C9DC5u;\n"
+             "    while (n--) { h = (h ^ *p++) * 0x01000193u; }\n    return h;\n}\n",
+             "int main(void)\n{\n    uint32_t i, n;\n    if (tq_init() != 0) { return 2; }\n",
+             f"    for (i = 0; i < {len(labels)}u; i++) {{\n        float loss = 0.0f; uint32_t bits;\n"
+             "        int st;\n        uint64_t instr;\n        tq_bench_start();\n"
+             "        st = tq_train_step(tq_images + i * TQ_INPUT_BYTES, tq_labels[i], &loss);\n"
+             "        instr = tq_bench_stop();\n"
+             "        if (st != 0) { printf(\"TQ_FAIL %s %d\\n\", tq_failed_step, st); return 1; }\n"
+             "        memcpy(&bits, &loss, 4);\n        printf(\"TQ_LOSS %lu %08lx\\n\", (unsigned long)i, (unsigned long)bits);\n"
+             "        printf(\"TQ_INSTR %lu %lu\\n\", (unsigned long)i, (unsigned long)instr);\n    }\n",
+             "    for (i = 0; i < sizeof tq_names / sizeof tq_names[0]; i++) {\n"
+             "        const uint8_t *p = tq_tensor(tq_names[i], &n);\n"
+             "        printf(\"TQ_TENSOR %s %08lx\\n\", tq_names[i], (unsigned long)fnv(p, n));\n    }\n"
+             "    return 0;\n}\n"]
+    path = os.path.join(out_dir, "tq_test_main.c")
+    with open(path, "w") as f:
+        f.write("".join(lines))
+    return path
+
+
+def host_reference(plan, model, optimizer, images, labels):
+    """(loss bits, {tensor: fnv}) of the same steps on the host runtime."""
+    from .runtime import Runtime
+    rt = Runtime(plan, model, optimizer)
+    bits = []
+    for x, y in zip(images, labels):
+        loss = rt.step(np.asarray(x, np.int8).reshape(model.input.shape), int(y))
+        bits.append(int(np.float32(loss).view(np.uint32)))
+    return bits, {n: _fnv1a(v.tobytes()) for n, v in rt.trained_tensors().items()}

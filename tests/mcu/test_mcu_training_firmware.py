@@ -1,0 +1,49 @@
+"""Generated training firmware (tinyqt.codegen) runs the host runtime's
+training steps bit for bit in QEMU: every loss and every trained tensor."""
+import numpy as np
+import pytest
+
+import tinyqt
+import tinyqt.mcu.core as mcu
+from tinyqt import codegen
+from tinyqt.compiler import compile
+from tinyqt.errors import TinyQTError
+from tinyqt.optim import SGD
+
+from conftest import shared_model_json
+from mcu_support import require_build_tools, require_qemu
+
+pytestmark = pytest.mark.mcu
+
+
+@pytest.mark.parametrize("target,name,scheme,rounding", [
+    ("m4", "mbv2-w0.35", "paper:49kb", "stochastic"),
+    ("m55", "proxyless-w0.3", "paper:98kb", "nearest"),
+])
+def test_training_firmware_matches_the_host(target, name, scheme, rounding, tmp_path):
+    require_build_tools()
+    require_qemu()
+    model = tinyqt.load_tiny_training(shared_model_json(name))
+    plan = compile(model, scheme, num_classes=10, sram="256KB", flash="1MB")
+    rng = np.random.default_rng(7)
+    images = rng.integers(-128, 128, (3, int(np.prod(model.input.shape))), dtype=np.int8)
+    labels = rng.integers(0, 10, 3)
+    src, _ = codegen.generate(plan, model, SGD(0.02, rounding=rounding), str(tmp_path))
+    main = codegen.emit_test_main(plan, images, labels, str(tmp_path))
+    elf = mcu.build(target, [src, main], include_dirs=[str(tmp_path)], out_dir=str(tmp_path), opt="-O2")
+    code, stdout = mcu.run_qemu(target, elf, timeout=600)
+    assert code == 0, stdout[-2000:]
+    losses = [int(ln.split()[2], 16) for ln in stdout.splitlines() if ln.startswith("TQ_LOSS")]
+    tensors = {ln.split()[1]: int(ln.split()[2], 16) for ln in stdout.splitlines() if ln.startswith("TQ_TENSOR")}
+    host_losses, host_tensors = codegen.host_reference(plan, model, SGD(0.02, rounding=rounding), images, labels)
+    assert losses == host_losses
+    assert tensors == host_tensors and len(tensors) > 5
+    instr = [int(ln.split()[2]) for ln in stdout.splitlines() if ln.startswith("TQ_INSTR")]
+    assert len(instr) == 3 and min(instr) > 1_000_000
+
+
+def test_unsupported_optimizer_state_is_refused(tmp_path):
+    model = tinyqt.load_tiny_training(shared_model_json("mbv2-w0.35"))
+    plan = compile(model, "bias-only:2", num_classes=10, momentum=0.9)
+    with pytest.raises(TinyQTError, match="momentum and master-copy rounding are not emitted yet"):
+        codegen.generate(plan, model, SGD(0.02, momentum=0.9), str(tmp_path))
