@@ -154,7 +154,39 @@ def _add_train(sub):
     p.set_defaults(func=cmd_train)
 
 
-_COMMANDS = [_add_info, _add_plan, _add_train]
+def cmd_firmware(args):
+    from .codegen import run_firmware
+    from .compiler import compile
+    from .optim import SGD
+    model = _model_from_args(args)
+    plan = compile(model, args.scheme, sram=args.sram, flash=args.flash, num_classes=args.classes or 10)
+    report = run_firmware(plan, model, SGD(args.lr, rounding=args.rounding), args.target, steps=args.steps,
+                          out_dir=args.out)
+    report.update(model=model.name, scheme=plan.scheme_name)
+    if args.json:
+        print(json.dumps(report))
+    else:
+        print(", ".join(f"{k} {v}" for k, v in report.items()))
+    return 0 if report["bitexact"] else 1
+
+
+def _add_firmware(sub):
+    p = sub.add_parser("firmware", help="build the training firmware, run it in QEMU, compare with the host")
+    _add_model_args(p)
+    p.add_argument("--scheme", required=True)
+    p.add_argument("--target", required=True, help="cortex-m4, cortex-m7 or cortex-m55 (QEMU boards)")
+    p.add_argument("--steps", type=int, default=2)
+    p.add_argument("--run", choices=["qemu"], default="qemu", help="where to run (QEMU)")
+    p.add_argument("--lr", type=float, default=0.01)
+    p.add_argument("--rounding", default="nearest", choices=["nearest", "stochastic"])
+    p.add_argument("--sram", default="256KB")
+    p.add_argument("--flash", default="1MB")
+    p.add_argument("--out", help="keep the generated sources and the ELF here")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_firmware)
+
+
+_COMMANDS = [_add_info, _add_plan, _add_train, _add_firmware]
 
 
 def build_parser():

@@ -363,3 +363,56 @@ def host_reference(plan, model, optimizer, images, labels):
         loss = rt.step(np.asarray(x, np.int8).reshape(model.input.shape), int(y))
         bits.append(int(np.float32(loss).view(np.uint32)))
     return bits, {n: _fnv1a(v.tobytes()) for n, v in rt.trained_tensors().items()}
+
+
+def image_sizes(elf):
+    """(flash_bytes, sram_bytes) of a linked firmware from arm-none-eabi-size:
+    text+rodata+data (+ exception/init tables), and data+bss plus the
+    startup code's stack reservation. The newlib heap the test harness's
+    printf draws from is not counted (the library itself never allocates)."""
+    import subprocess
+    out = subprocess.run(["arm-none-eabi-size", "-A", str(elf)], capture_output=True, text=True, check=True).stdout
+    sec = {}
+    for line in out.splitlines()[2:]:
+        parts = line.split()
+        if len(parts) >= 2 and parts[1].isdigit():
+            sec[parts[0]] = int(parts[1])
+    flash = sum(v for k, v in sec.items() if k in (".text", ".rodata", ".data", ".ARM.exidx", ".init_array", ".fini_array"))
+    sram = sum(v for k, v in sec.items() if k in (".data", ".bss", ".stack"))
+    return flash, sram
+
+
+def run_firmware(plan, model, optimizer, target, steps=2, out_dir=None, seed=0):
+    """Builds the plan's firmware for target, runs `steps` training steps in
+    QEMU on deterministic inputs, and compares every loss and trained tensor
+    with the host runtime. Returns a dict: bitexact, flash_bytes, sram_bytes,
+    instructions_per_step, target, steps."""
+    import tempfile
+
+    import tinyqt.mcu.core as mcu
+    t = mcu.get_target(target)
+    if not t.runnable:
+        raise TinyQTError(f"target {t.name} has no QEMU board here; build it with codegen and flash a board")
+    out_dir = out_dir or tempfile.mkdtemp(prefix="tq-fw-")
+    rng = np.random.default_rng(seed)
+    images = rng.integers(-128, 128, (steps, int(np.prod(model.input.shape))), dtype=np.int8)
+    labels = rng.integers(0, plan.graph.head_shape[0], steps)
+    opt_args = dict(qas=optimizer.qas, rounding=optimizer.rounding, momentum=optimizer.momentum,
+                    seed=int(optimizer.rng[0]))
+    src, _ = generate(plan, model, optimizer.__class__(optimizer.lr, **opt_args), out_dir)
+    main = emit_test_main(plan, images, labels, out_dir)
+    elf = mcu.build(t.name, [src, main], include_dirs=[out_dir], out_dir=out_dir, opt="-O3")
+    code, stdout = mcu.run_qemu(t.name, elf, timeout=1800)
+    if code != 0:
+        raise TinyQTError(f"firmware on {t.name} exited with {code}: {stdout[-1500:]}")
+    lines = stdout.splitlines()
+    losses = [int(ln.split()[2], 16) for ln in lines if ln.startswith("TQ_LOSS")]
+    tensors = {ln.split()[1]: int(ln.split()[2], 16) for ln in lines if ln.startswith("TQ_TENSOR")}
+    instr = [int(ln.split()[2]) for ln in lines if ln.startswith("TQ_INSTR")]
+    host_losses, host_tensors = host_reference(plan, model, optimizer.__class__(optimizer.lr, **opt_args),
+                                               images, labels)
+    flash, sram = image_sizes(elf)
+    return {"target": t.name, "steps": steps, "bitexact": losses == host_losses and tensors == host_tensors,
+            "flash_bytes": flash, "sram_bytes": sram,
+            "instructions_per_step": int(np.median(instr)) if instr else None,
+            "arena_bytes": plan.peak_sram_bytes, "elf": str(elf)}

@@ -47,3 +47,23 @@ def test_unsupported_optimizer_state_is_refused(tmp_path):
     plan = compile(model, "bias-only:2", num_classes=10, momentum=0.9)
     with pytest.raises(TinyQTError, match="momentum and master-copy rounding are not emitted yet"):
         codegen.generate(plan, model, SGD(0.02, momentum=0.9), str(tmp_path))
+
+
+def test_firmware_cli_reports_bitexact_sizes_and_instructions(capsys, tmp_path):
+    import json
+
+    from tinyqt.cli import main
+    require_build_tools()
+    require_qemu()
+    path = shared_model_json("mbv2-w0.35")
+    assert main(["firmware", "--model-file", path, "--scheme", "bias-only:6", "--target", "cortex-m7",
+                 "--steps", "2", "--out", str(tmp_path), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["bitexact"] is True and report["target"] == "m7"
+    assert 0 < report["flash_bytes"] <= 1 << 20 and report["sram_bytes"] >= report["arena_bytes"]
+    assert report["instructions_per_step"] > 1_000_000
+    # over budget: refused before anything is built; unknown and build-only targets are named
+    assert main(["firmware", "--model-file", path, "--scheme", "paper:99kb", "--target", "m7", "--sram", "64KB"]) == 2
+    assert "peak SRAM" in capsys.readouterr().err
+    assert main(["firmware", "--model-file", path, "--scheme", "bias-only:2", "--target", "cortex-m3"]) == 2
+    assert "unknown MCU target 'cortex-m3'" in capsys.readouterr().err

@@ -136,7 +136,7 @@ def get_target(target):
     for t in TARGETS.values():
         if key in t.aliases:
             return t
-    raise ValueError(f"unknown MCU target {target!r}; known: {', '.join(TARGETS)}")
+    raise McuError(f"unknown MCU target {target!r}; known: {', '.join(TARGETS)}")
 
 
 @dataclass
