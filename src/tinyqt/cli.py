@@ -161,12 +161,18 @@ def cmd_firmware(args):
     model = _model_from_args(args)
     plan = compile(model, args.scheme, sram=args.sram, flash=args.flash, num_classes=args.classes or 10)
     report = run_firmware(plan, model, SGD(args.lr, rounding=args.rounding), args.target, steps=args.steps,
-                          out_dir=args.out)
+                          out_dir=args.out, profile=args.profile)
     report.update(model=model.name, scheme=plan.scheme_name)
     if args.json:
         print(json.dumps(report))
     else:
+        prof = report.pop("per_step_instructions", None)
         print(", ".join(f"{k} {v}" for k, v in report.items()))
+        if prof:
+            total = sum(prof.values())
+            print("instructions per plan step (largest first):")
+            for name, n in sorted(prof.items(), key=lambda kv: -kv[1])[:args.top]:
+                print(f"  {n:>12,}  {100 * n / total:5.1f}%  {name}")
     return 0 if report["bitexact"] else 1
 
 
@@ -182,6 +188,8 @@ def _add_firmware(sub):
     p.add_argument("--sram", default="256KB")
     p.add_argument("--flash", default="1MB")
     p.add_argument("--out", help="keep the generated sources and the ELF here")
+    p.add_argument("--profile", action="store_true", help="per plan step instruction counts (slow layers first)")
+    p.add_argument("--top", type=int, default=25, help="with --profile: how many steps to list")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_firmware)
 

@@ -88,7 +88,14 @@ class _Emitter:
         return key
 
     def call(self, expr, what):
-        self.body.append(f"    st = {expr};\n    if (st != TQ_OK) {{ tq_failed_step = \"{what}\"; return st; }}\n")
+        """One kernel call; under -DTQ_PROFILE its instructions accumulate
+        into tq_profile[] under the name of its plan step."""
+        step = what.split(":mask")[0].split(":sgd")[0]
+        if step not in self.profile_index:
+            self.profile_index[step] = len(self.profile_index)
+        i = self.profile_index[step]
+        self.body.append(f"    TQ_PROF_BEGIN();\n    st = {expr};\n    TQ_PROF_END({i});\n"
+                         f"    if (st != TQ_OK) {{ tq_failed_step = \"{what}\"; return st; }}\n")
 
     # ------------------------------------------------------------- steps
     def step_forward(self, s):
@@ -251,6 +258,7 @@ class _Emitter:
 
     # ------------------------------------------------------------- files
     def render(self):
+        self.profile_index = {}
         self.init_blocks = []
         self.grad_b_max = 1
         for s in self.plan.steps:
@@ -281,7 +289,13 @@ class _Emitter:
                f"static const tq_sgd_params tq_opt = {{{_f(self.opt.lr)}, 0.0f, {int(self.opt.qas)}, {rounding}}};\n",
                "static const tq_sgd_state tq_state = {&tq_rng, NULL, NULL, NULL};\n",
                f"static float tq_grad_b[{self.grad_b_max}];\n",
-               "const char *tq_failed_step = 0;\n\n"] + self.consts
+               "const char *tq_failed_step = 0;\n",
+               "#ifdef TQ_PROFILE\n#include \"tq_bench.h\"\n"
+               f"uint64_t tq_profile[{max(1, len(self.profile_index))}];\n"
+               "const char *const tq_profile_names[] = {%s};\n" % ", ".join(f'"{n}"' for n in self.profile_index),
+               f"const uint32_t tq_profile_count = {len(self.profile_index)}u;\n"
+               "#define TQ_PROF_BEGIN() tq_bench_start()\n#define TQ_PROF_END(i) (tq_profile[i] += tq_bench_stop())\n"
+               "#else\n#define TQ_PROF_BEGIN() ((void)0)\n#define TQ_PROF_END(i) ((void)0)\n#endif\n\n"] + self.consts
         src.append("\nint tq_init(void)\n{\n" + "".join(init) + "    return TQ_OK;\n}\n\n")
         src.append("int tq_train_step(const int8_t *image, int32_t label, float *loss)\n{\n    tq_status st;\n"
                    f"    memcpy({self.ptr(x, 'int8_t')}, image, {int(np.prod(self.t[x].shape))});\n"
@@ -298,7 +312,10 @@ class _Emitter:
                   "int tq_init(void);\n/* One training step; returns TQ_OK (0) or the failing kernel's status\n"
                   " * (tq_failed_step names the step). */\nint tq_train_step(const int8_t *image, int32_t label, float *loss);\n"
                   "/* A trained tensor (weights:*, bias:*, head:weights) by name, or NULL. */\n"
-                  "const uint8_t *tq_tensor(const char *name, uint32_t *nbytes);\nextern const char *tq_failed_step;\n#endif\n")
+                  "const uint8_t *tq_tensor(const char *name, uint32_t *nbytes);\nextern const char *tq_failed_step;\n"
+                  "#ifdef TQ_PROFILE\n/* instructions per plan step, summed over the steps run (QEMU -icount) */\n"
+                  "extern uint64_t tq_profile[];\nextern const char *const tq_profile_names[];\n"
+                  "extern const uint32_t tq_profile_count;\n#endif\n#endif\n")
         return "".join(src), header
 
 
@@ -338,15 +355,19 @@ def emit_test_main(plan, images, labels, out_dir):
              "    while (n--) { h = (h ^ *p++) * 0x01000193u; }\n    return h;\n}\n",
              "int main(void)\n{\n    uint32_t i, n;\n    if (tq_init() != 0) { return 2; }\n",
              f"    for (i = 0; i < {len(labels)}u; i++) {{\n        float loss = 0.0f; uint32_t bits;\n"
-             "        int st;\n        uint64_t instr;\n        tq_bench_start();\n"
+             "        int st;\n        uint64_t instr = 0;\n"
+             "#ifdef TQ_PROFILE\n        st = tq_train_step(tq_images + i * TQ_INPUT_BYTES, tq_labels[i], &loss);\n"
+             "#else\n        tq_bench_start();\n"
              "        st = tq_train_step(tq_images + i * TQ_INPUT_BYTES, tq_labels[i], &loss);\n"
-             "        instr = tq_bench_stop();\n"
+             "        instr = tq_bench_stop();\n#endif\n"
              "        if (st != 0) { printf(\"TQ_FAIL %s %d\\n\", tq_failed_step, st); return 1; }\n"
              "        memcpy(&bits, &loss, 4);\n        printf(\"TQ_LOSS %lu %08lx\\n\", (unsigned long)i, (unsigned long)bits);\n"
              "        printf(\"TQ_INSTR %lu %lu\\n\", (unsigned long)i, (unsigned long)instr);\n    }\n",
              "    for (i = 0; i < sizeof tq_names / sizeof tq_names[0]; i++) {\n"
              "        const uint8_t *p = tq_tensor(tq_names[i], &n);\n"
              "        printf(\"TQ_TENSOR %s %08lx\\n\", tq_names[i], (unsigned long)fnv(p, n));\n    }\n"
+             "#ifdef TQ_PROFILE\n    for (i = 0; i < tq_profile_count; i++) {\n"
+             "        printf(\"TQ_PROFILE %s %lu\\n\", tq_profile_names[i], (unsigned long)tq_profile[i]);\n    }\n#endif\n"
              "    return 0;\n}\n"]
     path = os.path.join(out_dir, "tq_test_main.c")
     with open(path, "w") as f:
@@ -382,11 +403,12 @@ def image_sizes(elf):
     return flash, sram
 
 
-def run_firmware(plan, model, optimizer, target, steps=2, out_dir=None, seed=0):
+def run_firmware(plan, model, optimizer, target, steps=2, out_dir=None, seed=0, profile=False):
     """Builds the plan's firmware for target, runs `steps` training steps in
     QEMU on deterministic inputs, and compares every loss and trained tensor
     with the host runtime. Returns a dict: bitexact, flash_bytes, sram_bytes,
-    instructions_per_step, target, steps."""
+    instructions_per_step, target, steps; with profile, also
+    "per_step_instructions": {plan step: instructions per training step}."""
     import tempfile
 
     import tinyqt.mcu.core as mcu
@@ -401,7 +423,8 @@ def run_firmware(plan, model, optimizer, target, steps=2, out_dir=None, seed=0):
                     seed=int(optimizer.rng[0]))
     src, _ = generate(plan, model, optimizer.__class__(optimizer.lr, **opt_args), out_dir)
     main = emit_test_main(plan, images, labels, out_dir)
-    elf = mcu.build(t.name, [src, main], include_dirs=[out_dir], out_dir=out_dir, opt="-O3")
+    elf = mcu.build(t.name, [src, main], include_dirs=[out_dir], out_dir=out_dir, opt="-O3",
+                    defines=("TQ_PROFILE",) if profile else ())
     code, stdout = mcu.run_qemu(t.name, elf, timeout=1800)
     if code != 0:
         raise TinyQTError(f"firmware on {t.name} exited with {code}: {stdout[-1500:]}")
@@ -409,10 +432,14 @@ def run_firmware(plan, model, optimizer, target, steps=2, out_dir=None, seed=0):
     losses = [int(ln.split()[2], 16) for ln in lines if ln.startswith("TQ_LOSS")]
     tensors = {ln.split()[1]: int(ln.split()[2], 16) for ln in lines if ln.startswith("TQ_TENSOR")}
     instr = [int(ln.split()[2]) for ln in lines if ln.startswith("TQ_INSTR")]
+    prof = {ln.split()[1]: int(ln.split()[2]) // steps for ln in lines if ln.startswith("TQ_PROFILE")}
+    if profile:
+        instr = [sum(prof.values())]
     host_losses, host_tensors = host_reference(plan, model, optimizer.__class__(optimizer.lr, **opt_args),
                                                images, labels)
     flash, sram = image_sizes(elf)
     return {"target": t.name, "steps": steps, "bitexact": losses == host_losses and tensors == host_tensors,
             "flash_bytes": flash, "sram_bytes": sram,
             "instructions_per_step": int(np.median(instr)) if instr else None,
-            "arena_bytes": plan.peak_sram_bytes, "elf": str(elf)}
+            "arena_bytes": plan.peak_sram_bytes, "elf": str(elf),
+            **({"per_step_instructions": prof} if profile else {})}

@@ -67,3 +67,16 @@ def test_firmware_cli_reports_bitexact_sizes_and_instructions(capsys, tmp_path):
     assert "peak SRAM" in capsys.readouterr().err
     assert main(["firmware", "--model-file", path, "--scheme", "bias-only:2", "--target", "cortex-m3"]) == 2
     assert "unknown MCU target 'cortex-m3'" in capsys.readouterr().err
+
+
+def test_profile_breaks_the_step_down_by_plan_step(tmp_path):
+    require_build_tools()
+    require_qemu()
+    model = tinyqt.load_tiny_training(shared_model_json("mbv2-w0.35"))
+    plan = compile(model, "bias-only:4", num_classes=10)
+    report = codegen.run_firmware(plan, model, SGD(0.02), "m4", steps=1, out_dir=str(tmp_path), profile=True)
+    prof = report["per_step_instructions"]
+    assert report["bitexact"] is True
+    assert "forward:first_conv" in prof and "loss" in prof and len(prof) > 20
+    assert sum(prof.values()) == report["instructions_per_step"]
+    assert max(prof, key=prof.get).startswith("forward")  # the frozen forward dominates a bias-only step
