@@ -366,6 +366,7 @@ def emit_test_main(plan, images, labels, out_dir):
              "    for (i = 0; i < sizeof tq_names / sizeof tq_names[0]; i++) {\n"
              "        const uint8_t *p = tq_tensor(tq_names[i], &n);\n"
              "        printf(\"TQ_TENSOR %s %08lx\\n\", tq_names[i], (unsigned long)fnv(p, n));\n    }\n"
+             "    printf(\"TQ_STACK %lu\\n\", (unsigned long)tq_stack_used());\n"
              "#ifdef TQ_PROFILE\n    for (i = 0; i < tq_profile_count; i++) {\n"
              "        printf(\"TQ_PROFILE %s %lu\\n\", tq_profile_names[i], (unsigned long)tq_profile[i]);\n    }\n#endif\n"
              "    return 0;\n}\n"]
@@ -387,9 +388,9 @@ def host_reference(plan, model, optimizer, images, labels):
 
 
 def image_sizes(elf):
-    """(flash_bytes, sram_bytes) of a linked firmware from arm-none-eabi-size:
-    text+rodata+data (+ exception/init tables), and data+bss plus the
-    startup code's stack reservation. The newlib heap the test harness's
+    """(flash_bytes, static_sram_bytes, stack_reserved) of a linked firmware
+    from arm-none-eabi-size: text+rodata+data (+ exception/init tables, less
+    the test harness's embedded inputs), data+bss, and the stack reservation. The newlib heap the test harness's
     printf draws from is not counted (the library itself never allocates)."""
     import subprocess
     out = subprocess.run(["arm-none-eabi-size", "-A", str(elf)], capture_output=True, text=True, check=True).stdout
@@ -399,15 +400,22 @@ def image_sizes(elf):
         if len(parts) >= 2 and parts[1].isdigit():
             sec[parts[0]] = int(parts[1])
     flash = sum(v for k, v in sec.items() if k in (".text", ".rodata", ".data", ".ARM.exidx", ".init_array", ".fini_array"))
-    sram = sum(v for k, v in sec.items() if k in (".data", ".bss", ".stack"))
-    return flash, sram
+    static = sum(v for k, v in sec.items() if k in (".data", ".bss"))
+    # the test harness's embedded input images are not part of the model's Flash
+    nm = subprocess.run(["arm-none-eabi-nm", "-S", str(elf)], capture_output=True, text=True).stdout
+    for line in nm.splitlines():
+        parts = line.split()
+        if len(parts) == 4 and parts[3] in ("tq_images", "tq_labels"):
+            flash -= int(parts[1], 16)
+    return flash, static, sec.get(".stack", 0)
 
 
 def run_firmware(plan, model, optimizer, target, steps=2, out_dir=None, seed=0, profile=False):
     """Builds the plan's firmware for target, runs `steps` training steps in
     QEMU on deterministic inputs, and compares every loss and trained tensor
-    with the host runtime. Returns a dict: bitexact, flash_bytes, sram_bytes,
-    instructions_per_step, target, steps; with profile, also
+    with the host runtime. Returns a dict: bitexact, flash_bytes, sram_bytes
+    (data + bss + measured stack), stack_bytes_used, instructions_per_step,
+    target, steps; with profile, also
     "per_step_instructions": {plan step: instructions per training step}."""
     import tempfile
 
@@ -437,9 +445,13 @@ def run_firmware(plan, model, optimizer, target, steps=2, out_dir=None, seed=0, 
         instr = [sum(prof.values())]
     host_losses, host_tensors = host_reference(plan, model, optimizer.__class__(optimizer.lr, **opt_args),
                                                images, labels)
-    flash, sram = image_sizes(elf)
+    flash, static_sram, stack_reserved = image_sizes(elf)
+    stack_used = [int(ln.split()[1]) for ln in lines if ln.startswith("TQ_STACK")]
     return {"target": t.name, "steps": steps, "bitexact": losses == host_losses and tensors == host_tensors,
-            "flash_bytes": flash, "sram_bytes": sram,
+            "flash_bytes": flash,
+            # data + bss + the stack the run actually used (the harness reserves more)
+            "sram_bytes": static_sram + (stack_used[0] if stack_used else stack_reserved),
+            "stack_bytes_used": stack_used[0] if stack_used else None,
             "instructions_per_step": int(np.median(instr)) if instr else None,
             "arena_bytes": plan.peak_sram_bytes, "elf": str(elf),
             **({"per_step_instructions": prof} if profile else {})}

@@ -61,6 +61,7 @@ def test_firmware_cli_reports_bitexact_sizes_and_instructions(capsys, tmp_path):
     report = json.loads(capsys.readouterr().out)
     assert report["bitexact"] is True and report["target"] == "m7"
     assert 0 < report["flash_bytes"] <= 1 << 20 and report["sram_bytes"] >= report["arena_bytes"]
+    assert 0 < report["stack_bytes_used"] < 65536
     assert report["instructions_per_step"] > 1_000_000
     # over budget: refused before anything is built; unknown and build-only targets are named
     assert main(["firmware", "--model-file", path, "--scheme", "paper:99kb", "--target", "m7", "--sram", "64KB"]) == 2

@@ -15,9 +15,11 @@ extern void initialise_monitor_handles(void);
 
 extern uint32_t __data_load__, __data_start__, __data_end__;
 extern uint32_t __bss_start__, __bss_end__;
-extern uint32_t __stack_top__;
+extern uint32_t __stack_top__, __stack_limit__;
 
 void Reset_Handler(void);
+static void tq_paint_stack(void);
+uint32_t tq_stack_used(void);
 void tq_default_handler(void);
 void SysTick_Handler(void);
 
@@ -91,6 +93,30 @@ __attribute__((noreturn)) void Reset_Handler(void)
     /* Enable MemManage, BusFault and UsageFault so they are named. */
     TQ_REG(0xE000ED24u) |= (7u << 16);
 #endif
+    tq_paint_stack();
     initialise_monitor_handles();
     exit(main());
+}
+
+#define TQ_STACK_PAINT 0xA5A5A5A5u
+
+/* Fills the unused stack with a pattern so tq_stack_used() can find the
+ * deepest point any code reached (the stack grows down from __stack_top__). */
+static void tq_paint_stack(void)
+{
+    uint32_t sp;
+    uint32_t *p = &__stack_limit__;
+    __asm volatile("mov %0, sp" : "=r"(sp));
+    while ((uintptr_t)p < (uintptr_t)sp - 64u) {
+        *p++ = TQ_STACK_PAINT;
+    }
+}
+
+uint32_t tq_stack_used(void)
+{
+    const uint32_t *p = &__stack_limit__;
+    while (p < &__stack_top__ && *p == TQ_STACK_PAINT) {
+        p++;
+    }
+    return (uint32_t)((uintptr_t)&__stack_top__ - (uintptr_t)p);
 }

@@ -45,4 +45,8 @@ uint64_t tq_bench_ticks_to_instructions(uint64_t ticks);
 }
 #endif
 
+/* Bytes of stack used so far: the deepest point reached below the stack top
+ * since reset (startup.c paints the stack before main). */
+uint32_t tq_stack_used(void);
+
 #endif /* TINYQT_TQ_BENCH_H */
