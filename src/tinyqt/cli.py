@@ -194,7 +194,33 @@ def _add_firmware(sub):
     p.set_defaults(func=cmd_firmware)
 
 
-_COMMANDS = [_add_info, _add_plan, _add_train, _add_firmware]
+def cmd_codegen(args):
+    from .compiler import compile
+    from .firmware_project import write_project
+    from .optim import SGD
+    model = _model_from_args(args)
+    plan = compile(model, args.scheme, sram=args.sram, flash=args.flash, num_classes=args.classes or 10)
+    out = write_project(plan, model, SGD(args.lr, rounding=args.rounding), args.out, target=args.target)
+    print(f"wrote {out}: arena {plan.peak_sram_bytes:,} B; build with `make -C {out}` "
+          f"(TARGET={args.target}), run in QEMU with `make -C {out} run`")
+    return 0
+
+
+def _add_codegen(sub):
+    p = sub.add_parser("codegen", help="write a self-contained firmware folder for a training plan")
+    _add_model_args(p)
+    p.add_argument("--scheme", required=True)
+    p.add_argument("--target", default="cortex-m4",
+                   help="cortex-m4, cortex-m7, cortex-m55, cortex-m0plus or stm32f746 (the Makefile's default)")
+    p.add_argument("--out", required=True, help="folder to write")
+    p.add_argument("--lr", type=float, default=0.01)
+    p.add_argument("--rounding", default="nearest", choices=["nearest", "stochastic"])
+    p.add_argument("--sram", default="256KB")
+    p.add_argument("--flash", default="1MB")
+    p.set_defaults(func=cmd_codegen)
+
+
+_COMMANDS = [_add_info, _add_plan, _add_train, _add_codegen, _add_firmware]
 
 
 def build_parser():
