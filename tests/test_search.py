@@ -68,3 +68,20 @@ def test_contribution_analysis_runs_in_parallel_and_resumes(tmp_path):
     bias, weight = contributions(res, jobs)
     assert set(bias) == {1, 2} and set(weight) == {(48, 1.0), (48, 0.125)}
     del model
+
+
+def test_search_cli_writes_a_usable_scheme(tmp_path, capsys):
+    from tinyqt.cli import main
+    rng = np.random.default_rng(1)
+    labels = rng.integers(0, 2, 16)
+    images = (rng.integers(0, 80, (16, 16, 16)) + 100 * labels[:, None, None]).astype(np.uint8)
+    np.savez(tmp_path / "d.npz", x_train=images, y_train=labels, x_test=images[:4], y_test=labels[:4])
+    out = tmp_path / "s.json"
+    assert main(["search", "--model-file", shared_model_json("mbv2-w0.35"), "--data", str(tmp_path / "d.npz"),
+                 "--layers", "1", "--max-bias-k", "2", "--limit", "16", "--sram", "256KB", "--workers", "2",
+                 "--cache", str(tmp_path / "c.json"), "--out", str(out), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["peak_sram_bytes"] <= 256 * 1024
+    assert main(["plan", "--model-file", shared_model_json("mbv2-w0.35"), "--scheme", str(out), "--classes", "2",
+                 "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["peak_sram_bytes"] == report["peak_sram_bytes"]

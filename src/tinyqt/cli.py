@@ -220,7 +220,59 @@ def _add_codegen(sub):
     p.set_defaults(func=cmd_codegen)
 
 
-_COMMANDS = [_add_info, _add_plan, _add_train, _add_codegen, _add_firmware]
+def cmd_search(args):
+    from .compiler import body_convs
+    from .data import load_dataset, to_model_input
+    from .search import (analyze_contributions, contribution_jobs, contributions, evolutionary_search,
+                         scheme_to_json, split_holdout)
+    if not args.model_file or not args.model_file.endswith(".json"):
+        raise TinyQTError("search needs --model-file with a tiny-training .json (the workers reload it)")
+    model = load_model_file(args.model_file)
+    ds = load_dataset(args.data)
+    classes = args.classes or ds.num_classes
+    idx = np.random.default_rng(args.seed).permutation(len(ds.y_train))[:args.limit or None]
+    data = split_holdout(to_model_input(ds.x_train[idx], model.input), ds.y_train[idx], seed=args.seed)
+    n = len(body_convs(model))
+    layers = range(max(0, n - args.layers), n)
+    jobs = contribution_jobs(n, layers=layers, max_bias_k=min(n, args.max_bias_k or n))
+    cache = args.cache or os.path.splitext(os.path.basename(args.model_file))[0] + ".contributions.json"
+    results = analyze_contributions(args.model_file, data, jobs, cache, lr=args.lr, epochs=args.epochs,
+                                    seed=args.seed, num_classes=classes, workers=args.workers,
+                                    executor=args.executor, progress=not args.json)
+    bias, weight = contributions(results, jobs)
+    scheme, gain, plan = evolutionary_search(model, bias, weight, sram=args.sram, flash=args.flash,
+                                             num_classes=classes, seed=args.seed)
+    report = dict(scheme_to_json(scheme, plan), predicted_gain=gain, contributions_cache=cache)
+    if args.out:
+        with open(args.out, "w") as f:
+            json.dump(scheme_to_json(scheme, plan), f, indent=1)
+    print(json.dumps(report) if args.json else
+          f"{scheme.name}: bias_k {scheme.bias_k}, weights {scheme.weights}, peak SRAM {plan.peak_sram_bytes:,} B, "
+          f"predicted gain {gain:+.4f} (use it with --scheme {args.out or 'FILE'})")
+    return 0
+
+
+def _add_search(sub):
+    p = sub.add_parser("search", help="contribution analysis + evolutionary search of a sparse-update scheme")
+    _add_model_args(p)
+    p.add_argument("--data", required=True)
+    p.add_argument("--sram", default="256KB")
+    p.add_argument("--flash", default="1MB")
+    p.add_argument("--layers", type=int, default=30, help="analyze the weights of the last N convs")
+    p.add_argument("--max-bias-k", type=int, default=0, help="analyze bias-only up to the last K convs (default all)")
+    p.add_argument("--limit", type=int, default=2000, help="images of the training set used (held-out split inside)")
+    p.add_argument("--epochs", type=int, default=1)
+    p.add_argument("--lr", type=float, default=0.01)
+    p.add_argument("--workers", type=int, default=None)
+    p.add_argument("--executor", default="process", choices=["process", "ray"])
+    p.add_argument("--cache", help="contribution cache (JSON; resumes an interrupted analysis)")
+    p.add_argument("--out", help="write the scheme here (usable as --scheme FILE)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_search)
+
+
+_COMMANDS = [_add_info, _add_plan, _add_train, _add_codegen, _add_firmware, _add_search]
 
 
 def build_parser():
