@@ -1,0 +1,226 @@
+"""Backward kernels, optimizer and head on the device give the host's bits.
+
+Test vectors are computed on the host with tinyqt.backward (the same C, built
+for x86 through Cython); one firmware per (target, variant) runs every case
+in QEMU (Cortex-M4 mps2-an386, M7 mps2-an500, M55 mps3-an547; DSP and
+portable paths) and compares every output byte on the device: fp32
+gradients, updated int8 weights and int32 biases, momentum buffers, fp32
+master copies and the xorshift PRNG state. The Cortex-M0+ (soft-float, no
+QEMU board) build is compiled and linked."""
+import numpy as np
+import pytest
+
+import tinyqt.mcu.core as mcu
+from tinyqt import backward as B
+from tinyqt.mcu.bench import build_cases, run_cases
+from tinyqt.mcu.cgen import c_float, raw_case
+from tinyqt.optim import SGD
+from mcu_support import require_build_tools, require_qemu
+
+pytestmark = pytest.mark.mcu
+
+F32 = np.float32
+
+
+def _dims(shape):
+    return "&(tq_dims){%d, %d, %d, %d}" % tuple(int(v) for v in shape)
+
+
+def _params(stride=(1, 1), padding=(0, 0, 0, 0), dilation=(1, 1), x_zero_point=0):
+    return "&(tq_conv_params){%d, %d, %d, %d, %d, %d, %d, 0, -128, 127}" % (
+        stride[0], stride[1], padding[0], padding[1], dilation[0], dilation[1], -x_zero_point)
+
+
+def _sgd(opt):
+    lr, momentum, qas, rounding = opt.params
+    return f"&(tq_sgd_params){{{c_float(lr)}, {c_float(momentum)}, {qas}, {rounding}}}"
+
+
+def _state(rng="rng", wm="NULL", bm="NULL", master="NULL"):
+    return f"&(tq_sgd_state){{{rng}, {wm}, {bm}, {master}}}"
+
+
+def _out_hw(h, k, s, d, p0, p1):
+    return (h + p0 + p1 - d * (k - 1) - 1) // s + 1
+
+
+def _layer(rng, h, w, c_in, c_out, k, stride, padding, depthwise=False, n=1):
+    oh = _out_hw(h, k, stride, 1, padding[0], padding[2])
+    ow = _out_hw(w, k, stride, 1, padding[1], padding[3])
+    x = rng.integers(-128, 128, (n, h, w, c_in), dtype=np.int8)
+    wt = rng.integers(-127, 128, (1, k, k, c_out) if depthwise else (c_out, k, k, c_in), dtype=np.int8)
+    g = rng.normal(0, 1e-2, (n, oh, ow, c_out)).astype(F32)
+    ws = rng.uniform(0.002, 0.02, c_out).astype(F32)
+    y = rng.integers(-128, 128, g.shape, dtype=np.int8)
+    mask = B.clamp_mask(y, -100, 100)
+    return x, wt, g, ws, mask
+
+
+def _input_grad_case(rng, name, h, w, c_in, c_out, k, stride, padding, depthwise=False):
+    x, wt, g, ws, mask = _layer(rng, h, w, c_in, c_out, k, stride, padding, depthwise)
+    gi = B.conv2d_backward_input(g, wt, ws, x.shape, stride=(stride, stride), padding=padding,
+                                 depthwise=depthwise, mask=mask)
+    pointwise = not depthwise and k == 1 and not any(padding)
+    fn = ("tq_depthwise_conv_backward_input_f32" if depthwise else
+          "tq_conv_1x1_backward_input_f32" if pointwise else "tq_conv_backward_input_f32")
+    call = (f"{fn}({_params((stride, stride), padding)}, {{cn}}_ws, {_dims(g.shape)}, {{cn}}_g, {{cn}}_mask, "
+            f"{_dims(wt.shape)}, {{cn}}_w, {_dims(x.shape)}, gi)")
+    return raw_case(name, call, {"ws": ws, "g": g, "mask": mask, "w": wt}, {"gi": np.zeros_like(gi)},
+                    {"gi": gi})
+
+
+def _fused_case(rng, name, h, w, c_in, c_out, k, stride, padding, opt, *, depthwise=False, sel=None,
+                bias=True):
+    """Fused weight gradient + update, in place on the weights, bias,
+    optimizer buffers and PRNG state."""
+    x, wt, g, ws, mask = _layer(rng, h, w, c_in, c_out, k, stride, padding, depthwise)
+    sel = np.arange(c_in, dtype=np.int32) if sel is None else np.asarray(sel, np.int32)
+    x_saved = np.ascontiguousarray(x[..., sel])
+    b = rng.integers(-5000, 5000, c_out, dtype=np.int32) if bias else None
+    state = opt.state_for(wt, sel=sel, depthwise=depthwise, in_channels=c_in, bias=bias)
+    x_zp, x_scale = int(rng.integers(-20, 20)), F32(0.02)
+    before = {"w": wt.copy(), "rng": opt.rng.copy()}
+    if bias:
+        before["b"] = b.copy()
+    for key, arr in zip(("wm", "bm", "master"), state.arrays()):
+        if arr is not None:
+            before[key] = arr.copy()
+    w_after, b_after = wt.copy(), None if b is None else b.copy()
+    B.conv2d_backward_weight_update(g, x_saved, w_after, b_after, ws, opt, state, x_scale=x_scale,
+                                    x_zero_point=x_zp, stride=(stride, stride), padding=padding,
+                                    depthwise=depthwise, in_channels=c_in, sel=sel, mask=mask)
+    after = {"w": w_after, "rng": opt.rng.copy()}
+    if bias:
+        after["b"] = b_after
+    for key, arr in zip(("wm", "bm", "master"), state.arrays()):
+        if arr is not None:
+            after[key] = arr
+    pointwise = not depthwise and k == 1 and not any(padding)
+    kind = "depthwise_conv" if depthwise else ("conv_1x1" if pointwise else "conv")
+    ptr = {key: (key if key in before else "NULL") for key in ("wm", "bm", "master")}
+    bias_ptr = "b" if bias else "NULL"
+    sel_args = (f"{c_in}, {{cn}}_sel, " if depthwise else "{cn}_sel, ")
+    call = (f"tq_{kind}_backward_weight_update({_params((stride, stride), padding, x_zero_point=x_zp)}, "
+            f"{c_float(x_scale)}, {{cn}}_ws, {_dims(x_saved.shape)}, {{cn}}_x, {sel_args}{_dims(g.shape)}, {{cn}}_g, "
+            f"{{cn}}_mask, {_dims(wt.shape)}, w, {bias_ptr}, {_sgd(opt)}, "
+            f"{_state('rng', ptr['wm'], ptr['bm'], ptr['master'])}, scratch, scratch_size)")
+    if depthwise:
+        scratch = k * k * 4
+    else:
+        scratch = c_out and k * k * len(sel) * 4
+    return raw_case(name, call, {"ws": ws, "x": x_saved, "sel": sel, "g": g, "mask": mask}, before, after,
+                    scratch=scratch)
+
+
+def _cases():
+    rng = np.random.default_rng(2022)
+    cases = [
+        _input_grad_case(rng, "conv3x3 s2 same input grad", 9, 8, 5, 7, 3, 2, (1, 1, 1, 1)),
+        _input_grad_case(rng, "conv5x5 s1 input grad", 7, 7, 3, 4, 5, 1, (2, 2, 2, 2)),
+        _input_grad_case(rng, "conv7x7 s2 valid input grad", 11, 9, 2, 3, 7, 2, (0, 0, 0, 0)),
+        _input_grad_case(rng, "conv1x1 s1 input grad", 5, 6, 19, 13, 1, 1, (0, 0, 0, 0)),
+        _input_grad_case(rng, "dw3x3 s1 input grad", 8, 7, 11, 11, 3, 1, (1, 1, 1, 1), depthwise=True),
+        _input_grad_case(rng, "dw5x5 s2 input grad", 9, 9, 6, 6, 5, 2, (2, 2, 2, 2), depthwise=True),
+        _fused_case(rng, "conv3x3 fused nearest", 7, 7, 4, 6, 3, 1, (1, 1, 1, 1), SGD(0.5)),
+        _fused_case(rng, "conv3x3 s2 fused stochastic momentum", 8, 9, 5, 4, 3, 2, (0, 0, 1, 1),
+                    SGD(0.3, rounding="stochastic", momentum=0.9, seed=7)),
+        _fused_case(rng, "conv1x1 fused subset stochastic", 6, 5, 16, 9, 1, 1, (0, 0, 0, 0),
+                    SGD(0.8, rounding="stochastic", seed=11), sel=[0, 3, 4, 9, 15]),
+        _fused_case(rng, "conv1x1 fused master no-QAS", 4, 4, 8, 5, 1, 1, (0, 0, 0, 0),
+                    SGD(40.0, rounding="master", qas=False), bias=False),
+        _fused_case(rng, "dw3x3 fused master subset", 7, 6, 8, 8, 3, 1, (1, 1, 1, 1),
+                    SGD(0.4, rounding="master", momentum=0.5), depthwise=True, sel=[1, 2, 6]),
+        _fused_case(rng, "dw7x7 s2 fused stochastic", 10, 10, 4, 4, 7, 2, (3, 3, 3, 3),
+                    SGD(0.6, rounding="stochastic", seed=3), depthwise=True),
+    ]
+    # FC: input gradient, fused update (momentum), saturating at the int8 ends
+    n_in, n_out = 23, 10
+    x = rng.integers(-128, 128, (1, n_in), dtype=np.int8)
+    wt = rng.integers(-127, 128, (n_out, n_in), dtype=np.int8)
+    wt[0, :4] = (127, -127, 126, -126)
+    g = rng.normal(0, 0.05, (1, n_out)).astype(F32)
+    g[0, 0] = -5.0
+    ws = rng.uniform(0.002, 0.01, n_out).astype(F32)
+    gi = B.fc_backward_input(g, wt, ws)
+    cases.append(raw_case("fc input grad", f"tq_fc_backward_input_f32(1, {n_in}, {n_out}, {{cn}}_ws, {{cn}}_g, "
+                          "NULL, {cn}_w, gi)", {"ws": ws, "g": g, "w": wt}, {"gi": np.zeros_like(gi)}, {"gi": gi}))
+    opt = SGD(2.0, momentum=0.9)
+    sel = np.array([0, 1, 2, 3, 7, 20], np.int32)
+    b = rng.integers(-3000, 3000, n_out, dtype=np.int32)
+    state = opt.state_for(wt, sel=sel)
+    before = {"w": wt.copy(), "b": b.copy(), "wm": state.w_momentum.copy(), "bm": state.b_momentum.copy(),
+              "rng": opt.rng.copy()}
+    w2, b2 = wt.copy(), b.copy()
+    B.fc_backward_weight_update(g, np.ascontiguousarray(x[:, sel]), w2, b2, ws, opt, state, x_scale=F32(0.05),
+                                x_zero_point=3, sel=sel)
+    after = {"w": w2, "b": b2, "wm": state.w_momentum, "bm": state.b_momentum, "rng": opt.rng.copy()}
+    cases.append(raw_case(
+        "fc fused momentum saturating",
+        f"tq_fc_backward_weight_update(-3, 0.0500000007f, {{cn}}_ws, 1, {n_in}, {n_out}, {len(sel)}, {{cn}}_sel, "
+        f"{{cn}}_x, {{cn}}_g, NULL, w, b, {_sgd(opt)}, {_state('rng', 'wm', 'bm')}, scratch, scratch_size)",
+        {"ws": ws, "sel": sel, "x": np.ascontiguousarray(x[:, sel]), "g": g}, before, after,
+        scratch=4 * len(sel)))
+    # bias-only update, stochastic
+    opt = SGD(0.7, rounding="stochastic", seed=99)
+    gb = rng.normal(0, 0.3, 12).astype(F32)
+    ws = rng.uniform(0.002, 0.01, 12).astype(F32)
+    b = rng.integers(-2**31 + 10, 2**31 - 10, 12, dtype=np.int64).astype(np.int32)
+    before = {"b": b.copy(), "rng": opt.rng.copy()}
+    B.sgd_update_bias(b, gb, ws, F32(0.03), opt)
+    cases.append(raw_case("bias update stochastic", f"tq_sgd_update_bias({_sgd(opt)}, {_state()}, 0.0299999993f, "
+                          "{cn}_ws, 12, b, {cn}_gb)", {"ws": ws, "gb": gb}, before,
+                          {"b": b, "rng": opt.rng.copy()}))
+    # pooling, mean, add backward
+    g = rng.normal(0, 1, (1, 4, 3, 5)).astype(F32)
+    gi = B.avgpool2d_backward(g, (1, 7, 6, 5), (3, 2), stride=(2, 2), padding=(1, 0, 1, 0))
+    cases.append(raw_case("avgpool backward", "tq_avgpool_backward_f32(" + _params((2, 2), (1, 0, 1, 0)) +
+                          f", 3, 2, {_dims(g.shape)}, {{cn}}_g, NULL, {_dims(gi.shape)}, gi)",
+                          {"g": g}, {"gi": np.zeros_like(gi)}, {"gi": gi}))
+    g = rng.normal(0, 1, (1, 1, 1, 9)).astype(F32)
+    mask = B.clamp_mask(rng.integers(-128, 128, 9, dtype=np.int8), -60, 60)
+    gi = B.mean_backward(g, (1, 5, 7, 9), mask=mask)
+    cases.append(raw_case("mean backward masked", f"tq_mean_backward_f32({_dims((1, 5, 7, 9))}, {{cn}}_g, "
+                          "{cn}_mask, gi)", {"g": g, "mask": mask}, {"gi": np.zeros_like(gi)}, {"gi": gi}))
+    g = rng.normal(0, 1, 37).astype(F32)
+    mask = B.clamp_mask(rng.integers(-128, 128, 37, dtype=np.int8), -50, 127)
+    ga, _ = B.add_backward(g, mask=mask)
+    cases.append(raw_case("add backward masked", "tq_add_backward_f32(37, {cn}_g, {cn}_mask, ga, NULL)",
+                          {"g": g, "mask": mask}, {"ga": np.zeros_like(ga)}, {"ga": ga.reshape(-1)}))
+    # the fp32 head: softmax cross-entropy, then backward + update with momentum
+    feats = rng.normal(0, 1, (1, 16)).astype(F32)
+    hw = rng.normal(0, 0.1, (6, 16)).astype(F32)
+    hb = rng.normal(0, 0.1, 6).astype(F32)
+    logits = B.linear(feats, hw, hb)
+    loss, glog = B.softmax_cross_entropy(logits, np.array([4]))
+    cases.append(raw_case("softmax xent", "tq_softmax_xent_f32(1, 6, {cn}_l, {cn}_y, loss, gl)",
+                          {"l": logits, "y": np.array([4], np.int32)},
+                          {"loss": np.zeros(1, F32), "gl": np.zeros_like(glog)},
+                          {"loss": np.array([loss], F32), "gl": glog}))
+    wm, bm = np.zeros_like(hw), np.zeros_like(hb)
+    before = {"hw": hw.copy(), "hb": hb.copy(), "wm": wm.copy(), "bm": bm.copy(), "gi": np.zeros_like(feats)}
+    gi = B.linear_backward_update(feats, glog, hw, hb, F32(0.1), momentum=F32(0.9), w_momentum=wm, b_momentum=bm)
+    cases.append(raw_case("head backward update momentum",
+                          "tq_linear_backward_update_f32(1, 16, 6, {cn}_x, {cn}_g, hw, hb, 0.100000001f, "
+                          "0.899999976f, wm, bm, gi)", {"x": feats, "g": glog}, before,
+                          {"hw": hw, "hb": hb, "wm": wm, "bm": bm, "gi": gi}))
+    return cases
+
+
+@pytest.fixture(scope="module")
+def cases():
+    return _cases()
+
+
+@pytest.mark.parametrize("target", ["m4", "m7", "m55"])
+def test_backward_kernels_bit_exact_on_device(target, cases, tmp_path):
+    require_qemu()
+    recs = run_cases(cases, targets=(target,), variants=("dsp", "portable"), out_dir=str(tmp_path), timeout=600)
+    bad = [(r["variant"], r["case"], r["status"], r["detail"]) for r in recs if r["status"] != "OK"]
+    assert not bad, bad
+    assert len(recs) == 2 * len(cases)
+
+
+def test_backward_kernels_build_for_cortex_m0plus(cases, tmp_path):
+    require_build_tools()
+    elf = build_cases(mcu.get_target("m0plus"), cases, "portable", out_dir=str(tmp_path))
+    assert elf.exists() and elf.stat().st_size > 0
