@@ -272,7 +272,36 @@ def _add_search(sub):
     p.set_defaults(func=cmd_search)
 
 
-_COMMANDS = [_add_info, _add_plan, _add_train, _add_codegen, _add_firmware, _add_search]
+def cmd_demo(args):
+    from .demo import run_demo
+    log = (lambda *a: None) if args.json else print
+    report = run_demo(out_dir=args.out, scheme=args.scheme, epochs=args.epochs, lr=args.lr, sram=args.sram,
+                      train_limit=args.train_limit, qemu=args.qemu, qemu_target=args.target,
+                      qemu_steps=args.qemu_steps, progress=not args.json, log=log)
+    if args.json:
+        print(json.dumps(report))
+    ok = report["qemu"] is None or report["qemu"]["bitexact"]
+    return 0 if ok else 1
+
+
+def _add_demo(sub):
+    from .demo import DEFAULT_SCHEME
+    p = sub.add_parser("demo", help="the whole journey on embedded data: compile, train, plot, run in QEMU")
+    p.add_argument("--out", default="tinyqt-demo", help="folder for the plot and the firmware (default tinyqt-demo)")
+    p.add_argument("--scheme", default=DEFAULT_SCHEME, help=f"update scheme (default {DEFAULT_SCHEME})")
+    p.add_argument("--epochs", type=int, default=2)
+    p.add_argument("--lr", type=float, default=0.02)
+    p.add_argument("--sram", default="256KB")
+    p.add_argument("--train-limit", type=int, default=0, help="train on the first N embedded images only")
+    p.add_argument("--qemu", choices=["auto", "yes", "no"], default="auto",
+                   help="run the same training steps as firmware in QEMU (auto: when the tools are there)")
+    p.add_argument("--target", default="cortex-m4", help="QEMU target for the firmware run")
+    p.add_argument("--qemu-steps", type=int, default=8, help="training steps run in QEMU")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(func=cmd_demo)
+
+
+_COMMANDS = [_add_demo, _add_info, _add_plan, _add_train, _add_codegen, _add_firmware, _add_search]
 
 
 def build_parser():

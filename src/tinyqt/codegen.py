@@ -268,7 +268,7 @@ class _Emitter:
     def render(self):
         self.profile_index = {}
         self.init_blocks = []
-        self.grad_b_max = 1
+        self.grad_b_max = 0
         for s in self.plan.steps:
             getattr(self, "step_" + s.kind)(s)
         train_body, self.body = self.body, []
@@ -301,7 +301,7 @@ class _Emitter:
                f"static uint32_t tq_rng = {int(self.opt.rng[0])}u;\n",
                f"static const tq_sgd_params tq_opt = {{{_f(self.opt.lr)}, 0.0f, {int(self.opt.qas)}, {rounding}}};\n",
                "static const tq_sgd_state tq_state = {&tq_rng, NULL, NULL, NULL};\n",
-               f"static float tq_grad_b[{self.grad_b_max}];\n",
+               f"static float tq_grad_b[{self.grad_b_max}];\n" if self.grad_b_max else "",
                "const char *tq_failed_step = 0;\n",
                "#ifdef TQ_PROFILE\n#include \"tq_bench.h\"\n"
                f"uint64_t tq_profile[{max(1, len(self.profile_index))}];\n"
@@ -431,9 +431,11 @@ def image_sizes(elf):
     return flash, static, sec.get(".stack", 0)
 
 
-def run_firmware(plan, model, optimizer, target, steps=2, out_dir=None, seed=0, profile=False):
+def run_firmware(plan, model, optimizer, target, steps=2, out_dir=None, seed=0, profile=False,
+                 images=None, labels=None):
     """Builds the plan's firmware for target, runs `steps` training steps in
-    QEMU on deterministic inputs, and compares every loss and trained tensor
+    QEMU on the given int8 images [steps, ...] and labels (default:
+    deterministic random ones from seed), and compares every loss and trained tensor
     with the host runtime. Returns a dict: bitexact, flash_bytes, sram_bytes
     (data + bss + measured stack), stack_bytes_used, instructions_per_step,
     target, steps; with profile, also
@@ -446,8 +448,14 @@ def run_firmware(plan, model, optimizer, target, steps=2, out_dir=None, seed=0, 
         raise TinyQTError(f"target {t.name} has no QEMU board here; build it with codegen and flash a board")
     out_dir = out_dir or tempfile.mkdtemp(prefix="tq-fw-")
     rng = np.random.default_rng(seed)
-    images = rng.integers(-128, 128, (steps, int(np.prod(model.input.shape))), dtype=np.int8)
-    labels = rng.integers(0, plan.graph.head_shape[0], steps)
+    n_in = int(np.prod(model.input.shape))
+    if images is None:
+        images = rng.integers(-128, 128, (steps, n_in), dtype=np.int8)
+        labels = rng.integers(0, plan.graph.head_shape[0], steps)
+    images = np.asarray(images)
+    if images.dtype != np.int8 or images.size != steps * n_in or labels is None or len(labels) != steps:
+        raise TinyQTError(f"run_firmware: expected {steps} int8 images of {n_in} bytes and {steps} labels")
+    images = images.reshape(steps, n_in)
     opt_args = dict(qas=optimizer.qas, rounding=optimizer.rounding, momentum=optimizer.momentum,
                     seed=int(optimizer.rng[0]))
     src, _ = generate(plan, model, optimizer.__class__(optimizer.lr, **opt_args), out_dir)
