@@ -45,14 +45,16 @@ def _add_info(sub):
 
 
 def _model_from_args(args):
-    """--model NAME (zoo architecture; ImageNet weights where published) or
-    --model-file FILE (.json tiny-training export or .tflite)."""
+    """--model NAME (zoo architecture at --resolution/--classes, random
+    initialization unless --weights gives a json export) or --model-file FILE
+    (.json tiny-training export or .tflite)."""
     if getattr(args, "model_file", None):
         return load_model_file(args.model_file)
     if not getattr(args, "model", None):
         raise TinyQTError("give --model NAME or --model-file FILE")
     from . import zoo
-    return zoo.build(args.model, resolution=args.resolution, num_classes=args.classes)
+    return zoo.build(args.model, resolution=args.resolution, num_classes=args.classes or 1000,
+                     weights=getattr(args, "weights", None))
 
 
 def cmd_plan(args):
@@ -81,6 +83,8 @@ def _add_model_args(p):
     g = p.add_mutually_exclusive_group(required=True)
     g.add_argument("--model", help="zoo architecture: mcunet-5fps, mbv2-w0.35, proxyless-w0.3")
     g.add_argument("--model-file", help="tiny-training .json or int8 .tflite")
+    p.add_argument("--weights", help="with --model: a tiny-training .json export of that architecture "
+                   "(e.g. the ImageNet weights); default: random initialization")
     p.add_argument("--resolution", type=int, default=128, help="input resolution of a zoo model")
     p.add_argument("--classes", type=int, default=None, help="classes of the trained head")
 
