@@ -13,124 +13,32 @@ import pytest
 import tinyqt.mcu.core as mcu
 from tinyqt import backward as B
 from tinyqt.mcu.bench import build_cases, run_cases
+from tinyqt.mcu.backward_cases import F32, c_conv_params, c_dims, c_sgd, c_state, fused_case, input_grad_case
 from tinyqt.mcu.cgen import c_float, raw_case
 from tinyqt.optim import SGD
 from mcu_support import require_build_tools, require_qemu
 
 pytestmark = pytest.mark.mcu
 
-F32 = np.float32
-
-
-def _dims(shape):
-    return "&(tq_dims){%d, %d, %d, %d}" % tuple(int(v) for v in shape)
-
-
-def _params(stride=(1, 1), padding=(0, 0, 0, 0), dilation=(1, 1), x_zero_point=0):
-    return "&(tq_conv_params){%d, %d, %d, %d, %d, %d, %d, 0, -128, 127}" % (
-        stride[0], stride[1], padding[0], padding[1], dilation[0], dilation[1], -x_zero_point)
-
-
-def _sgd(opt):
-    lr, momentum, qas, rounding = opt.params
-    return f"&(tq_sgd_params){{{c_float(lr)}, {c_float(momentum)}, {qas}, {rounding}}}"
-
-
-def _state(rng="rng", wm="NULL", bm="NULL", master="NULL"):
-    return f"&(tq_sgd_state){{{rng}, {wm}, {bm}, {master}}}"
-
-
-def _out_hw(h, k, s, d, p0, p1):
-    return (h + p0 + p1 - d * (k - 1) - 1) // s + 1
-
-
-def _layer(rng, h, w, c_in, c_out, k, stride, padding, depthwise=False, n=1):
-    oh = _out_hw(h, k, stride, 1, padding[0], padding[2])
-    ow = _out_hw(w, k, stride, 1, padding[1], padding[3])
-    x = rng.integers(-128, 128, (n, h, w, c_in), dtype=np.int8)
-    wt = rng.integers(-127, 128, (1, k, k, c_out) if depthwise else (c_out, k, k, c_in), dtype=np.int8)
-    g = rng.normal(0, 1e-2, (n, oh, ow, c_out)).astype(F32)
-    ws = rng.uniform(0.002, 0.02, c_out).astype(F32)
-    y = rng.integers(-128, 128, g.shape, dtype=np.int8)
-    mask = B.clamp_mask(y, -100, 100)
-    return x, wt, g, ws, mask
-
-
-def _input_grad_case(rng, name, h, w, c_in, c_out, k, stride, padding, depthwise=False):
-    x, wt, g, ws, mask = _layer(rng, h, w, c_in, c_out, k, stride, padding, depthwise)
-    gi = B.conv2d_backward_input(g, wt, ws, x.shape, stride=(stride, stride), padding=padding,
-                                 depthwise=depthwise, mask=mask)
-    pointwise = not depthwise and k == 1 and not any(padding)
-    fn = ("tq_depthwise_conv_backward_input_f32" if depthwise else
-          "tq_conv_1x1_backward_input_f32" if pointwise else "tq_conv_backward_input_f32")
-    call = (f"{fn}({_params((stride, stride), padding)}, {{cn}}_ws, {_dims(g.shape)}, {{cn}}_g, {{cn}}_mask, "
-            f"{_dims(wt.shape)}, {{cn}}_w, {_dims(x.shape)}, gi)")
-    return raw_case(name, call, {"ws": ws, "g": g, "mask": mask, "w": wt}, {"gi": np.zeros_like(gi)},
-                    {"gi": gi})
-
-
-def _fused_case(rng, name, h, w, c_in, c_out, k, stride, padding, opt, *, depthwise=False, sel=None,
-                bias=True):
-    """Fused weight gradient + update, in place on the weights, bias,
-    optimizer buffers and PRNG state."""
-    x, wt, g, ws, mask = _layer(rng, h, w, c_in, c_out, k, stride, padding, depthwise)
-    sel = np.arange(c_in, dtype=np.int32) if sel is None else np.asarray(sel, np.int32)
-    x_saved = np.ascontiguousarray(x[..., sel])
-    b = rng.integers(-5000, 5000, c_out, dtype=np.int32) if bias else None
-    state = opt.state_for(wt, sel=sel, depthwise=depthwise, in_channels=c_in, bias=bias)
-    x_zp, x_scale = int(rng.integers(-20, 20)), F32(0.02)
-    before = {"w": wt.copy(), "rng": opt.rng.copy()}
-    if bias:
-        before["b"] = b.copy()
-    for key, arr in zip(("wm", "bm", "master"), state.arrays()):
-        if arr is not None:
-            before[key] = arr.copy()
-    w_after, b_after = wt.copy(), None if b is None else b.copy()
-    B.conv2d_backward_weight_update(g, x_saved, w_after, b_after, ws, opt, state, x_scale=x_scale,
-                                    x_zero_point=x_zp, stride=(stride, stride), padding=padding,
-                                    depthwise=depthwise, in_channels=c_in, sel=sel, mask=mask)
-    after = {"w": w_after, "rng": opt.rng.copy()}
-    if bias:
-        after["b"] = b_after
-    for key, arr in zip(("wm", "bm", "master"), state.arrays()):
-        if arr is not None:
-            after[key] = arr
-    pointwise = not depthwise and k == 1 and not any(padding)
-    kind = "depthwise_conv" if depthwise else ("conv_1x1" if pointwise else "conv")
-    ptr = {key: (key if key in before else "NULL") for key in ("wm", "bm", "master")}
-    bias_ptr = "b" if bias else "NULL"
-    sel_args = (f"{c_in}, {{cn}}_sel, " if depthwise else "{cn}_sel, ")
-    call = (f"tq_{kind}_backward_weight_update({_params((stride, stride), padding, x_zero_point=x_zp)}, "
-            f"{c_float(x_scale)}, {{cn}}_ws, {_dims(x_saved.shape)}, {{cn}}_x, {sel_args}{_dims(g.shape)}, {{cn}}_g, "
-            f"{{cn}}_mask, {_dims(wt.shape)}, w, {bias_ptr}, {_sgd(opt)}, "
-            f"{_state('rng', ptr['wm'], ptr['bm'], ptr['master'])}, scratch, scratch_size)")
-    if depthwise:
-        scratch = k * k * 4
-    else:
-        scratch = c_out and k * k * len(sel) * 4
-    return raw_case(name, call, {"ws": ws, "x": x_saved, "sel": sel, "g": g, "mask": mask}, before, after,
-                    scratch=scratch)
-
-
 def _cases():
     rng = np.random.default_rng(2022)
     cases = [
-        _input_grad_case(rng, "conv3x3 s2 same input grad", 9, 8, 5, 7, 3, 2, (1, 1, 1, 1)),
-        _input_grad_case(rng, "conv5x5 s1 input grad", 7, 7, 3, 4, 5, 1, (2, 2, 2, 2)),
-        _input_grad_case(rng, "conv7x7 s2 valid input grad", 11, 9, 2, 3, 7, 2, (0, 0, 0, 0)),
-        _input_grad_case(rng, "conv1x1 s1 input grad", 5, 6, 19, 13, 1, 1, (0, 0, 0, 0)),
-        _input_grad_case(rng, "dw3x3 s1 input grad", 8, 7, 11, 11, 3, 1, (1, 1, 1, 1), depthwise=True),
-        _input_grad_case(rng, "dw5x5 s2 input grad", 9, 9, 6, 6, 5, 2, (2, 2, 2, 2), depthwise=True),
-        _fused_case(rng, "conv3x3 fused nearest", 7, 7, 4, 6, 3, 1, (1, 1, 1, 1), SGD(0.5)),
-        _fused_case(rng, "conv3x3 s2 fused stochastic momentum", 8, 9, 5, 4, 3, 2, (0, 0, 1, 1),
+        input_grad_case(rng, "conv3x3 s2 same input grad", 9, 8, 5, 7, 3, 2, (1, 1, 1, 1)),
+        input_grad_case(rng, "conv5x5 s1 input grad", 7, 7, 3, 4, 5, 1, (2, 2, 2, 2)),
+        input_grad_case(rng, "conv7x7 s2 valid input grad", 11, 9, 2, 3, 7, 2, (0, 0, 0, 0)),
+        input_grad_case(rng, "conv1x1 s1 input grad", 5, 6, 19, 13, 1, 1, (0, 0, 0, 0)),
+        input_grad_case(rng, "dw3x3 s1 input grad", 8, 7, 11, 11, 3, 1, (1, 1, 1, 1), depthwise=True),
+        input_grad_case(rng, "dw5x5 s2 input grad", 9, 9, 6, 6, 5, 2, (2, 2, 2, 2), depthwise=True),
+        fused_case(rng, "conv3x3 fused nearest", 7, 7, 4, 6, 3, 1, (1, 1, 1, 1), SGD(0.5)),
+        fused_case(rng, "conv3x3 s2 fused stochastic momentum", 8, 9, 5, 4, 3, 2, (0, 0, 1, 1),
                     SGD(0.3, rounding="stochastic", momentum=0.9, seed=7)),
-        _fused_case(rng, "conv1x1 fused subset stochastic", 6, 5, 16, 9, 1, 1, (0, 0, 0, 0),
+        fused_case(rng, "conv1x1 fused subset stochastic", 6, 5, 16, 9, 1, 1, (0, 0, 0, 0),
                     SGD(0.8, rounding="stochastic", seed=11), sel=[0, 3, 4, 9, 15]),
-        _fused_case(rng, "conv1x1 fused master no-QAS", 4, 4, 8, 5, 1, 1, (0, 0, 0, 0),
+        fused_case(rng, "conv1x1 fused master no-QAS", 4, 4, 8, 5, 1, 1, (0, 0, 0, 0),
                     SGD(40.0, rounding="master", qas=False), bias=False),
-        _fused_case(rng, "dw3x3 fused master subset", 7, 6, 8, 8, 3, 1, (1, 1, 1, 1),
+        fused_case(rng, "dw3x3 fused master subset", 7, 6, 8, 8, 3, 1, (1, 1, 1, 1),
                     SGD(0.4, rounding="master", momentum=0.5), depthwise=True, sel=[1, 2, 6]),
-        _fused_case(rng, "dw7x7 s2 fused stochastic", 10, 10, 4, 4, 7, 2, (3, 3, 3, 3),
+        fused_case(rng, "dw7x7 s2 fused stochastic", 10, 10, 4, 4, 7, 2, (3, 3, 3, 3),
                     SGD(0.6, rounding="stochastic", seed=3), depthwise=True),
     ]
     # FC: input gradient, fused update (momentum), saturating at the int8 ends
@@ -157,7 +65,7 @@ def _cases():
     cases.append(raw_case(
         "fc fused momentum saturating",
         f"tq_fc_backward_weight_update(-3, 0.0500000007f, {{cn}}_ws, 1, {n_in}, {n_out}, {len(sel)}, {{cn}}_sel, "
-        f"{{cn}}_x, {{cn}}_g, NULL, w, b, {_sgd(opt)}, {_state('rng', 'wm', 'bm')}, scratch, scratch_size)",
+        f"{{cn}}_x, {{cn}}_g, NULL, w, b, {c_sgd(opt)}, {c_state('rng', 'wm', 'bm')}, scratch, scratch_size)",
         {"ws": ws, "sel": sel, "x": np.ascontiguousarray(x[:, sel]), "g": g}, before, after,
         scratch=4 * len(sel)))
     # bias-only update, stochastic
@@ -167,19 +75,19 @@ def _cases():
     b = rng.integers(-2**31 + 10, 2**31 - 10, 12, dtype=np.int64).astype(np.int32)
     before = {"b": b.copy(), "rng": opt.rng.copy()}
     B.sgd_update_bias(b, gb, ws, F32(0.03), opt)
-    cases.append(raw_case("bias update stochastic", f"tq_sgd_update_bias({_sgd(opt)}, {_state()}, 0.0299999993f, "
+    cases.append(raw_case("bias update stochastic", f"tq_sgd_update_bias({c_sgd(opt)}, {c_state()}, 0.0299999993f, "
                           "{cn}_ws, 12, b, {cn}_gb)", {"ws": ws, "gb": gb}, before,
                           {"b": b, "rng": opt.rng.copy()}))
     # pooling, mean, add backward
     g = rng.normal(0, 1, (1, 4, 3, 5)).astype(F32)
     gi = B.avgpool2d_backward(g, (1, 7, 6, 5), (3, 2), stride=(2, 2), padding=(1, 0, 1, 0))
-    cases.append(raw_case("avgpool backward", "tq_avgpool_backward_f32(" + _params((2, 2), (1, 0, 1, 0)) +
-                          f", 3, 2, {_dims(g.shape)}, {{cn}}_g, NULL, {_dims(gi.shape)}, gi)",
+    cases.append(raw_case("avgpool backward", "tq_avgpool_backward_f32(" + c_conv_params((2, 2), (1, 0, 1, 0)) +
+                          f", 3, 2, {c_dims(g.shape)}, {{cn}}_g, NULL, {c_dims(gi.shape)}, gi)",
                           {"g": g}, {"gi": np.zeros_like(gi)}, {"gi": gi}))
     g = rng.normal(0, 1, (1, 1, 1, 9)).astype(F32)
     mask = B.clamp_mask(rng.integers(-128, 128, 9, dtype=np.int8), -60, 60)
     gi = B.mean_backward(g, (1, 5, 7, 9), mask=mask)
-    cases.append(raw_case("mean backward masked", f"tq_mean_backward_f32({_dims((1, 5, 7, 9))}, {{cn}}_g, "
+    cases.append(raw_case("mean backward masked", f"tq_mean_backward_f32({c_dims((1, 5, 7, 9))}, {{cn}}_g, "
                           "{cn}_mask, gi)", {"g": g, "mask": mask}, {"gi": np.zeros_like(gi)}, {"gi": gi}))
     g = rng.normal(0, 1, 37).astype(F32)
     mask = B.clamp_mask(rng.integers(-128, 128, 37, dtype=np.int8), -50, 127)

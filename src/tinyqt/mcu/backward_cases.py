@@ -1,0 +1,111 @@
+"""Backward-kernel cases for the device firmware (tinyqt.mcu.cgen raw
+cases): the host computes each result with tinyqt.backward, the firmware
+calls the same C kernel and compares every byte. Used by the QEMU tests and
+the MCU backward bench.
+
+input_grad_case(): conv kxk / 1x1 / depthwise input gradient through a clamp
+mask; fused_case(): the fused weight gradient + QAS update in place on the
+weights, bias, optimizer buffers and PRNG state. Both draw their data from
+rng; `macs` is the forward layer's MAC count.
+"""
+import numpy as np
+
+from .. import backward as B
+from .cgen import c_float, raw_case
+
+F32 = np.float32
+
+
+def c_dims(shape):
+    return "&(tq_dims){%d, %d, %d, %d}" % tuple(int(v) for v in shape)
+
+
+def c_conv_params(stride=(1, 1), padding=(0, 0, 0, 0), dilation=(1, 1), x_zero_point=0):
+    return "&(tq_conv_params){%d, %d, %d, %d, %d, %d, %d, 0, -128, 127}" % (
+        stride[0], stride[1], padding[0], padding[1], dilation[0], dilation[1], -x_zero_point)
+
+
+def c_sgd(opt):
+    lr, momentum, qas, rounding = opt.params
+    return f"&(tq_sgd_params){{{c_float(lr)}, {c_float(momentum)}, {qas}, {rounding}}}"
+
+
+def c_state(rng="rng", wm="NULL", bm="NULL", master="NULL"):
+    return f"&(tq_sgd_state){{{rng}, {wm}, {bm}, {master}}}"
+
+
+def _out_hw(h, k, s, d, p0, p1):
+    return (h + p0 + p1 - d * (k - 1) - 1) // s + 1
+
+
+def forward_macs(g_shape, c_in, k, depthwise):
+    """MACs of the forward layer whose output gradient has shape g_shape."""
+    return int(np.prod(g_shape)) * k * k * (1 if depthwise else c_in)
+
+
+def _layer(rng, h, w, c_in, c_out, k, stride, padding, depthwise=False, n=1):
+    oh = _out_hw(h, k, stride, 1, padding[0], padding[2])
+    ow = _out_hw(w, k, stride, 1, padding[1], padding[3])
+    x = rng.integers(-128, 128, (n, h, w, c_in), dtype=np.int8)
+    wt = rng.integers(-127, 128, (1, k, k, c_out) if depthwise else (c_out, k, k, c_in), dtype=np.int8)
+    g = rng.normal(0, 1e-2, (n, oh, ow, c_out)).astype(F32)
+    ws = rng.uniform(0.002, 0.02, c_out).astype(F32)
+    y = rng.integers(-128, 128, g.shape, dtype=np.int8)
+    mask = B.clamp_mask(y, -100, 100)
+    return x, wt, g, ws, mask
+
+
+def input_grad_case(rng, name, h, w, c_in, c_out, k, stride, padding, depthwise=False):
+    x, wt, g, ws, mask = _layer(rng, h, w, c_in, c_out, k, stride, padding, depthwise)
+    gi = B.conv2d_backward_input(g, wt, ws, x.shape, stride=(stride, stride), padding=padding,
+                                 depthwise=depthwise, mask=mask)
+    pointwise = not depthwise and k == 1 and not any(padding)
+    fn = ("tq_depthwise_conv_backward_input_f32" if depthwise else
+          "tq_conv_1x1_backward_input_f32" if pointwise else "tq_conv_backward_input_f32")
+    call = (f"{fn}({c_conv_params((stride, stride), padding)}, {{cn}}_ws, {c_dims(g.shape)}, {{cn}}_g, {{cn}}_mask, "
+            f"{c_dims(wt.shape)}, {{cn}}_w, {c_dims(x.shape)}, gi)")
+    return raw_case(name, call, {"ws": ws, "g": g, "mask": mask, "w": wt}, {"gi": np.zeros_like(gi)},
+                    {"gi": gi}, macs=forward_macs(g.shape, c_in, k, depthwise))
+
+
+def fused_case(rng, name, h, w, c_in, c_out, k, stride, padding, opt, *, depthwise=False, sel=None,
+                bias=True):
+    """Fused weight gradient + update, in place on the weights, bias,
+    optimizer buffers and PRNG state."""
+    x, wt, g, ws, mask = _layer(rng, h, w, c_in, c_out, k, stride, padding, depthwise)
+    sel = np.arange(c_in, dtype=np.int32) if sel is None else np.asarray(sel, np.int32)
+    x_saved = np.ascontiguousarray(x[..., sel])
+    b = rng.integers(-5000, 5000, c_out, dtype=np.int32) if bias else None
+    state = opt.state_for(wt, sel=sel, depthwise=depthwise, in_channels=c_in, bias=bias)
+    x_zp, x_scale = int(rng.integers(-20, 20)), F32(0.02)
+    before = {"w": wt.copy(), "rng": opt.rng.copy()}
+    if bias:
+        before["b"] = b.copy()
+    for key, arr in zip(("wm", "bm", "master"), state.arrays()):
+        if arr is not None:
+            before[key] = arr.copy()
+    w_after, b_after = wt.copy(), None if b is None else b.copy()
+    B.conv2d_backward_weight_update(g, x_saved, w_after, b_after, ws, opt, state, x_scale=x_scale,
+                                    x_zero_point=x_zp, stride=(stride, stride), padding=padding,
+                                    depthwise=depthwise, in_channels=c_in, sel=sel, mask=mask)
+    after = {"w": w_after, "rng": opt.rng.copy()}
+    if bias:
+        after["b"] = b_after
+    for key, arr in zip(("wm", "bm", "master"), state.arrays()):
+        if arr is not None:
+            after[key] = arr
+    pointwise = not depthwise and k == 1 and not any(padding)
+    kind = "depthwise_conv" if depthwise else ("conv_1x1" if pointwise else "conv")
+    ptr = {key: (key if key in before else "NULL") for key in ("wm", "bm", "master")}
+    bias_ptr = "b" if bias else "NULL"
+    sel_args = (f"{c_in}, {{cn}}_sel, " if depthwise else "{cn}_sel, ")
+    call = (f"tq_{kind}_backward_weight_update({c_conv_params((stride, stride), padding, x_zero_point=x_zp)}, "
+            f"{c_float(x_scale)}, {{cn}}_ws, {c_dims(x_saved.shape)}, {{cn}}_x, {sel_args}{c_dims(g.shape)}, {{cn}}_g, "
+            f"{{cn}}_mask, {c_dims(wt.shape)}, w, {bias_ptr}, {c_sgd(opt)}, "
+            f"{c_state('rng', ptr['wm'], ptr['bm'], ptr['master'])}, scratch, scratch_size)")
+    if depthwise:
+        scratch = k * k * 4
+    else:
+        scratch = k * k * len(sel) * 4
+    return raw_case(name, call, {"ws": ws, "x": x_saved, "sel": sel, "g": g, "mask": mask}, before, after,
+                    scratch=scratch, macs=forward_macs(g.shape, len(sel), k, depthwise))
