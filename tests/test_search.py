@@ -85,3 +85,23 @@ def test_search_cli_writes_a_usable_scheme(tmp_path, capsys):
     assert main(["plan", "--model-file", shared_model_json("mbv2-w0.35"), "--scheme", str(out), "--classes", "2",
                  "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["peak_sram_bytes"] == report["peak_sram_bytes"]
+
+
+def test_update_memory_counts_the_papers_small_budgets():
+    # the paper names its mbv2-w0.35 schemes by this count: 49 KB and 73 KB
+    from tinyqt.search import update_memory_bytes
+    mbv2 = tinyqt.load_tiny_training(shared_model_json("mbv2-w0.35"))
+    assert round(update_memory_bytes(mbv2, "paper:49kb") / 1024) == 49
+    assert round(update_memory_bytes(mbv2, "paper:73kb") / 1024) == 73
+    assert update_memory_bytes(mbv2, "bias-only:2") == 4 * (112 + 336)
+
+
+def test_search_respects_an_update_budget(mcunet):
+    from tinyqt.search import update_memory_bytes
+    n = 42
+    bias_gain = {k: 0.001 * k for k in range(1, n + 1)}
+    weight_gain = {(i, r): 0.05 * r for i in range(20, n) for r in (1, .5, .25, .125)}
+    scheme, _, plan = evolutionary_search(mcunet, bias_gain, weight_gain, sram="256KB", num_classes=10,
+                                          population=16, generations=10, seed=4, update_budget=60 * 1024)
+    assert update_memory_bytes(mcunet, scheme) <= 60 * 1024 < update_memory_bytes(mcunet, "paper:148kb")
+    assert scheme.weights  # the budget leaves room for some weights

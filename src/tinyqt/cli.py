@@ -228,7 +228,8 @@ def cmd_search(args):
     from .compiler import body_convs
     from .data import load_dataset, to_model_input
     from .search import (analyze_contributions, contribution_jobs, contributions, evolutionary_search,
-                         scheme_to_json, split_holdout)
+                         scheme_to_json, split_holdout, update_memory_bytes)
+    from .compiler.plan import parse_bytes
     if not args.model_file or not args.model_file.endswith(".json"):
         raise TinyQTError("search needs --model-file with a tiny-training .json (the workers reload it)")
     model = load_model_file(args.model_file)
@@ -244,9 +245,11 @@ def cmd_search(args):
                                     seed=args.seed, num_classes=classes, workers=args.workers,
                                     executor=args.executor, progress=not args.json)
     bias, weight = contributions(results, jobs)
+    budget = parse_bytes(args.update_budget) if args.update_budget else None
     scheme, gain, plan = evolutionary_search(model, bias, weight, sram=args.sram, flash=args.flash,
-                                             num_classes=classes, seed=args.seed)
-    report = dict(scheme_to_json(scheme, plan), predicted_gain=gain, contributions_cache=cache)
+                                             num_classes=classes, seed=args.seed, update_budget=budget)
+    report = dict(scheme_to_json(scheme, plan), predicted_gain=gain, contributions_cache=cache,
+                  update_memory_bytes=update_memory_bytes(model, scheme))
     if args.out:
         with open(args.out, "w") as f:
             json.dump(scheme_to_json(scheme, plan), f, indent=1)
@@ -262,6 +265,8 @@ def _add_search(sub):
     p.add_argument("--data", required=True)
     p.add_argument("--sram", default="256KB")
     p.add_argument("--flash", default="1MB")
+    p.add_argument("--update-budget", help="also bound the update's memory as the paper counts it "
+                   "(trained weights + their saved inputs + trained biases), e.g. 100KB")
     p.add_argument("--layers", type=int, default=30, help="analyze the weights of the last N convs")
     p.add_argument("--max-bias-k", type=int, default=0, help="analyze bias-only up to the last K convs (default all)")
     p.add_argument("--limit", type=int, default=2000, help="images of the training set used (held-out split inside)")
