@@ -1,0 +1,84 @@
+"""Update schemes against measured peak SRAM (paper Fig. 9 / Table 3):
+bias-only last-k, last-k layers, full update, the paper's published schemes
+and searched ones (scheme .json files from `tinyqt search`), transferred to
+Fashion-MNIST with int8 QAS SGD at batch 1. Each scheme's peak SRAM is its
+compiled plan's (128x128, 10 classes, everything in the arena); the learning
+rate of each is picked from a small grid on a held-out split.
+Writes bench/results/schemes_MODEL.json and .png.
+
+    python bench/exp_schemes.py [--model mbv2-w0.35] [--searched s1.json ...]
+"""
+import argparse
+import sys
+
+import tinyqt
+from exp_common import NUM_CLASSES, load_model, plot_path, pyplot, save, train_int8, transfer_data, tuned
+from tinyqt.search import update_memory_bytes
+
+SCHEMES = {
+    "mbv2-w0.35": ["bias-only:6", "bias-only:15", "bias-only:25", "last:3", "last:6", "last:12", "full",
+                   "paper:49kb", "paper:99kb", "paper:138kb"],
+    "mcunet-5fps": ["bias-only:6", "bias-only:15", "bias-only:24", "last:3", "last:6", "last:12", "full",
+                    "paper:49kb", "paper:99kb", "paper:148kb"],
+    "proxyless-w0.3": ["bias-only:6", "bias-only:15", "bias-only:25", "last:3", "last:6", "last:12", "full",
+                       "paper:49kb", "paper:98kb", "paper:148kb"],
+}
+BUDGET = 256 * 1024
+
+
+def family(name):
+    return name.split(":")[0] if ":" in name else "searched" if name.endswith(".json") else name
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", default="mbv2-w0.35")
+    ap.add_argument("--searched", nargs="*", default=[], help="scheme .json files from tinyqt search")
+    ap.add_argument("--lrs", type=float, nargs="+", default=[0.003, 0.01, 0.03])
+    ap.add_argument("--train", type=int, default=1000)
+    ap.add_argument("--val", type=int, default=300)
+    ap.add_argument("--test", type=int, default=1000)
+    args = ap.parse_args(argv)
+    model = load_model(args.model)
+    data = transfer_data(model, args.train, args.val, args.test)
+    results = []
+    for scheme in SCHEMES[args.model] + args.searched:
+        plan = tinyqt.compile(model, scheme, num_classes=NUM_CLASSES)
+        rec = tuned(lambda lr, s=scheme: train_int8(model, s, data[0], data[1], lr=lr), args.lrs, data,
+                    label=scheme)
+        rec.update(scheme=scheme, family=family(scheme), peak_sram_bytes=plan.peak_sram_bytes,
+                   update_memory_bytes=update_memory_bytes(model, scheme),
+                   trainable_params=plan.trainable_params, fits_256kb=plan.peak_sram_bytes <= BUDGET)
+        results.append(rec)
+        print(f"==> {scheme}: peak {plan.peak_sram_bytes / 1024:.0f} KB, test {rec['test_accuracy']:.3f}", flush=True)
+    full = next(r for r in results if r["scheme"] == "full")
+    best_fit = max((r for r in results if r["fits_256kb"]), key=lambda r: r["val_accuracy"])
+    out = {"model": args.model, "train_images": args.train, "test_images": args.test, "results": results,
+           "full_update_test_accuracy": full["test_accuracy"],
+           "best_sparse_under_256kb": {"scheme": best_fit["scheme"], "test_accuracy": best_fit["test_accuracy"],
+                                       "peak_sram_bytes": best_fit["peak_sram_bytes"]}}
+    save(f"schemes_{args.model}", out)
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(6.8, 4))
+    colors = {"bias-only": "#888", "last": "#d95", "full": "#c33", "paper": "#27a", "searched": "#2a5"}
+    for fam, color in colors.items():
+        rs = [r for r in results if r["family"] == fam]
+        if rs:
+            ax.scatter([r["peak_sram_bytes"] / 1024 for r in rs], [100 * r["test_accuracy"] for r in rs],
+                       color=color, label=fam)
+            for r in rs:
+                ax.annotate(r["scheme"].split("/")[-1], (r["peak_sram_bytes"] / 1024, 100 * r["test_accuracy"]),
+                            fontsize=6, xytext=(3, 2), textcoords="offset points")
+    ax.axvline(256, color="k", lw=0.8, ls="--")
+    ax.set_xscale("log")
+    ax.set_xlabel("peak SRAM of the training step (KB, log)")
+    ax.set_ylabel("Fashion-MNIST test accuracy (%)")
+    ax.set_title(f"update schemes: {args.model}, {args.train} images, batch 1, int8 QAS", fontsize=9)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(plot_path(f"schemes_{args.model}"), dpi=120)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
