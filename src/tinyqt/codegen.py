@@ -105,6 +105,38 @@ class _Emitter:
         self.body.append(f"    TQ_PROF_BEGIN();\n    st = {expr};\n    TQ_PROF_END({i});\n"
                          f"    if (st != TQ_OK) {{ tq_failed_step = \"{what}\"; return st; }}\n")
 
+    def weights_ptr(self, op, s, key):
+        """The weights step s computes with: the assembled full copy of a
+        partially trained layer, its SRAM copy, or the Flash constants."""
+        full = [n for n in s.reads if n.startswith("wfull:")]
+        if full:
+            return self.ptr(full[0], "int8_t")
+        if f"weights:{op.name}" in self.plan.tensors:
+            return self.ptr(f"weights:{op.name}", "int8_t")
+        return f"w_{key}"
+
+    @staticmethod
+    def copy_rows(dst, src, rows, dst_len, src_len, n):
+        """C statement: dst[r * dst_len + j] = src[r * src_len + j] for j < n,
+        scattering or gathering the trained slice (last axis) of a weight tensor."""
+        return (f"    {{ int32_t r, j; int8_t *d = {dst}; const int8_t *s = {src};\n"
+                f"      for (r = 0; r < {rows}; r++) for (j = 0; j < {n}; j++) "
+                f"d[r * {dst_len} + j] = s[r * {src_len} + j]; }}\n")
+
+    def step_expand(self, s):
+        op = self.ops[s.op]
+        key = self.conv_consts(op)
+        full, part = s.writes[0], s.reads[0]
+        n, c = self.plan.tensors[part].shape[-1], op.weight.shape[-1]
+        self.body.append(f"    memcpy({self.ptr(full, 'int8_t')}, w_{key}, {op.weight.size});\n")
+        self.body.append(self.copy_rows(self.ptr(full, "int8_t"), self.ptr(part, "int8_t"), op.weight.size // c, c, n, n))
+
+    def step_compact(self, s):
+        op = self.ops[s.op]
+        full, part = s.reads[0], s.writes[0]
+        n, c = self.plan.tensors[part].shape[-1], op.weight.shape[-1]
+        self.body.append(self.copy_rows(self.ptr(part, "int8_t"), self.ptr(full, "int8_t"), op.weight.size // c, n, c, n))
+
     # ------------------------------------------------------------- steps
     def step_forward(self, s):
         op = self.ops[s.op]
@@ -112,7 +144,7 @@ class _Emitter:
         x, y = op.inputs[0], op.output
         if isinstance(op, Conv2D):
             key = self.conv_consts(op)
-            w = self.ptr(f"weights:{op.name}", "int8_t") if f"weights:{op.name}" in self.plan.tensors else f"w_{key}"
+            w = self.weights_ptr(op, s, key)
             b = self.ptr(f"bias:{op.name}", "int32_t") if f"bias:{op.name}" in self.plan.tensors else f"b_{key}"
             fn = "tq_depthwise_conv_s8" if op.depthwise else (
                 "tq_conv_1x1_s8" if op.weight.shape[1:3] == (1, 1) and not any(op.padding)
@@ -248,7 +280,7 @@ class _Emitter:
                           f"{self.ptr(name, 'float')}, NULL)", s.name)
         elif isinstance(op, Conv2D):
             key = self.conv_consts(op)
-            w = self.ptr(f"weights:{op.name}", "int8_t") if f"weights:{op.name}" in self.plan.tensors else f"w_{key}"
+            w = self.weights_ptr(op, s, key)
             fn = "tq_depthwise_conv_backward_input_f32" if op.depthwise else (
                 "tq_conv_1x1_backward_input_f32" if op.weight.shape[1:3] == (1, 1) and not any(op.padding)
                 and tuple(op.dilation) == (1, 1) else "tq_conv_backward_input_f32")
@@ -273,7 +305,7 @@ class _Emitter:
             getattr(self, "step_" + s.kind)(s)
         train_body, self.body = self.body, []
         for s in self.plan.steps:  # inference: the forward and the head
-            if s.kind in ("forward", "fused_block", "head"):
+            if s.kind in ("forward", "fused_block", "head") or (s.kind == "expand" and not s.name.endswith("@bwd")):
                 getattr(self, "step_" + s.kind)(s)
         infer_body, self.body = self.body, train_body
         plan, model = self.plan, self.model
@@ -284,7 +316,11 @@ class _Emitter:
                 op = self.ops[name.split(":", 1)[1]]
                 key = self.conv_consts(op)
                 src = f"w_{key}" if spec.kind == "weights" else f"b_{key}"
-                init.append(f"    memcpy({self.ptr(name, 'uint8_t')}, {src}, {spec.nbytes});\n")
+                if spec.kind == "weights" and tuple(spec.shape) != tuple(op.weight.shape):
+                    n, c = spec.shape[-1], op.weight.shape[-1]  # the trained slice only
+                    init.append(self.copy_rows(self.ptr(name, "int8_t"), f"w_{key}", op.weight.size // c, n, c, n))
+                else:
+                    init.append(f"    memcpy({self.ptr(name, 'uint8_t')}, {src}, {spec.nbytes});\n")
         from .runtime import Runtime
         head = Runtime(plan, model, self.opt.__class__(self.opt.lr)).views["head:weights"]
         self.consts.append(_array("float", "tq_head_init", head))

@@ -52,7 +52,8 @@ class Runtime:
         t = self.model.tensors
         for name, spec in self.plan.tensors.items():
             if spec.kind == "weights":
-                self.views[name][...] = self.ops[name.split(":", 1)[1]].weight
+                w = self.ops[name.split(":", 1)[1]].weight
+                self.views[name][...] = w[..., :spec.shape[-1]]  # the trained slice (or all)
             elif spec.kind == "bias":
                 op = self.ops[name.split(":", 1)[1]]
                 self.views[name][...] = op.bias if op.bias is not None else 0
@@ -118,10 +119,24 @@ class Runtime:
         return self._quant[op.name]
 
     # ------------------------------------------------------------------ execution
-    def _weights(self, op):
-        w = self.views.get(f"weights:{op.name}")
+    def _weights(self, op, s):
+        """(weights, bias) step s computes with: the assembled full copy of a
+        partially trained layer, its SRAM copy, or the frozen ones."""
+        full = [n for n in s.reads if n.startswith("wfull:")]
+        w = self.views[full[0]] if full else self.views.get(f"weights:{op.name}")
         b = self.views.get(f"bias:{op.name}")
         return (op.weight if w is None else w), (op.bias if b is None else b)
+
+    def _expand(self, s, _label):
+        """Full weights of a partially trained layer: Flash + its SRAM slice."""
+        op = self.ops[s.op]
+        w, full = self.views[s.reads[0]], self.views[s.writes[0]]
+        full[...] = op.weight
+        full[..., :w.shape[-1]] = w
+
+    def _compact(self, s, _label):
+        full, w = self.views[s.reads[0]], self.views[s.writes[0]]
+        w[...] = full[..., :w.shape[-1]]
 
     def step(self, image, label):
         """One training step on one int8 image [1, H, W, C] with an integer
@@ -147,7 +162,7 @@ class Runtime:
         v = self.views
         args = [v[n] for n in op.inputs]
         if isinstance(op, Conv2D):
-            w, b = self._weights(op)
+            w, b = self._weights(op, s)
             m, sh, lo, hi = self._conv_quant(op)
             t = self.model.tensors
             y = kernels.conv2d(args[0], w, b, m, sh, stride=op.stride, padding=op.padding,
@@ -240,7 +255,7 @@ class Runtime:
             for name in s.writes:
                 v[name][...] = ga
         elif isinstance(op, Conv2D):
-            w, _ = self._weights(op)
+            w, _ = self._weights(op, s)
             v[s.writes[0]][...] = backward.conv2d_backward_input(
                 v[s.reads[0]], w, op.w_scales, t[op.inputs[0]].shape, stride=op.stride, padding=op.padding,
                 dilation=op.dilation, depthwise=op.depthwise, mask=v[s.reads[1]])
@@ -271,7 +286,7 @@ class Runtime:
         self.model.check_input(image)
         self.views[self.model.inputs[0]][...] = image
         for s in self.plan.steps:
-            if s.kind in ("forward", "fused_block"):
+            if s.kind in ("forward", "fused_block") or (s.kind == "expand" and not s.name.endswith("@bwd")):
                 getattr(self, "_" + s.kind)(s, 0)
             elif s.kind == "head":
                 self._head(s, 0)

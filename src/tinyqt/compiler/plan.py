@@ -102,10 +102,11 @@ def _trainable_params(graph):
 
 
 def compile(model, scheme, sram=None, flash=None, num_classes=None, momentum=0.0, rounding="nearest",
-            fuse=True):
+            fuse=True, split_weights=True):
     """Plan of one batch-1 training step of model (int8 IR) under scheme
     (a Scheme or its spelling, see tinyqt.schemes; fuse: row-streamed frozen
-    inverted-bottleneck blocks, see compiler/fusion.py) within sram / flash
+    inverted-bottleneck blocks, see compiler/fusion.py; split_weights: only
+    the trained slice of a partially trained layer's weights in SRAM) within sram / flash
     budgets (bytes or strings like '256KB'; None = unbounded). Raises
     SchemeError for a malformed scheme and BudgetExceededError when over a
     budget (after planning, naming what is live at the peak)."""
@@ -114,7 +115,8 @@ def compile(model, scheme, sram=None, flash=None, num_classes=None, momentum=0.0
     scheme = parse_scheme(scheme, model.name, len(convs))
     graph = build_training_graph(model, scheme, num_classes=num_classes,
                                  momentum=bool(momentum),
-                                 master_copy=(rounding == "master"), fuse=fuse)
+                                 master_copy=(rounding == "master"), fuse=fuse,
+                                 split_weights=split_weights)
     buffers = [Buffer(s.name, s.nbytes, s.first, s.last) for s in graph.tensors.values() if s.first >= 0]
     memory = plan_greedy(buffers, align=ALIGN)
     verify(buffers, memory, align=ALIGN)

@@ -51,6 +51,7 @@ class Step:
     """One kernel call of the training step."""
     name: str
     kind: str                 # forward | head | loss | backward_input | update | update_bias | accumulate
+    #                           | expand | compact (partially trained weights, see _expand_weights)
     op: Optional[str]         # the model op it belongs to
     reads: List[str] = field(default_factory=list)
     writes: List[str] = field(default_factory=list)
@@ -100,14 +101,17 @@ def _numel(shape):
     return int(np.prod(shape))
 
 
-def build_training_graph(model, scheme, num_classes=None, momentum=False, master_copy=False, fuse=True):
+def build_training_graph(model, scheme, num_classes=None, momentum=False, master_copy=False, fuse=True,
+                         split_weights=True):
     """Steps and tensors of one batch-1 training step of model under scheme.
 
     num_classes: the head's class count (default: the model's). The head is
     fp32 on the dequantized pooled features (DESIGN.md). Optimizer state
     (momentum: one fp32 per trained weight and bias) and master_copy (one
     fp32 master per trained weight) live in the arena too. fuse: run the
-    frozen inverted-bottleneck blocks row-streamed (fusion.py)."""
+    frozen inverted-bottleneck blocks row-streamed (fusion.py). split_weights:
+    keep only the trained slice of a partially trained layer in SRAM
+    (_expand_weights); False keeps its whole weights there."""
     convs = body_convs(model)
     head = classifier_op(model)
     pool = _pool_op(model, head)
@@ -176,7 +180,8 @@ def build_training_graph(model, scheme, num_classes=None, momentum=False, master
             s.scratch = tensor(f"scratch:{blk.name}", (block_scratch_bytes(model, blk),), "uint8", "scratch")
             continue
         out = act(op.output)
-        s = step(Step(f"forward:{op.name}", "forward", op.name, reads=list(op.inputs), writes=[out]))
+        full_w = _expand_weights(op, "", trained, t, tensor, step) if split_weights else []
+        s = step(Step(f"forward:{op.name}", "forward", op.name, reads=list(op.inputs) + full_w, writes=[out]))
         if isinstance(op, Conv2D):
             kind = "depthwise" if op.depthwise else (
                 "1x1" if op.weight.shape[1:3] == (1, 1) and not any(op.padding) else "conv")
@@ -234,19 +239,20 @@ def build_training_graph(model, scheme, num_classes=None, momentum=False, master
                 continue
             if not isinstance(op, Conv2D):
                 raise TinyQTError(f"op '{op.name}' ({op.kind}) inside the trained range has no backward")
+            full_w = _expand_weights(op, "@bwd", trained, t, tensor, step) if split_weights else []
             x = op.inputs[0]
             if needs_grad(x):
                 gx = f"grad:{x}"
                 if gx in tensors:
                     gx = grad(f"grad:{x}@{op.name}", x)
                     step(Step(f"backward_input:{op.name}", "backward_input", op.name,
-                              reads=[g, mask, _weights_name(op, trained)], writes=[gx]))
+                              reads=[g, mask, (full_w or [_weights_name(op, trained)])[0]], writes=[gx]))
                     step(Step(f"accumulate:{x}", "accumulate", op.name, reads=[gx, f"grad:{x}"],
                               writes=[f"grad:{x}"]))
                 else:
                     grad(gx, x)
                     step(Step(f"backward_input:{op.name}", "backward_input", op.name,
-                              reads=[g, mask, _weights_name(op, trained)], writes=[gx]))
+                              reads=[g, mask, (full_w or [_weights_name(op, trained)])[0]], writes=[gx]))
             if op.name in trained:
                 idx, ratio, bias = trained[op.name]
                 fwd = next(s for s in steps if s.name == f"forward:{op.name}")
@@ -257,8 +263,9 @@ def build_training_graph(model, scheme, num_classes=None, momentum=False, master
                     kind = "depthwise" if op.depthwise else ("1x1" if op.weight.shape[1:3] == (1, 1) else "conv")
                     need = _ckernels.weight_update_buffer_size(kind, tuple(op.weight.shape), n_sel) \
                         if hasattr(_ckernels, "weight_update_buffer_size") else 0
+                    wu = full_w[0] if full_w else w
                     s = step(Step(f"update:{op.name}", "update", op.name,
-                                  reads=[g, mask, fwd.attrs["saved"], w, b], writes=[w, b],
+                                  reads=[g, mask, fwd.attrs["saved"], wu, b], writes=[wu, b],
                                   attrs={"n_sel": n_sel, "conv_index": idx}))
                     if need:
                         s.scratch = tensor(f"scratch:update:{op.name}", (need,), "uint8", "scratch")
@@ -270,6 +277,8 @@ def build_training_graph(model, scheme, num_classes=None, momentum=False, master
                         n_b = op.out_channels
                         n_w = n_b * kh * kw * n_sel
                     s.attrs["trained_params"] = n_w + n_b
+                    if full_w:  # the trained channels go back to their SRAM slice
+                        step(Step(f"compact:{op.name}", "compact", op.name, reads=[wu], writes=[w]))
                     n_state = (n_w + n_b if momentum else 0) + (n_w if master_copy else 0)
                     if n_state:
                         tensor(f"optimizer:{op.name}", (n_state,), "float32", "optimizer")
@@ -281,6 +290,36 @@ def build_training_graph(model, scheme, num_classes=None, momentum=False, master
                         tensor(f"optimizer:{op.name}", (op.out_channels,), "float32", "optimizer")
     _lifetimes(steps, tensors)
     return TrainingGraph(steps, tensors, convs, trained, (classes, features))
+
+
+def trained_slice(op, trained, tensors):
+    """Length of the last weight axis that trains (the selected input
+    channels; depthwise: their output channels), or None when the layer's
+    weights are not trained or train whole."""
+    if op.name not in trained or trained[op.name][1] <= 0:
+        return None
+    c_in = tensors[op.inputs[0]].shape[-1]
+    n_sel = max(1, math.ceil(trained[op.name][1] * c_in))
+    if n_sel >= c_in:
+        return None
+    return n_sel * (op.out_channels // c_in) if op.depthwise else n_sel
+
+
+def _expand_weights(op, suffix, trained, t, tensor, step):
+    """For a partially trained conv only the trained slice of its weights
+    lives in SRAM (persistent `weights:` [..., slice]); the rest stays in
+    Flash. Before the layer's forward (suffix "") and its backward ("@bwd")
+    a short-lived full copy `wfull:` is assembled from both. Returns
+    [the full copy's name] or []."""
+    if not isinstance(op, Conv2D):
+        return []
+    n = trained_slice(op, trained, t)
+    if n is None:
+        return []
+    w = tensor(f"weights:{op.name}", op.weight.shape[:-1] + (n,), "int8", "weights")
+    full = tensor(f"wfull:{op.name}{suffix}", op.weight.shape, "int8", "scratch")
+    step(Step(f"expand:{op.name}{suffix}", "expand", op.name, reads=[w], writes=[full]))
+    return [full]
 
 
 def _weights_name(op, trained):
