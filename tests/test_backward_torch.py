@@ -295,3 +295,33 @@ def test_bad_arguments_raise_and_kernels_write_nothing():
                                        np.ones(4, np.float32), g.shape, g.reshape(-1), None, w.shape,
                                        w.reshape(-1), (1, 5, 5, 2), gi)
     assert st == -3 and np.all(gi == 7.0)
+
+
+@pytest.mark.parametrize("k,h,w,c,n,masked", [(3, 8, 8, 16, 1, True), (3, 5, 9, 3, 2, False), (5, 7, 6, 5, 1, True),
+                                              (7, 9, 9, 4, 1, True), (3, 1, 4, 7, 1, True), (5, 3, 2, 2, 1, False)])
+def test_inplace_depthwise_input_gradient_is_bit_identical(k, h, w, c, n, masked):
+    """The in-place kernel (one fp32 buffer and a row ring) against the
+    out-of-place one: the same bits, with and without a clamp mask, for
+    symmetric and asymmetric 'same' padding."""
+    from tinyqt import backward as B
+    rng = np.random.default_rng(k * 100 + h)
+    for pad in ((k // 2, k // 2, k - 1 - k // 2, k - 1 - k // 2), (k - 1, 0, 0, k - 1)):
+        g = rng.normal(0, 1, (n, h, w, c)).astype(np.float32)
+        wt = rng.integers(-127, 128, (1, k, k, c), dtype=np.int8)
+        ws = rng.uniform(0.001, 0.05, c).astype(np.float32)
+        mask = B.clamp_mask(rng.integers(-128, 128, g.shape, dtype=np.int8), -90, 90) if masked else None
+        ref = B.conv2d_backward_input(g, wt, ws, g.shape, padding=pad, depthwise=True, mask=mask)
+        out = B.depthwise_backward_input_inplace(g.copy(), wt, ws, padding=pad, mask=mask)
+        assert out.tobytes() == ref.tobytes()
+
+
+def test_inplace_depthwise_rejects_what_it_cannot_do():
+    from tinyqt import backward as B
+    from tinyqt.errors import ShapeError
+    g = np.zeros((1, 6, 6, 4), np.float32)
+    with pytest.raises(ShapeError, match="stride 1"):
+        B.depthwise_backward_input_inplace(g, np.zeros((1, 3, 3, 8), np.int8), np.ones(8, np.float32),
+                                           padding=(1, 1, 1, 1))
+    with pytest.raises(ShapeError, match="stride 1"):
+        B.depthwise_backward_input_inplace(g, np.zeros((1, 3, 3, 4), np.int8), np.ones(4, np.float32),
+                                           padding=(0, 0, 0, 0))

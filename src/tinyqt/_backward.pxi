@@ -56,6 +56,12 @@ cdef extern from "tinyqt/backward.h":
                                                    const int8_t *filter,
                                                    const tq_dims *input_dims,
                                                    float *grad_in) nogil
+    int32_t tq_depthwise_conv_backward_input_inplace_get_buffer_size(
+        const tq_conv_params *params, const tq_dims *dims, const tq_dims *filter_dims) nogil
+    tq_status tq_depthwise_conv_backward_input_inplace_f32(
+        const tq_conv_params *params, const float *w_scale, const tq_dims *dims, float *grad,
+        const uint8_t *mask, const tq_dims *filter_dims, const int8_t *filter, void *scratch,
+        int32_t scratch_size) nogil
     tq_status tq_conv_backward_weight_f32(const tq_conv_params *params, float input_scale,
                                           const tq_dims *input_dims, const int8_t *input,
                                           const tq_dims *output_dims, const float *grad_out,
@@ -260,6 +266,27 @@ def conv_backward_input(str kind, tuple params, const float[::1] w_scale, tuple 
         else:
             st = tq_depthwise_conv_backward_input_f32(&p, &w_scale[0], &do, &grad_out[0], m,
                                                       &df, &w[0], &di, &grad_in[0])
+    return st
+
+
+def depthwise_inplace_buffer_size(tuple params, tuple dims, tuple filter_dims):
+    cdef tq_conv_params p = _conv_params(params)
+    cdef tq_dims d = _dims(dims), df = _dims(filter_dims)
+    return tq_depthwise_conv_backward_input_inplace_get_buffer_size(&p, &d, &df)
+
+
+def depthwise_backward_input_inplace(tuple params, const float[::1] w_scale, tuple dims,
+                                     float[::1] grad, const uint8_t[::1] mask, tuple filter_dims,
+                                     const int8_t[::1] w, uint8_t[::1] scratch):
+    cdef tq_conv_params p = _conv_params(params)
+    cdef tq_dims d = _dims(dims), df = _dims(filter_dims)
+    cdef const uint8_t *m = _cu8(mask)
+    cdef void *s = NULL if scratch is None else <void *>&scratch[0]
+    cdef int32_t n = 0 if scratch is None else <int32_t>scratch.shape[0]
+    cdef tq_status st
+    with nogil:
+        st = tq_depthwise_conv_backward_input_inplace_f32(&p, &w_scale[0], &d, &grad[0], m, &df,
+                                                          &w[0], s, n)
     return st
 
 

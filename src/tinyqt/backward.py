@@ -137,6 +137,40 @@ def conv2d_backward_input(grad_out, w, w_scales, input_shape, *, stride=(1, 1),
     return gi
 
 
+def depthwise_inplace_ok(w_shape, in_channels, stride, padding, dilation):
+    """True when depthwise_backward_input_inplace applies: stride 1, no
+    dilation, multiplier 1, and padding that keeps the input's extent."""
+    kh, kw, c_out = int(w_shape[1]), int(w_shape[2]), int(w_shape[3])
+    pt, pl, pb, pr = (int(v) for v in padding)
+    return (tuple(stride) == (1, 1) and tuple(dilation) == (1, 1) and c_out == in_channels and
+            pt + pb == kh - 1 and pl + pr == kw - 1 and 0 <= pt < kh and 0 <= pl < kw)
+
+
+def depthwise_inplace_scratch_bytes(w_shape, input_shape, padding):
+    """Scratch of depthwise_backward_input_inplace (the row ring)."""
+    return _ckernels.depthwise_inplace_buffer_size(_params((1, 1), padding, (1, 1)), _dims(input_shape),
+                                                   _dims(w_shape))
+
+
+def depthwise_backward_input_inplace(grad, w, w_scales, *, padding, mask=None):
+    """Input gradient of a stride-1 depthwise conv computed in place:
+    grad float32 [N, H, W, C] (contiguous) holds dL/dy on entry and dL/dx on
+    return, bit-identical to conv2d_backward_input(..., depthwise=True).
+    Only for depthwise_inplace_ok layers (ShapeError otherwise)."""
+    g = _inplace(grad, "grad", F32)
+    w = _require(w, "weight", np.int8, 4)
+    if g.ndim != 4 or not depthwise_inplace_ok(w.shape, g.shape[3], (1, 1), padding, (1, 1)):
+        raise ShapeError(f"grad {g.shape} / weight {w.shape} / padding {tuple(padding)}: the in-place "
+                         "depthwise gradient needs stride 1, multiplier 1 and an output as large as the input")
+    s = _scales(w_scales, w.shape[3])
+    m = _mask(mask, g.size)
+    scratch = np.zeros(depthwise_inplace_scratch_bytes(w.shape, g.shape, padding), np.uint8)
+    st = _ckernels.depthwise_backward_input_inplace(_params((1, 1), padding, (1, 1)), s, g.shape, g.reshape(-1), m,
+                                                    _dims(w.shape), w.reshape(-1), scratch)
+    _check("tq_depthwise_conv_backward_input_inplace_f32", st)
+    return g
+
+
 def _weight_common(grad_out, x_saved, kernel_size, _unused, stride, padding, dilation):
     g = _require(grad_out, "grad_out", F32, 4)
     x = _require(x_saved, "x_saved", np.int8, 4)

@@ -278,6 +278,12 @@ class _Emitter:
             for name in s.writes:
                 self.call(f"tq_add_backward_f32({size}, {self.ptr(s.reads[0], 'float')}, {self.ptr(s.reads[1], 'uint8_t')}, "
                           f"{self.ptr(name, 'float')}, NULL)", s.name)
+        elif isinstance(op, Conv2D) and s.attrs.get("inplace"):
+            key = self.conv_consts(op)
+            self.call(f"tq_depthwise_conv_backward_input_inplace_f32(&p_{key}, ws_{key}, "
+                      f"&(tq_dims){_dims(t[op.output].shape)}, {self.ptr(s.reads[0], 'float')}, "
+                      f"{self.ptr(s.reads[1], 'uint8_t')}, &fd_{key}, {self.weights_ptr(op, s, key)}, "
+                      f"{self.ptr(s.scratch, 'uint8_t')}, {self.plan.tensors[s.scratch].nbytes})", s.name)
         elif isinstance(op, Conv2D):
             key = self.conv_consts(op)
             w = self.weights_ptr(op, s, key)

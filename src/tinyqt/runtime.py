@@ -254,6 +254,10 @@ class Runtime:
             ga, _ = backward.add_backward(v[s.reads[0]], mask=v[s.reads[1]])
             for name in s.writes:
                 v[name][...] = ga
+        elif isinstance(op, Conv2D) and s.attrs.get("inplace"):
+            w, _ = self._weights(op, s)
+            backward.depthwise_backward_input_inplace(v[s.reads[0]], w, op.w_scales, padding=op.padding,
+                                                      mask=v[s.reads[1]])
         elif isinstance(op, Conv2D):
             w, _ = self._weights(op, s)
             v[s.writes[0]][...] = backward.conv2d_backward_input(

@@ -19,6 +19,7 @@ pytestmark = pytest.mark.mcu
 @pytest.mark.parametrize("target,name,scheme,rounding", [
     ("m4", "mbv2-w0.35", "paper:49kb", "stochastic"),
     ("m55", "proxyless-w0.3", "paper:98kb", "nearest"),
+    ("m7", "mcunet-5fps", "paper:99kb", "nearest"),   # trained slices, in-place depthwise gradients
 ])
 def test_training_firmware_matches_the_host(target, name, scheme, rounding, tmp_path):
     require_build_tools()

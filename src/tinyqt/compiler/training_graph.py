@@ -20,6 +20,7 @@ from typing import Dict, List, Optional, Tuple
 import numpy as np
 
 from .. import _ckernels
+from ..backward import depthwise_inplace_ok, depthwise_inplace_scratch_bytes
 from ..errors import TinyQTError
 from ..graph import Add, Conv2D, FullyConnected, Mean, Reshape
 from .fusion import block_scratch_bytes, find_blocks
@@ -215,9 +216,14 @@ def build_training_graph(model, scheme, num_classes=None, momentum=False, master
     if deepest_pos is not None:
         gname = grad(f"grad:{pool.inputs[0]}", pool.inputs[0])
         step(Step(f"backward:{pool.name}", "backward_input", pool.name, reads=[gfeat], writes=[gname]))
+        alias = {}  # gradient name -> the buffer that holds it (in-place steps)
+        readers = {}
+        for o in model.ops:
+            for name in o.inputs:
+                readers[name] = readers.get(name, 0) + 1
         for k in range(pool_pos - 1, deepest_pos - 1, -1):
             op = model.ops[k]
-            g = f"grad:{op.output}"
+            g = alias.get(f"grad:{op.output}", f"grad:{op.output}")
             if g not in tensors:
                 continue  # no gradient reaches this op
             mask = f"mask:{op.name}"
@@ -241,7 +247,19 @@ def build_training_graph(model, scheme, num_classes=None, momentum=False, master
                 raise TinyQTError(f"op '{op.name}' ({op.kind}) inside the trained range has no backward")
             full_w = _expand_weights(op, "@bwd", trained, t, tensor, step) if split_weights else []
             x = op.inputs[0]
-            if needs_grad(x):
+            bias_done = False
+            if needs_grad(x) and readers[x] == 1 and _inplace_depthwise(op, x, t, trained, tensors, alias):
+                # the input gradient overwrites the output gradient: the bias
+                # update, which reads the latter, runs first
+                if op.name in trained and trained[op.name][2]:
+                    _bias_update_step(op, g, mask, trained[op.name][0], tensor, step, momentum)
+                    bias_done = True
+                alias[f"grad:{x}"] = g
+                s = step(Step(f"backward_input:{op.name}", "backward_input", op.name,
+                              reads=[g, mask, _weights_name(op, trained)], writes=[g], attrs={"inplace": True}))
+                need = depthwise_inplace_scratch_bytes(op.weight.shape, t[x].shape, op.padding)
+                s.scratch = tensor(f"scratch:backward:{op.name}", (need,), "uint8", "scratch")
+            elif needs_grad(x):
                 gx = f"grad:{x}"
                 if gx in tensors:
                     gx = grad(f"grad:{x}@{op.name}", x)
@@ -282,12 +300,8 @@ def build_training_graph(model, scheme, num_classes=None, momentum=False, master
                     n_state = (n_w + n_b if momentum else 0) + (n_w if master_copy else 0)
                     if n_state:
                         tensor(f"optimizer:{op.name}", (n_state,), "float32", "optimizer")
-                elif bias:
-                    b = tensor(f"bias:{op.name}", (op.out_channels,), "int32", "bias")
-                    step(Step(f"update_bias:{op.name}", "update_bias", op.name, reads=[g, mask, b], writes=[b],
-                              attrs={"conv_index": idx, "trained_params": op.out_channels}))
-                    if momentum:
-                        tensor(f"optimizer:{op.name}", (op.out_channels,), "float32", "optimizer")
+                elif bias and not bias_done:
+                    _bias_update_step(op, g, mask, idx, tensor, step, momentum)
     _lifetimes(steps, tensors)
     return TrainingGraph(steps, tensors, convs, trained, (classes, features))
 
@@ -320,6 +334,24 @@ def _expand_weights(op, suffix, trained, t, tensor, step):
     full = tensor(f"wfull:{op.name}{suffix}", op.weight.shape, "int8", "scratch")
     step(Step(f"expand:{op.name}{suffix}", "expand", op.name, reads=[w], writes=[full]))
     return [full]
+
+
+def _bias_update_step(op, g, mask, idx, tensor, step, momentum):
+    b = tensor(f"bias:{op.name}", (op.out_channels,), "int32", "bias")
+    step(Step(f"update_bias:{op.name}", "update_bias", op.name, reads=[g, mask, b], writes=[b],
+              attrs={"conv_index": idx, "trained_params": op.out_channels}))
+    if momentum:
+        tensor(f"optimizer:{op.name}", (op.out_channels,), "float32", "optimizer")
+
+
+def _inplace_depthwise(op, x, t, trained, tensors, alias):
+    """A depthwise layer whose input gradient can overwrite its output
+    gradient: stride 1, multiplier 1, same extent, its weights frozen (their
+    update would need the output gradient after the input gradient), and no
+    other gradient of its input yet."""
+    return (op.depthwise and not (op.name in trained and trained[op.name][1] > 0) and
+            f"grad:{x}" not in tensors and f"grad:{x}" not in alias and
+            depthwise_inplace_ok(op.weight.shape, t[x].shape[-1], op.stride, op.padding, op.dilation))
 
 
 def _weights_name(op, trained):

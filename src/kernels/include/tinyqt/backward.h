@@ -212,6 +212,24 @@ tq_status tq_depthwise_conv_backward_input_f32(const tq_conv_params *params,
                                                const int8_t *filter,
                                                const tq_dims *input_dims, float *grad_in);
 
+/* In-place variant for a stride-1 depthwise conv with multiplier 1, no
+ * dilation and an output as large as the input (pad_top < KH, pad_left < KW,
+ * bottom/right padding implied): grad [N, H, W, C] holds the output gradient
+ * on entry and the input gradient on return, bit-identical to
+ * tq_depthwise_conv_backward_input_f32. mask (over the output) or NULL.
+ * Scratch: (KH - pad_top) rows of W*C fp32, from the size query (0 for
+ * invalid arguments). Errors: NULL, SHAPE, PARAM (stride, dilation,
+ * padding), SCRATCH. */
+int32_t tq_depthwise_conv_backward_input_inplace_get_buffer_size(const tq_conv_params *params,
+                                                                 const tq_dims *dims,
+                                                                 const tq_dims *filter_dims);
+tq_status tq_depthwise_conv_backward_input_inplace_f32(const tq_conv_params *params,
+                                                       const float *w_scale, const tq_dims *dims,
+                                                       float *grad, const uint8_t *mask,
+                                                       const tq_dims *filter_dims,
+                                                       const int8_t *filter, void *scratch,
+                                                       int32_t scratch_size);
+
 /* Weight (and bias) gradient of a dense / 1x1 conv for the saved channels.
  * input_dims [N, H, W, n_sel] = the forward input's spatial extent with only
  * the selected channels; input int8; input_scale s_x; grad_w_dims
