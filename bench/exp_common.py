@@ -27,6 +27,20 @@ def load_model(name):
     return tinyqt.load_tiny_training(os.path.join(SHARED, name + ".json"))
 
 
+def add_data_args(ap):
+    """--model, --train, --val, --test of the transfer experiments."""
+    ap.add_argument("--model", default="mbv2-w0.35")
+    ap.add_argument("--train", type=int, default=1000)
+    ap.add_argument("--val", type=int, default=300)
+    ap.add_argument("--test", type=int, default=1000)
+
+
+def load_experiment(args):
+    """(model, transfer data) for parsed add_data_args arguments."""
+    model = load_model(args.model)
+    return model, transfer_data(model, args.train, args.val, args.test)
+
+
 def transfer_data(model, n_train, n_val, n_test, seed=0):
     """(x_train, y_train, x_val, y_val, x_test, y_test), int8 model inputs."""
     ds = load_dataset("fashion-mnist")

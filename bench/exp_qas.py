@@ -12,7 +12,7 @@ import sys
 
 import numpy as np
 
-from exp_common import FloatRun, load_model, plot_path, pyplot, save, train_int8, transfer_data, tuned
+from exp_common import FloatRun, add_data_args, load_experiment, plot_path, pyplot, save, train_int8, tuned
 
 GRIDS = {
     "float": [0.0003, 0.001, 0.003, 0.01, 0.03],
@@ -24,15 +24,11 @@ GRIDS = {
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--model", default="mbv2-w0.35")
+    add_data_args(ap)
     ap.add_argument("--scheme", default="last:6", help="the last two blocks (3 convs each)")
-    ap.add_argument("--train", type=int, default=1000)
-    ap.add_argument("--val", type=int, default=300)
-    ap.add_argument("--test", type=int, default=1000)
     ap.add_argument("--epochs", type=int, default=1)
     args = ap.parse_args(argv)
-    model = load_model(args.model)
-    data = transfer_data(model, args.train, args.val, args.test)
+    model, data = load_experiment(args)
     xs, ys = data[0], data[1]
     results = []
     for method in ("float", "int8-noqas", "int8-qas"):

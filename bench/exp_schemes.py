@@ -12,7 +12,7 @@ import argparse
 import sys
 
 import tinyqt
-from exp_common import NUM_CLASSES, load_model, plot_path, pyplot, save, train_int8, transfer_data, tuned
+from exp_common import NUM_CLASSES, add_data_args, load_experiment, plot_path, pyplot, save, train_int8, tuned
 from tinyqt.search import update_memory_bytes
 
 SCHEMES = {
@@ -32,15 +32,11 @@ def family(name):
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--model", default="mbv2-w0.35")
+    add_data_args(ap)
     ap.add_argument("--searched", nargs="*", default=[], help="scheme .json files from tinyqt search")
     ap.add_argument("--lrs", type=float, nargs="+", default=[0.003, 0.01, 0.03])
-    ap.add_argument("--train", type=int, default=1000)
-    ap.add_argument("--val", type=int, default=300)
-    ap.add_argument("--test", type=int, default=1000)
     args = ap.parse_args(argv)
-    model = load_model(args.model)
-    data = transfer_data(model, args.train, args.val, args.test)
+    model, data = load_experiment(args)
     results = []
     for scheme in SCHEMES[args.model] + args.searched:
         plan = tinyqt.compile(model, scheme, num_classes=NUM_CLASSES)
