@@ -154,3 +154,28 @@ def test_trained_slices_train_exactly_like_whole_weights_in_sram(mcunet, scheme)
             op = next(o for o in mcunet.ops if o.name == k.split(":", 1)[1])
             np.testing.assert_array_equal(tb[k][..., ta[k].shape[-1]:], op.weight[..., ta[k].shape[-1]:])
     assert a.predict(xs[0]) == b.predict(xs[0])
+
+
+def test_head_momentum_follows_torch_sgd(mcunet):
+    """With momentum the fp32 head keeps its own buffers in the arena and
+    steps like torch.optim.SGD (no dampening) on the same features."""
+    torch = pytest.importorskip("torch")
+    plan = compile(mcunet, "bias-only:0", num_classes=4, momentum=0.9)
+    assert "optimizer:head" in plan.tensors
+    rt = Runtime(plan, mcunet, SGD(0.05, momentum=0.9))
+    rng = np.random.default_rng(6)
+    xs = rng.integers(-128, 128, (3, 1, 128, 128, 3), dtype=np.int8)
+    ys = [1, 3, 1]
+    w = torch.zeros(4, plan.graph.head_shape[1], requires_grad=True)
+    b = torch.zeros(4, requires_grad=True)
+    opt = torch.optim.SGD([w, b], lr=0.05, momentum=0.9)
+    for x, y in zip(xs, ys):
+        rt.step(x, y)
+        feats = torch.from_numpy(rt.views["features"].copy())
+        opt.zero_grad()
+        torch.nn.functional.cross_entropy(feats @ w.T + b, torch.tensor([y])).backward()
+        opt.step()
+    hw = rt.views["head:weights"]
+    k, d = 4, plan.graph.head_shape[1]
+    np.testing.assert_allclose(hw[:k * d].reshape(k, d), w.detach().numpy(), rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(hw[k * d:], b.detach().numpy(), rtol=1e-5, atol=1e-7)

@@ -18,8 +18,8 @@ from .optim import SGD, ParamState
 
 class Runtime:
     """plan: tinyqt.compile's Plan of model; optimizer: tinyqt.optim.SGD for
-    the int8 body (the fp32 head takes plain SGD with the same lr and
-    momentum). The trained weights and biases start from the model's and live
+    the int8 body (the fp32 head takes SGD with the same lr and momentum).
+    The trained weights and biases start from the model's and live
     in the arena; model itself is never modified."""
 
     def __init__(self, plan, model, optimizer=None, separate_buffers=False):
@@ -68,6 +68,8 @@ class Runtime:
             head[:k * d] = (cls.weight.reshape(k, d).astype(np.float32) * ws[:, None]).reshape(-1)
             if cls.bias is not None:
                 head[k * d:] = cls.bias.astype(np.float32) * np.float32(s_x) * ws
+        if "optimizer:head" in self.views:
+            self.views["optimizer:head"][...] = 0.0
         for s in self.plan.steps:
             if s.kind in ("update", "update_bias"):
                 self._states[s.op] = self._new_state(s)
@@ -215,9 +217,15 @@ class Runtime:
 
     def _update(self, s, _label):
         v = self.views
-        if s.op is None:  # the fp32 head
+        if s.op is None:  # the fp32 head, with momentum when the plan has its buffers
             w, b = self._head_views()
+            wm = bm = None
+            if "optimizer:head" in v:
+                k, d = self.head_classes, self.head_features
+                wm, bm = v["optimizer:head"][:k * d].reshape(k, d), v["optimizer:head"][k * d:]
             g = backward.linear_backward_update(v["features"], v["grad:logits"], w, b, self.opt.lr,
+                                                momentum=self.opt.momentum if wm is not None else 0.0,
+                                                w_momentum=wm, b_momentum=bm,
                                                 need_grad_in="grad:features" in v)
             if g is not None:
                 v["grad:features"][...] = g

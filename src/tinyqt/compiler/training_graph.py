@@ -210,8 +210,10 @@ def build_training_graph(model, scheme, num_classes=None, momentum=False, master
     glog = tensor("grad:logits", (1, classes), "float32", "gradient")
     step(Step("loss", "loss", None, reads=[logits], writes=[glog]))
     gfeat = tensor("grad:features", (1, features), "float32", "gradient") if deepest_pos is not None else None
-    step(Step("head:update", "update", None, reads=[glog, feats, hw],
-              writes=[hw] + ([gfeat] if gfeat else [])))
+    head_state = [tensor("optimizer:head", (classes * features + classes,), "float32", "optimizer")] \
+        if momentum else []   # the head's momentum buffers
+    step(Step("head:update", "update", None, reads=[glog, feats, hw] + head_state,
+              writes=[hw] + head_state + ([gfeat] if gfeat else [])))
     # ---- backward -------------------------------------------------------------
     if deepest_pos is not None:
         gname = grad(f"grad:{pool.inputs[0]}", pool.inputs[0])
