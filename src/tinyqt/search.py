@@ -95,7 +95,7 @@ def analyze_contributions(model_path, data, jobs, cache_path, lr=0.01, epochs=1,
         try:
             import ray
         except ImportError:
-            raise TinyQTError("executor 'ray' needs Ray: pip install ray") from None
+            raise TinyQTError("executor 'ray' needs Ray: pip install 'tinyqt[cluster]'") from None
         remote = ray.remote(run_job)
         refs = {remote.remote(j, *args): j for j in todo}
         while refs:
