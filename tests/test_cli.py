@@ -73,6 +73,12 @@ def test_train_json_keys_with_an_npz(tmp_path, capsys):
         assert key in report
     assert report["steps"] == 40 and 0 <= report["test_accuracy"] <= 1
     assert ckpt.exists()
+    # momentum, master copies and accumulation: the plan is compiled with their buffers, and costs more
+    assert main(["train", "--model-file", shared_model_json("mbv2-w0.35"), "--data", str(tmp_path / "d.npz"),
+                 "--scheme", "bias-only:3", "--lr", "0.01", "--momentum", "0.9", "--rounding", "master",
+                 "--accumulate", "4", "--json"]) == 0
+    with_state = json.loads(capsys.readouterr().out)
+    assert with_state["steps"] == 40 and with_state["peak_sram_bytes"] > report["peak_sram_bytes"]
     assert main(["train", "--model-file", shared_model_json("mbv2-w0.35"), "--data", str(tmp_path / "nope.npz"),
                  "--scheme", "bias-only:3"]) == 2
     assert "nope.npz" in capsys.readouterr().err

@@ -108,14 +108,15 @@ def cmd_train(args):
     model = _model_from_args(args)
     ds = load_dataset(args.data)
     classes = args.classes or ds.num_classes
-    plan = compile(model, args.scheme, sram=args.sram, flash=args.flash, num_classes=classes)
+    plan = compile(model, args.scheme, sram=args.sram, flash=args.flash, num_classes=classes,
+                   momentum=args.momentum, rounding=args.rounding, accumulate=args.accumulate > 1)
     rng = np.random.default_rng(args.seed)
     train_idx = rng.permutation(len(ds.y_train))[:args.train_limit or None]
     test_idx = np.arange(len(ds.y_test))[:args.test_limit or None]
     x_train = to_model_input(ds.x_train[train_idx], model.input)
     y_train = ds.y_train[train_idx]
     trainer = Trainer(plan, model, lr=args.lr, rounding=args.rounding, momentum=args.momentum,
-                      qas=not args.no_qas, seed=args.seed, progress=not args.json)
+                      qas=not args.no_qas, seed=args.seed, progress=not args.json, accumulate=args.accumulate)
     t0 = time.perf_counter()
     trainer.fit(x_train, y_train, epochs=args.epochs)
     seconds = time.perf_counter() - t0
@@ -148,6 +149,8 @@ def _add_train(sub):
     p.add_argument("--momentum", type=float, default=0.0)
     p.add_argument("--rounding", default="nearest", choices=["nearest", "stochastic", "master"])
     p.add_argument("--no-qas", action="store_true", help="the no-QAS baseline (raw integer gradients)")
+    p.add_argument("--accumulate", type=int, default=1, metavar="N",
+                   help="apply the mean gradient of every N images (fp32 sums in the arena; host only)")
     p.add_argument("--train-limit", type=int, default=0, help="train on a random subset of this size")
     p.add_argument("--test-limit", type=int, default=0, help="evaluate on the first N test images")
     p.add_argument("--sram", default="256KB")

@@ -58,6 +58,9 @@ class _Emitter:
         if optimizer.momentum or optimizer.rounding == "master":
             raise TinyQTError("codegen: momentum and master-copy rounding are not emitted yet "
                               "(use rounding='nearest' or 'stochastic' without momentum)")
+        if plan.accumulates:
+            raise TinyQTError("codegen: gradient accumulation is host-only for now; compile the plan "
+                              "without accumulate=True")
         self.plan, self.model, self.opt = plan, model, optimizer
         self.t = model.tensors
         self.ops = {op.name: op for op in model.ops}

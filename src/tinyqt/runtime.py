@@ -6,6 +6,11 @@ the same bits must come out (tests check it).
 
     rt = Runtime(plan, model, SGD(lr=0.05))
     loss = rt.step(image_int8[1, H, W, C], label)
+
+A plan compiled with accumulate=True does not update in step(): each update
+step adds its gradient to the layer's `gradacc:` sum in the arena, and
+apply_accumulated() applies their mean with the same optimizer kernels
+(tinyqt.backward.sgd_update / sgd_update_bias) and clears them.
 """
 import numpy as np
 
@@ -41,6 +46,7 @@ class Runtime:
                 off = plan.memory.offsets[name]
                 raw = self.arena[off:off + spec.nbytes]
                 self.views[name] = raw.view(spec.dtype).reshape(spec.shape)
+        self._check_optimizer_state()
         self._quant = {}
         self._specs = {}
         self._states = {}
@@ -48,6 +54,20 @@ class Runtime:
         self.steps_done = 0
 
     # ------------------------------------------------------------------ setup
+    def _check_optimizer_state(self):
+        """Momentum and master copies live in buffers the plan must have
+        counted: a plan compiled without them cannot run such an optimizer."""
+        o = self.opt
+        for s in self.plan.steps:
+            if s.kind not in ("update", "update_bias"):
+                continue
+            name = "optimizer:head" if s.op is None else f"optimizer:{s.op}"
+            need = o.momentum > 0 or (o.rounding == "master" and s.kind == "update" and s.op is not None)
+            if need and name not in self.plan.tensors:
+                raise TinyQTError(f"optimizer (momentum {o.momentum:g}, rounding '{o.rounding}') needs "
+                                  f"'{name}', which this plan has no room for: compile with "
+                                  f"momentum={o.momentum:g}, rounding='{o.rounding}'")
+
     def _init_persistent(self):
         t = self.model.tensors
         for name, spec in self.plan.tensors.items():
@@ -70,6 +90,10 @@ class Runtime:
                 head[k * d:] = cls.bias.astype(np.float32) * np.float32(s_x) * ws
         if "optimizer:head" in self.views:
             self.views["optimizer:head"][...] = 0.0
+        for name, spec in self.plan.tensors.items():
+            if spec.kind == "accumulator":
+                self.views[name][...] = 0.0
+        self.accumulated = 0
         for s in self.plan.steps:
             if s.kind in ("update", "update_bias"):
                 self._states[s.op] = self._new_state(s)
@@ -157,6 +181,8 @@ class Runtime:
             if s.kind == "loss":
                 loss = out
         self.steps_done += 1
+        if self.plan.accumulates:
+            self.accumulated += 1
         return loss
 
     def _forward(self, s, _label):
@@ -216,6 +242,8 @@ class Runtime:
         return loss
 
     def _update(self, s, _label):
+        if self.plan.accumulates:
+            return self._accumulate_gradient(s)
         v = self.views
         if s.op is None:  # the fp32 head, with momentum when the plan has its buffers
             w, b = self._head_views()
@@ -248,8 +276,97 @@ class Runtime:
         op = self.ops[s.op]
         g, mask, b = (v[n] for n in s.reads)
         gb = backward.bias_backward(g, mask)
+        if self.plan.accumulates:
+            v[f"gradacc:{op.name}"] += gb
+            return
         backward.sgd_update_bias(b, gb, op.w_scales, self.model.tensors[op.inputs[0]].scale, self.opt,
                                  self._states[s.op])
+
+    # ------------------------------------------------------------------ gradient accumulation
+    def _accumulate_gradient(self, s):
+        """The update step of an accumulating plan: adds this image's gradient
+        to the `gradacc:` sum (the head's input gradient uses its unchanged
+        weights, as the fused update does)."""
+        v = self.views
+        if s.op is None:
+            w, b = self._head_views()
+            g, x = v["grad:logits"], v["features"]
+            k, d = self.head_classes, self.head_features
+            acc = v["gradacc:head"]
+            acc[:k * d] += (g.reshape(k, 1) * x.reshape(1, d)).reshape(-1)
+            acc[k * d:] += g.reshape(-1)
+            if "grad:features" in v:
+                v["grad:features"][...] = backward.linear_backward_update(x, g, w, b, 0.0)
+            return
+        op = self.ops[s.op]
+        t = self.model.tensors
+        g, mask, x_saved = (v[n] for n in s.reads[:3])
+        gw, gb = backward.conv2d_backward_weight(
+            g, x_saved, op.weight.shape[1:3], x_scale=t[op.inputs[0]].scale,
+            x_zero_point=t[op.inputs[0]].zero_point, stride=op.stride, padding=op.padding,
+            dilation=op.dilation, depthwise=op.depthwise, in_channels=t[op.inputs[0]].shape[-1],
+            sel=np.arange(s.attrs["n_sel"], dtype=np.int32), mask=mask)
+        acc = v[f"gradacc:{op.name}"]
+        acc[:gw.size] += gw.reshape(-1)
+        acc[gw.size:] += gb
+
+    def apply_accumulated(self):
+        """Applies the mean of the gradients summed since the last call (one
+        optimizer step for every trained tensor, in plan order) and clears
+        the sums; returns how many steps were averaged (0: nothing to do)."""
+        n = self.accumulated
+        if not self.plan.accumulates or n == 0:
+            return 0
+        v = self.views
+        inv = np.float32(1.0 / n)
+        for s in self.plan.steps:
+            if s.kind not in ("update", "update_bias"):
+                continue
+            if s.op is None:
+                self._apply_head(v["gradacc:head"] * inv)
+                v["gradacc:head"][...] = 0.0
+                continue
+            op = self.ops[s.op]
+            acc = v[f"gradacc:{op.name}"]
+            x_scale = self.model.tensors[op.inputs[0]].scale
+            if s.kind == "update_bias":
+                backward.sgd_update_bias(v[f"bias:{op.name}"], acc * inv, op.w_scales, x_scale, self.opt,
+                                         self._states[s.op])
+            else:
+                self._apply_weights(op, s, acc * inv, x_scale)
+            acc[...] = 0.0
+        self.accumulated = 0
+        return n
+
+    def _apply_weights(self, op, s, grad, x_scale):
+        """sgd_update of a weight-trained layer from its mean gradient, on its
+        persistent SRAM weights (the trained slice when split: the selected
+        channels are its first n_sel)."""
+        w, b = self.views[f"weights:{op.name}"], self.views[f"bias:{op.name}"]
+        n_sel = s.attrs["n_sel"]
+        c_in = self.model.tensors[op.inputs[0]].shape[-1]
+        kh, kw = op.weight.shape[1:3]
+        sel = np.arange(n_sel, dtype=np.int32)
+        if op.depthwise:
+            n_b = n_sel * (op.out_channels // c_in)
+            sliced = w.shape[-1] != op.out_channels
+            backward.sgd_update(w, b[:n_b] if sliced else b, grad[:n_b * kh * kw].reshape(n_b, kh, kw),
+                                grad[n_b * kh * kw:], op.w_scales[:n_b] if sliced else op.w_scales, x_scale,
+                                self.opt, self._states[s.op], sel=sel, depthwise=True,
+                                in_channels=n_sel if sliced else c_in)
+        else:
+            n_w = op.out_channels * kh * kw * n_sel
+            backward.sgd_update(w, b, grad[:n_w].reshape(op.out_channels, kh, kw, n_sel), grad[n_w:],
+                                op.w_scales, x_scale, self.opt, self._states[s.op], sel=sel)
+
+    def _apply_head(self, grad):
+        """fp32 SGD of the head (the arithmetic of tq_linear_backward_update_f32)."""
+        hw = self.views["head:weights"]
+        if "optimizer:head" in self.views:
+            m = self.views["optimizer:head"]
+            m[...] = np.float32(self.opt.momentum) * m + grad
+            grad = m
+        hw[...] = hw - np.float32(self.opt.lr) * grad
 
     def _backward_input(self, s, _label):
         v = self.views

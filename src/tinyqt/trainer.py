@@ -6,10 +6,13 @@
     tr.evaluate(x_test, y_test)                  # -> accuracy
     tr.save_checkpoint("ckpt.npz"); tr.load_checkpoint("ckpt.npz")
 
-The weight updates are fused into the backward (no gradient buffer exists),
-so gradient accumulation is not offered yet: it needs a gradient or master
-buffer the plan would have to count. Long runs show a progress bar (tqdm)
-unless progress=False.
+The weight updates are fused into the backward (no gradient buffer exists).
+Gradient accumulation trades SRAM for a larger effective batch: compile with
+accumulate=True (one fp32 sum per trained parameter, counted in the plan's
+peak) and pass accumulate=N; the mean gradient of every N images is applied
+at once (and what is left at the end of an epoch). Host only: tinyqt.codegen
+refuses such plans. Long runs show a progress bar (tqdm) unless
+progress=False.
 """
 import json
 import os
@@ -23,7 +26,13 @@ from .runtime import Runtime
 
 class Trainer:
     def __init__(self, plan, model, lr=0.01, *, qas=True, rounding="nearest", momentum=0.0, seed=1,
-                 progress=True):
+                 progress=True, accumulate=1):
+        if isinstance(accumulate, bool) or not isinstance(accumulate, (int, np.integer)) or accumulate < 1:
+            raise TinyQTError(f"accumulate: expected a whole number of images >= 1, got {accumulate!r}")
+        if accumulate > 1 and not plan.accumulates:
+            raise TinyQTError(f"accumulate={accumulate}: this plan has no gradient sums; compile it with "
+                              "tinyqt.compile(..., accumulate=True)")
+        self.accumulate = int(accumulate)
         self.optimizer = SGD(lr, qas=qas, rounding=rounding, momentum=momentum)
         self.runtime = Runtime(plan, model, self.optimizer)
         self.rng = np.random.default_rng(seed)
@@ -40,8 +49,12 @@ class Trainer:
         return y
 
     def step(self, image, label):
-        """One training step (batch 1); returns the loss."""
-        return self.runtime.step(image, label)
+        """One training step (batch 1); returns the loss. With accumulation
+        the weights change on every accumulate-th step only."""
+        loss = self.runtime.step(image, label)
+        if self.runtime.accumulated >= self.accumulate:
+            self.runtime.apply_accumulated()
+        return loss
 
     def fit(self, x, y, epochs=1, shuffle=True):
         """Trains on every image of x once per epoch; returns the mean loss of
@@ -58,9 +71,10 @@ class Trainer:
                 it = bar
             losses = []
             for i in it:
-                losses.append(self.runtime.step(x[i:i + 1], int(y[i])))
+                losses.append(self.step(x[i:i + 1], int(y[i])))
                 if bar is not None and len(losses) % 50 == 0:
                     bar.set_postfix(loss=f"{np.mean(losses[-50:]):.3f}")
+            self.runtime.apply_accumulated()  # the epoch's last, partial group
             mean = float(np.mean(losses))
             self.history.append(mean)
         return mean

@@ -54,6 +54,11 @@ class Plan:
         return self.memory.peak
 
     @property
+    def accumulates(self):
+        """True when compiled with accumulate=True (gradient sums in the arena)."""
+        return "gradacc:head" in self.tensors
+
+    @property
     def fits(self):
         return ((self.sram_budget is None or self.peak_sram_bytes <= self.sram_budget) and
                 (self.flash_budget is None or self.flash_bytes <= self.flash_budget))
@@ -102,11 +107,12 @@ def _trainable_params(graph):
 
 
 def compile(model, scheme, sram=None, flash=None, num_classes=None, momentum=0.0, rounding="nearest",
-            fuse=True, split_weights=True):
+            fuse=True, split_weights=True, accumulate=False):
     """Plan of one batch-1 training step of model (int8 IR) under scheme
     (a Scheme or its spelling, see tinyqt.schemes; fuse: row-streamed frozen
     inverted-bottleneck blocks, see compiler/fusion.py; split_weights: only
-    the trained slice of a partially trained layer's weights in SRAM) within sram / flash
+    the trained slice of a partially trained layer's weights in SRAM; accumulate:
+    room for gradient accumulation, see Trainer(accumulate=N)) within sram / flash
     budgets (bytes or strings like '256KB'; None = unbounded). Raises
     SchemeError for a malformed scheme and BudgetExceededError when over a
     budget (after planning, naming what is live at the peak)."""
@@ -116,7 +122,7 @@ def compile(model, scheme, sram=None, flash=None, num_classes=None, momentum=0.0
     graph = build_training_graph(model, scheme, num_classes=num_classes,
                                  momentum=bool(momentum),
                                  master_copy=(rounding == "master"), fuse=fuse,
-                                 split_weights=split_weights)
+                                 split_weights=split_weights, accumulate=accumulate)
     buffers = [Buffer(s.name, s.nbytes, s.first, s.last) for s in graph.tensors.values() if s.first >= 0]
     memory = plan_greedy(buffers, align=ALIGN)
     verify(buffers, memory, align=ALIGN)

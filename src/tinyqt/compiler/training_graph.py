@@ -27,8 +27,8 @@ from .fusion import block_scratch_bytes, find_blocks
 
 # tensor kinds, in the order reports list them
 KINDS = ("input", "activation", "saved", "mask", "gradient", "scratch", "weights", "bias", "head",
-         "optimizer", "features")
-PERSISTENT = ("weights", "bias", "head", "optimizer")
+         "optimizer", "accumulator", "features")
+PERSISTENT = ("weights", "bias", "head", "optimizer", "accumulator")
 
 
 @dataclass
@@ -103,7 +103,7 @@ def _numel(shape):
 
 
 def build_training_graph(model, scheme, num_classes=None, momentum=False, master_copy=False, fuse=True,
-                         split_weights=True):
+                         split_weights=True, accumulate=False):
     """Steps and tensors of one batch-1 training step of model under scheme.
 
     num_classes: the head's class count (default: the model's). The head is
@@ -112,7 +112,10 @@ def build_training_graph(model, scheme, num_classes=None, momentum=False, master
     fp32 master per trained weight) live in the arena too. fuse: run the
     frozen inverted-bottleneck blocks row-streamed (fusion.py). split_weights:
     keep only the trained slice of a partially trained layer in SRAM
-    (_expand_weights); False keeps its whole weights there."""
+    (_expand_weights); False keeps its whole weights there. accumulate:
+    gradient accumulation, one persistent fp32 sum per trained weight, bias
+    and the head (`gradacc:NAME`, kind "accumulator"); the update steps then
+    add to it and tinyqt.runtime applies the mean every N steps."""
     convs = body_convs(model)
     head = classifier_op(model)
     pool = _pool_op(model, head)
@@ -212,6 +215,8 @@ def build_training_graph(model, scheme, num_classes=None, momentum=False, master
     gfeat = tensor("grad:features", (1, features), "float32", "gradient") if deepest_pos is not None else None
     head_state = [tensor("optimizer:head", (classes * features + classes,), "float32", "optimizer")] \
         if momentum else []   # the head's momentum buffers
+    if accumulate:
+        tensor("gradacc:head", (classes * features + classes,), "float32", "accumulator")
     step(Step("head:update", "update", None, reads=[glog, feats, hw] + head_state,
               writes=[hw] + head_state + ([gfeat] if gfeat else [])))
     # ---- backward -------------------------------------------------------------
@@ -254,7 +259,7 @@ def build_training_graph(model, scheme, num_classes=None, momentum=False, master
                 # the input gradient overwrites the output gradient: the bias
                 # update, which reads the latter, runs first
                 if op.name in trained and trained[op.name][2]:
-                    _bias_update_step(op, g, mask, trained[op.name][0], tensor, step, momentum)
+                    _bias_update_step(op, g, mask, trained[op.name][0], tensor, step, momentum, accumulate)
                     bias_done = True
                 alias[f"grad:{x}"] = g
                 s = step(Step(f"backward_input:{op.name}", "backward_input", op.name,
@@ -302,8 +307,10 @@ def build_training_graph(model, scheme, num_classes=None, momentum=False, master
                     n_state = (n_w + n_b if momentum else 0) + (n_w if master_copy else 0)
                     if n_state:
                         tensor(f"optimizer:{op.name}", (n_state,), "float32", "optimizer")
+                    if accumulate:  # the weight gradient's layout, then the bias gradient
+                        tensor(f"gradacc:{op.name}", (n_w + n_b,), "float32", "accumulator")
                 elif bias and not bias_done:
-                    _bias_update_step(op, g, mask, idx, tensor, step, momentum)
+                    _bias_update_step(op, g, mask, idx, tensor, step, momentum, accumulate)
     _lifetimes(steps, tensors)
     return TrainingGraph(steps, tensors, convs, trained, (classes, features))
 
@@ -338,12 +345,14 @@ def _expand_weights(op, suffix, trained, t, tensor, step):
     return [full]
 
 
-def _bias_update_step(op, g, mask, idx, tensor, step, momentum):
+def _bias_update_step(op, g, mask, idx, tensor, step, momentum, accumulate):
     b = tensor(f"bias:{op.name}", (op.out_channels,), "int32", "bias")
     step(Step(f"update_bias:{op.name}", "update_bias", op.name, reads=[g, mask, b], writes=[b],
               attrs={"conv_index": idx, "trained_params": op.out_channels}))
     if momentum:
         tensor(f"optimizer:{op.name}", (op.out_channels,), "float32", "optimizer")
+    if accumulate:
+        tensor(f"gradacc:{op.name}", (op.out_channels,), "float32", "accumulator")
 
 
 def _inplace_depthwise(op, x, t, trained, tensors, alias):
