@@ -23,13 +23,18 @@ NUM_CLASSES = 10
 
 
 def load_model(name):
-    """One of the paper's ImageNet int8 models from ../shared."""
+    """One of the paper's ImageNet int8 models from ../shared, or "demo": the
+    project's own small model (pretrained on Fashion-MNIST classes 0..4 by
+    scripts/pretrain_demo_model.py, shipped in the package)."""
+    if name == "demo":
+        from tinyqt.demo import load_demo
+        return load_demo()[0]
     return tinyqt.load_tiny_training(os.path.join(SHARED, name + ".json"))
 
 
 def add_data_args(ap):
     """--model, --train, --val, --test of the transfer experiments."""
-    ap.add_argument("--model", default="mbv2-w0.35")
+    ap.add_argument("--model", default="mbv2-w0.35", help="a model of ../shared/models/imagenet-int8 or 'demo'")
     ap.add_argument("--train", type=int, default=1000)
     ap.add_argument("--val", type=int, default=300)
     ap.add_argument("--test", type=int, default=1000)

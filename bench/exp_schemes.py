@@ -34,7 +34,7 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_data_args(ap)
     ap.add_argument("--searched", nargs="*", default=[], help="scheme .json files from tinyqt search")
-    ap.add_argument("--lrs", type=float, nargs="+", default=[0.003, 0.01, 0.03])
+    ap.add_argument("--lrs", type=float, nargs="+", default=[0.001, 0.003, 0.01])
     args = ap.parse_args(argv)
     model, data = load_experiment(args)
     results = []

@@ -36,7 +36,7 @@ def main(argv=None):
     ap.add_argument("--analysis-val", type=int, default=200)
     ap.add_argument("--workers", type=int, default=1)
     ap.add_argument("--budget", default=100 * 1024, type=int, help="update memory bytes (paper count)")
-    ap.add_argument("--lrs", type=float, nargs="+", default=[0.003, 0.01, 0.03])
+    ap.add_argument("--lrs", type=float, nargs="+", default=[0.001, 0.003, 0.01])
     args = ap.parse_args(argv)
     model = load_model(args.model)
     n = len(body_convs(model))
