@@ -145,9 +145,7 @@ def _add_train(sub):
                    "with x_train, y_train, x_test, y_test")
     p.add_argument("--scheme", required=True, help="bias-only:K, last:K, full, paper:NNkb or a scheme .json")
     p.add_argument("--epochs", type=int, default=1)
-    p.add_argument("--lr", type=float, default=0.01)
-    p.add_argument("--momentum", type=float, default=0.0)
-    p.add_argument("--rounding", default="nearest", choices=["nearest", "stochastic", "master"])
+    _add_optimizer_args(p)
     p.add_argument("--no-qas", action="store_true", help="the no-QAS baseline (raw integer gradients)")
     p.add_argument("--accumulate", type=int, default=1, metavar="N",
                    help="apply the mean gradient of every N images (fp32 sums in the arena; host only)")
@@ -161,13 +159,27 @@ def _add_train(sub):
     p.set_defaults(func=cmd_train)
 
 
+def _add_optimizer_args(p):
+    """--lr, --momentum, --rounding: tinyqt.optim.SGD's options (the plan is
+    compiled with room for the state they need)."""
+    p.add_argument("--lr", type=float, default=0.01)
+    p.add_argument("--momentum", type=float, default=0.0)
+    p.add_argument("--rounding", default="nearest", choices=["nearest", "stochastic", "master"],
+                   help="sub-LSB weight updates: round to nearest, stochastic, or an fp32 master copy")
+
+
+def _optimizer(args):
+    from .optim import SGD
+    return SGD(args.lr, rounding=args.rounding, momentum=args.momentum)
+
+
 def cmd_firmware(args):
     from .codegen import run_firmware
     from .compiler import compile
-    from .optim import SGD
     model = _model_from_args(args)
-    plan = compile(model, args.scheme, sram=args.sram, flash=args.flash, num_classes=args.classes or 10)
-    report = run_firmware(plan, model, SGD(args.lr, rounding=args.rounding), args.target, steps=args.steps,
+    plan = compile(model, args.scheme, sram=args.sram, flash=args.flash, num_classes=args.classes or 10,
+                   momentum=args.momentum, rounding=args.rounding)
+    report = run_firmware(plan, model, _optimizer(args), args.target, steps=args.steps,
                           out_dir=args.out, profile=args.profile)
     report.update(model=model.name, scheme=plan.scheme_name)
     if args.json:
@@ -190,8 +202,7 @@ def _add_firmware(sub):
     p.add_argument("--target", required=True, help="cortex-m4, cortex-m7 or cortex-m55 (QEMU boards)")
     p.add_argument("--steps", type=int, default=2)
     p.add_argument("--run", choices=["qemu"], default="qemu", help="where to run (QEMU)")
-    p.add_argument("--lr", type=float, default=0.01)
-    p.add_argument("--rounding", default="nearest", choices=["nearest", "stochastic"])
+    _add_optimizer_args(p)
     p.add_argument("--sram", default="256KB")
     p.add_argument("--flash", default="1MB")
     p.add_argument("--out", help="keep the generated sources and the ELF here")
@@ -204,10 +215,10 @@ def _add_firmware(sub):
 def cmd_codegen(args):
     from .compiler import compile
     from .firmware_project import write_project
-    from .optim import SGD
     model = _model_from_args(args)
-    plan = compile(model, args.scheme, sram=args.sram, flash=args.flash, num_classes=args.classes or 10)
-    out = write_project(plan, model, SGD(args.lr, rounding=args.rounding), args.out, target=args.target)
+    plan = compile(model, args.scheme, sram=args.sram, flash=args.flash, num_classes=args.classes or 10,
+                   momentum=args.momentum, rounding=args.rounding)
+    out = write_project(plan, model, _optimizer(args), args.out, target=args.target)
     print(f"wrote {out}: arena {plan.peak_sram_bytes:,} B; build with `make -C {out}` "
           f"(TARGET={args.target}), run in QEMU with `make -C {out} run`")
     return 0
@@ -220,8 +231,7 @@ def _add_codegen(sub):
     p.add_argument("--target", default="cortex-m4",
                    help="cortex-m4, cortex-m7, cortex-m55, cortex-m0plus or stm32f746 (the Makefile's default)")
     p.add_argument("--out", required=True, help="folder to write")
-    p.add_argument("--lr", type=float, default=0.01)
-    p.add_argument("--rounding", default="nearest", choices=["nearest", "stochastic"])
+    _add_optimizer_args(p)
     p.add_argument("--sram", default="256KB")
     p.add_argument("--flash", default="1MB")
     p.set_defaults(func=cmd_codegen)

@@ -9,9 +9,12 @@ generate(plan, model, optimizer, out_dir) writes
 and returns the file paths. The kernel library (tinyqt.mcu.kernel_sources)
 is compiled beside them.
 
-First cut (issue 5): plain SGD with nearest or stochastic rounding; momentum
-and master copies are refused with a clear error until their state layout is
-emitted too.
+Every optimizer option of tinyqt.optim.SGD is emitted: nearest, stochastic
+or fp32-master rounding, with or without momentum. Their buffers are the
+plan's `optimizer:` tensors (the runtime's layout: weight momentum, bias
+momentum, then the master copy); tq_init() zeroes them and fills the
+master copies from the Flash weights. Plans compiled with accumulate=True
+are host-only and refused.
 """
 import os
 
@@ -21,6 +24,7 @@ from . import quant
 from .compiler.fusion import _stage
 from .errors import TinyQTError
 from .graph import Add, Conv2D, Mean
+from .runtime import Runtime
 
 
 def _f(v):
@@ -55,13 +59,11 @@ def _dims(shape):
 
 class _Emitter:
     def __init__(self, plan, model, optimizer):
-        if optimizer.momentum or optimizer.rounding == "master":
-            raise TinyQTError("codegen: momentum and master-copy rounding are not emitted yet "
-                              "(use rounding='nearest' or 'stochastic' without momentum)")
         if plan.accumulates:
             raise TinyQTError("codegen: gradient accumulation is host-only for now; compile the plan "
                               "without accumulate=True")
         self.plan, self.model, self.opt = plan, model, optimizer
+        Runtime(plan, model, optimizer)  # raises when the plan has no room for the optimizer's state
         self.t = model.tensors
         self.ops = {op.name: op for op in model.ops}
         self.consts = []
@@ -69,7 +71,6 @@ class _Emitter:
         self.emitted = set()
 
     def ptr(self, name, ctype):
-        spec = self.plan.tensors[name]
         return f"(({ctype} *)(tq_arena + {self.plan.memory.offsets[name]}u /* {name} */))"
 
     def const_once(self, key, text):
@@ -239,8 +240,8 @@ class _Emitter:
             hw = self.ptr("head:weights", "float")
             gi = self.ptr("grad:features", "float") if "grad:features" in self.plan.tensors else "NULL"
             self.call(f"tq_linear_backward_update_f32(1, {d}, {k}, {self.ptr('features', 'float')}, "
-                      f"{self.ptr('grad:logits', 'float')}, {hw}, {hw} + {k * d}, {_f(self.opt.lr)}, 0.0f, NULL, NULL, {gi})",
-                      s.name)
+                      f"{self.ptr('grad:logits', 'float')}, {hw}, {hw} + {k * d}, {_f(self.opt.lr)}, "
+                      f"{self.head_momentum()}, {gi})", s.name)
             return
         op = self.ops[s.op]
         key = self.conv_consts(op)
@@ -251,7 +252,8 @@ class _Emitter:
         scratch = (self.ptr(s.scratch, "uint8_t"), self.plan.tensors[s.scratch].nbytes) if s.scratch else ("NULL", 0)
         common = (f"&p_{key}, {_f(t[op.inputs[0]].scale)}, ws_{key}, &(tq_dims){saved_dims}, {self.ptr(x_saved, 'int8_t')}")
         tail = (f"&(tq_dims){_dims(t[op.output].shape)}, {self.ptr(g, 'float')}, {self.ptr(mask, 'uint8_t')}, "
-                f"&fd_{key}, {self.ptr(w, 'int8_t')}, {self.ptr(b, 'int32_t')}, &tq_opt, &tq_state, {scratch[0]}, {scratch[1]}")
+                f"&fd_{key}, {self.ptr(w, 'int8_t')}, {self.ptr(b, 'int32_t')}, &tq_opt, {self.state(s, op, key)}, "
+                f"{scratch[0]}, {scratch[1]}")
         if op.depthwise:
             self.call(f"tq_depthwise_conv_backward_weight_update({common}, {xs[3]}, NULL, {tail})", s.name)
         elif op.weight.shape[1:3] == (1, 1) and not any(op.padding):
@@ -267,8 +269,64 @@ class _Emitter:
         self.grad_b_max = max(self.grad_b_max, c)
         self.call(f"tq_bias_backward_f32(&(tq_dims){_dims(self.t[op.output].shape)}, {self.ptr(g, 'float')}, "
                   f"{self.ptr(mask, 'uint8_t')}, tq_grad_b)", s.name)
-        self.call(f"tq_sgd_update_bias(&tq_opt, &tq_state, {_f(self.t[op.inputs[0]].scale)}, ws_{key}, {c}, "
+        self.call(f"tq_sgd_update_bias(&tq_opt, {self.state(s, op, key)}, {_f(self.t[op.inputs[0]].scale)}, ws_{key}, {c}, "
                   f"{self.ptr(b, 'int32_t')}, tq_grad_b)", s.name + ":sgd")
+
+    # ------------------------------------------------------------- optimizer state
+    def head_momentum(self):
+        """The head's momentum arguments of tq_linear_backward_update_f32."""
+        if "optimizer:head" not in self.plan.tensors or not self.opt.momentum:
+            return "0.0f, NULL, NULL"
+        k, d = self.plan.graph.head_shape
+        m = self.ptr("optimizer:head", "float")
+        return f"{_f(self.opt.momentum)}, {m}, {m} + {k * d}"
+
+    def state(self, s, op, key):
+        """&tq_sgd_state of a trained layer: its momentum and master buffers
+        in the arena (tinyqt.runtime's layout), or the shared rng-only state."""
+        name = f"optimizer:{op.name}"
+        self.uses_opt = True
+        if name not in self.plan.tensors:
+            self.shared_state = True
+            return "&tq_state"
+        buf = self.ptr(name, "float")
+        if s.kind == "update_bias":
+            fields = (buf, "NULL") if self.opt.momentum else ("NULL", "NULL")
+            wm, bm, master = "NULL", fields[0], fields[1]
+        else:
+            n_w, n_b = self.trained_counts(s, op)
+            mom = bool(self.opt.momentum)
+            wm = buf if mom else "NULL"
+            bm = f"{buf} + {n_w}" if mom else "NULL"
+            master = f"{buf} + {n_w + n_b if mom else 0}" if self.opt.rounding == "master" else "NULL"
+            if master != "NULL":
+                self.master_inits.append(self.master_init(op, key, master, s.attrs["n_sel"]))
+        self.consts.append(f"static const tq_sgd_state st_{key} = {{&tq_rng, {wm}, {bm}, {master}}};\n")
+        return f"&st_{key}"
+
+    def trained_counts(self, s, op):
+        """(trained weights, trained biases) of an update step."""
+        if op.depthwise:
+            n_b = s.attrs["n_sel"] * (op.out_channels // self.t[op.inputs[0]].shape[-1])
+        else:
+            n_b = op.out_channels
+        return s.attrs["trained_params"] - n_b, n_b
+
+    def master_init(self, op, key, master, n_sel):
+        """C statement filling a master copy (weight-gradient layout, the
+        first n_sel input channels) from the Flash weights."""
+        kh, kw = op.weight.shape[1:3]
+        taps = kh * kw
+        if op.depthwise:
+            n_b = n_sel * (op.out_channels // self.t[op.inputs[0]].shape[-1])
+            return (f"    {{ int32_t c, p; float *m = {master};\n"
+                    f"      for (c = 0; c < {n_b}; c++) for (p = 0; p < {taps}; p++) "
+                    f"m[c * {taps} + p] = (float)w_{key}[p * {op.out_channels} + c]; }}\n")
+        c_in = op.weight.shape[3]
+        rows = op.out_channels * taps
+        return (f"    {{ int32_t r, j; float *m = {master};\n"
+                f"      for (r = 0; r < {rows}; r++) for (j = 0; j < {n_sel}; j++) "
+                f"m[r * {n_sel} + j] = (float)w_{key}[r * {c_in} + j]; }}\n")
 
     def step_backward_input(self, s):
         op = self.ops[s.op]
@@ -308,6 +366,9 @@ class _Emitter:
     # ------------------------------------------------------------- files
     def render(self):
         self.profile_index = {}
+        self.master_inits = []
+        self.shared_state = False
+        self.uses_opt = False   # a head-only plan calls no int8 optimizer
         self.init_blocks = []
         self.grad_b_max = 0
         for s in self.plan.steps:
@@ -330,10 +391,14 @@ class _Emitter:
                     init.append(self.copy_rows(self.ptr(name, "int8_t"), f"w_{key}", op.weight.size // c, n, c, n))
                 else:
                     init.append(f"    memcpy({self.ptr(name, 'uint8_t')}, {src}, {spec.nbytes});\n")
-        from .runtime import Runtime
         head = Runtime(plan, model, self.opt.__class__(self.opt.lr)).views["head:weights"]
         self.consts.append(_array("float", "tq_head_init", head))
         init.append(f"    memcpy({self.ptr('head:weights', 'uint8_t')}, tq_head_init, {head.nbytes});\n")
+        for name, spec in plan.tensors.items():
+            if spec.kind == "optimizer":  # momentum starts at zero; master copies are filled below
+                init.append(f"    memset({self.ptr(name, 'uint8_t')}, 0, {spec.nbytes});\n")
+        init += self.master_inits
+        init.append(f"    tq_rng = {int(self.opt.rng[0])}u;  /* the stochastic rounding's stream restarts too */\n")
         for key, fields in self.init_blocks:
             init.append(f"    bp_{key} = (tq_bottleneck_params){{{', '.join(fields)}}};\n")
         x = model.inputs[0]
@@ -344,8 +409,9 @@ class _Emitter:
                "#include \"tinyqt/backward.h\"\n#include \"tinyqt/fused.h\"\n\n",
                f"static uint8_t tq_arena[{plan.peak_sram_bytes}] __attribute__((aligned(8)));\n",
                f"static uint32_t tq_rng = {int(self.opt.rng[0])}u;\n",
-               f"static const tq_sgd_params tq_opt = {{{_f(self.opt.lr)}, 0.0f, {int(self.opt.qas)}, {rounding}}};\n",
-               "static const tq_sgd_state tq_state = {&tq_rng, NULL, NULL, NULL};\n",
+               f"static const tq_sgd_params tq_opt = {{{_f(self.opt.lr)}, {_f(self.opt.momentum)}, {int(self.opt.qas)}, "
+               f"{rounding}}};\n" if self.uses_opt else "",
+               "static const tq_sgd_state tq_state = {&tq_rng, NULL, NULL, NULL};\n" if self.shared_state else "",
                f"static float tq_grad_b[{self.grad_b_max}];\n" if self.grad_b_max else "",
                "const char *tq_failed_step = 0;\n",
                "#ifdef TQ_PROFILE\n#include \"tq_bench.h\"\n"

@@ -161,7 +161,6 @@ def evolutionary_search(model, bias_gain, weight_gain, sram, flash=None, num_cla
     update_memory_bytes fits it. Returns (Scheme, fitness, plan). Raises
     TinyQTError when not even bias-only:1 fits."""
     rng = random.Random(seed)
-    n = len(body_convs(model))
     ks = sorted(bias_gain) or [0]
     layers = sorted({i for i, _ in weight_gain})
     cache = {}
