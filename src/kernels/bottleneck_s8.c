@@ -1,8 +1,10 @@
-/* tinyqt: an inverted-bottleneck block (1x1 expand -> depthwise -> 1x1
+/* tinyqt: an inverted-bottleneck block (expand -> depthwise -> 1x1
  * project -> optional residual add) streamed row by row, so the expanded
- * tensor never exists whole. Each output element is computed by the same
- * kernels as the unfused ops (tq_conv_1x1_s8, tq_depthwise_conv_s8,
- * tq_add_s8), on row bands, so the bytes are identical on every path. */
+ * tensor never exists whole. The expand stage is a 1x1 conv or any dense
+ * conv (a network's stem). Each output element is computed by the same
+ * kernels as the unfused ops (tq_conv_1x1_s8 or tq_conv_s8,
+ * tq_depthwise_conv_s8, tq_add_s8), on row bands, so the bytes are
+ * identical on every path. */
 #include <string.h>
 
 #include "tinyqt/fused.h"
@@ -13,6 +15,34 @@ static int32_t tq_round4(int32_t n)
     return (n + 3) & ~3;
 }
 
+/* A 1x1, stride-1, unpadded expand runs tq_conv_1x1_s8 on whole rows;
+ * anything else is a dense conv (tq_conv_s8) on a band of input rows. */
+static int tq_expand_is_pointwise(const tq_bottleneck_params *p)
+{
+    const tq_conv_params *c = &p->pw1_params;
+    return p->pw1_filter_dims.h == 1 && p->pw1_filter_dims.w == 1 && c->stride_h == 1 &&
+           c->stride_w == 1 && c->pad_top == 0 && c->pad_left == 0;
+}
+
+/* Height and width of the expanded tensor (the depthwise input). */
+static void tq_mid_hw(const tq_bottleneck_params *p, const tq_dims *input_dims, int32_t *h, int32_t *w)
+{
+    *h = p->mid_h > 0 ? p->mid_h : input_dims->h;
+    *w = p->mid_w > 0 ? p->mid_w : input_dims->w;
+}
+
+/* Input rows [*r0, *r1) a dense expand reads for expanded row r; the
+ * window's rows outside the input are its padding. */
+static void tq_expand_rows(const tq_bottleneck_params *p, int32_t in_h, int32_t r, int32_t *top,
+                           int32_t *r0, int32_t *r1)
+{
+    const tq_conv_params *c = &p->pw1_params;
+    const int32_t end = r * c->stride_h - c->pad_top + (p->pw1_filter_dims.h - 1) * c->dilation_h + 1;
+    *top = r * c->stride_h - c->pad_top;
+    *r0 = *top > 0 ? *top : 0;
+    *r1 = end < in_h ? end : in_h;
+}
+
 /* Scratch layout (each part 4-byte aligned): band [k, W, mid], depthwise
  * row [1, OW, mid], projected row [1, OW, C_out] (residual only), then the
  * larger of the two 1x1 kernels' own scratch. */
@@ -21,11 +51,17 @@ static int32_t tq_bottleneck_parts(const tq_bottleneck_params *p, const tq_dims 
 {
     const int32_t mid = p->dw_filter_dims.c;
     const int32_t out_w = p->out_w;
+    int32_t mid_h, mid_w, a = 0, b;
     tq_dims row_in = {1, 1, input_dims->w, input_dims->c};
     tq_dims row_mid = {1, 1, out_w, mid};
-    int32_t a = p->has_expand ? tq_conv_1x1_s8_get_buffer_size(&row_in, &p->pw1_filter_dims) : 0;
-    int32_t b = tq_conv_1x1_s8_get_buffer_size(&row_mid, &p->pw2_filter_dims);
-    *band = tq_round4(p->dw_filter_dims.h * input_dims->w * mid);
+    tq_mid_hw(p, input_dims, &mid_h, &mid_w);
+    if (p->has_expand) {
+        tq_dims band_in = {1, p->pw1_filter_dims.h, input_dims->w, input_dims->c};
+        a = tq_expand_is_pointwise(p) ? tq_conv_1x1_s8_get_buffer_size(&row_in, &p->pw1_filter_dims)
+                                      : tq_conv_s8_get_buffer_size(&band_in, &p->pw1_filter_dims);
+    }
+    b = tq_conv_1x1_s8_get_buffer_size(&row_mid, &p->pw2_filter_dims);
+    *band = tq_round4(p->dw_filter_dims.h * mid_w * mid);
     *dw_row = tq_round4(out_w * mid);
     *pw2_row = p->has_residual ? tq_round4(out_w * p->pw2_filter_dims.n) : 0;
     *conv = tq_round4(a > b ? a : b);
@@ -48,14 +84,17 @@ tq_status tq_bottleneck_s8(const tq_bottleneck_params *p, const tq_dims *input_d
     int32_t band_b, dw_row_b, pw2_row_b, conv_b, need, oy, r, cached0 = 0, cached1 = 0;
     int8_t *band, *dw_row, *pw2_row;
     void *conv_scratch;
-    const int32_t h = input_dims != NULL ? input_dims->h : 0;
     const int32_t k = p != NULL ? p->dw_filter_dims.h : 0;
-    int32_t mid, row_bytes;
+    int32_t mid, row_bytes, h, mid_w;
     tq_status st;
     if (p == NULL || input == NULL || output == NULL) {
         return TQ_ERR_NULL;
     }
     if (!tq_dims_valid(input_dims) || !tq_dims_valid(output_dims) || input_dims->n != 1 ||
+        p->mid_h < 0 || p->mid_w < 0 ||
+        (p->has_expand && !tq_expand_is_pointwise(p) && (p->mid_h == 0 || p->mid_w == 0)) ||
+        ((!p->has_expand || tq_expand_is_pointwise(p)) &&
+         ((p->mid_h != 0 && p->mid_h != input_dims->h) || (p->mid_w != 0 && p->mid_w != input_dims->w))) ||
         output_dims->n != 1 || output_dims->w != p->out_w ||
         (p->has_residual && (output_dims->h != input_dims->h || output_dims->w != input_dims->w ||
                              output_dims->c != input_dims->c)) ||
@@ -63,6 +102,7 @@ tq_status tq_bottleneck_s8(const tq_bottleneck_params *p, const tq_dims *input_d
         return TQ_ERR_SHAPE;
     }
     mid = p->dw_filter_dims.c;
+    tq_mid_hw(p, input_dims, &h, &mid_w);
     need = tq_bottleneck_parts(p, input_dims, &band_b, &dw_row_b, &pw2_row_b, &conv_b);
     st = tq_check_scratch(scratch, scratch_size, need);
     if (st != TQ_OK) {
@@ -72,13 +112,13 @@ tq_status tq_bottleneck_s8(const tq_bottleneck_params *p, const tq_dims *input_d
     dw_row = band + band_b;
     pw2_row = dw_row + dw_row_b;
     conv_scratch = (void *)(pw2_row + pw2_row_b);
-    row_bytes = input_dims->w * mid;
+    row_bytes = mid_w * mid;
     for (oy = 0; oy < output_dims->h; oy++) {
         const int32_t top = oy * p->dw_params.stride_h - p->dw_params.pad_top;
         const int32_t r0 = top > 0 ? top : 0;
         const int32_t r1 = top + k < h ? top + k : h;
         tq_conv_params dwp = p->dw_params;
-        tq_dims band_dims = {1, r1 - r0, input_dims->w, mid};
+        tq_dims band_dims = {1, r1 - r0, mid_w, mid};
         tq_dims dw_out = {1, 1, p->out_w, mid};
         tq_dims pw2_out = {1, 1, p->out_w, p->pw2_filter_dims.n};
         int8_t *out_row = output + (size_t)oy * output_dims->w * output_dims->c;
@@ -96,11 +136,29 @@ tq_status tq_bottleneck_s8(const tq_bottleneck_params *p, const tq_dims *input_d
         for (r = cached1; r < r1; r++) {
             int8_t *dst = band + (size_t)(r - r0) * row_bytes;
             const int8_t *src = input + (size_t)r * input_dims->w * input_dims->c;
-            if (p->has_expand) {
+            tq_dims row_out = {1, 1, mid_w, mid};
+            if (p->has_expand && tq_expand_is_pointwise(p)) {
                 tq_dims row_in = {1, 1, input_dims->w, input_dims->c};
-                tq_dims row_out = {1, 1, input_dims->w, mid};
                 st = tq_conv_1x1_s8(&p->pw1_params, &p->pw1_quant, &row_in, src, &p->pw1_filter_dims,
                                     p->pw1_filter, p->pw1_bias, &row_out, dst, conv_scratch, conv_b);
+                if (st != TQ_OK) {
+                    return st;
+                }
+            } else if (p->has_expand) {
+                /* one output row of the dense conv over the input rows its
+                 * windows cover; rows past the input's edges are padding */
+                int32_t top, e0, e1;
+                tq_conv_params cp = p->pw1_params;
+                tq_dims band_in = {1, 0, input_dims->w, input_dims->c};
+                tq_expand_rows(p, input_dims->h, r, &top, &e0, &e1);
+                if (e1 <= e0) {
+                    return TQ_ERR_SHAPE;
+                }
+                band_in.h = e1 - e0;
+                cp.pad_top = e0 - top;
+                st = tq_conv_s8(&cp, &p->pw1_quant, &band_in,
+                                input + (size_t)e0 * input_dims->w * input_dims->c, &p->pw1_filter_dims,
+                                p->pw1_filter, p->pw1_bias, &row_out, dst, conv_scratch, conv_b);
                 if (st != TQ_OK) {
                     return st;
                 }

@@ -20,6 +20,8 @@ cdef extern from "tinyqt/fused.h":
         const int8_t *pw2_filter
         const int32_t *pw2_bias
         int32_t out_w
+        int32_t mid_h
+        int32_t mid_w
         int32_t has_residual
         int32_t residual_first
         tq_add_params add_params
@@ -38,14 +40,17 @@ cdef void _set_conv_params(tq_conv_params *c, tuple p):
 cdef class BottleneckSpec:
     """The tq_bottleneck_params of one block; keeps its arrays alive.
     stages: (params tuple, multiplier, shift, filter dims, filter, bias or
-    None) for pw1 (or None), dw, pw2; add: tq_add_params tuple or None."""
+    None) for the expand stage (or None), dw, pw2; add: tq_add_params tuple
+    or None; mid_h, mid_w: the depthwise input's height and width."""
     cdef tq_bottleneck_params p
     cdef object keep
 
-    def __init__(self, pw1, dw, pw2, add, int residual_first, int out_w):
+    def __init__(self, pw1, dw, pw2, add, int residual_first, int out_w, int mid_h, int mid_w):
         memset(&self.p, 0, sizeof(tq_bottleneck_params))
         self.keep = [pw1, dw, pw2]
         self.p.out_w = out_w
+        self.p.mid_h = mid_h
+        self.p.mid_w = mid_w
         if pw1 is not None:
             self.p.has_expand = 1
             self._stage(&self.p.pw1_params, &self.p.pw1_quant, &self.p.pw1_filter_dims, &self.p.pw1_filter,

@@ -1,8 +1,9 @@
 """Row-streamed inverted-bottleneck blocks for the frozen part of the forward.
 
-A block pointwise1 (optional) -> depthwise -> pointwise2 (-> residual add)
-whose outputs need no gradient is run as one step: the expanded tensor is
-never materialized. Rows of it are computed into a band buffer of the
+A block expand (optional: a 1x1 conv, or any dense conv such as the
+network's first conv) -> depthwise -> pointwise2 (-> residual add) whose
+outputs need no gradient is run as one step: the expanded tensor is never
+materialized. Rows of it are computed into a band buffer of the
 depthwise kernel's height, each depthwise output row is projected by
 pointwise2 straight into the block output (through a row buffer when a
 residual add follows). The per-element arithmetic is the unfused kernels',
@@ -44,6 +45,10 @@ def _is_pointwise(op):
             and tuple(op.stride) == (1, 1) and not any(op.padding))
 
 
+def _is_dense(op):
+    return isinstance(op, Conv2D) and not op.depthwise
+
+
 def find_blocks(model):
     """Every inverted-bottleneck block of model whose inner tensors have no
     other consumer (candidates for fusion), in forward order."""
@@ -53,7 +58,7 @@ def find_blocks(model):
             consumers.setdefault(x, []).append(op)
     ops, blocks, k = model.ops, [], 0
     while k < len(ops):
-        pw1 = ops[k] if _is_pointwise(ops[k]) else None
+        pw1 = ops[k] if _is_dense(ops[k]) else None
         j = k + (1 if pw1 else 0)
         dw = ops[j] if j < len(ops) else None
         ok = (isinstance(dw, Conv2D) and dw.depthwise and tuple(dw.dilation) == (1, 1)
@@ -97,13 +102,15 @@ def bottleneck_spec(model, block):
         lo, hi = quant.activation_range(block.add.activation, o.scale, o.zero_point)
         add = quant.add_params(a.scale, a.zero_point, b.scale, b.zero_point, o.scale, o.zero_point, lo, hi)
         residual_first = int(block.add.inputs[0] == block.input)
+    mid = t[block.dw.inputs[0]].shape
     return _ckernels.BottleneckSpec(_stage(model, block.pw1) if block.pw1 else None, _stage(model, block.dw),
                                     _stage(model, block.pw2), add, residual_first,
-                                    t[block.dw.output].shape[2])
+                                    t[block.dw.output].shape[2], mid[1], mid[2])
 
 
 def block_scratch_bytes(model, block):
     """Scratch of the fused block as the C kernel's size query gives it: a
     band of the depthwise kernel's height of expanded rows, one depthwise
-    row, one projected row when a residual follows, the 1x1 kernels' scratch."""
+    row, one projected row when a residual follows, the expand and
+    projection kernels' scratch."""
     return bottleneck_spec(model, block).buffer_size(tuple(model.tensors[block.input].shape))

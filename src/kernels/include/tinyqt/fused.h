@@ -11,13 +11,17 @@
 extern "C" {
 #endif
 
-/* Inverted bottleneck: [1x1 expand ->] depthwise -> 1x1 project [-> add].
+/* Inverted bottleneck: [expand ->] depthwise -> 1x1 project [-> add].
  * Each stage's params/quant/filter/bias are exactly what its unfused kernel
- * takes. The depthwise stage must have depth multiplier 1 and dilation 1;
- * the 1x1 stages stride 1. out_w is the depthwise output width. With
- * has_residual the projection is added to the block input (same shape as
- * the output) with add_params; residual_first = 1 when the block input is
- * the add's first operand. Batch 1. */
+ * takes. The expand stage is a 1x1 conv (stride 1, no padding) or any dense
+ * conv (tq_conv_s8: kernel, stride, padding, dilation), e.g. a network's
+ * first conv streamed into its first block. mid_h, mid_w: the expanded
+ * tensor's (depthwise input's) height and width; 0 = the block input's
+ * (required for a dense expand). The depthwise stage must have depth
+ * multiplier 1 and dilation 1; the projection stride 1. out_w is the
+ * depthwise output width. With has_residual the projection is added to the
+ * block input (same shape as the output) with add_params; residual_first =
+ * 1 when the block input is the add's first operand. Batch 1. */
 typedef struct {
     int32_t has_expand;
     tq_conv_params pw1_params;
@@ -36,13 +40,16 @@ typedef struct {
     const int8_t *pw2_filter;
     const int32_t *pw2_bias;
     int32_t out_w;
+    int32_t mid_h;
+    int32_t mid_w;
     int32_t has_residual;
     int32_t residual_first;
     tq_add_params add_params;
 } tq_bottleneck_params;
 
 /* Scratch bytes: a band of KH expanded rows, one depthwise row, one
- * projected row (residual only) and the 1x1 kernels' scratch. */
+ * projected row (residual only) and the larger of the expand and
+ * projection kernels' scratch. */
 int32_t tq_bottleneck_s8_get_buffer_size(const tq_bottleneck_params *params, const tq_dims *input_dims);
 
 /* input [1, H, W, C_in] -> output [1, OH, OW, C_out]; writes nothing past
