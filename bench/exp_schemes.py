@@ -7,12 +7,16 @@ rate of each is picked from a small grid on a held-out split.
 Writes bench/results/schemes_MODEL.json and .png.
 
     python bench/exp_schemes.py [--model mbv2-w0.35] [--searched s1.json ...]
+    python bench/exp_schemes.py --refresh-peaks   # recompile: today's peaks, same accuracies
 """
 import argparse
+import json
+import os
 import sys
 
 import tinyqt
-from exp_common import NUM_CLASSES, add_data_args, load_experiment, plot_path, pyplot, save, train_int8, tuned
+from exp_common import (NUM_CLASSES, RESULTS, add_data_args, load_experiment, load_model, plot_path, pyplot, save,
+                        train_int8, tuned)
 from tinyqt.search import update_memory_bytes
 
 SCHEMES = {
@@ -35,18 +39,38 @@ def main(argv=None):
     add_data_args(ap)
     ap.add_argument("--searched", nargs="*", default=[], help="scheme .json files from tinyqt search")
     ap.add_argument("--lrs", type=float, nargs="+", default=[0.001, 0.003, 0.01])
+    ap.add_argument("--refresh-peaks", action="store_true",
+                    help="recompile the schemes of bench/results/schemes_MODEL.json (peaks of today's compiler; "
+                         "the accuracies do not depend on the memory plan) and redraw the plot")
     args = ap.parse_args(argv)
+    if args.refresh_peaks:
+        model = load_model(args.model)
+        with open(os.path.join(RESULTS, f"schemes_{args.model}.json")) as f:
+            results = json.load(f)["results"]
+        for rec in results:
+            rec.update(_memory(model, rec["scheme"]))
+        return _report(args, results)
     model, data = load_experiment(args)
     results = []
     for scheme in SCHEMES[args.model] + args.searched:
-        plan = tinyqt.compile(model, scheme, num_classes=NUM_CLASSES)
         rec = tuned(lambda lr, s=scheme: train_int8(model, s, data[0], data[1], lr=lr), args.lrs, data,
                     label=scheme)
-        rec.update(scheme=scheme, family=family(scheme), peak_sram_bytes=plan.peak_sram_bytes,
-                   update_memory_bytes=update_memory_bytes(model, scheme),
-                   trainable_params=plan.trainable_params, fits_256kb=plan.peak_sram_bytes <= BUDGET)
+        rec.update(scheme=scheme, family=family(scheme), **_memory(model, scheme))
         results.append(rec)
-        print(f"==> {scheme}: peak {plan.peak_sram_bytes / 1024:.0f} KB, test {rec['test_accuracy']:.3f}", flush=True)
+        print(f"==> {scheme}: peak {rec['peak_sram_bytes'] / 1024:.0f} KB, test {rec['test_accuracy']:.3f}",
+              flush=True)
+    return _report(args, results)
+
+
+def _memory(model, scheme):
+    """The compiled plan's memory figures of a scheme (128x128 as the model is, 10 classes)."""
+    plan = tinyqt.compile(model, scheme, num_classes=NUM_CLASSES)
+    return dict(peak_sram_bytes=plan.peak_sram_bytes, update_memory_bytes=update_memory_bytes(model, scheme),
+                trainable_params=plan.trainable_params, fits_256kb=plan.peak_sram_bytes <= BUDGET)
+
+
+def _report(args, results):
+    """Writes schemes_MODEL.json and .png."""
     full = next(r for r in results if r["scheme"] == "full")
     best_fit = max((r for r in results if r["fits_256kb"]), key=lambda r: r["val_accuracy"])
     out = {"model": args.model, "train_images": args.train, "test_images": args.test, "results": results,
