@@ -1,5 +1,7 @@
-"""Host speed of the C forward kernels (through Cython) on every layer shape
-of mbv2-w0.35 at 128x128, batch 1, reported in GMAC/s.
+"""Host speed of the C kernels (through Cython) on every layer shape of
+mbv2-w0.35 at 128x128, batch 1, reported in GMAC/s (the forward layer's
+MACs): the int8 forward, the fp32 input gradient, and the fused weight
+gradient + QAS update over all input channels.
 
     python -m pytest bench/test_bench_host_kernels.py --benchmark-only \
         --benchmark-columns=mean,rounds --benchmark-sort=name
@@ -8,8 +10,10 @@ import numpy as np
 import pytest
 
 import tinyqt
+from tinyqt import backward
 from tinyqt.executor import run_op
 from tinyqt.graph import Conv2D
+from tinyqt.optim import SGD
 
 from conftest import shared_model_path
 
@@ -49,3 +53,42 @@ def test_whole_forward(benchmark):
     macs = sum(op.macs(model) for op in model.ops)
     benchmark.extra_info["macs"] = macs
     benchmark.extra_info["gmacs_per_s"] = macs / benchmark.stats.stats.mean / 1e9
+
+
+def _record(benchmark, model, op, group):
+    benchmark.group = group
+    macs = op.macs(model)
+    benchmark.extra_info["macs"] = macs
+    benchmark.extra_info["gmacs_per_s"] = macs / benchmark.stats.stats.mean / 1e9
+
+
+def _backward_inputs(model, op):
+    t_in, t_out = model.tensors[op.inputs[0]], model.tensors[op.output]
+    rng = np.random.default_rng(1)
+    g = rng.standard_normal(t_out.shape).astype(np.float32)
+    x = rng.integers(-128, 128, t_in.shape, dtype=np.int8)
+    mask = backward.clamp_mask(rng.integers(-128, 128, t_out.shape, dtype=np.int8), -100, 127)
+    return t_in, g, x, mask
+
+
+@pytest.mark.parametrize("layer", _layer_ids())
+def test_conv_layer_input_gradient(benchmark, layer):
+    model, convs = _layers()
+    op = next(o for o in convs if o.name == layer)
+    t_in, g, _, mask = _backward_inputs(model, op)
+    benchmark(backward.conv2d_backward_input, g, op.weight, op.w_scales, t_in.shape, stride=op.stride,
+              padding=op.padding, dilation=op.dilation, depthwise=op.depthwise, mask=mask)
+    _record(benchmark, model, op, "mbv2-w0.35 input gradient")
+
+
+@pytest.mark.parametrize("layer", _layer_ids())
+def test_conv_layer_weight_gradient_and_update(benchmark, layer):
+    model, convs = _layers()
+    op = next(o for o in convs if o.name == layer)
+    t_in, g, x, mask = _backward_inputs(model, op)
+    w, b = op.weight.copy(), (op.bias if op.bias is not None else np.zeros(op.out_channels, np.int32)).copy()
+    opt = SGD(1e-6)  # updates below half an LSB: the weights stay put across rounds
+    benchmark(backward.conv2d_backward_weight_update, g, x, w, b, op.w_scales, opt, x_scale=t_in.scale,
+              x_zero_point=t_in.zero_point, stride=op.stride, padding=op.padding, dilation=op.dilation,
+              depthwise=op.depthwise, in_channels=t_in.shape[-1] if op.depthwise else None, mask=mask)
+    _record(benchmark, model, op, "mbv2-w0.35 weight gradient + update")
