@@ -4,6 +4,7 @@
 #include "tinyqt/kernels.h"
 #include "tinyqt/requant.h"
 #include "tq_check.h"
+#include "tq_mve.h"
 #include "tq_simd.h"
 
 int32_t tq_depthwise_conv_s8_get_buffer_size(const tq_dims *input, const tq_dims *filter)
@@ -254,6 +255,97 @@ static void tq_depthwise_conv_s8_dsp(const tq_conv_params *p, const tq_channel_q
 }
 #endif
 
+#if TQ_USE_MVE
+/* One output pixel's 4 channels over a window lying inside the input
+ * (dilation 1): x points at the window's top-left input (channel c), w at
+ * the filter's first tap (channel c); the input offset's share is in acc. */
+__attribute__((always_inline)) static inline int32x4_t
+tq_dw_mve_window(int32x4_t acc, const int8_t *x, const int8_t *w, int32_t k_h, int32_t k_w, int32_t ch,
+                 int32_t row_step)
+{
+    int32_t ky, kx;
+    for (ky = 0; ky < k_h; ky++) {
+        for (kx = 0; kx < k_w; kx++) {
+            acc = vaddq_s32(acc, vmulq_s32(vldrbq_s32(x + (size_t)kx * ch), vldrbq_s32(w + (size_t)kx * ch)));
+        }
+        x += row_step;
+        w += (size_t)k_w * ch;
+    }
+    return acc;
+}
+
+/* Helium path (depth multiplier 1): 4 channels per vector, int32 lanes.
+ * For each block of 4 channels the requantization and the input offset's
+ * share (offset * sum of the filter taps) are set up once; windows inside
+ * the input take unpredicated loads and no bounds checks, border windows
+ * add their valid taps with the offset. Each pixel stores 4 bytes
+ * (VSTRB.32); a last block of fewer than 4 channels is predicated. */
+static void tq_depthwise_conv_s8_mve(const tq_conv_params *p, const tq_channel_quant *q,
+                                     const tq_dims *in_d, const int8_t *input,
+                                     const tq_dims *f_d, const int8_t *filter,
+                                     const int32_t *bias, const tq_dims *out_d, int8_t *output)
+{
+    const int32_t in_h = in_d->h, in_w = in_d->w, ch = in_d->c;
+    const int32_t k_h = f_d->h, k_w = f_d->w;
+    const int32_t eff_h = (k_h - 1) * p->dilation_h + 1, eff_w = (k_w - 1) * p->dilation_w + 1;
+    const int32_t dil1 = p->dilation_h == 1 && p->dilation_w == 1;
+    const int32_t out_offset = p->output_offset, act_min = p->act_min, act_max = p->act_max;
+    const int32_t row_step = in_w * ch;
+    int32_t c, b, oy, ox, ky, kx, t;
+    for (c = 0; c < ch; c += 4) {
+        const int32_t n = ch - c < 4 ? ch - c : 4;
+        const mve_pred16_t pr = vctp32q((uint32_t)n);
+        const int8_t *fc = filter + c;
+        int32x4_t b4 = bias != NULL ? vldrwq_z_s32(bias + c, pr) : vdupq_n_s32(0);
+        int32x4_t wsum = vdupq_n_s32(0), inner;
+        tq_rq4 rq;
+        tq_rq4_init(&rq, q->multiplier + c, q->shift + c, n);
+        for (t = 0; t < k_h * k_w; t++) {
+            wsum = vaddq_s32(wsum, vldrbq_z_s32(fc + (size_t)t * ch, pr));
+        }
+        inner = vmlaq_n_s32(b4, wsum, p->input_offset);  /* bias + offset * sum(w) */
+        for (b = 0; b < out_d->n; b++) {
+            const int8_t *in_b = input + (size_t)b * in_h * in_w * ch + c;
+            int8_t *out = output + (size_t)b * out_d->h * out_d->w * ch + c;
+            for (oy = 0; oy < out_d->h; oy++) {
+                const int32_t y0 = oy * p->stride_h - p->pad_top;
+                const int32_t rows_in = dil1 && y0 >= 0 && y0 + eff_h <= in_h;
+                for (ox = 0; ox < out_d->w; ox++) {
+                    const int32_t x0 = ox * p->stride_w - p->pad_left;
+                    int32x4_t acc;
+                    if (rows_in && x0 >= 0 && x0 + eff_w <= in_w && n == 4) {
+                        const int8_t *xw = in_b + ((size_t)y0 * in_w + x0) * ch;
+                        acc = k_h == 3 && k_w == 3 ? tq_dw_mve_window(inner, xw, fc, 3, 3, ch, row_step)
+                                                   : tq_dw_mve_window(inner, xw, fc, k_h, k_w, ch, row_step);
+                    } else {
+                        acc = b4;
+                        for (ky = 0; ky < k_h; ky++) {
+                            const int32_t iy = y0 + ky * p->dilation_h;
+                            if (iy < 0 || iy >= in_h) {
+                                continue;
+                            }
+                            for (kx = 0; kx < k_w; kx++) {
+                                const int32_t ix = x0 + kx * p->dilation_w;
+                                int32x4_t xv;
+                                if (ix < 0 || ix >= in_w) {
+                                    continue;
+                                }
+                                xv = vaddq_n_s32(vldrbq_z_s32(in_b + ((size_t)iy * in_w + ix) * ch, pr),
+                                                 p->input_offset);
+                                acc = vaddq_s32(acc, vmulq_s32(xv, vldrbq_z_s32(fc + ((size_t)ky * k_w + kx) * ch,
+                                                                                pr)));
+                            }
+                        }
+                    }
+                    vstrbq_p_s32(out, tq_rq4_apply(&rq, acc, out_offset, act_min, act_max), pr);
+                    out += ch;
+                }
+            }
+        }
+    }
+}
+#endif
+
 tq_status tq_depthwise_conv_s8(const tq_conv_params *params, const tq_channel_quant *quant,
                                const tq_dims *input_dims, const int8_t *input,
                                const tq_dims *filter_dims, const int8_t *filter,
@@ -271,6 +363,13 @@ tq_status tq_depthwise_conv_s8(const tq_conv_params *params, const tq_channel_qu
     if (st != TQ_OK) {
         return st;
     }
+#if TQ_USE_MVE
+    if (filter_dims->c == input_dims->c) {
+        tq_depthwise_conv_s8_mve(params, quant, input_dims, input, filter_dims, filter, bias,
+                                 output_dims, output);
+        return TQ_OK;
+    }
+#endif
 #if TQ_USE_DSP
     if (filter_dims->c == input_dims->c && filter_dims->h * filter_dims->w <= TQ_DW_DSP_MAX_TAPS) {
         tq_depthwise_conv_s8_dsp(params, quant, input_dims, input, filter_dims, filter, bias,

@@ -36,7 +36,7 @@ def _quant(rng, channels, k_eff, input_offset, spread=2.0):
 
 def _conv(rng, name, h, w, c_in, c_out, k, stride=1, padding=(0, 0, 0, 0), dilation=1, batch=1,
           depthwise=False, input_offset=None, output_offset=None, bias=True, act=(-128, 127),
-          kw=None):
+          kw=None, shifts=None):
     kh, kw = k, (kw or k)
     x = rng.integers(-128, 128, (batch, h, w, c_in), dtype=np.int8)
     if depthwise:
@@ -51,6 +51,8 @@ def _conv(rng, name, h, w, c_in, c_out, k, stride=1, padding=(0, 0, 0, 0), dilat
         output_offset = int(rng.integers(-128, 128))
     b = rng.integers(-30000, 30000, c_out, dtype=np.int32) if bias else None
     mult, shift = _quant(rng, c_out, k_eff, input_offset)
+    if shifts is not None:  # right shifts, none, and left shifts (the vector requantizations' lanes)
+        shift = np.resize(np.asarray(shifts, np.int32), c_out)
     return conv_case(name, x, wt, b, mult, shift, stride=(stride, stride), padding=padding,
                      dilation=(dilation, dilation), input_offset=input_offset,
                      output_offset=output_offset, act_min=act[0], act_max=act[1],
@@ -117,6 +119,10 @@ def make_cases(seed=1234):
         cases.append(_conv(rng, name, h, w, c, c * mult, k, s, pad, depthwise=True))
     cases.append(_conv(rng, "dw3_batch2_relu_nobias", 5, 5, 6, 6, 3, 1, (1, 1, 1, 1), batch=2,
                        depthwise=True, bias=False, act=(-128, 0)))
+    # every kind of requantization shift in one layer: right, none, left
+    cases.append(_conv(rng, "dw3_mixed_shifts_c11", 6, 6, 11, 11, 3, 1, (1, 1, 1, 1), depthwise=True,
+                       shifts=(-14, -1, 0, 1, 3, -20), act=(-100, 90)))
+    cases.append(_conv(rng, "pw_mixed_shifts_c9", 5, 5, 21, 9, 1, shifts=(-15, 0, 2, -1, -25)))
     # fully connected.
     for batches, n_in, n_out in ((1, 1, 1), (1, 7, 10), (3, 17, 5), (1, 64, 70), (2, 70, 13),
                                  (1, 280, 10)):
