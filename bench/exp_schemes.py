@@ -8,6 +8,7 @@ Writes bench/results/schemes_MODEL.json and .png.
 
     python bench/exp_schemes.py [--model mbv2-w0.35] [--searched s1.json ...]
     python bench/exp_schemes.py --refresh-peaks   # recompile: today's peaks, same accuracies
+    python bench/exp_schemes.py --extend          # widen the lr grid of schemes tuned at its edge
 """
 import argparse
 import json
@@ -42,7 +43,17 @@ def main(argv=None):
     ap.add_argument("--refresh-peaks", action="store_true",
                     help="recompile the schemes of bench/results/schemes_MODEL.json (peaks of today's compiler; "
                          "the accuracies do not depend on the memory plan) and redraw the plot")
+    ap.add_argument("--extend", action="store_true",
+                    help="for each scheme of bench/results/schemes_MODEL.json whose best lr is at an edge of "
+                         "its grid, train at the next lr beyond it (x/÷ 3, up to 2 steps) and keep the best")
     args = ap.parse_args(argv)
+    if args.extend:
+        model, data = load_experiment(args)
+        with open(os.path.join(RESULTS, f"schemes_{args.model}.json")) as f:
+            results = json.load(f)["results"]
+        for rec in results:
+            _extend(model, data, rec)
+        return _report(args, results)
     if args.refresh_peaks:
         model = load_model(args.model)
         with open(os.path.join(RESULTS, f"schemes_{args.model}.json")) as f:
@@ -60,6 +71,24 @@ def main(argv=None):
         print(f"==> {scheme}: peak {rec['peak_sram_bytes'] / 1024:.0f} KB, test {rec['test_accuracy']:.3f}",
               flush=True)
     return _report(args, results)
+
+
+def _extend(model, data, rec):
+    """Widens rec's lr grid past the edge its best lr sits on (rec updated in place)."""
+    xs, ys, xv, yv, xt, yt = data
+    for _ in range(2):
+        grid = sorted(float(k) for k in rec["lr_grid"])
+        if not rec["lr_at_edge"]:
+            return
+        lr = rec["lr"] * 3 if rec["lr"] == grid[-1] else rec["lr"] / 3
+        run = train_int8(model, rec["scheme"], xs, ys, lr=lr)
+        val = run.evaluate(xv, yv)
+        rec["lr_grid"][str(lr)] = val
+        print(f"  {rec['scheme']} lr {lr:g}: val {val:.3f}", flush=True)
+        if val > rec["val_accuracy"]:
+            rec.update(lr=lr, val_accuracy=val, test_accuracy=run.evaluate(xt, yt))
+        rec["lr_at_edge"] = rec["lr"] in (min(grid + [lr]), max(grid + [lr]))
+        print(f"==> {rec['scheme']}: lr {rec['lr']:g}, test {rec['test_accuracy']:.3f}", flush=True)
 
 
 def _memory(model, scheme):
