@@ -51,6 +51,22 @@ def _run(job):
     return job, run.evaluate(xv, yv), run.evaluate(xt, yt)
 
 
+def _paired(runs, grid, seeds):
+    """At every learning rate two methods share, the mean over seeds (same
+    image order) of their test accuracy difference to float, in points:
+    the quantized training's own effect, free of the order's noise."""
+    out = []
+    for m in ("int8-qas", "int8-noqas"):
+        for mom in (0.0, 0.9):
+            for lr in sorted(set(grid[(m, mom)]) & set(grid[("float", mom)])):
+                d = [runs[(m, mom, lr, s)][1] - runs[("float", mom, lr, s)][1] for s in range(1, seeds + 1)]
+                f = [runs[("float", mom, lr, s)][1] for s in range(1, seeds + 1)]
+                out.append({"method": m, "momentum": mom, "lr": lr, "float_test_mean": float(np.mean(f)),
+                            "minus_float_points": round(100 * float(np.mean(d)), 2),
+                            "spread_points": round(100 * float(np.std(d)), 2)})
+    return out
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_data_args(ap)
@@ -84,7 +100,9 @@ def main(argv=None):
     model = load_model(args.model)
     out = {"model": args.model, "scheme": args.scheme, "train_images": args.train, "val_images": args.val,
            "test_images": args.test, "epochs": args.epochs, "resolution": model.input.shape[1],
-           "seeds": args.seeds, "results": results}
+           "seeds": args.seeds, "results": results, "paired": _paired(runs, grid, args.seeds),
+           "runs": [{"method": m, "momentum": mom, "lr": lr, "seed": sd, "val_accuracy": v, "test_accuracy": t}
+                    for (m, mom, lr, sd), (v, t) in runs.items()]}
     best = {m: max((r for r in results if r["method"] == m), key=lambda r: r["val_accuracy"]) for m in GRIDS}
     for m in ("int8-qas", "int8-noqas"):
         out[f"{m.replace('-', '_')}_minus_float_points"] = round(
