@@ -43,9 +43,9 @@ static void tq_expand_rows(const tq_bottleneck_params *p, int32_t in_h, int32_t 
     *r1 = end < in_h ? end : in_h;
 }
 
-/* Scratch layout (each part 4-byte aligned): band [k, W, mid], depthwise
- * row [1, OW, mid], projected row [1, OW, C_out] (residual only), then the
- * larger of the two 1x1 kernels' own scratch. */
+/* Scratch layout (each part 4-byte aligned): band [k, mid_w, mid],
+ * depthwise row [1, OW, mid], projected row [1, OW, C_out] (residual only),
+ * then the larger of the expand's and the projection's own scratch. */
 static int32_t tq_bottleneck_parts(const tq_bottleneck_params *p, const tq_dims *input_dims,
                                    int32_t *band, int32_t *dw_row, int32_t *pw2_row, int32_t *conv)
 {
@@ -135,16 +135,17 @@ tq_status tq_bottleneck_s8(const tq_bottleneck_params *p, const tq_dims *input_d
         }
         for (r = cached1; r < r1; r++) {
             int8_t *dst = band + (size_t)(r - r0) * row_bytes;
-            const int8_t *src = input + (size_t)r * input_dims->w * input_dims->c;
             tq_dims row_out = {1, 1, mid_w, mid};
-            if (p->has_expand && tq_expand_is_pointwise(p)) {
+            if (!p->has_expand) {
+                memcpy(dst, input + (size_t)r * input_dims->w * input_dims->c, (size_t)row_bytes);
+                st = TQ_OK;
+            } else if (tq_expand_is_pointwise(p)) {
+                /* expanded row r comes from input row r alone */
                 tq_dims row_in = {1, 1, input_dims->w, input_dims->c};
-                st = tq_conv_1x1_s8(&p->pw1_params, &p->pw1_quant, &row_in, src, &p->pw1_filter_dims,
+                st = tq_conv_1x1_s8(&p->pw1_params, &p->pw1_quant, &row_in,
+                                    input + (size_t)r * input_dims->w * input_dims->c, &p->pw1_filter_dims,
                                     p->pw1_filter, p->pw1_bias, &row_out, dst, conv_scratch, conv_b);
-                if (st != TQ_OK) {
-                    return st;
-                }
-            } else if (p->has_expand) {
+            } else {
                 /* one output row of the dense conv over the input rows its
                  * windows cover; rows past the input's edges are padding */
                 int32_t top, e0, e1;
@@ -159,11 +160,9 @@ tq_status tq_bottleneck_s8(const tq_bottleneck_params *p, const tq_dims *input_d
                 st = tq_conv_s8(&cp, &p->pw1_quant, &band_in,
                                 input + (size_t)e0 * input_dims->w * input_dims->c, &p->pw1_filter_dims,
                                 p->pw1_filter, p->pw1_bias, &row_out, dst, conv_scratch, conv_b);
-                if (st != TQ_OK) {
-                    return st;
-                }
-            } else {
-                memcpy(dst, src, (size_t)row_bytes);
+            }
+            if (st != TQ_OK) {
+                return st;
             }
         }
         cached0 = r0;
