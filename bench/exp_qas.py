@@ -10,7 +10,7 @@ averaged over the seeds (fair tuning), and its test accuracy is reported
 as mean and spread over those seeds. Runs go to a pool of processes.
 Writes bench/results/qas_MODEL.json and .png.
 
-    python bench/exp_qas.py [--model mbv2-w0.35|demo] [--train 1000] [--seeds 3] [--workers 2]
+    python bench/exp_qas.py [--model mbv2-w0.35|demo] [--train 1000] [--seeds 3] [--workers 2] [--with-master]
 """
 import argparse
 import json
@@ -26,8 +26,10 @@ GRIDS = {
     "int8-qas": [0.0003, 0.001, 0.003, 0.01, 0.03],
     # without QAS the integer-domain gradients are orders of magnitude off; a wide grid is the fair chance
     "int8-noqas": [0.0003, 0.003, 0.03, 0.3, 3.0],
+    # --with-master: QAS with an fp32 master copy of the trained weights instead of round-to-nearest
+    "int8-qas-master": [0.0003, 0.001, 0.003, 0.01, 0.03],
 }
-CONFIGS = [(m, mom) for m in ("float", "int8-noqas", "int8-qas") for mom in (0.0, 0.9)]
+METHODS = ("float", "int8-noqas", "int8-qas")
 _STATE = {}
 
 
@@ -46,17 +48,18 @@ def _run(job):
     if method == "float":
         run = FloatRun(model, args.scheme, xs, ys, lr=lr, momentum=momentum, epochs=args.epochs, seed=seed)
     else:
-        run = train_int8(model, args.scheme, xs, ys, lr=lr, qas=method == "int8-qas", momentum=momentum,
-                         epochs=args.epochs, seed=seed)
+        run = train_int8(model, args.scheme, xs, ys, lr=lr, qas=method.startswith("int8-qas"), momentum=momentum,
+                         epochs=args.epochs, seed=seed,
+                         rounding="master" if method.endswith("-master") else "nearest")
     return job, run.evaluate(xv, yv), run.evaluate(xt, yt)
 
 
-def _paired(runs, grid, seeds):
+def _paired(runs, grid, seeds, methods):
     """At every learning rate two methods share, the mean over seeds (same
     image order) of their test accuracy difference to float, in points:
     the quantized training's own effect, free of the order's noise."""
     out = []
-    for m in ("int8-qas", "int8-noqas"):
+    for m in methods[1:]:
         for mom in (0.0, 0.9):
             for lr in sorted(set(grid[(m, mom)]) & set(grid[("float", mom)])):
                 d = [runs[(m, mom, lr, s)][1] - runs[("float", mom, lr, s)][1] for s in range(1, seeds + 1)]
@@ -74,10 +77,14 @@ def main(argv=None):
     ap.add_argument("--epochs", type=int, default=1)
     ap.add_argument("--seeds", type=int, default=3, help="training runs (image orders) per learning rate")
     ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--with-master", action="store_true",
+                    help="also int8 QAS with an fp32 master copy (rounding='master')")
     args = ap.parse_args(argv)
+    methods = METHODS + (("int8-qas-master",) if args.with_master else ())
+    configs = [(m, mom) for m in methods for mom in (0.0, 0.9)]
     # with momentum the step size is lr / (1 - momentum): the same grid, scaled
-    grid = {(m, mom): [lr * (1 - mom) for lr in GRIDS[m]] for m, mom in CONFIGS}
-    jobs = [(m, mom, lr, seed) for m, mom in CONFIGS for lr in grid[(m, mom)] for seed in range(1, args.seeds + 1)]
+    grid = {(m, mom): [lr * (1 - mom) for lr in GRIDS[m]] for m, mom in configs}
+    jobs = [(m, mom, lr, seed) for m, mom in configs for lr in grid[(m, mom)] for seed in range(1, args.seeds + 1)]
     runs = {}
     with ProcessPoolExecutor(args.workers, initializer=_init, initargs=(args,)) as pool:
         for job, val, test in pool.map(_run, jobs):
@@ -85,7 +92,7 @@ def main(argv=None):
             print(f"  {job[0]} momentum {job[1]} lr {job[2]:.4g} seed {job[3]}: val {val:.3f} test {test:.3f}",
                   flush=True)
     results = []
-    for m, mom in CONFIGS:
+    for m, mom in configs:
         val_mean = {lr: float(np.mean([runs[(m, mom, lr, s)][0] for s in range(1, args.seeds + 1)]))
                     for lr in grid[(m, mom)]}
         best = max(val_mean, key=val_mean.get)
@@ -100,20 +107,20 @@ def main(argv=None):
     model = load_model(args.model)
     out = {"model": args.model, "scheme": args.scheme, "train_images": args.train, "val_images": args.val,
            "test_images": args.test, "epochs": args.epochs, "resolution": model.input.shape[1],
-           "seeds": args.seeds, "results": results, "paired": _paired(runs, grid, args.seeds),
+           "seeds": args.seeds, "results": results, "paired": _paired(runs, grid, args.seeds, methods),
            "runs": [{"method": m, "momentum": mom, "lr": lr, "seed": sd, "val_accuracy": v, "test_accuracy": t}
                     for (m, mom, lr, sd), (v, t) in runs.items()]}
-    best = {m: max((r for r in results if r["method"] == m), key=lambda r: r["val_accuracy"]) for m in GRIDS}
-    for m in ("int8-qas", "int8-noqas"):
+    best = {m: max((r for r in results if r["method"] == m), key=lambda r: r["val_accuracy"]) for m in methods}
+    for m in methods[1:]:
         out[f"{m.replace('-', '_')}_minus_float_points"] = round(
             100 * (best[m]["test_mean"] - best["float"]["test_mean"]), 2)
     save(f"qas_{args.model}", out)
     plt = pyplot()
-    fig, ax = plt.subplots(figsize=(6.4, 3.6))
+    fig, ax = plt.subplots(figsize=(6.4 + 1.6 * args.with_master, 3.6))
     labels = [f"{r['method']}\n{'momentum' if r['momentum'] else 'plain'}" for r in results]
     acc = [100 * r["test_mean"] for r in results]
     ax.bar(range(len(results)), acc, yerr=[100 * r["test_std"] for r in results], capsize=3,
-           color=["#888", "#888", "#d55", "#d55", "#27a", "#27a"])
+           color=["#888", "#888", "#d55", "#d55", "#27a", "#27a", "#2a5", "#2a5"][:len(results)])
     ax.set_xticks(range(len(results)), labels, fontsize=7)
     ax.set_ylabel("Fashion-MNIST test accuracy (%)")
     ax.set_ylim(max(0, min(acc) - 15), min(100, max(acc) + 8))
