@@ -55,8 +55,7 @@ def test_whole_forward(benchmark):
     benchmark.extra_info["gmacs_per_s"] = macs / benchmark.stats.stats.mean / 1e9
 
 
-def _record(benchmark, model, op, group):
-    benchmark.group = group
+def _record(benchmark, model, op):
     macs = op.macs(model)
     benchmark.extra_info["macs"] = macs
     benchmark.extra_info["gmacs_per_s"] = macs / benchmark.stats.stats.mean / 1e9
@@ -76,9 +75,10 @@ def test_conv_layer_input_gradient(benchmark, layer):
     model, convs = _layers()
     op = next(o for o in convs if o.name == layer)
     t_in, g, _, mask = _backward_inputs(model, op)
+    benchmark.group = "mbv2-w0.35 input gradient"
     benchmark(backward.conv2d_backward_input, g, op.weight, op.w_scales, t_in.shape, stride=op.stride,
               padding=op.padding, dilation=op.dilation, depthwise=op.depthwise, mask=mask)
-    _record(benchmark, model, op, "mbv2-w0.35 input gradient")
+    _record(benchmark, model, op)
 
 
 @pytest.mark.parametrize("layer", _layer_ids())
@@ -88,7 +88,8 @@ def test_conv_layer_weight_gradient_and_update(benchmark, layer):
     t_in, g, x, mask = _backward_inputs(model, op)
     w, b = op.weight.copy(), (op.bias if op.bias is not None else np.zeros(op.out_channels, np.int32)).copy()
     opt = SGD(1e-6)  # updates below half an LSB: the weights stay put across rounds
+    benchmark.group = "mbv2-w0.35 weight gradient + update"
     benchmark(backward.conv2d_backward_weight_update, g, x, w, b, op.w_scales, opt, x_scale=t_in.scale,
               x_zero_point=t_in.zero_point, stride=op.stride, padding=op.padding, dilation=op.dilation,
               depthwise=op.depthwise, in_channels=t_in.shape[-1] if op.depthwise else None, mask=mask)
-    _record(benchmark, model, op, "mbv2-w0.35 weight gradient + update")
+    _record(benchmark, model, op)
