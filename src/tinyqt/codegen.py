@@ -24,7 +24,7 @@ from . import quant
 from .compiler.fusion import _stage
 from .errors import TinyQTError
 from .graph import Add, Conv2D, Mean
-from .runtime import Runtime
+from .runtime import Runtime, state_layout, trained_counts
 
 
 def _f(v):
@@ -63,7 +63,9 @@ class _Emitter:
             raise TinyQTError("codegen: gradient accumulation is host-only for now; compile the plan "
                               "without accumulate=True")
         self.plan, self.model, self.opt = plan, model, optimizer
-        Runtime(plan, model, optimizer)  # raises when the plan has no room for the optimizer's state
+        # the host runtime of the same plan: raises when the plan has no room for the
+        # optimizer's state, and gives the head's initial weights
+        self.host = Runtime(plan, model, optimizer)
         self.t = model.tensors
         self.ops = {op.name: op for op in model.ops}
         self.consts = []
@@ -291,35 +293,23 @@ class _Emitter:
             self.shared_state = True
             return "&tq_state"
         buf = self.ptr(name, "float")
-        if s.kind == "update_bias":
-            fields = (buf, "NULL") if self.opt.momentum else ("NULL", "NULL")
-            wm, bm, master = "NULL", fields[0], fields[1]
-        else:
-            n_w, n_b = self.trained_counts(s, op)
-            mom = bool(self.opt.momentum)
-            wm = buf if mom else "NULL"
-            bm = f"{buf} + {n_w}" if mom else "NULL"
-            master = f"{buf} + {n_w + n_b if mom else 0}" if self.opt.rounding == "master" else "NULL"
-            if master != "NULL":
-                self.master_inits.append(self.master_init(op, key, master, s.attrs["n_sel"]))
+        layout = state_layout(s, op, self.t[op.inputs[0]].shape[-1], self.opt.momentum > 0,
+                              self.opt.rounding == "master")
+        wm, bm, master = (f"{buf} + {layout[f][0]}" if f in layout else "NULL"
+                          for f in ("w_momentum", "b_momentum", "w_master"))
+        if master != "NULL":
+            self.master_inits.append(self.master_init(s, op, key, master))
         self.consts.append(f"static const tq_sgd_state st_{key} = {{&tq_rng, {wm}, {bm}, {master}}};\n")
         return f"&st_{key}"
 
-    def trained_counts(self, s, op):
-        """(trained weights, trained biases) of an update step."""
-        if op.depthwise:
-            n_b = s.attrs["n_sel"] * (op.out_channels // self.t[op.inputs[0]].shape[-1])
-        else:
-            n_b = op.out_channels
-        return s.attrs["trained_params"] - n_b, n_b
-
-    def master_init(self, op, key, master, n_sel):
-        """C statement filling a master copy (weight-gradient layout, the
-        first n_sel input channels) from the Flash weights."""
+    def master_init(self, s, op, key, master):
+        """C statement filling the master copy of update step s (weight-gradient
+        layout, the first n_sel input channels) from the Flash weights."""
         kh, kw = op.weight.shape[1:3]
         taps = kh * kw
+        n_sel = s.attrs["n_sel"]
         if op.depthwise:
-            n_b = n_sel * (op.out_channels // self.t[op.inputs[0]].shape[-1])
+            n_b = trained_counts(s, op, self.t[op.inputs[0]].shape[-1])[1]
             return (f"    {{ int32_t c, p; float *m = {master};\n"
                     f"      for (c = 0; c < {n_b}; c++) for (p = 0; p < {taps}; p++) "
                     f"m[c * {taps} + p] = (float)w_{key}[p * {op.out_channels} + c]; }}\n")
@@ -392,7 +382,7 @@ class _Emitter:
                     init.append(self.copy_rows(self.ptr(name, "int8_t"), f"w_{key}", op.weight.size // c, n, c, n))
                 else:
                     init.append(f"    memcpy({self.ptr(name, 'uint8_t')}, {src}, {spec.nbytes});\n")
-        head = Runtime(plan, model, self.opt.__class__(self.opt.lr)).views["head:weights"]
+        head = self.host.views["head:weights"]
         self.consts.append(_array("float", "tq_head_init", head))
         init.append(f"    memcpy({self.ptr('head:weights', 'uint8_t')}, tq_head_init, {head.nbytes});\n")
         for name, spec in plan.tensors.items():
@@ -511,7 +501,6 @@ def emit_test_main(plan, images, labels, out_dir):
 
 def host_reference(plan, model, optimizer, images, labels):
     """(loss bits, {tensor: fnv}) of the same steps on the host runtime."""
-    from .runtime import Runtime
     rt = Runtime(plan, model, optimizer)
     bits = []
     for x, y in zip(images, labels):

@@ -21,6 +21,32 @@ from .graph import Add, Conv2D
 from .optim import SGD, ParamState
 
 
+def trained_counts(step, op, in_channels):
+    """(trained weights, trained biases) of an update or update_bias step of
+    conv op whose input has in_channels channels."""
+    if step.kind == "update_bias":
+        return 0, step.attrs["trained_params"]
+    n_b = step.attrs["n_sel"] * (op.out_channels // in_channels) if op.depthwise else op.out_channels
+    return step.attrs["trained_params"] - n_b, n_b
+
+
+def state_layout(step, op, in_channels, momentum, master):
+    """Element ranges {ParamState field: (start, stop)} of a trained layer's
+    optimizer state inside its `optimizer:` tensor: the weight momentum, the
+    bias momentum, then the fp32 master copy (only the fields the options
+    use). tinyqt.codegen lays the firmware's state out the same way."""
+    n_w, n_b = trained_counts(step, op, in_channels)
+    out, pos = {}, 0
+    if momentum:
+        if n_w:
+            out["w_momentum"] = (0, n_w)
+        out["b_momentum"] = (n_w, n_w + n_b)
+        pos = n_w + n_b
+    if master and n_w:
+        out["w_master"] = (pos, pos + n_w)
+    return out
+
+
 class Runtime:
     """plan: tinyqt.compile's Plan of model; optimizer: tinyqt.optim.SGD for
     the int8 body (the fp32 head takes SGD with the same lr and momentum).
@@ -111,29 +137,16 @@ class Runtime:
         buf = self.views[name].reshape(-1)
         buf[...] = 0.0
         op = self.ops[step.op]
+        c_in = self.model.tensors[op.inputs[0]].shape[-1]
         st = ParamState()
-        if step.kind == "update_bias":
-            st.b_momentum = buf
-            return st
-        n_w = step.attrs["trained_params"] - self._trained_bias_count(op, step)
-        n_b = step.attrs["trained_params"] - n_w
-        pos = 0
-        if self.opt.momentum > 0:
-            st.w_momentum, st.b_momentum = buf[:n_w], buf[n_w:n_w + n_b]
-            pos = n_w + n_b
-        if self.opt.rounding == "master":
-            st.w_master = buf[pos:pos + n_w]
+        for field, (a, b) in state_layout(step, op, c_in, self.opt.momentum > 0,
+                                          self.opt.rounding == "master").items():
+            setattr(st, field, buf[a:b])
+        if st.w_master is not None:
             from .optim import trained_weights
             sel = np.arange(step.attrs["n_sel"], dtype=np.int32)
-            c_in = self.model.tensors[op.inputs[0]].shape[-1]
             st.w_master[...] = trained_weights(op.weight, sel, op.depthwise, c_in).astype(np.float32).reshape(-1)
         return st
-
-    def _trained_bias_count(self, op, step):
-        if op.depthwise:
-            c_in = self.model.tensors[op.inputs[0]].shape[-1]
-            return step.attrs["n_sel"] * (op.out_channels // c_in)
-        return op.out_channels
 
     def _conv_quant(self, op):
         if op.name not in self._quant:
@@ -347,15 +360,14 @@ class Runtime:
         c_in = self.model.tensors[op.inputs[0]].shape[-1]
         kh, kw = op.weight.shape[1:3]
         sel = np.arange(n_sel, dtype=np.int32)
+        n_w, n_b = trained_counts(s, op, c_in)
         if op.depthwise:
-            n_b = n_sel * (op.out_channels // c_in)
             sliced = w.shape[-1] != op.out_channels
-            backward.sgd_update(w, b[:n_b] if sliced else b, grad[:n_b * kh * kw].reshape(n_b, kh, kw),
-                                grad[n_b * kh * kw:], op.w_scales[:n_b] if sliced else op.w_scales, x_scale,
+            backward.sgd_update(w, b[:n_b] if sliced else b, grad[:n_w].reshape(n_b, kh, kw),
+                                grad[n_w:], op.w_scales[:n_b] if sliced else op.w_scales, x_scale,
                                 self.opt, self._states[s.op], sel=sel, depthwise=True,
                                 in_channels=n_sel if sliced else c_in)
         else:
-            n_w = op.out_channels * kh * kw * n_sel
             backward.sgd_update(w, b, grad[:n_w].reshape(op.out_channels, kh, kw, n_sel), grad[n_w:],
                                 op.w_scales, x_scale, self.opt, self._states[s.op], sel=sel)
 
