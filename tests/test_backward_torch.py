@@ -152,26 +152,60 @@ def test_mask_is_strictly_inside_clamp_range():
         [False, True, True, True, True, True, False, True, True]
 
 
-def test_1x1_kernels_equal_dense_kernels_bit_for_bit():
-    rng = np.random.default_rng(3)
-    x = rng.integers(-128, 128, (2, 5, 7, 13), dtype=np.int8)
-    w = rng.integers(-127, 128, (9, 1, 1, 13), dtype=np.int8)
-    ws = rng.uniform(0.01, 0.05, 9).astype(np.float32)
-    g = rng.standard_normal((2, 3, 4, 9)).astype(np.float32)
-    mask = rng.integers(0, 256, (g.size + 7) // 8, dtype=np.uint8)
-    params = (2, 2, 0, 0, 1, 1, 7, 0, -128, 127)
+def _bits(a):
+    return np.ascontiguousarray(a, np.float32).view(np.uint32)
+
+
+@settings(max_examples=60, deadline=None)
+@given(n=st.integers(1, 2), h=st.integers(1, 9), w=st.integers(1, 13), c_in=st.integers(1, 70),
+       c_out=st.integers(1, 75), stride=st.sampled_from([1, 2]), masked=st.booleans(),
+       seed=st.integers(0, 2**31 - 1))
+def test_1x1_blocked_kernels_equal_plain_loops_and_float32_replay(n, h, w, c_in, c_out, stride,
+                                                                  masked, seed):
+    """The register-blocked 1x1 backward (4x4 blocks, channel and pixel tiles
+    of 32, short tails) gives the bits of the dense kernel's plain loops, and
+    of a NumPy float32 replay of the documented order (terms added one output
+    channel / one pixel at a time from +0.0, products rounded first)."""
+    rng = np.random.default_rng(seed)
+    x = rng.integers(-128, 128, (n, h, w, c_in), dtype=np.int8)
+    wt = rng.integers(-127, 128, (c_out, 1, 1, c_in), dtype=np.int8)
+    ws = rng.uniform(0.01, 0.05, c_out).astype(np.float32)
+    oh, ow = (h - 1) // stride + 1, (w - 1) // stride + 1
+    g = rng.standard_normal((n, oh, ow, c_out)).astype(np.float32)
+    mask = rng.integers(0, 256, (g.size + 7) // 8, dtype=np.uint8) if masked else None
+    x_zp, x_scale = int(rng.integers(-20, 20)), np.float32(0.05)
+    params = (stride, stride, 0, 0, 1, 1, -x_zp, 0, -128, 127)
     outs = {}
     for kind in ("conv", "1x1"):
         gi = np.full(x.shape, np.nan, np.float32)
-        assert _ckernels.conv_backward_input(kind, params, ws, g.shape, g.reshape(-1), mask, w.shape,
-                                             w.reshape(-1), x.shape, gi.reshape(-1)) == 0
-        gw = np.empty((9, 1, 1, 13), np.float32)
-        gb = np.empty(9, np.float32)
-        assert _ckernels.conv_backward_weight(kind, params, 0.05, x.shape, x.reshape(-1), g.shape,
+        assert _ckernels.conv_backward_input(kind, params, ws, g.shape, g.reshape(-1), mask, wt.shape,
+                                             wt.reshape(-1), x.shape, gi.reshape(-1)) == 0
+        gw = np.full(wt.shape, np.nan, np.float32)
+        gb = np.full(c_out, np.nan, np.float32)
+        assert _ckernels.conv_backward_weight(kind, params, x_scale, x.shape, x.reshape(-1), g.shape,
                                               g.reshape(-1), mask, gw.shape, gw.reshape(-1), gb) == 0
         outs[kind] = (gi, gw, gb)
     for a, b in zip(outs["conv"], outs["1x1"]):
-        assert np.array_equal(a.view(np.uint32), b.view(np.uint32))
+        assert np.array_equal(_bits(a), _bits(b))
+
+    passm = np.ones(g.shape, bool) if mask is None else backward.unpack_mask(mask, g.shape)
+    gm = np.where(passm, g, np.float32(0)).reshape(-1, c_out)
+    gs = gm * ws
+    wf = wt.reshape(c_out, c_in).astype(np.float32)
+    acc = np.zeros((gm.shape[0], c_in), np.float32)
+    for oc in range(c_out):
+        acc = acc + gs[:, oc:oc + 1] * wf[oc]
+    gi_ref = np.zeros(x.shape, np.float32)
+    gi_ref[:, ::stride, ::stride, :] = acc.reshape(n, oh, ow, c_in)
+    assert np.array_equal(_bits(outs["1x1"][0]), _bits(gi_ref))
+    xs = (x[:, ::stride, ::stride, :].astype(np.int32) - x_zp).astype(np.float32).reshape(-1, c_in)
+    accw = np.zeros((c_out, c_in), np.float32)
+    accb = np.zeros(c_out, np.float32)
+    for p in range(gm.shape[0]):
+        accw = accw + gm[p][:, None] * xs[p][None, :]
+        accb = accb + gm[p]
+    assert np.array_equal(_bits(outs["1x1"][1].reshape(c_out, c_in)), _bits(accw * x_scale))
+    assert np.array_equal(_bits(outs["1x1"][2]), _bits(accb))
 
 
 @pytest.mark.parametrize("seed", range(6))

@@ -7,6 +7,7 @@
 
 #include "tinyqt/backward.h"
 #include "tq_check.h"
+#include "tq_pw_backward.h"
 #include "tq_sgd.h"
 
 /* ---- argument checks ---------------------------------------------------- */
@@ -177,8 +178,8 @@ tq_status tq_conv_1x1_backward_input_f32(const tq_conv_params *params, const flo
     if (st != TQ_OK) {
         return st;
     }
-    tq_conv_bwd_input_portable(params, w_scale, output_dims, grad_out, mask, filter_dims,
-                               filter, input_dims, grad_in);
+    tq_pw_backward_input_blocked(params, w_scale, output_dims, grad_out, mask, filter,
+                                 input_dims, grad_in);
     return TQ_OK;
 }
 
@@ -329,6 +330,19 @@ static tq_status tq_conv_bwd_weight_impl(int pointwise, const tq_conv_params *pa
         return TQ_ERR_SHAPE;
     }
     row = grad_w_dims->h * grad_w_dims->w * grad_w_dims->c;
+    if (pointwise) {
+        for (oc = 0; oc < output_dims->c; oc += TQ_PW_ROWS) {
+            const int32_t n_oc = output_dims->c - oc < TQ_PW_ROWS ? output_dims->c - oc : TQ_PW_ROWS;
+            float gb[TQ_PW_ROWS];
+            int32_t r;
+            tq_pw_weight_rows(params, input_scale, input_dims, input, output_dims, grad_out, mask,
+                              oc, n_oc, grad_w + (size_t)oc * row, gb);
+            for (r = 0; r < n_oc && grad_b != NULL; r++) {
+                grad_b[oc + r] = gb[r];
+            }
+        }
+        return TQ_OK;
+    }
     for (oc = 0; oc < output_dims->c; oc++) {
         float gb;
         tq_conv_weight_row(params, input_scale, input_dims, input, 0, input_dims->c,
@@ -439,6 +453,16 @@ int32_t tq_conv_backward_weight_update_get_buffer_size(const tq_dims *filter_dim
     return filter_dims->h * filter_dims->w * n_sel * (int32_t)sizeof(float);
 }
 
+int32_t tq_conv_1x1_backward_weight_update_get_buffer_size(const tq_dims *filter_dims,
+                                                           int32_t n_sel)
+{
+    const int32_t one_row = tq_conv_backward_weight_update_get_buffer_size(filter_dims, n_sel);
+    if (one_row == 0 || filter_dims->n < 1 || (int64_t)one_row * TQ_PW_ROWS > INT32_MAX) {
+        return 0;
+    }
+    return one_row * (filter_dims->n < TQ_PW_ROWS ? filter_dims->n : TQ_PW_ROWS);
+}
+
 int32_t tq_depthwise_conv_backward_weight_update_get_buffer_size(const tq_dims *filter_dims)
 {
     return tq_conv_backward_weight_update_get_buffer_size(filter_dims, 1);
@@ -477,7 +501,9 @@ static tq_status tq_conv_bwd_update_impl(int pointwise, const tq_conv_params *pa
     }
     if (st == TQ_OK) {
         st = tq_check_scratch(scratch, scratch_size,
-                              tq_conv_backward_weight_update_get_buffer_size(filter_dims, n_sel));
+                              pointwise
+                                  ? tq_conv_1x1_backward_weight_update_get_buffer_size(filter_dims, n_sel)
+                                  : tq_conv_backward_weight_update_get_buffer_size(filter_dims, n_sel));
     }
     if (st != TQ_OK) {
         return st;
@@ -487,6 +513,23 @@ static tq_status tq_conv_bwd_update_impl(int pointwise, const tq_conv_params *pa
     }
     taps = filter_dims->h * filter_dims->w;
     row = taps * n_sel;
+    if (pointwise) {
+        /* four channels' gradients at a time, each applied as soon as they exist */
+        for (oc = 0; oc < filter_dims->n; oc += TQ_PW_ROWS) {
+            const int32_t n_oc = filter_dims->n - oc < TQ_PW_ROWS ? filter_dims->n - oc : TQ_PW_ROWS;
+            float gb[TQ_PW_ROWS];
+            int32_t r;
+            tq_pw_weight_rows(params, input_scale, input_dims, input, output_dims, grad_out, mask,
+                              oc, n_oc, (float *)scratch, gb);
+            for (r = 0; r < n_oc; r++) {
+                tq_sgd_channel(opt, state, input_scale, w_scale[oc + r],
+                               filter + (size_t)(oc + r) * filter_dims->c, 1, filter_dims->c, n_sel,
+                               sel, (const float *)scratch + (size_t)r * n_sel, (oc + r) * row,
+                               bias != NULL ? bias + oc + r : NULL, gb[r], oc + r);
+            }
+        }
+        return TQ_OK;
+    }
     for (oc = 0; oc < filter_dims->n; oc++) {
         float gb;
         tq_conv_weight_row(params, input_scale, input_dims, input, 0, n_sel, output_dims,

@@ -88,6 +88,8 @@ cdef extern from "tinyqt/backward.h":
                                                     float *grad_w, float *grad_b) nogil
     int32_t tq_conv_backward_weight_update_get_buffer_size(const tq_dims *filter_dims,
                                                            int32_t n_sel)
+    int32_t tq_conv_1x1_backward_weight_update_get_buffer_size(const tq_dims *filter_dims,
+                                                               int32_t n_sel)
     int32_t tq_depthwise_conv_backward_weight_update_get_buffer_size(
         const tq_dims *filter_dims)
     int32_t tq_fc_backward_weight_update_get_buffer_size(int32_t n_sel)
@@ -335,6 +337,8 @@ def weight_update_buffer_size(str kind, tuple filter_dims, int32_t n_sel):
         return tq_depthwise_conv_backward_weight_update_get_buffer_size(&df)
     if kind == "fc":
         return tq_fc_backward_weight_update_get_buffer_size(n_sel)
+    if kind == "1x1":
+        return tq_conv_1x1_backward_weight_update_get_buffer_size(&df, n_sel)
     return tq_conv_backward_weight_update_get_buffer_size(&df, n_sel)
 
 

@@ -10,7 +10,7 @@ rng; `macs` is the forward layer's MAC count.
 """
 import numpy as np
 
-from .. import backward as B
+from .. import _ckernels, backward as B
 from .cgen import c_float, raw_case
 
 F32 = np.float32
@@ -103,9 +103,7 @@ def fused_case(rng, name, h, w, c_in, c_out, k, stride, padding, opt, *, depthwi
             f"{c_float(x_scale)}, {{cn}}_ws, {c_dims(x_saved.shape)}, {{cn}}_x, {sel_args}{c_dims(g.shape)}, {{cn}}_g, "
             f"{{cn}}_mask, {c_dims(wt.shape)}, w, {bias_ptr}, {c_sgd(opt)}, "
             f"{c_state('rng', ptr['wm'], ptr['bm'], ptr['master'])}, scratch, scratch_size)")
-    if depthwise:
-        scratch = k * k * 4
-    else:
-        scratch = k * k * len(sel) * 4
+    scratch = _ckernels.weight_update_buffer_size(
+        "depthwise" if depthwise else ("1x1" if pointwise else "conv"), tuple(wt.shape), len(sel))
     return raw_case(name, call, {"ws": ws, "x": x_saved, "sel": sel, "g": g, "mask": mask}, before, after,
                     scratch=scratch, macs=forward_macs(g.shape, len(sel), k, depthwise))

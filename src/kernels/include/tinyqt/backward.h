@@ -265,7 +265,7 @@ tq_status tq_depthwise_conv_backward_weight_f32(const tq_conv_params *params,
 
 /* Fused weight gradient + update (the paper's in-place update): for each
  * output channel its gradient row is computed into scratch (KH*KW*n_sel
- * fp32; depthwise KH*KW) and immediately applied to filter (only the selected
+ * fp32; depthwise KH*KW; 1x1: four rows) and immediately applied to filter (only the selected
  * input channels) and to bias[c] (if bias != NULL) with the optimizer; no
  * weight-gradient buffer exists. The result (weights, biases, optimizer
  * state, PRNG state) is bit-identical to the gradient kernel followed by
@@ -297,6 +297,10 @@ tq_status tq_conv_1x1_backward_weight_update(const tq_conv_params *params, float
                                              const tq_sgd_params *opt,
                                              const tq_sgd_state *state,
                                              void *scratch, int32_t scratch_size);
+/* The 1x1 kernel computes up to four channels' rows at once: its scratch is
+ * min(C_out, 4) * n_sel fp32. */
+int32_t tq_conv_1x1_backward_weight_update_get_buffer_size(const tq_dims *filter_dims,
+                                                           int32_t n_sel);
 int32_t tq_depthwise_conv_backward_weight_update_get_buffer_size(const tq_dims *filter_dims);
 tq_status tq_depthwise_conv_backward_weight_update(const tq_conv_params *params,
                                                    float input_scale, const float *w_scale,

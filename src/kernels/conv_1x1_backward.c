@@ -1,0 +1,233 @@
+/* tinyqt: register-blocked fp32 backward of the 1x1 conv (input gradient
+ * and weight-gradient rows), called by the checked entry points of
+ * conv_backward.c. Contracts and the summation order: tq_pw_backward.h.
+ *
+ * Each micro-kernel keeps a 4 x 4 block of sums in FPU registers: 4 pixels
+ * x 4 input channels for the input gradient, 4 output channels x 4 saved
+ * channels for the weight gradient. Every int8 converted to fp32 is used
+ * four times and every product is one TQ_MLA_F32 (one VMLA on an Arm FPU),
+ * where the plain loops spend a load, a store and a conversion per term.
+ * The factors of a tile (pre-scaled, masked gradients; pixel addresses)
+ * are gathered once into small stack buffers; partial sums of a block go
+ * back to memory between tiles, which keeps every sum's order. */
+#include <string.h>
+
+#include "tq_check.h"
+#include "tq_f32.h"
+#include "tq_pw_backward.h"
+#include "tq_sgd.h"
+
+#define TQ_PW_PIX 4   /* pixels of an input-gradient block */
+#define TQ_PW_OCT 32  /* output channels of a tile of scaled gradients */
+#define TQ_PW_PT 32   /* output pixels of a weight-gradient tile */
+
+static int32_t tq_min_i32(int32_t a, int32_t b)
+{
+    return a < b ? a : b;
+}
+
+/* Element offset / in_c of the input pixel that output pixel po reads. */
+static size_t tq_pw_in_pixel(const tq_conv_params *p, const tq_dims *out_d, const tq_dims *in_d,
+                             int32_t po)
+{
+    const int32_t per_image = out_d->h * out_d->w;
+    const int32_t b = po / per_image, r = po - b * per_image;
+    const int32_t oy = r / out_d->w, ox = r - oy * out_d->w;
+    return ((size_t)b * in_d->h + (size_t)oy * p->stride_h) * in_d->w + (size_t)ox * p->stride_w;
+}
+
+/* ---- input gradient ----------------------------------------------------- */
+
+/* Channels [0, 4) of the four pixel rows g0..g3: from 0 (first) or their
+ * stored partial sums, add gs[4t + k] * w[t * w_stride + i] for t < nt. */
+static void tq_pw_gin_4x4(const float *gs, int32_t nt, const int8_t *w, int32_t w_stride,
+                          float *g0, float *g1, float *g2, float *g3, int first)
+{
+    float a00, a01, a02, a03, a10, a11, a12, a13, a20, a21, a22, a23, a30, a31, a32, a33;
+    int32_t t;
+    if (first) {
+        a00 = a01 = a02 = a03 = a10 = a11 = a12 = a13 = 0.0f;
+        a20 = a21 = a22 = a23 = a30 = a31 = a32 = a33 = 0.0f;
+    } else {
+        a00 = g0[0]; a01 = g0[1]; a02 = g0[2]; a03 = g0[3];
+        a10 = g1[0]; a11 = g1[1]; a12 = g1[2]; a13 = g1[3];
+        a20 = g2[0]; a21 = g2[1]; a22 = g2[2]; a23 = g2[3];
+        a30 = g3[0]; a31 = g3[1]; a32 = g3[2]; a33 = g3[3];
+    }
+    for (t = 0; t < nt; t++, gs += TQ_PW_PIX, w += w_stride) {
+        const float w0 = (float)w[0], w1 = (float)w[1], w2 = (float)w[2], w3 = (float)w[3];
+        const float s0 = gs[0], s1 = gs[1], s2 = gs[2], s3 = gs[3];
+        TQ_MLA_F32(a00, s0, w0); TQ_MLA_F32(a01, s0, w1); TQ_MLA_F32(a02, s0, w2); TQ_MLA_F32(a03, s0, w3);
+        TQ_MLA_F32(a10, s1, w0); TQ_MLA_F32(a11, s1, w1); TQ_MLA_F32(a12, s1, w2); TQ_MLA_F32(a13, s1, w3);
+        TQ_MLA_F32(a20, s2, w0); TQ_MLA_F32(a21, s2, w1); TQ_MLA_F32(a22, s2, w2); TQ_MLA_F32(a23, s2, w3);
+        TQ_MLA_F32(a30, s3, w0); TQ_MLA_F32(a31, s3, w1); TQ_MLA_F32(a32, s3, w2); TQ_MLA_F32(a33, s3, w3);
+    }
+    /* duplicated rows (a short last block) hold equal sums: order is moot */
+    g0[0] = a00; g0[1] = a01; g0[2] = a02; g0[3] = a03;
+    g1[0] = a10; g1[1] = a11; g1[2] = a12; g1[3] = a13;
+    g2[0] = a20; g2[1] = a21; g2[2] = a22; g2[3] = a23;
+    g3[0] = a30; g3[1] = a31; g3[2] = a32; g3[3] = a33;
+}
+
+/* One channel of the four pixel rows (the in_c % 4 tail). */
+static void tq_pw_gin_4x1(const float *gs, int32_t nt, const int8_t *w, int32_t w_stride,
+                          float *g0, float *g1, float *g2, float *g3, int first)
+{
+    float a0 = first ? 0.0f : *g0, a1 = first ? 0.0f : *g1;
+    float a2 = first ? 0.0f : *g2, a3 = first ? 0.0f : *g3;
+    int32_t t;
+    for (t = 0; t < nt; t++, gs += TQ_PW_PIX, w += w_stride) {
+        const float wv = (float)w[0];
+        TQ_MLA_F32(a0, gs[0], wv);
+        TQ_MLA_F32(a1, gs[1], wv);
+        TQ_MLA_F32(a2, gs[2], wv);
+        TQ_MLA_F32(a3, gs[3], wv);
+    }
+    *g0 = a0;
+    *g1 = a1;
+    *g2 = a2;
+    *g3 = a3;
+}
+
+void tq_pw_backward_input_blocked(const tq_conv_params *p, const float *w_scale,
+                                  const tq_dims *out_d, const float *grad_out,
+                                  const uint8_t *mask, const int8_t *filter,
+                                  const tq_dims *in_d, float *grad_in)
+{
+    const int32_t out_c = out_d->c, in_c = in_d->c;
+    const int32_t pixels = out_d->n * out_d->h * out_d->w;
+    float gs[TQ_PW_OCT * TQ_PW_PIX];
+    int32_t p0;
+    if (p->stride_h != 1 || p->stride_w != 1 || out_d->h != in_d->h || out_d->w != in_d->w) {
+        memset(grad_in, 0, (size_t)tq_dims_count(in_d) * sizeof(float));
+    }
+    for (p0 = 0; p0 < pixels; p0 += TQ_PW_PIX) {
+        /* a short last block repeats its last pixel */
+        const int32_t last = tq_min_i32(pixels - p0, TQ_PW_PIX) - 1;
+        int32_t po[TQ_PW_PIX];
+        float *gi[TQ_PW_PIX];
+        int32_t k, oc0;
+        for (k = 0; k < TQ_PW_PIX; k++) {
+            po[k] = p0 + tq_min_i32(k, last);
+            gi[k] = grad_in + tq_pw_in_pixel(p, out_d, in_d, po[k]) * (size_t)in_c;
+        }
+        for (oc0 = 0; oc0 < out_c; oc0 += TQ_PW_OCT) {
+            const int32_t nt = tq_min_i32(out_c - oc0, TQ_PW_OCT);
+            const int8_t *w = filter + (size_t)oc0 * in_c;
+            int32_t t, ic;
+            for (t = 0; t < nt; t++) {
+                for (k = 0; k < TQ_PW_PIX; k++) {
+                    const int32_t o = po[k] * out_c + oc0 + t;
+                    gs[t * TQ_PW_PIX + k] =
+                        tq_mask_pass(mask, o) ? grad_out[o] * w_scale[oc0 + t] : 0.0f;
+                }
+            }
+            for (ic = 0; ic + 4 <= in_c; ic += 4) {
+                tq_pw_gin_4x4(gs, nt, w + ic, in_c, gi[0] + ic, gi[1] + ic, gi[2] + ic,
+                              gi[3] + ic, oc0 == 0);
+            }
+            for (; ic < in_c; ic++) {
+                tq_pw_gin_4x1(gs, nt, w + ic, in_c, gi[0] + ic, gi[1] + ic, gi[2] + ic,
+                              gi[3] + ic, oc0 == 0);
+            }
+        }
+    }
+}
+
+/* ---- weight-gradient rows --------------------------------------------------- */
+
+/* Saved channels [j, j + 4) of the four rows r0..r3: from 0 (first) or their
+ * stored partial sums, add gt[4t + r] * (xp[t][j + i] + off) for t < npx. */
+static void tq_pw_wrow_4x4(const float *gt, const int8_t *const *xp, int32_t npx, int32_t j,
+                           int32_t off, float *r0, float *r1, float *r2, float *r3, int first)
+{
+    float a00, a01, a02, a03, a10, a11, a12, a13, a20, a21, a22, a23, a30, a31, a32, a33;
+    int32_t t;
+    if (first) {
+        a00 = a01 = a02 = a03 = a10 = a11 = a12 = a13 = 0.0f;
+        a20 = a21 = a22 = a23 = a30 = a31 = a32 = a33 = 0.0f;
+    } else {
+        a00 = r0[0]; a01 = r0[1]; a02 = r0[2]; a03 = r0[3];
+        a10 = r1[0]; a11 = r1[1]; a12 = r1[2]; a13 = r1[3];
+        a20 = r2[0]; a21 = r2[1]; a22 = r2[2]; a23 = r2[3];
+        a30 = r3[0]; a31 = r3[1]; a32 = r3[2]; a33 = r3[3];
+    }
+    for (t = 0; t < npx; t++, gt += TQ_PW_ROWS) {
+        const int8_t *x = xp[t] + j;
+        const float x0 = (float)(x[0] + off), x1 = (float)(x[1] + off);
+        const float x2 = (float)(x[2] + off), x3 = (float)(x[3] + off);
+        const float g0 = gt[0], g1 = gt[1], g2 = gt[2], g3 = gt[3];
+        TQ_MLA_F32(a00, g0, x0); TQ_MLA_F32(a01, g0, x1); TQ_MLA_F32(a02, g0, x2); TQ_MLA_F32(a03, g0, x3);
+        TQ_MLA_F32(a10, g1, x0); TQ_MLA_F32(a11, g1, x1); TQ_MLA_F32(a12, g1, x2); TQ_MLA_F32(a13, g1, x3);
+        TQ_MLA_F32(a20, g2, x0); TQ_MLA_F32(a21, g2, x1); TQ_MLA_F32(a22, g2, x2); TQ_MLA_F32(a23, g2, x3);
+        TQ_MLA_F32(a30, g3, x0); TQ_MLA_F32(a31, g3, x1); TQ_MLA_F32(a32, g3, x2); TQ_MLA_F32(a33, g3, x3);
+    }
+    r0[0] = a00; r0[1] = a01; r0[2] = a02; r0[3] = a03;
+    r1[0] = a10; r1[1] = a11; r1[2] = a12; r1[3] = a13;
+    r2[0] = a20; r2[1] = a21; r2[2] = a22; r2[3] = a23;
+    r3[0] = a30; r3[1] = a31; r3[2] = a32; r3[3] = a33;
+}
+
+/* Saved channel j of the four rows (the n_sel % 4 tail). */
+static void tq_pw_wrow_4x1(const float *gt, const int8_t *const *xp, int32_t npx, int32_t j,
+                           int32_t off, float *r0, float *r1, float *r2, float *r3, int first)
+{
+    float a0 = first ? 0.0f : *r0, a1 = first ? 0.0f : *r1;
+    float a2 = first ? 0.0f : *r2, a3 = first ? 0.0f : *r3;
+    int32_t t;
+    for (t = 0; t < npx; t++, gt += TQ_PW_ROWS) {
+        const float xv = (float)(xp[t][j] + off);
+        TQ_MLA_F32(a0, gt[0], xv);
+        TQ_MLA_F32(a1, gt[1], xv);
+        TQ_MLA_F32(a2, gt[2], xv);
+        TQ_MLA_F32(a3, gt[3], xv);
+    }
+    *r0 = a0;
+    *r1 = a1;
+    *r2 = a2;
+    *r3 = a3;
+}
+
+void tq_pw_weight_rows(const tq_conv_params *p, float input_scale, const tq_dims *in_d,
+                       const int8_t *input, const tq_dims *out_d, const float *grad_out,
+                       const uint8_t *mask, int32_t oc0, int32_t n_oc, float *rows,
+                       float *grad_b)
+{
+    const int32_t out_c = out_d->c, n_sel = in_d->c, off = p->input_offset;
+    const int32_t pixels = out_d->n * out_d->h * out_d->w;
+    float gt[TQ_PW_PT * TQ_PW_ROWS];
+    const int8_t *xp[TQ_PW_PT];
+    float gb[TQ_PW_ROWS] = {0.0f, 0.0f, 0.0f, 0.0f};
+    float *rp[TQ_PW_ROWS];
+    int32_t r, t, j, p0, i;
+    /* fewer than four channels: the last one is computed again */
+    for (r = 0; r < TQ_PW_ROWS; r++) {
+        rp[r] = rows + (size_t)tq_min_i32(r, n_oc - 1) * n_sel;
+    }
+    for (p0 = 0; p0 < pixels; p0 += TQ_PW_PT) {
+        const int32_t npx = tq_min_i32(pixels - p0, TQ_PW_PT);
+        for (t = 0; t < npx; t++) {
+            xp[t] = input + tq_pw_in_pixel(p, out_d, in_d, p0 + t) * (size_t)n_sel;
+            for (r = 0; r < TQ_PW_ROWS; r++) {
+                const int32_t o = (p0 + t) * out_c + oc0 + tq_min_i32(r, n_oc - 1);
+                const float g = tq_mask_pass(mask, o) ? grad_out[o] : 0.0f;
+                gt[t * TQ_PW_ROWS + r] = g;
+                gb[r] += g;
+            }
+        }
+        for (j = 0; j + 4 <= n_sel; j += 4) {
+            tq_pw_wrow_4x4(gt, xp, npx, j, off, rp[0] + j, rp[1] + j, rp[2] + j, rp[3] + j,
+                           p0 == 0);
+        }
+        for (; j < n_sel; j++) {
+            tq_pw_wrow_4x1(gt, xp, npx, j, off, rp[0] + j, rp[1] + j, rp[2] + j, rp[3] + j,
+                           p0 == 0);
+        }
+    }
+    for (r = 0; r < n_oc; r++) {
+        for (i = 0; i < n_sel; i++) {
+            rows[(size_t)r * n_sel + i] *= input_scale;
+        }
+        grad_b[r] = gb[r];
+    }
+}
