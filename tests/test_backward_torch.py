@@ -332,7 +332,8 @@ def test_bad_arguments_raise_and_kernels_write_nothing():
 
 
 @pytest.mark.parametrize("k,h,w,c,n,masked", [(3, 8, 8, 16, 1, True), (3, 5, 9, 3, 2, False), (5, 7, 6, 5, 1, True),
-                                              (7, 9, 9, 4, 1, True), (3, 1, 4, 7, 1, True), (5, 3, 2, 2, 1, False)])
+                                              (7, 9, 9, 4, 1, True), (3, 1, 4, 7, 1, True), (5, 3, 2, 2, 1, False),
+                                              (3, 6, 5, 13, 2, True), (7, 8, 3, 9, 1, True)])
 def test_inplace_depthwise_input_gradient_is_bit_identical(k, h, w, c, n, masked):
     """The in-place kernel (one fp32 buffer and a row ring) against the
     out-of-place one: the same bits, with and without a clamp mask, for
@@ -359,3 +360,8 @@ def test_inplace_depthwise_rejects_what_it_cannot_do():
     with pytest.raises(ShapeError, match="stride 1"):
         B.depthwise_backward_input_inplace(g, np.zeros((1, 3, 3, 4), np.int8), np.ones(4, np.float32),
                                            padding=(0, 0, 0, 0))
+    with pytest.raises(ShapeError, match="at most 49 taps"):
+        B.depthwise_backward_input_inplace(np.zeros((1, 9, 9, 4), np.float32), np.zeros((1, 9, 9, 4), np.int8),
+                                           np.ones(4, np.float32), padding=(4, 4, 4, 4))
+    assert not B.depthwise_inplace_ok((1, 9, 9, 4), 4, (1, 1), (4, 4, 4, 4), (1, 1))
+    assert B.depthwise_inplace_ok((1, 7, 7, 4), 4, (1, 1), (3, 3, 3, 3), (1, 1))

@@ -1,18 +1,29 @@
 /* In-place input gradient of a stride-1 depthwise conv (multiplier 1, no
  * dilation, output as large as the input): the gradient w.r.t. the input
  * overwrites the gradient w.r.t. the output in the same buffer, so the
- * training plan needs one fp32 map instead of two. A ring of the last
- * (KH - pad_top) original rows is the only scratch.
+ * training plan needs one fp32 map instead of two.
+ *
+ * Two passes. The first replaces every output gradient g by its term factor
+ * (mask ? g * w_scale[c] : 0). The second runs over blocks of four channels;
+ * for each it walks the rows, saving a row's four-channel slice into a ring
+ * of (KH - pad_top) rows before overwriting it (the ring is the only
+ * scratch), and sums each input pixel's terms in four FPU registers with
+ * the block's filter taps converted to fp32 once (at most TQ_DW_INPLACE_MAX_TAPS).
  *
  * Bits: every input-gradient element is the same sum, in the same order, as
  * tq_depthwise_conv_backward_input_f32 computes it (terms
- * (g * w_scale[c]) * w over output pixels in row-major order, from +0.0f),
- * so the two kernels agree bit for bit. */
+ * (g * w_scale[c]) * w over output pixels in row-major order, from +0.0f;
+ * a masked term adds a zero, which leaves a sum that started at +0.0f
+ * unchanged), so the two kernels agree bit for bit. */
 #include <string.h>
 
 #include "tinyqt/backward.h"
 #include "tq_check.h"
 #include "tq_sgd.h"
+
+#include "tq_f32.h"
+
+#define TQ_DW_LANES 4
 
 static int32_t tq_dw_inplace_ring_rows(const tq_conv_params *p, const tq_dims *f_d)
 {
@@ -24,10 +35,82 @@ int32_t tq_depthwise_conv_backward_input_inplace_get_buffer_size(const tq_conv_p
                                                                  const tq_dims *filter_dims)
 {
     if (params == NULL || dims == NULL || filter_dims == NULL || params->pad_top < 0 ||
-        params->pad_top >= filter_dims->h) {
+        params->pad_top >= filter_dims->h || dims->w < 1) {
         return 0;
     }
-    return tq_dw_inplace_ring_rows(params, filter_dims) * dims->w * dims->c * (int32_t)sizeof(float);
+    return tq_dw_inplace_ring_rows(params, filter_dims) * dims->w * TQ_DW_LANES *
+           (int32_t)sizeof(float);
+}
+
+/* Pass 1: g[o] <- mask bit o ? g[o] * w_scale[o % ch] : 0. */
+static void tq_dw_scale_mask(float *g, int32_t count, int32_t ch, const float *w_scale,
+                             const uint8_t *mask)
+{
+    int32_t o = 0;
+    while (o < count) {
+        int32_t c;
+        for (c = 0; c < ch; c++, o++) {
+            g[o] = tq_mask_pass(mask, o) ? g[o] * w_scale[c] : 0.0f;
+        }
+    }
+}
+
+/* Pass 2 for the channels lane[0..3] of one image (h x w x ch at g): each
+ * input pixel's sum over the output pixels whose window covers it. wf holds
+ * the block's taps, wf[(ky * kw + kx) * 4 + i]. */
+static void tq_dw_inplace_block(float *g, int32_t h, int32_t w, int32_t ch, const int32_t *lane,
+                                int32_t kh, int32_t kw, int32_t pt, int32_t pl, const float *wf,
+                                float *ring, int32_t ring_rows)
+{
+    const size_t row = (size_t)w * (size_t)ch;
+    int32_t iy, ix, oy, ox, i;
+    for (iy = 0; iy < h; iy++) {
+        /* output rows iy - (kh - 1 - pt) .. iy + pt feed input row iy; the
+           ones <= iy are overwritten already and live in the ring */
+        const int32_t oy_lo = iy + pt - (kh - 1) < 0 ? 0 : iy + pt - (kh - 1);
+        const int32_t oy_hi = iy + pt > h - 1 ? h - 1 : iy + pt;
+        float *out = g + (size_t)iy * row;
+        float *saved = ring + (size_t)(iy % ring_rows) * w * TQ_DW_LANES;
+        for (ix = 0; ix < w; ix++) {
+            for (i = 0; i < TQ_DW_LANES; i++) {
+                saved[ix * TQ_DW_LANES + i] = out[(size_t)ix * ch + lane[i]];
+            }
+        }
+        for (ix = 0; ix < w; ix++) {
+            const int32_t ox_lo = ix + pl - (kw - 1) < 0 ? 0 : ix + pl - (kw - 1);
+            const int32_t ox_hi = ix + pl > w - 1 ? w - 1 : ix + pl;
+            float a0 = 0.0f, a1 = 0.0f, a2 = 0.0f, a3 = 0.0f;
+            for (oy = oy_lo; oy <= oy_hi; oy++) {
+                const float *wrow = wf + (size_t)(iy - oy + pt) * kw * TQ_DW_LANES;
+                if (oy <= iy) {
+                    const float *src = ring + (size_t)(oy % ring_rows) * w * TQ_DW_LANES;
+                    for (ox = ox_lo; ox <= ox_hi; ox++) {
+                        const float *s = src + (size_t)ox * TQ_DW_LANES;
+                        const float *t = wrow + (size_t)(ix - ox + pl) * TQ_DW_LANES;
+                        TQ_MLA_F32(a0, s[0], t[0]);
+                        TQ_MLA_F32(a1, s[1], t[1]);
+                        TQ_MLA_F32(a2, s[2], t[2]);
+                        TQ_MLA_F32(a3, s[3], t[3]);
+                    }
+                } else {
+                    const float *src = g + (size_t)oy * row;
+                    for (ox = ox_lo; ox <= ox_hi; ox++) {
+                        const float *s = src + (size_t)ox * ch;
+                        const float *t = wrow + (size_t)(ix - ox + pl) * TQ_DW_LANES;
+                        TQ_MLA_F32(a0, s[lane[0]], t[0]);
+                        TQ_MLA_F32(a1, s[lane[1]], t[1]);
+                        TQ_MLA_F32(a2, s[lane[2]], t[2]);
+                        TQ_MLA_F32(a3, s[lane[3]], t[3]);
+                    }
+                }
+            }
+            /* a short last block repeats its last channel: equal sums */
+            out[(size_t)ix * ch + lane[0]] = a0;
+            out[(size_t)ix * ch + lane[1]] = a1;
+            out[(size_t)ix * ch + lane[2]] = a2;
+            out[(size_t)ix * ch + lane[3]] = a3;
+        }
+    }
 }
 
 tq_status tq_depthwise_conv_backward_input_inplace_f32(const tq_conv_params *params,
@@ -37,10 +120,8 @@ tq_status tq_depthwise_conv_backward_input_inplace_f32(const tq_conv_params *par
                                                        const int8_t *filter, void *scratch,
                                                        int32_t scratch_size)
 {
-    int32_t b, iy, ix, oy, ox, c, ring;
-    int32_t h, w, ch, kh, kw, pt, pl;
-    size_t row;
-    float *saved;
+    int32_t b, c0, i, t, h, w, ch, kh, kw, pt, pl;
+    float wf[TQ_DW_INPLACE_MAX_TAPS * TQ_DW_LANES];
     if (params == NULL || w_scale == NULL || dims == NULL || grad == NULL ||
         filter_dims == NULL || filter == NULL) {
         return TQ_ERR_NULL;
@@ -58,48 +139,31 @@ tq_status tq_depthwise_conv_backward_input_inplace_f32(const tq_conv_params *par
     pl = params->pad_left;
     /* stride 1, no dilation, and "same" extent: the output is the input's size */
     if (params->stride_h != 1 || params->stride_w != 1 || params->dilation_h != 1 ||
-        params->dilation_w != 1 || pt < 0 || pl < 0 || pt >= kh || pl >= kw) {
+        params->dilation_w != 1 || pt < 0 || pl < 0 || pt >= kh || pl >= kw ||
+        kh * kw > TQ_DW_INPLACE_MAX_TAPS) {
         return TQ_ERR_PARAM;
     }
-    ring = tq_dw_inplace_ring_rows(params, filter_dims);
-    row = (size_t)w * (size_t)ch;
     if (scratch == NULL ||
         scratch_size < tq_depthwise_conv_backward_input_inplace_get_buffer_size(params, dims, filter_dims)) {
         return TQ_ERR_SCRATCH;
     }
-    saved = (float *)scratch;
-    for (b = 0; b < dims->n; b++) {
-        float *g = grad + (size_t)b * (size_t)h * row;
-        const int32_t m0 = b * h * w * ch;
-        for (iy = 0; iy < h; iy++) {
-            /* output rows iy - (kh - 1 - pt) .. iy + pt feed input row iy; the
-               ones <= iy are overwritten already and live in the ring */
-            const int32_t oy_lo = iy + pt - (kh - 1) < 0 ? 0 : iy + pt - (kh - 1);
-            const int32_t oy_hi = iy + pt > h - 1 ? h - 1 : iy + pt;
-            float *out = g + (size_t)iy * row;
-            memcpy(saved + (size_t)(iy % ring) * row, out, row * sizeof(float));
-            for (ix = 0; ix < w; ix++) {
-                const int32_t ox_lo = ix + pl - (kw - 1) < 0 ? 0 : ix + pl - (kw - 1);
-                const int32_t ox_hi = ix + pl > w - 1 ? w - 1 : ix + pl;
-                float *gi = out + (size_t)ix * ch;
-                for (c = 0; c < ch; c++) {
-                    gi[c] = 0.0f;
-                }
-                for (oy = oy_lo; oy <= oy_hi; oy++) {
-                    const float *src = oy <= iy ? saved + (size_t)(oy % ring) * row : g + (size_t)oy * row;
-                    const int32_t ky = iy - oy + pt;
-                    for (ox = ox_lo; ox <= ox_hi; ox++) {
-                        const float *go = src + (size_t)ox * ch;
-                        const int8_t *wk = filter + ((size_t)ky * kw + (size_t)(ix - ox + pl)) * ch;
-                        const int32_t o0 = m0 + (oy * w + ox) * ch;
-                        for (c = 0; c < ch; c++) {
-                            if (tq_mask_pass(mask, o0 + c)) {
-                                gi[c] += (go[c] * w_scale[c]) * (float)wk[c];
-                            }
-                        }
-                    }
-                }
+    if (!tq_scales_valid(w_scale, ch)) {
+        return TQ_ERR_PARAM;
+    }
+    tq_dw_scale_mask(grad, tq_dims_count(dims), ch, w_scale, mask);
+    for (c0 = 0; c0 < ch; c0 += TQ_DW_LANES) {
+        int32_t lane[TQ_DW_LANES];
+        for (i = 0; i < TQ_DW_LANES; i++) {
+            lane[i] = c0 + i < ch ? c0 + i : ch - 1;
+        }
+        for (t = 0; t < kh * kw; t++) {
+            for (i = 0; i < TQ_DW_LANES; i++) {
+                wf[t * TQ_DW_LANES + i] = (float)filter[(size_t)t * ch + lane[i]];
             }
+        }
+        for (b = 0; b < dims->n; b++) {
+            tq_dw_inplace_block(grad + (size_t)b * h * w * ch, h, w, ch, lane, kh, kw, pt, pl, wf,
+                                (float *)scratch, tq_dw_inplace_ring_rows(params, filter_dims));
         }
     }
     return TQ_OK;

@@ -137,12 +137,17 @@ def conv2d_backward_input(grad_out, w, w_scales, input_shape, *, stride=(1, 1),
     return gi
 
 
+DEPTHWISE_INPLACE_MAX_TAPS = 49  # TQ_DW_INPLACE_MAX_TAPS
+
+
 def depthwise_inplace_ok(w_shape, in_channels, stride, padding, dilation):
     """True when depthwise_backward_input_inplace applies: stride 1, no
-    dilation, multiplier 1, and padding that keeps the input's extent."""
+    dilation, multiplier 1, padding that keeps the input's extent, and at
+    most 49 taps (7x7)."""
     kh, kw, c_out = int(w_shape[1]), int(w_shape[2]), int(w_shape[3])
     pt, pl, pb, pr = (int(v) for v in padding)
     return (tuple(stride) == (1, 1) and tuple(dilation) == (1, 1) and c_out == in_channels and
+            kh * kw <= DEPTHWISE_INPLACE_MAX_TAPS and
             pt + pb == kh - 1 and pl + pr == kw - 1 and 0 <= pt < kh and 0 <= pl < kw)
 
 
@@ -161,7 +166,8 @@ def depthwise_backward_input_inplace(grad, w, w_scales, *, padding, mask=None):
     w = _require(w, "weight", np.int8, 4)
     if g.ndim != 4 or not depthwise_inplace_ok(w.shape, g.shape[3], (1, 1), padding, (1, 1)):
         raise ShapeError(f"grad {g.shape} / weight {w.shape} / padding {tuple(padding)}: the in-place "
-                         "depthwise gradient needs stride 1, multiplier 1 and an output as large as the input")
+                         "depthwise gradient needs stride 1, multiplier 1, an output as large as the input "
+                         f"and at most {DEPTHWISE_INPLACE_MAX_TAPS} taps")
     s = _scales(w_scales, w.shape[3])
     m = _mask(mask, g.size)
     scratch = np.zeros(depthwise_inplace_scratch_bytes(w.shape, g.shape, padding), np.uint8)

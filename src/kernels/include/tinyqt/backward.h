@@ -217,9 +217,11 @@ tq_status tq_depthwise_conv_backward_input_f32(const tq_conv_params *params,
  * bottom/right padding implied): grad [N, H, W, C] holds the output gradient
  * on entry and the input gradient on return, bit-identical to
  * tq_depthwise_conv_backward_input_f32. mask (over the output) or NULL.
- * Scratch: (KH - pad_top) rows of W*C fp32, from the size query (0 for
+ * At most TQ_DW_INPLACE_MAX_TAPS = KH * KW taps.
+ * Scratch: (KH - pad_top) rows of W*4 fp32, from the size query (0 for
  * invalid arguments). Errors: NULL, SHAPE, PARAM (stride, dilation,
- * padding), SCRATCH. */
+ * padding, taps, a scale <= 0 or not finite), SCRATCH. */
+#define TQ_DW_INPLACE_MAX_TAPS 49
 int32_t tq_depthwise_conv_backward_input_inplace_get_buffer_size(const tq_conv_params *params,
                                                                  const tq_dims *dims,
                                                                  const tq_dims *filter_dims);
