@@ -4,7 +4,8 @@ forward kernels of the same six anchor layers, measured in one run.
     python bench/mcu_backward_bench.py [--target m4|m7|m55|all] [--json]
 
 For each anchor layer of bench/mcu_bench.py: the forward kernel (DSP path),
-the input gradient through a clamp mask (fp32), and the fused weight
+the input gradient through a clamp mask (fp32; for stride-1 depthwise
+layers also the in-place kernel the training plans use), and the fused weight
 gradient + QAS update (the paper's in-place update, round to nearest), every
 output checked byte for byte against the host. MACs are the forward layer's;
 the issue-3 bar is backward MAC/instr >= 0.8 x forward on M4 and M7.
@@ -20,7 +21,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from mcu_bench import ANCHOR_LAYERS, anchor_cases  # noqa: E402
 
 import tinyqt.mcu.core as mcu  # noqa: E402
-from tinyqt.mcu.backward_cases import fused_case, input_grad_case  # noqa: E402
+from tinyqt.mcu.backward_cases import fused_case, inplace_input_grad_case, input_grad_case  # noqa: E402
 from tinyqt.mcu.bench import run_cases  # noqa: E402
 from tinyqt.optim import SGD  # noqa: E402
 
@@ -37,9 +38,18 @@ def backward_cases(seed=0):
     return cases
 
 
+def inplace_cases(seed=1):
+    """The in-place depthwise input gradient on the stride-1 depthwise anchors
+    (a firmware of their own: M55's board has less room for test data)."""
+    rng = np.random.default_rng(seed)
+    return [inplace_input_grad_case(rng, f"{L.name} | in-place input grad", L.h, L.w, L.c_in, L.k, (L.pad,) * 4)
+            for L in ANCHOR_LAYERS if L.depthwise and L.stride == 1]
+
+
 def measure(targets):
     fwd = anchor_cases()
     recs = run_cases(fwd + backward_cases(), targets=targets, variants=("dsp",))
+    recs += run_cases(inplace_cases(), targets=targets, variants=("dsp",))
     rows = []
     for t in targets:
         by = {r["case"]: r for r in recs if r["target"] == mcu.get_target(t).name}
@@ -47,7 +57,9 @@ def measure(targets):
             f = by[L.name]["mac_per_instr"]
             gi = by[f"{L.name} | input grad"]["mac_per_instr"]
             gw = by[f"{L.name} | weight grad+update"]["mac_per_instr"]
+            ip = by.get(f"{L.name} | in-place input grad", {}).get("mac_per_instr")
             rows.append(dict(target=t, layer=L.name, forward=f, input_grad=gi, weight_grad_update=gw,
+                             inplace_input_grad=ip, inplace_ratio=ip / f if ip and f else None,
                              input_ratio=gi / f if gi and f else None, weight_ratio=gw / f if gw and f else None))
     bad = [(r["target"], r["case"], r["status"], r["detail"]) for r in recs if r["status"] != "OK"]
     return rows, bad
@@ -67,10 +79,13 @@ def main(argv=None):
     if args.json:
         print(json.dumps({"rows": rows, "failures": bad}))
     else:
-        print(f"{'target':<6} {'layer':<24} {'fwd':>6} {'in-grad':>8} {'ratio':>6} {'w-grad+upd':>10} {'ratio':>6}")
+        print(f"{'target':<6} {'layer':<24} {'fwd':>6} {'in-grad':>8} {'ratio':>6} {'w-grad+upd':>10} {'ratio':>6}"
+              f" {'in-place':>8} {'ratio':>6}")
         for r in rows:
+            ip = (f" {r['inplace_input_grad']:>8.3f} {r['inplace_ratio']:>6.2f}"
+                  if r["inplace_input_grad"] else "")
             print(f"{r['target']:<6} {r['layer']:<24} {r['forward']:>6.3f} {r['input_grad']:>8.3f} "
-                  f"{r['input_ratio']:>6.2f} {r['weight_grad_update']:>10.3f} {r['weight_ratio']:>6.2f}")
+                  f"{r['input_ratio']:>6.2f} {r['weight_grad_update']:>10.3f} {r['weight_ratio']:>6.2f}{ip}")
         for b in bad:
             print("FAILED:", *b)
     return 1 if bad else 0

@@ -13,8 +13,9 @@ import pytest
 import tinyqt.mcu.core as mcu
 from tinyqt import backward as B
 from tinyqt.mcu.bench import build_cases, run_cases
-from tinyqt.mcu.backward_cases import F32, c_conv_params, c_dims, c_sgd, c_state, fused_case, input_grad_case
-from tinyqt.mcu.cgen import c_float, raw_case
+from tinyqt.mcu.backward_cases import (F32, c_conv_params, c_dims, c_sgd, c_state, fused_case,
+                                      inplace_input_grad_case, input_grad_case)
+from tinyqt.mcu.cgen import raw_case
 from tinyqt.optim import SGD
 from mcu_support import require_build_tools, require_qemu
 
@@ -42,17 +43,7 @@ def _cases():
                     SGD(0.6, rounding="stochastic", seed=3), depthwise=True),
     ]
     # the in-place depthwise input gradient (one buffer, a row ring as scratch)
-    g = rng.normal(0, 0.01, (1, 7, 6, 10)).astype(F32)
-    wt = rng.integers(-127, 128, (1, 5, 5, 10), dtype=np.int8)
-    ws = rng.uniform(0.002, 0.02, 10).astype(F32)
-    mask = B.clamp_mask(rng.integers(-128, 128, g.shape, dtype=np.int8), -100, 100)
-    pad = (2, 2, 2, 2)
-    gi = B.depthwise_backward_input_inplace(g.copy(), wt, ws, padding=pad, mask=mask)
-    ring = B.depthwise_inplace_scratch_bytes(wt.shape, g.shape, pad)
-    cases.append(raw_case("dw5x5 in-place input grad",
-                          f"tq_depthwise_conv_backward_input_inplace_f32({c_conv_params((1, 1), pad)}, {{cn}}_ws, "
-                          f"{c_dims(g.shape)}, g, {{cn}}_mask, {c_dims(wt.shape)}, {{cn}}_w, scratch, scratch_size)",
-                          {"ws": ws, "mask": mask, "w": wt}, {"g": g}, {"g": gi}, scratch=ring))
+    cases.append(inplace_input_grad_case(rng, "dw5x5 in-place input grad", 7, 6, 10, 5, (2, 2, 2, 2)))
     # FC: input gradient, fused update (momentum), saturating at the int8 ends
     n_in, n_out = 23, 10
     x = rng.integers(-128, 128, (1, n_in), dtype=np.int8)

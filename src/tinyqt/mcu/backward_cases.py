@@ -4,7 +4,7 @@ calls the same C kernel and compares every byte. Used by the QEMU tests and
 the MCU backward bench.
 
 input_grad_case(): conv kxk / 1x1 / depthwise input gradient through a clamp
-mask; fused_case(): the fused weight gradient + QAS update in place on the
+mask; inplace_input_grad_case(): the in-place depthwise one; fused_case(): the fused weight gradient + QAS update in place on the
 weights, bias, optimizer buffers and PRNG state. Both draw their data from
 rng; `macs` is the forward layer's MAC count.
 """
@@ -66,6 +66,18 @@ def input_grad_case(rng, name, h, w, c_in, c_out, k, stride, padding, depthwise=
             f"{c_dims(wt.shape)}, {{cn}}_w, {c_dims(x.shape)}, gi)")
     return raw_case(name, call, {"ws": ws, "g": g, "mask": mask, "w": wt}, {"gi": np.zeros_like(gi)},
                     {"gi": gi}, macs=forward_macs(g.shape, c_in, k, depthwise))
+
+
+def inplace_input_grad_case(rng, name, h, w, c, k, padding):
+    """The in-place depthwise input gradient (stride 1, one fp32 buffer
+    overwritten, a row ring as scratch) through a clamp mask."""
+    _, wt, g, ws, mask = _layer(rng, h, w, c, c, k, 1, padding, depthwise=True)
+    gi = B.depthwise_backward_input_inplace(g.copy(), wt, ws, padding=padding, mask=mask)
+    ring = B.depthwise_inplace_scratch_bytes(wt.shape, g.shape, padding)
+    call = (f"tq_depthwise_conv_backward_input_inplace_f32({c_conv_params((1, 1), padding)}, {{cn}}_ws, "
+            f"{c_dims(g.shape)}, g, {{cn}}_mask, {c_dims(wt.shape)}, {{cn}}_w, scratch, scratch_size)")
+    return raw_case(name, call, {"ws": ws, "mask": mask, "w": wt}, {"g": g}, {"g": gi}, scratch=ring,
+                    macs=forward_macs(g.shape, c, k, True))
 
 
 def fused_case(rng, name, h, w, c_in, c_out, k, stride, padding, opt, *, depthwise=False, sel=None,
