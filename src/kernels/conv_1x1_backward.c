@@ -21,6 +21,33 @@
 #define TQ_PW_OCT 32  /* output channels of a tile of scaled gradients */
 #define TQ_PW_PT 32   /* output pixels of a weight-gradient tile */
 
+/* The 4 x 4 register block a<row><col> of both micro-kernels: declared,
+ * started from 0 (first) or from the partial sums at p0..p3, advanced by one
+ * outer product u[0..3] x v0..v3 (term u[row] * v<col>), stored to p0..p3.
+ * A short last block has duplicated rows holding equal sums: the order of
+ * their stores is moot. */
+#define TQ_BLOCK4X4_DECLARE                                                            \
+    float a00, a01, a02, a03, a10, a11, a12, a13, a20, a21, a22, a23, a30, a31, a32, a33
+#define TQ_BLOCK4X4_ROW_START(r, p, first)                                             \
+    a##r##0 = (first) ? 0.0f : (p)[0]; a##r##1 = (first) ? 0.0f : (p)[1];             \
+    a##r##2 = (first) ? 0.0f : (p)[2]; a##r##3 = (first) ? 0.0f : (p)[3]
+#define TQ_BLOCK4X4_START(p0, p1, p2, p3, first)                                       \
+    TQ_BLOCK4X4_ROW_START(0, p0, first); TQ_BLOCK4X4_ROW_START(1, p1, first);          \
+    TQ_BLOCK4X4_ROW_START(2, p2, first); TQ_BLOCK4X4_ROW_START(3, p3, first)
+#define TQ_BLOCK4X4_ROW_STEP(r, ur, v0, v1, v2, v3)                                    \
+    TQ_MLA_F32(a##r##0, ur, v0); TQ_MLA_F32(a##r##1, ur, v1);                          \
+    TQ_MLA_F32(a##r##2, ur, v2); TQ_MLA_F32(a##r##3, ur, v3)
+#define TQ_BLOCK4X4_STEP(u, v0, v1, v2, v3)                                            \
+    TQ_BLOCK4X4_ROW_STEP(0, (u)[0], v0, v1, v2, v3);                                   \
+    TQ_BLOCK4X4_ROW_STEP(1, (u)[1], v0, v1, v2, v3);                                   \
+    TQ_BLOCK4X4_ROW_STEP(2, (u)[2], v0, v1, v2, v3);                                   \
+    TQ_BLOCK4X4_ROW_STEP(3, (u)[3], v0, v1, v2, v3)
+#define TQ_BLOCK4X4_ROW_STORE(r, p)                                                    \
+    (p)[0] = a##r##0; (p)[1] = a##r##1; (p)[2] = a##r##2; (p)[3] = a##r##3
+#define TQ_BLOCK4X4_STORE(p0, p1, p2, p3)                                              \
+    TQ_BLOCK4X4_ROW_STORE(0, p0); TQ_BLOCK4X4_ROW_STORE(1, p1);                        \
+    TQ_BLOCK4X4_ROW_STORE(2, p2); TQ_BLOCK4X4_ROW_STORE(3, p3)
+
 static int32_t tq_min_i32(int32_t a, int32_t b)
 {
     return a < b ? a : b;
@@ -43,30 +70,14 @@ static size_t tq_pw_in_pixel(const tq_conv_params *p, const tq_dims *out_d, cons
 static void tq_pw_gin_4x4(const float *gs, int32_t nt, const int8_t *w, int32_t w_stride,
                           float *g0, float *g1, float *g2, float *g3, int first)
 {
-    float a00, a01, a02, a03, a10, a11, a12, a13, a20, a21, a22, a23, a30, a31, a32, a33;
+    TQ_BLOCK4X4_DECLARE;
     int32_t t;
-    if (first) {
-        a00 = a01 = a02 = a03 = a10 = a11 = a12 = a13 = 0.0f;
-        a20 = a21 = a22 = a23 = a30 = a31 = a32 = a33 = 0.0f;
-    } else {
-        a00 = g0[0]; a01 = g0[1]; a02 = g0[2]; a03 = g0[3];
-        a10 = g1[0]; a11 = g1[1]; a12 = g1[2]; a13 = g1[3];
-        a20 = g2[0]; a21 = g2[1]; a22 = g2[2]; a23 = g2[3];
-        a30 = g3[0]; a31 = g3[1]; a32 = g3[2]; a33 = g3[3];
-    }
+    TQ_BLOCK4X4_START(g0, g1, g2, g3, first);
     for (t = 0; t < nt; t++, gs += TQ_PW_PIX, w += w_stride) {
         const float w0 = (float)w[0], w1 = (float)w[1], w2 = (float)w[2], w3 = (float)w[3];
-        const float s0 = gs[0], s1 = gs[1], s2 = gs[2], s3 = gs[3];
-        TQ_MLA_F32(a00, s0, w0); TQ_MLA_F32(a01, s0, w1); TQ_MLA_F32(a02, s0, w2); TQ_MLA_F32(a03, s0, w3);
-        TQ_MLA_F32(a10, s1, w0); TQ_MLA_F32(a11, s1, w1); TQ_MLA_F32(a12, s1, w2); TQ_MLA_F32(a13, s1, w3);
-        TQ_MLA_F32(a20, s2, w0); TQ_MLA_F32(a21, s2, w1); TQ_MLA_F32(a22, s2, w2); TQ_MLA_F32(a23, s2, w3);
-        TQ_MLA_F32(a30, s3, w0); TQ_MLA_F32(a31, s3, w1); TQ_MLA_F32(a32, s3, w2); TQ_MLA_F32(a33, s3, w3);
+        TQ_BLOCK4X4_STEP(gs, w0, w1, w2, w3);
     }
-    /* duplicated rows (a short last block) hold equal sums: order is moot */
-    g0[0] = a00; g0[1] = a01; g0[2] = a02; g0[3] = a03;
-    g1[0] = a10; g1[1] = a11; g1[2] = a12; g1[3] = a13;
-    g2[0] = a20; g2[1] = a21; g2[2] = a22; g2[3] = a23;
-    g3[0] = a30; g3[1] = a31; g3[2] = a32; g3[3] = a33;
+    TQ_BLOCK4X4_STORE(g0, g1, g2, g3);
 }
 
 /* One channel of the four pixel rows (the in_c % 4 tail). */
@@ -141,31 +152,16 @@ void tq_pw_backward_input_blocked(const tq_conv_params *p, const float *w_scale,
 static void tq_pw_wrow_4x4(const float *gt, const int8_t *const *xp, int32_t npx, int32_t j,
                            int32_t off, float *r0, float *r1, float *r2, float *r3, int first)
 {
-    float a00, a01, a02, a03, a10, a11, a12, a13, a20, a21, a22, a23, a30, a31, a32, a33;
+    TQ_BLOCK4X4_DECLARE;
     int32_t t;
-    if (first) {
-        a00 = a01 = a02 = a03 = a10 = a11 = a12 = a13 = 0.0f;
-        a20 = a21 = a22 = a23 = a30 = a31 = a32 = a33 = 0.0f;
-    } else {
-        a00 = r0[0]; a01 = r0[1]; a02 = r0[2]; a03 = r0[3];
-        a10 = r1[0]; a11 = r1[1]; a12 = r1[2]; a13 = r1[3];
-        a20 = r2[0]; a21 = r2[1]; a22 = r2[2]; a23 = r2[3];
-        a30 = r3[0]; a31 = r3[1]; a32 = r3[2]; a33 = r3[3];
-    }
+    TQ_BLOCK4X4_START(r0, r1, r2, r3, first);
     for (t = 0; t < npx; t++, gt += TQ_PW_ROWS) {
         const int8_t *x = xp[t] + j;
         const float x0 = (float)(x[0] + off), x1 = (float)(x[1] + off);
         const float x2 = (float)(x[2] + off), x3 = (float)(x[3] + off);
-        const float g0 = gt[0], g1 = gt[1], g2 = gt[2], g3 = gt[3];
-        TQ_MLA_F32(a00, g0, x0); TQ_MLA_F32(a01, g0, x1); TQ_MLA_F32(a02, g0, x2); TQ_MLA_F32(a03, g0, x3);
-        TQ_MLA_F32(a10, g1, x0); TQ_MLA_F32(a11, g1, x1); TQ_MLA_F32(a12, g1, x2); TQ_MLA_F32(a13, g1, x3);
-        TQ_MLA_F32(a20, g2, x0); TQ_MLA_F32(a21, g2, x1); TQ_MLA_F32(a22, g2, x2); TQ_MLA_F32(a23, g2, x3);
-        TQ_MLA_F32(a30, g3, x0); TQ_MLA_F32(a31, g3, x1); TQ_MLA_F32(a32, g3, x2); TQ_MLA_F32(a33, g3, x3);
+        TQ_BLOCK4X4_STEP(gt, x0, x1, x2, x3);
     }
-    r0[0] = a00; r0[1] = a01; r0[2] = a02; r0[3] = a03;
-    r1[0] = a10; r1[1] = a11; r1[2] = a12; r1[3] = a13;
-    r2[0] = a20; r2[1] = a21; r2[2] = a22; r2[3] = a23;
-    r3[0] = a30; r3[1] = a31; r3[2] = a32; r3[3] = a33;
+    TQ_BLOCK4X4_STORE(r0, r1, r2, r3);
 }
 
 /* Saved channel j of the four rows (the n_sel % 4 tail). */
