@@ -1,11 +1,13 @@
 /* tinyqt: int8 depthwise convolution, any kernel size, stride, padding,
- * dilation and depth multiplier. Reference C path; the ARM DSP path lives
- * beside it under __ARM_FEATURE_DSP and gives identical bytes. */
+ * dilation and depth multiplier. Reference C path; the ARM DSP path
+ * (__ARM_FEATURE_DSP), the Helium path and the x86-64 AVX2 host path live
+ * beside it and give identical bytes. */
 #include "tinyqt/kernels.h"
 #include "tinyqt/requant.h"
 #include "tq_check.h"
 #include "tq_mve.h"
 #include "tq_simd.h"
+#include "tq_x86.h"
 
 int32_t tq_depthwise_conv_s8_get_buffer_size(const tq_dims *input, const tq_dims *filter)
 {
@@ -346,6 +348,69 @@ static void tq_depthwise_conv_s8_mve(const tq_conv_params *p, const tq_channel_q
 }
 #endif
 
+#if TQ_USE_X86
+#define TQ_DW_AVX2_MAX_TAPS 64
+
+/* AVX2 host path (multiplier 1, at most TQ_DW_AVX2_MAX_TAPS taps): for each
+ * output pixel the taps inside the input are listed once; 8 channels per
+ * vector accumulate (x + input_offset) * w in int32 lanes (wrapping, as the
+ * portable sums) and are requantized lane by lane (tq_rq8_store); the last
+ * ch % 8 channels take the portable arithmetic. */
+static TQ_AVX2 void tq_depthwise_conv_s8_avx2(const tq_conv_params *p, const tq_channel_quant *q,
+                                              const tq_dims *in_d, const int8_t *input,
+                                              const tq_dims *f_d, const int8_t *filter,
+                                              const int32_t *bias, const tq_dims *out_d,
+                                              int8_t *output)
+{
+    const int32_t in_h = in_d->h, in_w = in_d->w, ch = in_d->c;
+    const __m256i off = _mm256_set1_epi32(p->input_offset);
+    int32_t x_off[TQ_DW_AVX2_MAX_TAPS], w_off[TQ_DW_AVX2_MAX_TAPS];
+    int32_t b, oy, ox, ky, kx, c, t;
+    for (b = 0; b < out_d->n; b++) {
+        const int8_t *in_b = input + (size_t)b * in_h * in_w * ch;
+        for (oy = 0; oy < out_d->h; oy++) {
+            const int32_t y0 = oy * p->stride_h - p->pad_top;
+            for (ox = 0; ox < out_d->w; ox++) {
+                const int32_t x0 = ox * p->stride_w - p->pad_left;
+                int32_t taps = 0;
+                for (ky = 0; ky < f_d->h; ky++) {
+                    const int32_t iy = y0 + ky * p->dilation_h;
+                    for (kx = 0; kx < f_d->w && iy >= 0 && iy < in_h; kx++) {
+                        const int32_t ix = x0 + kx * p->dilation_w;
+                        if (ix >= 0 && ix < in_w) {
+                            x_off[taps] = (iy * in_w + ix) * ch;
+                            w_off[taps++] = (ky * f_d->w + kx) * ch;
+                        }
+                    }
+                }
+                for (c = 0; c + 8 <= ch; c += 8) {
+                    const tq_rq8 r = tq_rq8_load(q->multiplier + c, q->shift + c);
+                    __m256i acc = bias != NULL ? _mm256_loadu_si256((const __m256i *)(bias + c))
+                                               : _mm256_setzero_si256();
+                    for (t = 0; t < taps; t++) {
+                        const __m256i xv = _mm256_add_epi32(
+                            _mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(in_b + x_off[t] + c))), off);
+                        const __m256i wv =
+                            _mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(filter + w_off[t] + c)));
+                        acc = _mm256_add_epi32(acc, _mm256_mullo_epi32(xv, wv));
+                    }
+                    tq_rq8_store(&r, acc, p, output + c);
+                }
+                for (; c < ch; c++) {
+                    int32_t a = bias != NULL ? bias[c] : 0;
+                    for (t = 0; t < taps; t++) {
+                        a = tq_add_wrap(a, (in_b[x_off[t] + c] + p->input_offset) * filter[w_off[t] + c]);
+                    }
+                    output[c] = tq_requantize_s8(a, q->multiplier[c], q->shift[c], p->output_offset,
+                                                 p->act_min, p->act_max);
+                }
+                output += ch;
+            }
+        }
+    }
+}
+#endif
+
 tq_status tq_depthwise_conv_s8(const tq_conv_params *params, const tq_channel_quant *quant,
                                const tq_dims *input_dims, const int8_t *input,
                                const tq_dims *filter_dims, const int8_t *filter,
@@ -374,6 +439,14 @@ tq_status tq_depthwise_conv_s8(const tq_conv_params *params, const tq_channel_qu
     if (filter_dims->c == input_dims->c && filter_dims->h * filter_dims->w <= TQ_DW_DSP_MAX_TAPS) {
         tq_depthwise_conv_s8_dsp(params, quant, input_dims, input, filter_dims, filter, bias,
                                  output_dims, output);
+        return TQ_OK;
+    }
+#endif
+#if TQ_USE_X86
+    if (filter_dims->c == input_dims->c && filter_dims->h * filter_dims->w <= TQ_DW_AVX2_MAX_TAPS &&
+        tq_x86_avx2()) {
+        tq_depthwise_conv_s8_avx2(params, quant, input_dims, input, filter_dims, filter, bias,
+                                  output_dims, output);
         return TQ_OK;
     }
 #endif

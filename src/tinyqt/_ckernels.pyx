@@ -26,6 +26,7 @@ cdef extern from "tinyqt/kernels.h":
                          const tq_dims *filter_dims, const int8_t *filter, const int32_t *bias,
                          const tq_dims *output_dims, int8_t *output,
                          void *scratch, int32_t scratch_size) nogil
+    int tq_host_simd_enable(int on)
     int32_t tq_conv_1x1_s8_get_buffer_size(const tq_dims *input, const tq_dims *filter)
     tq_status tq_conv_1x1_s8(const tq_conv_params *params, const tq_channel_quant *quant,
                              const tq_dims *input_dims, const int8_t *input,
@@ -93,6 +94,12 @@ cdef inline const int32_t *_opt_i32(const int32_t[::1] a):
 
 cdef inline void *_opt_buf(uint8_t[::1] a):
     return <void *>&a[0] if a is not None and a.shape[0] > 0 else NULL
+
+
+def host_simd_enable(bint on):
+    """Allows or forbids the host's x86-64 AVX2 kernel paths (they give the
+    portable path's bytes); returns True when they are now in use."""
+    return tq_host_simd_enable(on) != 0
 
 
 def conv_buffer_size(str kind, tuple input_dims, tuple filter_dims):

@@ -13,6 +13,8 @@
  *    ARM DSP, Helium), so a plan made on the host holds on the device;
  *  - the portable C path and the ARM DSP path (__ARM_FEATURE_DSP) produce
  *    identical bytes. Defining TQ_FORCE_PORTABLE selects the portable path.
+ *    On an x86-64 host with AVX2 (GCC/Clang), the 1x1 and depthwise
+ *    kernels take vector paths that give the same bytes again.
  */
 #ifndef TINYQT_KERNELS_H
 #define TINYQT_KERNELS_H
@@ -22,6 +24,12 @@
 #ifdef __cplusplus
 extern "C" {
 #endif
+
+/* Host builds: allows (on != 0) or forbids the x86-64 AVX2 paths; returns
+ * 1 when they are now in use (the CPU has AVX2 and they are allowed), 0
+ * otherwise and on every other target. For tests and benchmarks that
+ * compare the paths; not thread-safe against kernels running meanwhile. */
+int tq_host_simd_enable(int on);
 
 /* ---- conv2d (any kernel, stride, padding, dilation) --------------------
  * input  [N, H, W, C_in] int8
