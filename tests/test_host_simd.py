@@ -1,4 +1,4 @@
-"""The host's x86-64 AVX2 paths of the int8 1x1 and depthwise kernels give
+"""The host's x86-64 AVX2 paths of the int8 conv, 1x1 and depthwise kernels give
 the portable path's bytes, on generated shapes (channel tails of the 8-lane
 blocks, pixel tails of the 4-pixel groups, strides, padding, dilation) and
 requantization parameters that stress every lane-wise step (left shifts
@@ -43,13 +43,12 @@ def _requant(rng, c, wild):
        seed=st.integers(0, 2**31 - 1))
 def test_avx2_paths_give_the_portable_bytes(depthwise, n, h, w, c_in, c_out, k, stride, dil, wild, seed):
     rng = np.random.default_rng(seed)
-    if not depthwise:
-        k, dil = 1, 1  # the dense kxk conv has no AVX2 path; the 1x1 has
     c_out = c_in if depthwise else c_out
     eff = (k - 1) * dil + 1
-    pad = (eff // 2, eff // 2, eff - 1 - eff // 2, eff - 1 - eff // 2) if depthwise else (0, 0, 0, 0)
+    pad = tuple(int(v) for v in rng.integers(0, eff, 4))  # k = 1: no padding, the 1x1 kernel
+    h, w = max(h, eff - pad[0] - pad[2]), max(w, eff - pad[1] - pad[3])
     x = rng.integers(-128, 128, (n, h, w, c_in), dtype=np.int8)
-    wt = rng.integers(-127, 128, (1, k, k, c_out) if depthwise else (c_out, 1, 1, c_in), dtype=np.int8)
+    wt = rng.integers(-127, 128, (1, k, k, c_out) if depthwise else (c_out, k, k, c_in), dtype=np.int8)
     bias = rng.integers(-(1 << 20), 1 << 20, c_out, dtype=np.int32) if rng.random() < 0.8 else None
     m, s = _requant(rng, c_out, wild)
     lo, hi = sorted(int(v) for v in rng.integers(-128, 128, 2))

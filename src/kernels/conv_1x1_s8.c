@@ -2,8 +2,6 @@
  * Reference C path; the ARM DSP path (__ARM_FEATURE_DSP), the Helium path
  * (__ARM_FEATURE_MVE) and the x86-64 AVX2 host path live beside it and give
  * identical bytes. */
-#include <string.h>
-
 #include "tinyqt/kernels.h"
 #include "tinyqt/requant.h"
 #include "tq_check.h"
@@ -172,59 +170,26 @@ static void tq_conv_1x1_s8_dsp(const tq_conv_params *p, const tq_channel_quant *
 #endif
 
 #if TQ_USE_X86
-#define TQ_1X1_AVX2_MAX_PAIRS 512               /* input channels <= 1024 */
-#define TQ_1X1_AVX2_MAX_PACKED (16 * 1024)     /* packed filter words (64 KB of stack) */
-
-/* Input pixel x [in_c] as int16 pairs (x[2j] + off, x[2j + 1] + off) in
- * one int32 each; an odd tail pairs with 0. */
-static TQ_AVX2 void tq_1x1_avx2_pairs(const int8_t *x, int32_t in_c, int32_t off, int32_t *pairs)
+/* AVX2 host path: each output pixel's input channels are its column
+ * (tq_avx2_cols_mat_mult, 4 pixels at a time). */
+static void tq_conv_1x1_s8_avx2(const tq_conv_params *p, const tq_channel_quant *q,
+                                const tq_dims *in_d, const int8_t *input,
+                                const int8_t *filter, const int32_t *bias,
+                                const tq_dims *out_d, int8_t *output)
 {
-    const __m256i off16 = _mm256_set1_epi16((int16_t)off);
-    int32_t ic = 0;
-    for (; ic + 16 <= in_c; ic += 16) {
-        const __m256i v = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(x + ic)));
-        _mm256_storeu_si256((__m256i *)(pairs + ic / 2), _mm256_add_epi16(v, off16));
-    }
-    for (; ic < in_c; ic += 2) {
-        const uint32_t lo = (uint16_t)(int16_t)(x[ic] + off);
-        const uint32_t hi = ic + 1 < in_c ? (uint16_t)(int16_t)(x[ic + 1] + off) : 0u;
-        pairs[ic / 2] = (int32_t)(lo | hi << 16);
-    }
-}
-
-/* AVX2 host path: the filter is packed once per call as int16 pairs of
- * 8 output channels, so one VPMADDWD adds two input channels' terms to 8
- * channels' int32 sums; 4 output pixels share each packed word. Sums
- * bias + sum (x + input_offset) * w wrap as the portable path's do; the
- * lane-wise requantization is exact (tq_rq8_store). The last out_c % 8
- * channels take the portable arithmetic. */
-static TQ_AVX2 void tq_conv_1x1_s8_avx2(const tq_conv_params *p, const tq_channel_quant *q,
-                                        const tq_dims *in_d, const int8_t *input,
-                                        const int8_t *filter, const int32_t *bias,
-                                        const tq_dims *out_d, int8_t *output)
-{
-    const int32_t in_c = in_d->c, out_c = out_d->c, off = p->input_offset;
-    const int32_t n_pairs = (in_c + 1) / 2, blocks = out_c / 8;
+    const int32_t in_c = in_d->c, out_c = out_d->c;
     const int32_t total = out_d->n * out_d->h * out_d->w;
-    int32_t packed[TQ_1X1_AVX2_MAX_PACKED];
-    int32_t xp[4][TQ_1X1_AVX2_MAX_PAIRS];
-    const int8_t *x[4];
-    int32_t blk, j, k, pix, n, oc, ic, b = 0, oy = 0, ox = 0;
-    for (blk = 0; blk < blocks; blk++) {
-        for (j = 0; j < n_pairs; j++) {
-            for (k = 0; k < 8; k++) {
-                const int8_t *w = filter + (size_t)(blk * 8 + k) * in_c + 2 * j;
-                const uint32_t hi = 2 * j + 1 < in_c ? (uint16_t)(int16_t)w[1] : 0u;
-                packed[(blk * n_pairs + j) * 8 + k] = (int32_t)((uint16_t)(int16_t)w[0] | hi << 16);
-            }
-        }
-    }
+    int32_t packed[TQ_AVX2_MAX_PACKED];
+    tq_avx2_cols cols;
+    int32_t pix, k, n, b = 0, oy = 0, ox = 0;
+    tq_avx2_pack_filter(filter, in_c, out_c, packed);
     for (pix = 0; pix < total; pix += 4) {
         n = total - pix < 4 ? total - pix : 4;
         for (k = 0; k < n; k++) {
-            x[k] = input + (((size_t)b * in_d->h + (size_t)oy * p->stride_h) * in_d->w +
-                            (size_t)ox * p->stride_w) * in_c;
-            tq_1x1_avx2_pairs(x[k], in_c, off, xp[k]);
+            tq_avx2_col_s8(input + (((size_t)b * in_d->h + (size_t)oy * p->stride_h) * in_d->w +
+                                    (size_t)ox * p->stride_w) * in_c,
+                           in_c, p->input_offset, cols[k]);
+            cols[k][in_c] = 0;
             if (++ox == out_d->w) {
                 ox = 0;
                 if (++oy == out_d->h) {
@@ -233,54 +198,9 @@ static TQ_AVX2 void tq_conv_1x1_s8_avx2(const tq_conv_params *p, const tq_channe
                 }
             }
         }
-        for (; k < 4; k++) {
-            x[k] = x[0]; /* computed, not stored */
-            memcpy(xp[k], xp[0], (size_t)n_pairs * sizeof(int32_t));
-        }
-        for (blk = 0; blk < blocks; blk++) {
-            const tq_rq8 r = tq_rq8_load(q->multiplier + blk * 8, q->shift + blk * 8);
-            const int32_t *wp = packed + (size_t)blk * n_pairs * 8;
-            const __m256i b0 = bias != NULL ? _mm256_loadu_si256((const __m256i *)(bias + blk * 8))
-                                            : _mm256_setzero_si256();
-            __m256i a0 = b0, a1 = b0, a2 = b0, a3 = b0;
-            int8_t *o = output + (size_t)pix * out_c + blk * 8;
-            for (j = 0; j < n_pairs; j++) {
-                const __m256i wv = _mm256_loadu_si256((const __m256i *)(wp + j * 8));
-                a0 = _mm256_add_epi32(a0, _mm256_madd_epi16(_mm256_set1_epi32(xp[0][j]), wv));
-                a1 = _mm256_add_epi32(a1, _mm256_madd_epi16(_mm256_set1_epi32(xp[1][j]), wv));
-                a2 = _mm256_add_epi32(a2, _mm256_madd_epi16(_mm256_set1_epi32(xp[2][j]), wv));
-                a3 = _mm256_add_epi32(a3, _mm256_madd_epi16(_mm256_set1_epi32(xp[3][j]), wv));
-            }
-            tq_rq8_store(&r, a0, p, o);
-            if (n > 1) {
-                tq_rq8_store(&r, a1, p, o + out_c);
-            }
-            if (n > 2) {
-                tq_rq8_store(&r, a2, p, o + 2 * out_c);
-            }
-            if (n > 3) {
-                tq_rq8_store(&r, a3, p, o + 3 * out_c);
-            }
-        }
-        for (oc = blocks * 8; oc < out_c; oc++) {
-            const int8_t *w = filter + (size_t)oc * in_c;
-            for (k = 0; k < n; k++) {
-                int32_t sum = bias != NULL ? bias[oc] : 0;
-                for (ic = 0; ic < in_c; ic++) {
-                    sum = tq_add_wrap(sum, (x[k][ic] + off) * w[ic]);
-                }
-                output[(size_t)(pix + k) * out_c + oc] =
-                    tq_requantize_s8(sum, q->multiplier[oc], q->shift[oc], p->output_offset,
-                                     p->act_min, p->act_max);
-            }
-        }
+        tq_avx2_cols_mat_mult(cols, n, in_c, packed, filter, bias, q, p, out_c,
+                              output + (size_t)pix * out_c);
     }
-}
-
-static int tq_conv_1x1_s8_avx2_fits(const tq_dims *in_d, const tq_dims *out_d)
-{
-    const int64_t n_pairs = (in_d->c + 1) / 2;
-    return n_pairs <= TQ_1X1_AVX2_MAX_PAIRS && n_pairs * (out_d->c / 8) * 8 <= TQ_1X1_AVX2_MAX_PACKED;
 }
 #endif
 
@@ -310,7 +230,7 @@ tq_status tq_conv_1x1_s8(const tq_conv_params *params, const tq_channel_quant *q
 #else
     (void)scratch;
 #if TQ_USE_X86
-    if (tq_conv_1x1_s8_avx2_fits(input_dims, output_dims) && tq_x86_avx2()) {
+    if (tq_avx2_fits(input_dims->c, output_dims->c) && tq_x86_avx2()) {
         tq_conv_1x1_s8_avx2(params, quant, input_dims, input, filter, bias, output_dims, output);
         return TQ_OK;
     }
