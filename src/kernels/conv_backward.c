@@ -9,6 +9,7 @@
 #include "tq_check.h"
 #include "tq_pw_backward.h"
 #include "tq_sgd.h"
+#include "tq_f32.h" /* fp32 file: the MVE-F build check */
 
 /* ---- argument checks ---------------------------------------------------- */
 

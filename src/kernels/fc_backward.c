@@ -6,6 +6,7 @@
 #include "tinyqt/backward.h"
 #include "tq_check.h"
 #include "tq_sgd.h"
+#include "tq_f32.h" /* fp32 file: the MVE-F build check */
 
 static int tq_fc_shape_ok(int32_t batches, int32_t in_features, int32_t out_features)
 {

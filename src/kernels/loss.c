@@ -3,6 +3,7 @@
  * dequantization of int8 features. tq_expf / tq_logf, never libm. */
 #include "tinyqt/backward.h"
 #include "tq_mathf.h"
+#include "tq_f32.h" /* fp32 file: the MVE-F build check */
 
 tq_status tq_dequantize_s8_f32(int32_t count, const int8_t *input, float scale,
                                int32_t zero_point, float *output)

@@ -5,6 +5,7 @@
 #include "tinyqt/backward.h"
 #include "tq_mathf.h"
 #include "tq_sgd.h"
+#include "tq_f32.h" /* fp32 file: the MVE-F build check */
 
 uint32_t tq_xorshift32(uint32_t *state)
 {

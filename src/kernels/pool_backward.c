@@ -5,6 +5,7 @@
 #include "tinyqt/backward.h"
 #include "tq_check.h"
 #include "tq_sgd.h"
+#include "tq_f32.h" /* fp32 file: the MVE-F build check */
 
 tq_status tq_clamp_mask_s8(const int8_t *y, int32_t count, int32_t act_min, int32_t act_max,
                            uint8_t *mask)

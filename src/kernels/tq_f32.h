@@ -12,6 +12,15 @@
 #ifndef TINYQT_F32_H
 #define TINYQT_F32_H
 
+/* Every file with fp32 arithmetic includes this header for the check below.
+ * Helium floating point (MVE-F) flushes subnormal inputs and results to zero
+ * (the scalar FPU and the host do not), so a compiler that auto-vectorizes an
+ * fp32 loop with it breaks host == MCU. Build Cortex-M55 code with
+ * -mcpu=cortex-m55+nomve.fp: integer Helium and the scalar FPU remain. */
+#if defined(__ARM_FEATURE_MVE) && (__ARM_FEATURE_MVE & 2) && !defined(TQ_ALLOW_MVE_FLOAT)
+#error "tinyqt: compile with -mcpu=cortex-m55+nomve.fp: Helium floating point flushes subnormals to zero, which breaks host == device bit-exactness (define TQ_ALLOW_MVE_FLOAT to accept that)"
+#endif
+
 #if defined(__ARM_FP) && (__ARM_FP & 4) && !defined(TQ_FORCE_PORTABLE)
 #define TQ_MLA_F32(acc, a, b) __asm__("vmla.f32 %0, %1, %2" : "+t"(acc) : "t"(a), "t"(b))
 #else

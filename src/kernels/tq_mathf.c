@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "tq_mathf.h"
+#include "tq_f32.h" /* fp32 file: the MVE-F build check */
 
 float tq_f32_from_bits(uint32_t u)
 {

@@ -3,6 +3,8 @@ for Cortex-M0+, M4, M7 and M55, on the ARM DSP path and the portable path
 (-DTQ_FORCE_PORTABLE): as objects at -Os and -O0 (warnings differ with the
 optimization level), and at -O3 linked into a firmware that references every
 public function."""
+import os
+import subprocess
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -74,6 +76,19 @@ def test_target_features(target, tmp_path):
     src = tmp_path / "features.c"
     src.write_text("".join(checks) + "int tq_features_ok;\n")
     mcu.compile_objects(t, [src], out_dir=tmp_path)
+
+
+def test_fp32_kernels_refuse_helium_floating_point(tmp_path):
+    """Helium floating point flushes subnormals (the host does not): an fp32
+    kernel file built with plain -mcpu=cortex-m55 stops with the flag to use;
+    the M55 target builds with +nomve.fp and keeps integer Helium."""
+    require_build_tools()
+    assert "-mcpu=cortex-m55+nomve.fp" in mcu.get_target("m55").cflags
+    src = os.path.join(mcu.kernel_source_dir(), "loss.c")
+    cmd = [mcu.GCC, "-mthumb", "-mcpu=cortex-m55", "-mfloat-abi=hard", "-std=c99", "-c", src,
+           "-o", str(tmp_path / "loss.o")] + [f"-I{d}" for d in mcu.kernel_include_dirs()]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    assert proc.returncode != 0 and "cortex-m55+nomve.fp" in proc.stderr
 
 
 @pytest.mark.parametrize("variant", VARIANTS)

@@ -4,7 +4,8 @@ calls the same C kernel and compares every byte. Used by the QEMU tests and
 the MCU backward bench.
 
 input_grad_case(): conv kxk / 1x1 / depthwise input gradient through a clamp
-mask; inplace_input_grad_case(): the in-place depthwise one; fused_case(): the fused weight gradient + QAS update in place on the
+mask; inplace_input_grad_case(): the in-place depthwise one;
+pointwise_weight_grad_case(): the 1x1 weight and bias gradients; fused_case(): the fused weight gradient + QAS update in place on the
 weights, bias, optimizer buffers and PRNG state. Both draw their data from
 rng; `macs` is the forward layer's MAC count.
 """
@@ -55,8 +56,10 @@ def _layer(rng, h, w, c_in, c_out, k, stride, padding, depthwise=False, n=1):
     return x, wt, g, ws, mask
 
 
-def input_grad_case(rng, name, h, w, c_in, c_out, k, stride, padding, depthwise=False):
+def input_grad_case(rng, name, h, w, c_in, c_out, k, stride, padding, depthwise=False, g_scale=1.0):
+    """g_scale multiplies the output gradient (1e-36: subnormal terms and sums)."""
     x, wt, g, ws, mask = _layer(rng, h, w, c_in, c_out, k, stride, padding, depthwise)
+    g = (g * F32(g_scale)).astype(F32)
     gi = B.conv2d_backward_input(g, wt, ws, x.shape, stride=(stride, stride), padding=padding,
                                  depthwise=depthwise, mask=mask)
     pointwise = not depthwise and k == 1 and not any(padding)
@@ -66,6 +69,21 @@ def input_grad_case(rng, name, h, w, c_in, c_out, k, stride, padding, depthwise=
             f"{c_dims(wt.shape)}, {{cn}}_w, {c_dims(x.shape)}, gi)")
     return raw_case(name, call, {"ws": ws, "g": g, "mask": mask, "w": wt}, {"gi": np.zeros_like(gi)},
                     {"gi": gi}, macs=forward_macs(g.shape, c_in, k, depthwise))
+
+
+def pointwise_weight_grad_case(rng, name, h, w, c_in, c_out, stride, g_scale=1.0):
+    """The 1x1 weight and bias gradients (fp32 out), g scaled by g_scale."""
+    x, wt, g, ws, mask = _layer(rng, h, w, c_in, c_out, 1, stride, (0, 0, 0, 0))
+    g = (g * F32(g_scale)).astype(F32)
+    x_zp, x_scale = int(rng.integers(-20, 20)), F32(0.02)
+    gw, gb = B.conv2d_backward_weight(g, x, 1, x_scale=x_scale, x_zero_point=x_zp, stride=(stride, stride),
+                                      mask=mask)
+    call = (f"tq_conv_1x1_backward_weight_f32({c_conv_params((stride, stride), x_zero_point=x_zp)}, "
+            f"{c_float(x_scale)}, {c_dims(x.shape)}, {{cn}}_x, {c_dims(g.shape)}, {{cn}}_g, {{cn}}_mask, "
+            f"{c_dims(gw.shape)}, gw, gb)")
+    return raw_case(name, call, {"x": x, "g": g, "mask": mask},
+                    {"gw": np.zeros_like(gw), "gb": np.zeros_like(gb)}, {"gw": gw, "gb": gb},
+                    macs=forward_macs(g.shape, c_in, 1, False))
 
 
 def inplace_input_grad_case(rng, name, h, w, c, k, padding):
