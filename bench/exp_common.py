@@ -56,10 +56,12 @@ def transfer_data(model, n_train, n_val, n_test, seed=0):
             conv(ds.x_test[:n_test]), ds.y_test[:n_test])
 
 
-def train_int8(model, scheme, x, y, *, lr, qas=True, momentum=0.0, rounding="nearest", epochs=1, seed=1):
+def train_int8(model, scheme, x, y, *, lr, head_lr=None, qas=True, momentum=0.0, rounding="nearest", epochs=1,
+               seed=1):
     """A Trainer fine-tuned with the device's arithmetic (batch 1)."""
     plan = tinyqt.compile(model, scheme, num_classes=NUM_CLASSES, momentum=momentum, rounding=rounding)
-    tr = Trainer(plan, model, lr=lr, qas=qas, momentum=momentum, rounding=rounding, seed=seed, progress=False)
+    tr = Trainer(plan, model, lr=lr, head_lr=head_lr, qas=qas, momentum=momentum, rounding=rounding, seed=seed,
+                 progress=False)
     tr.fit(x, y, epochs=epochs)
     return tr
 
@@ -67,13 +69,16 @@ def train_int8(model, scheme, x, y, *, lr, qas=True, momentum=0.0, rounding="nea
 class FloatRun:
     """The float baseline: tinyqt.torch_sim.FloatTwin trained with torch SGD."""
 
-    def __init__(self, model, scheme, x, y, *, lr, momentum=0.0, epochs=1, seed=1):
+    def __init__(self, model, scheme, x, y, *, lr, head_lr=None, momentum=0.0, epochs=1, seed=1):
         import torch
 
         from tinyqt.torch_sim import FloatTwin
         torch.manual_seed(seed)
         self.twin = FloatTwin(model, scheme, num_classes=NUM_CLASSES)
-        opt = torch.optim.SGD([p for p in self.twin.parameters() if p.requires_grad], lr=lr, momentum=momentum)
+        head = list(self.twin.head.parameters())
+        body = [p for p in self.twin.parameters() if p.requires_grad and all(p is not h for h in head)]
+        opt = torch.optim.SGD([{"params": body}, {"params": head, "lr": lr if head_lr is None else head_lr}],
+                              lr=lr, momentum=momentum)
         rng = np.random.default_rng(seed)
         for _ in range(epochs):
             for i in rng.permutation(len(y)):

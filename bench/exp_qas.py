@@ -11,6 +11,11 @@ as mean and spread over those seeds. Runs go to a pool of processes.
 Writes bench/results/qas_MODEL.json and .png.
 
     python bench/exp_qas.py [--model mbv2-w0.35|demo] [--train 1000] [--seeds 3] [--workers 2] [--with-master]
+                            [--head-lr 0.01]
+
+--head-lr gives the fp32 head its own learning rate in every method (the
+grids then tune the body's, one third lower); results go to
+qas_MODEL_head<lr>.json.
 """
 import argparse
 import json
@@ -30,6 +35,7 @@ GRIDS = {
     "int8-qas-master": [0.0003, 0.001, 0.003, 0.01, 0.03],
 }
 METHODS = ("float", "int8-noqas", "int8-qas")
+HEAD_LR_GRID_SCALE = 1 / 3  # with --head-lr the body no longer has to carry the head's step
 _STATE = {}
 
 
@@ -45,10 +51,13 @@ def _run(job):
     method, momentum, lr, seed = job
     args, model = _STATE["args"], _STATE["model"]
     xs, ys, xv, yv, xt, yt = _STATE["data"]
+    head_lr = None if args.head_lr is None else args.head_lr * (1 - momentum)
     if method == "float":
-        run = FloatRun(model, args.scheme, xs, ys, lr=lr, momentum=momentum, epochs=args.epochs, seed=seed)
+        run = FloatRun(model, args.scheme, xs, ys, lr=lr, head_lr=head_lr, momentum=momentum, epochs=args.epochs,
+                       seed=seed)
     else:
-        run = train_int8(model, args.scheme, xs, ys, lr=lr, qas=method.startswith("int8-qas"), momentum=momentum,
+        run = train_int8(model, args.scheme, xs, ys, lr=lr, head_lr=head_lr, qas=method.startswith("int8-qas"),
+                         momentum=momentum,
                          epochs=args.epochs, seed=seed,
                          rounding="master" if method.endswith("-master") else "nearest")
     return job, run.evaluate(xv, yv), run.evaluate(xt, yt)
@@ -79,11 +88,15 @@ def main(argv=None):
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--with-master", action="store_true",
                     help="also int8 QAS with an fp32 master copy (rounding='master')")
+    ap.add_argument("--head-lr", type=float, default=None,
+                    help="the fp32 head's own learning rate (default: the body's)")
     args = ap.parse_args(argv)
     methods = METHODS + (("int8-qas-master",) if args.with_master else ())
     configs = [(m, mom) for m in methods for mom in (0.0, 0.9)]
     # with momentum the step size is lr / (1 - momentum): the same grid, scaled
-    grid = {(m, mom): [lr * (1 - mom) for lr in GRIDS[m]] for m, mom in configs}
+    scale = 1.0 if args.head_lr is None else HEAD_LR_GRID_SCALE
+    grid = {(m, mom): [float(np.float32(lr * scale * (1 - mom))) for lr in GRIDS[m]] for m, mom in configs}
+    name = f"qas_{args.model}" + ("" if args.head_lr is None else f"_head{args.head_lr:g}")
     jobs = [(m, mom, lr, seed) for m, mom in configs for lr in grid[(m, mom)] for seed in range(1, args.seeds + 1)]
     runs = {}
     with ProcessPoolExecutor(args.workers, initializer=_init, initargs=(args,)) as pool:
@@ -105,7 +118,8 @@ def main(argv=None):
         print(f"==> {m} momentum {mom}: lr {best:.4g}, test {rec['test_mean']:.3f} ± {rec['test_std']:.3f} "
               f"{np.round(tests, 3)}", flush=True)
     model = load_model(args.model)
-    out = {"model": args.model, "scheme": args.scheme, "train_images": args.train, "val_images": args.val,
+    out = {"model": args.model, "scheme": args.scheme, "head_lr": args.head_lr, "train_images": args.train,
+           "val_images": args.val,
            "test_images": args.test, "epochs": args.epochs, "resolution": model.input.shape[1],
            "seeds": args.seeds, "results": results, "paired": _paired(runs, grid, args.seeds, methods),
            "runs": [{"method": m, "momentum": mom, "lr": lr, "seed": sd, "val_accuracy": v, "test_accuracy": t}
@@ -114,7 +128,7 @@ def main(argv=None):
     for m in methods[1:]:
         out[f"{m.replace('-', '_')}_minus_float_points"] = round(
             100 * (best[m]["test_mean"] - best["float"]["test_mean"]), 2)
-    save(f"qas_{args.model}", out)
+    save(name, out)
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(6.4 + 1.6 * args.with_master, 3.6))
     labels = [f"{r['method']}\n{'momentum' if r['momentum'] else 'plain'}" for r in results]
@@ -124,12 +138,13 @@ def main(argv=None):
     ax.set_xticks(range(len(results)), labels, fontsize=7)
     ax.set_ylabel("Fashion-MNIST test accuracy (%)")
     ax.set_ylim(max(0, min(acc) - 15), min(100, max(acc) + 8))
-    ax.set_title(f"QAS: {args.model}, {args.scheme}, {args.train} images, batch 1, {args.seeds} seeds",
+    head = "" if args.head_lr is None else f", head lr {args.head_lr:g}"
+    ax.set_title(f"QAS: {args.model}, {args.scheme}{head}, {args.train} images, batch 1, {args.seeds} seeds",
                  fontsize=9)
     for i, v in enumerate(acc):
         ax.text(i + 0.2, v + 0.5, f"{v:.1f}", ha="left", fontsize=7)
     fig.tight_layout()
-    fig.savefig(plot_path(f"qas_{args.model}"), dpi=120)
+    fig.savefig(plot_path(name), dpi=120)
     print(json.dumps({k: v for k, v in out.items() if k != "results"}))
     return 0
 

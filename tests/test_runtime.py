@@ -179,3 +179,32 @@ def test_head_momentum_follows_torch_sgd(mcunet):
     k, d = 4, plan.graph.head_shape[1]
     np.testing.assert_allclose(hw[:k * d].reshape(k, d), w.detach().numpy(), rtol=1e-5, atol=1e-7)
     np.testing.assert_allclose(hw[k * d:], b.detach().numpy(), rtol=1e-5, atol=1e-7)
+
+
+def test_head_learning_rate_is_its_own(mcunet):
+    """SGD(lr, head_lr=): the fp32 head steps like torch SGD at head_lr (with
+    lr = 0) while the int8 body follows lr (lr 0 leaves it as it was)."""
+    torch = pytest.importorskip("torch")
+    head_only = compile(mcunet, "bias-only:0", num_classes=4)
+    rt = Runtime(head_only, mcunet, SGD(0.0, head_lr=0.07))
+    rng = np.random.default_rng(9)
+    w = torch.zeros(4, head_only.graph.head_shape[1], requires_grad=True)
+    b = torch.zeros(4, requires_grad=True)
+    opt = torch.optim.SGD([w, b], lr=0.07)
+    for y in (2, 0, 3):
+        rt.step(rng.integers(-128, 128, (1, 128, 128, 3), dtype=np.int8), y)
+        feats = torch.from_numpy(rt.views["features"].copy())
+        opt.zero_grad()
+        torch.nn.functional.cross_entropy(feats @ w.T + b, torch.tensor([y])).backward()
+        opt.step()
+    k, d = 4, head_only.graph.head_shape[1]
+    np.testing.assert_allclose(rt.views["head:weights"][:k * d].reshape(k, d), w.detach().numpy(), rtol=1e-5,
+                               atol=1e-7)
+    plan = compile(mcunet, "bias-only:4", num_classes=4)
+    x = rng.integers(-128, 128, (1, 128, 128, 3), dtype=np.int8)
+    for lr, moves in ((0.0, False), (0.05, True)):
+        rt = Runtime(plan, mcunet, SGD(lr, head_lr=0.07))
+        body = {n: rt.views[n].copy() for n in rt.views if n.startswith("bias:")}
+        rt.step(x, 1)  # the zero head passes no gradient to the body yet
+        rt.step(x, 2)
+        assert len(body) == 4 and any(not np.array_equal(rt.views[n], v) for n, v in body.items()) == moves

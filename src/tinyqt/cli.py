@@ -115,7 +115,7 @@ def cmd_train(args):
     test_idx = np.arange(len(ds.y_test))[:args.test_limit or None]
     x_train = to_model_input(ds.x_train[train_idx], model.input)
     y_train = ds.y_train[train_idx]
-    trainer = Trainer(plan, model, lr=args.lr, rounding=args.rounding, momentum=args.momentum,
+    trainer = Trainer(plan, model, lr=args.lr, head_lr=args.head_lr, rounding=args.rounding, momentum=args.momentum,
                       qas=not args.no_qas, seed=args.seed, progress=not args.json, accumulate=args.accumulate)
     t0 = time.perf_counter()
     trainer.fit(x_train, y_train, epochs=args.epochs)
@@ -160,9 +160,10 @@ def _add_train(sub):
 
 
 def _add_optimizer_args(p):
-    """--lr, --momentum, --rounding: tinyqt.optim.SGD's options (the plan is
-    compiled with room for the state they need)."""
+    """--lr, --head-lr, --momentum, --rounding: tinyqt.optim.SGD's options
+    (the plan is compiled with room for the state they need)."""
     p.add_argument("--lr", type=float, default=0.01)
+    p.add_argument("--head-lr", type=float, default=None, help="learning rate of the fp32 head (default: --lr)")
     p.add_argument("--momentum", type=float, default=0.0)
     p.add_argument("--rounding", default="nearest", choices=["nearest", "stochastic", "master"],
                    help="sub-LSB weight updates: round to nearest, stochastic, or an fp32 master copy")
@@ -170,7 +171,7 @@ def _add_optimizer_args(p):
 
 def _optimizer(args):
     from .optim import SGD
-    return SGD(args.lr, rounding=args.rounding, momentum=args.momentum)
+    return SGD(args.lr, head_lr=args.head_lr, rounding=args.rounding, momentum=args.momentum)
 
 
 def cmd_firmware(args):

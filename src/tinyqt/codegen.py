@@ -243,7 +243,7 @@ class _Emitter:
             hw = self.ptr("head:weights", "float")
             gi = self.ptr("grad:features", "float") if "grad:features" in self.plan.tensors else "NULL"
             self.call(f"tq_linear_backward_update_f32(1, {d}, {k}, {self.ptr('features', 'float')}, "
-                      f"{self.ptr('grad:logits', 'float')}, {hw}, {hw} + {k * d}, {_f(self.opt.lr)}, "
+                      f"{self.ptr('grad:logits', 'float')}, {hw}, {hw} + {k * d}, {_f(self.opt.head_lr)}, "
                       f"{self.head_momentum()}, {gi})", s.name)
             return
         op = self.ops[s.op]
@@ -557,8 +557,7 @@ def run_firmware(plan, model, optimizer, target, steps=2, out_dir=None, seed=0, 
     if images.dtype != np.int8 or images.size != steps * n_in or labels is None or len(labels) != steps:
         raise TinyQTError(f"run_firmware: expected {steps} int8 images of {n_in} bytes and {steps} labels")
     images = images.reshape(steps, n_in)
-    opt_args = dict(qas=optimizer.qas, rounding=optimizer.rounding, momentum=optimizer.momentum,
-                    seed=int(optimizer.rng[0]))
+    opt_args = optimizer.options()
     src, _ = generate(plan, model, optimizer.__class__(optimizer.lr, **opt_args), out_dir)
     main = emit_test_main(plan, images, labels, out_dir)
     elf = mcu.build(t.name, [src, main], include_dirs=[out_dir], out_dir=out_dir, opt="-O3",

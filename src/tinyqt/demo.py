@@ -129,7 +129,7 @@ def _run_on_device(plan, model, trainer, x_train, y_train, qemu, target, steps, 
         return None
     log(f"running {steps} training steps as {target} firmware in QEMU ...")
     images = x_train[:steps].reshape(steps, -1)
-    res = run_firmware(plan, model, SGD(trainer.optimizer.lr), target, steps=steps,
+    res = run_firmware(plan, model, SGD(trainer.optimizer.lr, head_lr=trainer.optimizer.head_lr), target, steps=steps,
                        images=images, labels=y_train[:steps], out_dir=os.path.join(out_dir, "firmware"))
     log(f"{target}: bit-exact with the host: {res['bitexact']}; {res['instructions_per_step']:,} "
         f"instructions per step; Flash {res['flash_bytes']:,} B, SRAM {res['sram_bytes']:,} B")

@@ -59,16 +59,20 @@ class ParamState:
 class SGD:
     """SGD on int8 weights / int32 biases.
 
-    lr: learning rate; qas: Quantization-Aware Scaling (True) or the "no QAS"
+    lr: learning rate of the int8 body; head_lr: of the fp32 head (None: lr;
+    a head trained from zero often wants a larger step than the pretrained
+    body tolerates); qas: Quantization-Aware Scaling (True) or the "no QAS"
     baseline with raw integer-domain gradients (False); rounding: 'nearest' |
     'stochastic' | 'master'; momentum in [0, 1); seed: the xorshift32 state
     (nonzero) the stochastic rounding starts from. `rng` is a 1-element
     uint32 array the kernels advance in place (one draw per updated element,
     in the documented order)."""
 
-    def __init__(self, lr, *, qas=True, rounding="nearest", momentum=0.0, seed=DEFAULT_SEED):
+    def __init__(self, lr, *, head_lr=None, qas=True, rounding="nearest", momentum=0.0, seed=DEFAULT_SEED):
         if not np.isfinite(lr):
             raise OptimizerError(f"lr must be finite, got {lr}")
+        if head_lr is not None and not np.isfinite(head_lr):
+            raise OptimizerError(f"head_lr must be finite, got {head_lr}")
         if rounding not in ROUNDING_MODES:
             raise OptimizerError(f"rounding must be one of {sorted(ROUNDING_MODES)}, got {rounding!r}")
         if not 0.0 <= momentum < 1.0:
@@ -77,10 +81,17 @@ class SGD:
         if seed == 0:
             raise OptimizerError("seed must be nonzero (0 is xorshift32's fixed point)")
         self.lr = float(np.float32(lr))
+        self.head_lr = self.lr if head_lr is None else float(np.float32(head_lr))
         self.qas = bool(qas)
         self.rounding = rounding
         self.momentum = float(np.float32(momentum))
         self.rng = np.array([seed], dtype=np.uint32)
+
+    def options(self):
+        """Keyword arguments that rebuild this optimizer from its start
+        (the PRNG at its current state)."""
+        return dict(head_lr=self.head_lr, qas=self.qas, rounding=self.rounding, momentum=self.momentum,
+                    seed=int(self.rng[0]))
 
     @property
     def params(self):

@@ -264,7 +264,7 @@ class Runtime:
             if "optimizer:head" in v:
                 k, d = self.head_classes, self.head_features
                 wm, bm = v["optimizer:head"][:k * d].reshape(k, d), v["optimizer:head"][k * d:]
-            g = backward.linear_backward_update(v["features"], v["grad:logits"], w, b, self.opt.lr,
+            g = backward.linear_backward_update(v["features"], v["grad:logits"], w, b, self.opt.head_lr,
                                                 momentum=self.opt.momentum if wm is not None else 0.0,
                                                 w_momentum=wm, b_momentum=bm,
                                                 need_grad_in="grad:features" in v)
@@ -378,7 +378,7 @@ class Runtime:
             m = self.views["optimizer:head"]
             m[...] = np.float32(self.opt.momentum) * m + grad
             grad = m
-        hw[...] = hw - np.float32(self.opt.lr) * grad
+        hw[...] = hw - np.float32(self.opt.head_lr) * grad
 
     def _backward_input(self, s, _label):
         v = self.views

@@ -25,15 +25,15 @@ from .runtime import Runtime
 
 
 class Trainer:
-    def __init__(self, plan, model, lr=0.01, *, qas=True, rounding="nearest", momentum=0.0, seed=1,
-                 progress=True, accumulate=1):
+    def __init__(self, plan, model, lr=0.01, *, head_lr=None, qas=True, rounding="nearest", momentum=0.0,
+                 seed=1, progress=True, accumulate=1):
         if isinstance(accumulate, bool) or not isinstance(accumulate, (int, np.integer)) or accumulate < 1:
             raise TinyQTError(f"accumulate: expected a whole number of images >= 1, got {accumulate!r}")
         if accumulate > 1 and not plan.accumulates:
             raise TinyQTError(f"accumulate={accumulate}: this plan has no gradient sums; compile it with "
                               "tinyqt.compile(..., accumulate=True)")
         self.accumulate = int(accumulate)
-        self.optimizer = SGD(lr, qas=qas, rounding=rounding, momentum=momentum)
+        self.optimizer = SGD(lr, head_lr=head_lr, qas=qas, rounding=rounding, momentum=momentum)
         self.runtime = Runtime(plan, model, self.optimizer)
         self.rng = np.random.default_rng(seed)
         self.progress = progress

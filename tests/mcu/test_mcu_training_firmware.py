@@ -35,14 +35,17 @@ def test_training_firmware_matches_the_host(target, name, scheme, rounding, mome
     rng = np.random.default_rng(7)
     images = rng.integers(-128, 128, (3, int(np.prod(model.input.shape))), dtype=np.int8)
     labels = rng.integers(0, 10, 3)
-    src, _ = codegen.generate(plan, model, SGD(0.02, rounding=rounding, momentum=momentum), str(tmp_path))
+    # the head at its own learning rate
+    src, _ = codegen.generate(plan, model, SGD(0.02, head_lr=0.05, rounding=rounding, momentum=momentum),
+                              str(tmp_path))
     main = codegen.emit_test_main(plan, images, labels, str(tmp_path))
     elf = mcu.build(target, [src, main], include_dirs=[str(tmp_path)], out_dir=str(tmp_path), opt="-O2")
     code, stdout = mcu.run_qemu(target, elf, timeout=600)
     assert code == 0, stdout[-2000:]
     losses = [int(ln.split()[2], 16) for ln in stdout.splitlines() if ln.startswith("TQ_LOSS")]
     tensors = {ln.split()[1]: int(ln.split()[2], 16) for ln in stdout.splitlines() if ln.startswith("TQ_TENSOR")}
-    host_losses, host_tensors = codegen.host_reference(plan, model, SGD(0.02, rounding=rounding, momentum=momentum), images, labels)
+    host_losses, host_tensors = codegen.host_reference(
+        plan, model, SGD(0.02, head_lr=0.05, rounding=rounding, momentum=momentum), images, labels)
     assert losses == host_losses
     assert tensors == host_tensors and "head:weights" in tensors and (len(tensors) > 5 or scheme == "bias-only:0")
     instr = [int(ln.split()[2]) for ln in stdout.splitlines() if ln.startswith("TQ_INSTR")]
@@ -67,7 +70,7 @@ def test_firmware_cli_reports_bitexact_sizes_and_instructions(capsys, tmp_path):
     require_qemu()
     path = shared_model_json("mbv2-w0.35")
     assert main(["firmware", "--model-file", path, "--scheme", "bias-only:6", "--target", "cortex-m7",
-                 "--steps", "2", "--out", str(tmp_path), "--json"]) == 0
+                 "--steps", "2", "--head-lr", "0.05", "--out", str(tmp_path), "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["bitexact"] is True and report["target"] == "m7"
     assert 0 < report["flash_bytes"] <= 1 << 20 and report["sram_bytes"] >= report["arena_bytes"]
