@@ -7,6 +7,7 @@
 
 #include "tinyqt/backward.h"
 #include "tq_check.h"
+#include "tq_dw_backward.h"
 #include "tq_pw_backward.h"
 #include "tq_sgd.h"
 #include "tq_f32.h" /* fp32 file: the MVE-F build check */
@@ -240,6 +241,11 @@ tq_status tq_depthwise_conv_backward_input_f32(const tq_conv_params *params,
                                       grad_out, filter_dims, filter, input_dims, grad_in);
     if (st != TQ_OK) {
         return st;
+    }
+    if (filter_dims->c == input_dims->c && filter_dims->h * filter_dims->w <= TQ_DW_BWD_MAX_TAPS) {
+        tq_dw_backward_input_blocked(params, w_scale, output_dims, grad_out, mask, filter_dims, filter,
+                                     input_dims, grad_in);
+        return TQ_OK;
     }
     tq_dw_bwd_input_portable(params, w_scale, output_dims, grad_out, mask, filter_dims, filter,
                              input_dims, grad_in);
