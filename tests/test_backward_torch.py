@@ -212,11 +212,12 @@ def test_1x1_blocked_kernels_equal_plain_loops_and_float32_replay(n, h, w, c_in,
 @given(n=st.integers(1, 2), h=st.integers(1, 9), w=st.integers(1, 9), c=st.integers(1, 11),
        k=st.sampled_from([1, 3, 5]), stride=st.sampled_from([1, 2, 3]), dil=st.sampled_from([1, 2]),
        masked=st.booleans(), seed=st.integers(0, 2**31 - 1))
-def test_depthwise_input_gradient_equals_float32_replay(n, h, w, c, k, stride, dil, masked, seed):
-    """The blocked depthwise input gradient (four channels in registers,
-    windows walked backwards) gives, bit for bit, a NumPy float32 replay of
-    the documented order: terms (g * w_scale) * w added from +0.0 over the
-    output pixels in row-major order."""
+def test_depthwise_gradients_equal_float32_replay(n, h, w, c, k, stride, dil, masked, seed):
+    """The channel-blocked depthwise input and weight gradients give, bit for
+    bit, a NumPy float32 replay of the documented order: terms added from
+    +0.0 over the output pixels in row-major order ((g * w_scale) * w for the
+    input, g * (x - zero point) for the weights of a channel subset, then
+    times the input scale)."""
     rng = np.random.default_rng(seed)
     eff = (k - 1) * dil + 1
     pads = [int(v) for v in rng.integers(0, eff, 4)]
@@ -242,6 +243,30 @@ def test_depthwise_input_gradient_equals_float32_replay(n, h, w, c, k, stride, d
                         if 0 <= iy < h and 0 <= ix < w:
                             ref[b, iy, ix] = ref[b, iy, ix] + gs[b, oy, ox] * wf[ky, kx]
     assert np.array_equal(_bits(gi), _bits(ref))
+
+    # the weight gradient of a channel subset, blocked four channels at a time
+    x = rng.integers(-128, 128, (n, h, w, c), dtype=np.int8)
+    sel = np.sort(rng.choice(c, int(rng.integers(1, c + 1)), replace=False)).astype(np.int32)
+    x_zp, x_scale = int(rng.integers(-20, 20)), np.float32(0.03)
+    gw, gb = backward.conv2d_backward_weight(g, np.ascontiguousarray(x[..., sel]), k, x_scale=x_scale,
+                                             x_zero_point=x_zp, stride=(stride, stride), padding=tuple(pads),
+                                             dilation=(dil, dil), depthwise=True, in_channels=c, sel=sel,
+                                             mask=mask)
+    gm = np.where(passm, g, np.float32(0))[..., sel]
+    xf = (x[..., sel].astype(np.int32) - x_zp).astype(np.float32)
+    rw = np.zeros((len(sel), k, k), np.float32)
+    rb = np.zeros(len(sel), np.float32)
+    for b in range(n):
+        for oy in range(oh):
+            for ox in range(ow):
+                rb = rb + gm[b, oy, ox]
+                for ky in range(k):
+                    for kx in range(k):
+                        iy, ix = oy * stride - pads[0] + ky * dil, ox * stride - pads[1] + kx * dil
+                        if 0 <= iy < h and 0 <= ix < w:
+                            rw[:, ky, kx] = rw[:, ky, kx] + gm[b, oy, ox] * xf[b, iy, ix]
+    assert np.array_equal(_bits(gw), _bits(rw * x_scale))
+    assert np.array_equal(_bits(gb), _bits(rb))
 
 
 @pytest.mark.parametrize("seed", range(6))

@@ -384,6 +384,22 @@ tq_status tq_conv_1x1_backward_weight_f32(const tq_conv_params *params, float in
                                    grad_out, mask, grad_w_dims, grad_w, grad_b);
 }
 
+/* Lanes of the trained depthwise channels t0 .. t0 + n - 1 (n <= TQ_DW_ROWS,
+ * fewer at the end of total): saved input channel j = t / mult and output
+ * channel c = (sel ? sel[j] : j) * mult + t % mult. Returns n. */
+static int32_t tq_dw_lanes(int32_t t0, int32_t total, int32_t mult, const int32_t *sel, int32_t *j,
+                           int32_t *c)
+{
+    const int32_t n = total - t0 < TQ_DW_ROWS ? total - t0 : TQ_DW_ROWS;
+    int32_t r;
+    for (r = 0; r < n; r++) {
+        const int32_t t = t0 + r;
+        j[r] = t / mult;
+        c[r] = (sel != NULL ? sel[j[r]] : j[r]) * mult + t % mult;
+    }
+    return n;
+}
+
 /* Depthwise: trained output channel c = ic * mult + m reads saved channel j. */
 static tq_status tq_check_dw_weight(const tq_conv_params *params, float input_scale,
                                     const tq_dims *input_dims, const int8_t *input,
@@ -420,7 +436,7 @@ tq_status tq_depthwise_conv_backward_weight_f32(const tq_conv_params *params,
                                                 const tq_dims *filter_dims,
                                                 float *grad_w, float *grad_b)
 {
-    int32_t j, m, mult, taps;
+    int32_t t0, mult, taps, jl[TQ_DW_ROWS], cl[TQ_DW_ROWS];
     tq_status st;
     if (grad_w == NULL) {
         return TQ_ERR_NULL;
@@ -432,17 +448,14 @@ tq_status tq_depthwise_conv_backward_weight_f32(const tq_conv_params *params,
     }
     mult = filter_dims->c / in_channels;
     taps = filter_dims->h * filter_dims->w;
-    for (j = 0; j < input_dims->c; j++) {
-        const int32_t ic = sel != NULL ? sel[j] : j;
-        for (m = 0; m < mult; m++) {
-            const int32_t t = j * mult + m;
-            float gb;
-            tq_conv_weight_row(params, input_scale, input_dims, input, j, 1, output_dims,
-                               grad_out, mask, ic * mult + m, filter_dims->h, filter_dims->w,
-                               grad_w + (size_t)t * taps, &gb);
-            if (grad_b != NULL) {
-                grad_b[t] = gb;
-            }
+    for (t0 = 0; t0 < input_dims->c * mult; t0 += TQ_DW_ROWS) {
+        const int32_t n = tq_dw_lanes(t0, input_dims->c * mult, mult, sel, jl, cl);
+        float gb[TQ_DW_ROWS];
+        int32_t r;
+        tq_dw_weight_rows(params, input_scale, input_dims, input, jl, cl, n, output_dims, grad_out, mask,
+                          filter_dims->h, filter_dims->w, grad_w + (size_t)t0 * taps, gb);
+        for (r = 0; r < n && grad_b != NULL; r++) {
+            grad_b[t0 + r] = gb[r];
         }
     }
     return TQ_OK;
@@ -472,7 +485,11 @@ int32_t tq_conv_1x1_backward_weight_update_get_buffer_size(const tq_dims *filter
 
 int32_t tq_depthwise_conv_backward_weight_update_get_buffer_size(const tq_dims *filter_dims)
 {
-    return tq_conv_backward_weight_update_get_buffer_size(filter_dims, 1);
+    const int32_t one_row = tq_conv_backward_weight_update_get_buffer_size(filter_dims, 1);
+    if (one_row == 0 || filter_dims->c < 1 || (int64_t)one_row * TQ_DW_ROWS > INT32_MAX) {
+        return 0;
+    }
+    return one_row * (filter_dims->c < TQ_DW_ROWS ? filter_dims->c : TQ_DW_ROWS);
 }
 
 static tq_status tq_conv_bwd_update_impl(int pointwise, const tq_conv_params *params,
@@ -597,7 +614,7 @@ tq_status tq_depthwise_conv_backward_weight_update(const tq_conv_params *params,
                                                    const tq_sgd_state *state,
                                                    void *scratch, int32_t scratch_size)
 {
-    int32_t j, m, mult, taps, out_c;
+    int32_t t0, mult, taps, out_c, jl[TQ_DW_ROWS], cl[TQ_DW_ROWS];
     tq_status st;
     if (w_scale == NULL || filter == NULL) {
         return TQ_ERR_NULL;
@@ -620,17 +637,18 @@ tq_status tq_depthwise_conv_backward_weight_update(const tq_conv_params *params,
     }
     mult = out_c / in_channels;
     taps = filter_dims->h * filter_dims->w;
-    for (j = 0; j < input_dims->c; j++) {
-        const int32_t ic = sel != NULL ? sel[j] : j;
-        for (m = 0; m < mult; m++) {
-            const int32_t c = ic * mult + m, t = j * mult + m;
-            float gb;
-            tq_conv_weight_row(params, input_scale, input_dims, input, j, 1, output_dims,
-                               grad_out, mask, c, filter_dims->h, filter_dims->w,
-                               (float *)scratch, &gb);
+    /* four trained channels' rows at a time, each applied in channel order */
+    for (t0 = 0; t0 < input_dims->c * mult; t0 += TQ_DW_ROWS) {
+        const int32_t n = tq_dw_lanes(t0, input_dims->c * mult, mult, sel, jl, cl);
+        float gb[TQ_DW_ROWS];
+        int32_t r;
+        tq_dw_weight_rows(params, input_scale, input_dims, input, jl, cl, n, output_dims, grad_out, mask,
+                          filter_dims->h, filter_dims->w, (float *)scratch, gb);
+        for (r = 0; r < n; r++) {
+            const int32_t c = cl[r], t = t0 + r;
             tq_sgd_channel(opt, state, input_scale, w_scale[c], filter + c, taps, out_c, 1, NULL,
-                           (const float *)scratch, t * taps, bias != NULL ? bias + c : NULL, gb,
-                           t);
+                           (const float *)scratch + (size_t)r * taps, t * taps,
+                           bias != NULL ? bias + c : NULL, gb[r], t);
         }
     }
     return TQ_OK;

@@ -267,7 +267,7 @@ tq_status tq_depthwise_conv_backward_weight_f32(const tq_conv_params *params,
 
 /* Fused weight gradient + update (the paper's in-place update): for each
  * output channel its gradient row is computed into scratch (KH*KW*n_sel
- * fp32; depthwise KH*KW; 1x1: four rows) and immediately applied to filter (only the selected
+ * fp32; depthwise and 1x1: up to four such rows) and immediately applied to filter (only the selected
  * input channels) and to bias[c] (if bias != NULL) with the optimizer; no
  * weight-gradient buffer exists. The result (weights, biases, optimizer
  * state, PRNG state) is bit-identical to the gradient kernel followed by
