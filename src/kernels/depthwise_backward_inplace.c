@@ -15,13 +15,10 @@
  * (g * w_scale[c]) * w over output pixels in row-major order, from +0.0f;
  * a masked term adds a zero, which leaves a sum that started at +0.0f
  * unchanged), so the two kernels agree bit for bit. */
-#include <string.h>
-
 #include "tinyqt/backward.h"
 #include "tq_check.h"
-#include "tq_sgd.h"
-
 #include "tq_f32.h"
+#include "tq_sgd.h"
 
 #define TQ_DW_LANES 4
 
