@@ -169,41 +169,6 @@ static void tq_conv_1x1_s8_dsp(const tq_conv_params *p, const tq_channel_quant *
 }
 #endif
 
-#if TQ_USE_X86
-/* AVX2 host path: each output pixel's input channels are its column
- * (tq_avx2_cols_mat_mult, 4 pixels at a time). */
-static void tq_conv_1x1_s8_avx2(const tq_conv_params *p, const tq_channel_quant *q,
-                                const tq_dims *in_d, const int8_t *input,
-                                const int8_t *filter, const int32_t *bias,
-                                const tq_dims *out_d, int8_t *output)
-{
-    const int32_t in_c = in_d->c, out_c = out_d->c;
-    const int32_t total = out_d->n * out_d->h * out_d->w;
-    int32_t packed[TQ_AVX2_MAX_PACKED];
-    tq_avx2_cols cols;
-    int32_t pix, k, n, b = 0, oy = 0, ox = 0;
-    tq_avx2_pack_filter(filter, in_c, out_c, packed);
-    for (pix = 0; pix < total; pix += 4) {
-        n = total - pix < 4 ? total - pix : 4;
-        for (k = 0; k < n; k++) {
-            tq_avx2_col_s8(input + (((size_t)b * in_d->h + (size_t)oy * p->stride_h) * in_d->w +
-                                    (size_t)ox * p->stride_w) * in_c,
-                           in_c, p->input_offset, cols[k]);
-            cols[k][in_c] = 0;
-            if (++ox == out_d->w) {
-                ox = 0;
-                if (++oy == out_d->h) {
-                    oy = 0;
-                    b++;
-                }
-            }
-        }
-        tq_avx2_cols_mat_mult(cols, n, in_c, packed, filter, bias, q, p, out_c,
-                              output + (size_t)pix * out_c);
-    }
-}
-#endif
-
 tq_status tq_conv_1x1_s8(const tq_conv_params *params, const tq_channel_quant *quant,
                          const tq_dims *input_dims, const int8_t *input,
                          const tq_dims *filter_dims, const int8_t *filter,
@@ -230,9 +195,9 @@ tq_status tq_conv_1x1_s8(const tq_conv_params *params, const tq_channel_quant *q
 #else
     (void)scratch;
 #if TQ_USE_X86
-    if (tq_avx2_fits(input_dims->c, output_dims->c) && tq_x86_avx2()) {
-        tq_conv_1x1_s8_avx2(params, quant, input_dims, input, filter, bias, output_dims, output);
-        return TQ_OK;
+    if (tq_avx2_conv_s8(params, quant, input_dims, input, filter_dims, filter, bias, output_dims,
+                        output)) {
+        return TQ_OK; /* the dense conv's AVX2 path: a 1x1 filter is its K = C_in case */
     }
 #endif
     tq_conv_1x1_s8_portable(params, quant, input_dims, input, filter, bias, output_dims, output);

@@ -1,8 +1,6 @@
 /* tinyqt: int8 conv2d, any kernel size, stride, padding and dilation.
  * Reference C path; the ARM DSP path (__ARM_FEATURE_DSP) and the x86-64
  * AVX2 host path live beside it and give identical bytes. */
-#include <string.h>
-
 #include "tinyqt/kernels.h"
 #include "tinyqt/requant.h"
 #include "tq_check.h"
@@ -139,52 +137,6 @@ static void tq_conv_s8_dsp(const tq_conv_params *p, const tq_channel_quant *q,
 }
 #endif
 
-#if TQ_USE_X86
-/* AVX2 host path: each output pixel's window is gathered into an int16
- * column (input + offset, 0 where the window leaves the input) and 4
- * columns at a time go through tq_avx2_cols_mat_mult. */
-static void tq_conv_s8_avx2(const tq_conv_params *p, const tq_channel_quant *q,
-                            const tq_dims *in_d, const int8_t *input, const tq_dims *f_d,
-                            const int8_t *filter, const int32_t *bias, const tq_dims *out_d,
-                            int8_t *output)
-{
-    const int32_t in_h = in_d->h, in_w = in_d->w, in_c = in_d->c, out_c = out_d->c;
-    const int32_t k = f_d->h * f_d->w * in_c;
-    const int32_t total = out_d->n * out_d->h * out_d->w;
-    int32_t packed[TQ_AVX2_MAX_PACKED];
-    tq_avx2_cols cols;
-    int32_t pix, l, n, ky, kx, b = 0, oy = 0, ox = 0;
-    tq_avx2_pack_filter(filter, k, out_c, packed);
-    for (pix = 0; pix < total; pix += 4) {
-        n = total - pix < 4 ? total - pix : 4;
-        for (l = 0; l < n; l++) {
-            const int8_t *in_b = input + (size_t)b * in_h * in_w * in_c;
-            int16_t *col = cols[l];
-            for (ky = 0; ky < f_d->h; ky++) {
-                const int32_t iy = oy * p->stride_h - p->pad_top + ky * p->dilation_h;
-                for (kx = 0; kx < f_d->w; kx++, col += in_c) {
-                    const int32_t ix = ox * p->stride_w - p->pad_left + kx * p->dilation_w;
-                    if (iy < 0 || iy >= in_h || ix < 0 || ix >= in_w) {
-                        memset(col, 0, (size_t)in_c * sizeof(int16_t));
-                    } else {
-                        tq_avx2_col_s8(in_b + ((size_t)iy * in_w + ix) * in_c, in_c, p->input_offset, col);
-                    }
-                }
-            }
-            cols[l][k] = 0;
-            if (++ox == out_d->w) {
-                ox = 0;
-                if (++oy == out_d->h) {
-                    oy = 0;
-                    b++;
-                }
-            }
-        }
-        tq_avx2_cols_mat_mult(cols, n, k, packed, filter, bias, q, p, out_c, output + (size_t)pix * out_c);
-    }
-}
-#endif
-
 tq_status tq_conv_s8(const tq_conv_params *params, const tq_channel_quant *quant,
                      const tq_dims *input_dims, const int8_t *input,
                      const tq_dims *filter_dims, const int8_t *filter,
@@ -207,10 +159,8 @@ tq_status tq_conv_s8(const tq_conv_params *params, const tq_channel_quant *quant
 #else
     (void)scratch;
 #if TQ_USE_X86
-    if (tq_avx2_fits(filter_dims->h * filter_dims->w * filter_dims->c, output_dims->c) &&
-        tq_x86_avx2()) {
-        tq_conv_s8_avx2(params, quant, input_dims, input, filter_dims, filter, bias, output_dims,
-                        output);
+    if (tq_avx2_conv_s8(params, quant, input_dims, input, filter_dims, filter, bias, output_dims,
+                        output)) {
         return TQ_OK;
     }
 #endif

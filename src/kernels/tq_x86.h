@@ -79,31 +79,15 @@ static inline TQ_AVX2 void tq_rq8_store(const tq_rq8 *r, __m256i acc, const tq_c
     _mm_storel_epi64((__m128i *)out, _mm_packs_epi16(w16, w16));
 }
 
-/* ---- int8 matrix product of the 1x1 and dense conv (x86_avx2_matmul.c) --
- * An output pixel's input is a column of K int16 values (input + offset;
- * 0 for padding) in cols[k], K <= TQ_AVX2_MAX_K, padded with one 0. The
- * filter [out_c][K] is packed once per call as int16 pairs of 8 output
- * channels (TQ_AVX2_MAX_PACKED int32 words at most). */
-#define TQ_AVX2_MAX_K 1024
-#define TQ_AVX2_MAX_PACKED (16 * 1024)
-
-typedef int16_t tq_avx2_cols[4][TQ_AVX2_MAX_K + 2];
-
-/* 1 when a K x out_c filter fits the packed buffer and the columns. */
-int tq_avx2_fits(int32_t k, int32_t out_c);
-
-/* packed <- the first out_c - out_c % 8 rows of filter [out_c][k]. */
-void tq_avx2_pack_filter(const int8_t *filter, int32_t k, int32_t out_c, int32_t *packed);
-
-/* col[0..n) <- x[i] + offset as int16 (n <= TQ_AVX2_MAX_K). */
-void tq_avx2_col_s8(const int8_t *x, int32_t n, int32_t offset, int16_t *col);
-
-/* Output pixels k < n (n <= 4) from their columns: out[k * out_c + oc] =
- * requantized bias[oc] + sum_i cols[k][i] * filter[oc][i], the sums
- * wrapping as the portable path's do, cols padded to even K by the caller. */
-void tq_avx2_cols_mat_mult(tq_avx2_cols cols, int32_t n, int32_t k, const int32_t *packed,
-                           const int8_t *filter, const int32_t *bias, const tq_channel_quant *q,
-                           const tq_conv_params *p, int32_t out_c, int8_t *out);
+/* ---- the int8 conv as a matrix product (x86_avx2_matmul.c) -------------
+ * The AVX2 path of tq_conv_s8 and tq_conv_1x1_s8 (a 1x1 filter is the
+ * dense conv's K = C_in case): when the CPU has AVX2 and the filter fits
+ * (K = KH*KW*C_in <= 1024, a packed filter of at most 64 KB), computes the
+ * output with the portable path's bytes and returns 1; otherwise returns 0
+ * and writes nothing. Arguments are checked by the caller. */
+int tq_avx2_conv_s8(const tq_conv_params *p, const tq_channel_quant *q, const tq_dims *in_d,
+                    const int8_t *input, const tq_dims *f_d, const int8_t *filter,
+                    const int32_t *bias, const tq_dims *out_d, int8_t *output);
 
 #endif /* TQ_USE_X86 */
 
