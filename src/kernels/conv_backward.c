@@ -473,23 +473,28 @@ int32_t tq_conv_backward_weight_update_get_buffer_size(const tq_dims *filter_dim
     return filter_dims->h * filter_dims->w * n_sel * (int32_t)sizeof(float);
 }
 
+/* Scratch of a fused kernel that computes min(channels, rows) gradient rows
+ * of one_row bytes at once; 0 when one_row is (invalid arguments) or when
+ * the size overflows int32. */
+static int32_t tq_rows_buffer_size(int32_t one_row, int32_t channels, int32_t rows)
+{
+    if (one_row == 0 || channels < 1 || (int64_t)one_row * rows > INT32_MAX) {
+        return 0;
+    }
+    return one_row * (channels < rows ? channels : rows);
+}
+
 int32_t tq_conv_1x1_backward_weight_update_get_buffer_size(const tq_dims *filter_dims,
                                                            int32_t n_sel)
 {
-    const int32_t one_row = tq_conv_backward_weight_update_get_buffer_size(filter_dims, n_sel);
-    if (one_row == 0 || filter_dims->n < 1 || (int64_t)one_row * TQ_PW_ROWS > INT32_MAX) {
-        return 0;
-    }
-    return one_row * (filter_dims->n < TQ_PW_ROWS ? filter_dims->n : TQ_PW_ROWS);
+    return tq_rows_buffer_size(tq_conv_backward_weight_update_get_buffer_size(filter_dims, n_sel),
+                               filter_dims != NULL ? filter_dims->n : 0, TQ_PW_ROWS);
 }
 
 int32_t tq_depthwise_conv_backward_weight_update_get_buffer_size(const tq_dims *filter_dims)
 {
-    const int32_t one_row = tq_conv_backward_weight_update_get_buffer_size(filter_dims, 1);
-    if (one_row == 0 || filter_dims->c < 1 || (int64_t)one_row * TQ_DW_ROWS > INT32_MAX) {
-        return 0;
-    }
-    return one_row * (filter_dims->c < TQ_DW_ROWS ? filter_dims->c : TQ_DW_ROWS);
+    return tq_rows_buffer_size(tq_conv_backward_weight_update_get_buffer_size(filter_dims, 1),
+                               filter_dims != NULL ? filter_dims->c : 0, TQ_DW_ROWS);
 }
 
 static tq_status tq_conv_bwd_update_impl(int pointwise, const tq_conv_params *params,

@@ -1,6 +1,7 @@
 /* tinyqt: blocked fp32 input and weight gradients of the depthwise conv
- * (contracts in tq_dw_backward.h). Input gradient: Channels go in blocks of four: the block's taps are
- * converted to fp32 once and its w_scale kept in registers; each output
+ * (contracts in tq_dw_backward.h). Input gradient: channels go in blocks
+ * of four; the block's taps are converted to fp32 once and its w_scale
+ * kept in registers; each output
  * pixel forms its four term factors (mask ? g * w_scale : 0) once and adds
  * them, times the taps, to the input pixels its window covers (one
  * TQ_MLA_F32, i.e. one VMLA on Arm FPUs, per term). Output pixels go in
