@@ -103,13 +103,14 @@ static void tq_pw_gin_4x1(const float *gs, int32_t nt, const int8_t *w, int32_t 
 void tq_pw_backward_input_blocked(const tq_conv_params *p, const float *w_scale,
                                   const tq_dims *out_d, const float *grad_out,
                                   const uint8_t *mask, const int8_t *filter,
-                                  const tq_dims *in_d, float *grad_in)
+                                  const tq_dims *in_d, float *grad_in, int accumulate)
 {
     const int32_t out_c = out_d->c, in_c = in_d->c;
     const int32_t pixels = out_d->n * out_d->h * out_d->w;
     float gs[TQ_PW_OCT * TQ_PW_PIX];
     int32_t p0;
-    if (p->stride_h != 1 || p->stride_w != 1 || out_d->h != in_d->h || out_d->w != in_d->w) {
+    if (!accumulate &&
+        (p->stride_h != 1 || p->stride_w != 1 || out_d->h != in_d->h || out_d->w != in_d->w)) {
         memset(grad_in, 0, (size_t)tq_dims_count(in_d) * sizeof(float));
     }
     for (p0 = 0; p0 < pixels; p0 += TQ_PW_PIX) {
@@ -135,11 +136,11 @@ void tq_pw_backward_input_blocked(const tq_conv_params *p, const float *w_scale,
             }
             for (ic = 0; ic + 4 <= in_c; ic += 4) {
                 tq_pw_gin_4x4(gs, nt, w + ic, in_c, gi[0] + ic, gi[1] + ic, gi[2] + ic,
-                              gi[3] + ic, oc0 == 0);
+                              gi[3] + ic, oc0 == 0 && !accumulate);
             }
             for (; ic < in_c; ic++) {
                 tq_pw_gin_4x1(gs, nt, w + ic, in_c, gi[0] + ic, gi[1] + ic, gi[2] + ic,
-                              gi[3] + ic, oc0 == 0);
+                              gi[3] + ic, oc0 == 0 && !accumulate);
             }
         }
     }

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "tinyqt/backward.h"
+#include "tq_bwd_check.h"
 #include "tq_check.h"
 #include "tq_dw_backward.h"
 #include "tq_pw_backward.h"
@@ -14,10 +15,8 @@
 
 /* ---- argument checks ---------------------------------------------------- */
 
-/* Stride / dilation / padding and the forward's output-extent rule: the
- * first and the last window of each axis overlap the input. */
-static tq_status tq_bwd_check_geometry(const tq_conv_params *p, const tq_dims *in_d,
-                                       const tq_dims *out_d, int32_t k_h, int32_t k_w)
+tq_status tq_bwd_check_geometry(const tq_conv_params *p, const tq_dims *in_d,
+                                const tq_dims *out_d, int32_t k_h, int32_t k_w)
 {
     int64_t eff_h, eff_w;
     if (p->stride_h < 1 || p->stride_w < 1 || p->dilation_h < 1 || p->dilation_w < 1 ||
@@ -181,7 +180,7 @@ tq_status tq_conv_1x1_backward_input_f32(const tq_conv_params *params, const flo
         return st;
     }
     tq_pw_backward_input_blocked(params, w_scale, output_dims, grad_out, mask, filter,
-                                 input_dims, grad_in);
+                                 input_dims, grad_in, 0);
     return TQ_OK;
 }
 

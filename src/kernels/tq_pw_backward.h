@@ -22,11 +22,13 @@
  * mask (NULL = all pass), filter [out_c, 1, 1, in_c] and w_scale [out_c]:
  * grad_in[q, ic] = sum over oc of (grad_out[p, oc] * w_scale[oc]) * w[oc, ic]
  * for the output pixel p that reads input pixel q; 0 for pixels no output
- * reads. Arguments are checked by the caller. */
+ * reads. accumulate != 0: the sums start from the values in grad_in
+ * instead of +0.0f (continuing a sum over earlier output channels, in
+ * order; nothing is cleared). Arguments are checked by the caller. */
 void tq_pw_backward_input_blocked(const tq_conv_params *p, const float *w_scale,
                                   const tq_dims *out_d, const float *grad_out,
                                   const uint8_t *mask, const int8_t *filter,
-                                  const tq_dims *in_d, float *grad_in);
+                                  const tq_dims *in_d, float *grad_in, int accumulate);
 
 /* Weight-gradient rows of output channels oc0 .. oc0 + n_oc - 1
  * (1 <= n_oc <= TQ_PW_ROWS) of a 1x1 conv (no padding, any stride):

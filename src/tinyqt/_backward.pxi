@@ -174,6 +174,30 @@ cdef extern from "tinyqt/backward.h":
                                             float *w_momentum, float *b_momentum,
                                             float *grad_in) nogil
     float tq_expf(float x) nogil
+    ctypedef struct tq_block_bwd_layer:
+        tq_conv_params params
+        tq_dims filter_dims
+        const int8_t *filter
+        const float *w_scale
+        float input_scale
+        const uint8_t *mask
+        int32_t *bias
+        const tq_sgd_state *state
+    ctypedef struct tq_bottleneck_backward_params:
+        tq_block_bwd_layer pw1
+        tq_block_bwd_layer dw
+        tq_block_bwd_layer pw2
+        int8_t *pw1_weights
+        int32_t pw1_n_sel
+        const int8_t *pw1_saved
+        tq_dims input_dims
+        tq_dims mid_dims
+        tq_dims output_dims
+        int32_t tile
+    int32_t tq_bottleneck_backward_get_buffer_size(const tq_bottleneck_backward_params *params) nogil
+    tq_status tq_bottleneck_backward_f32(const tq_bottleneck_backward_params *params,
+                                         const tq_sgd_params *opt, const float *grad_out,
+                                         float *grad_in, void *scratch, int32_t scratch_size) nogil
     float tq_logf(float x) nogil
 
 
@@ -549,3 +573,69 @@ def linear_backward_update(int32_t batches, int32_t in_features, int32_t out_fea
         st = tq_linear_backward_update_f32(batches, in_features, out_features, &x[0],
                                            &grad_out[0], &w[0], b, lr, momentum, wm, bm, gi)
     return st
+
+
+cdef class BottleneckBackward:
+    """tq_bottleneck_backward_params of one block; keeps its arrays alive.
+    layers: (pw1, dw, pw2), each (params tuple, filter dims, filter int8,
+    w_scale f32, input_scale, mask u8 or None, bias i32 or None, state)
+    with state = (w_momentum, b_momentum, w_master) f32 arrays or None each;
+    pw1_weights int8 (the trained first n_sel input channels) or None;
+    pw1_saved int8 or None; dims = (input, mid, output) tuples."""
+    cdef tq_bottleneck_backward_params p
+    cdef tq_sgd_state states[2]
+    cdef object keep
+
+    def __init__(self, tuple layers, tuple dims, int32_t tile, pw1_weights, int32_t n_sel, pw1_saved,
+                 uint32_t[::1] rng):
+        memset(&self.p, 0, sizeof(tq_bottleneck_backward_params))
+        self.keep = [layers, pw1_weights, pw1_saved, rng]
+        self._layer(&self.p.pw1, layers[0], &self.states[0], rng)
+        self._layer(&self.p.dw, layers[1], &self.states[1], rng)
+        self._layer(&self.p.pw2, layers[2], NULL, rng)
+        cdef int8_t[::1] w
+        cdef const int8_t[::1] x
+        if pw1_weights is not None:
+            w = pw1_weights
+            self.p.pw1_weights = &w[0]
+        if pw1_saved is not None:
+            x = pw1_saved
+            self.p.pw1_saved = &x[0]
+        self.p.pw1_n_sel = n_sel
+        self.p.input_dims = _dims(dims[0])
+        self.p.mid_dims = _dims(dims[1])
+        self.p.output_dims = _dims(dims[2])
+        self.p.tile = tile
+
+    cdef void _layer(self, tq_block_bwd_layer *l, tuple layer, tq_sgd_state *state, uint32_t[::1] rng):
+        cdef const int8_t[::1] w = layer[2]
+        cdef const float[::1] ws = layer[3]
+        cdef const uint8_t[::1] m
+        cdef int32_t[::1] b
+        _set_conv_params(&l.params, layer[0])
+        l.filter_dims = _dims(layer[1])
+        l.filter = &w[0]
+        l.w_scale = &ws[0]
+        l.input_scale = layer[4]
+        if layer[5] is not None:
+            m = layer[5]
+            l.mask = &m[0]
+        if layer[6] is not None:
+            b = layer[6]
+            l.bias = &b[0]
+        if state != NULL and layer[7] is not None:
+            state[0] = _sgd_state(rng, layer[7][0], layer[7][1], layer[7][2])
+            l.state = state
+
+    def buffer_size(self):
+        return tq_bottleneck_backward_get_buffer_size(&self.p)
+
+    def run(self, tuple opt, const float[::1] grad_out, float[::1] grad_in, uint8_t[::1] scratch):
+        cdef tq_sgd_params o = _sgd_params(opt)
+        cdef float *gi = _f32(grad_in)
+        cdef void *s = _opt_buf(scratch)
+        cdef int32_t ns = scratch.shape[0] if scratch is not None else 0
+        cdef tq_status st
+        with nogil:
+            st = tq_bottleneck_backward_f32(&self.p, &o, &grad_out[0], gi, s, ns)
+        return st

@@ -239,5 +239,5 @@ cdef class Arena:
     def last_available(self):
         return self.arena.last_available
 
-include "_backward.pxi"
 include "_fused.pxi"
+include "_backward.pxi"

@@ -11,6 +11,9 @@ None = the first n_sel channels). Every function checks dtypes and shapes
 non-zero status. The *_update functions modify weights, biases, optimizer
 state and the PRNG in place.
 """
+from dataclasses import dataclass
+from typing import Optional, Tuple
+
 import numpy as np
 
 from . import _ckernels
@@ -297,6 +300,87 @@ def _fused_conv(kind, g, x, w, bias, s, optimizer, state, x_scale, x_zp, stride,
         bias, opt, rng, wm, bm, wmaster, scratch if scratch.size else None)
     _check({"conv": "tq_conv_backward_weight_update", "1x1": "tq_conv_1x1_backward_weight_update",
             "depthwise": "tq_depthwise_conv_backward_weight_update"}[kind], st)
+
+
+@dataclass
+class BlockLayer:
+    """One conv of an inverted-bottleneck block, for bottleneck_backward:
+    its forward weights (1x1 [C_out, 1, 1, C_in]; depthwise [1, KH, KW, C]),
+    per-channel scales, its input's scale and zero point, the forward's
+    stride and padding (top, left, bottom, right), the packed clamp mask of
+    its output (or None: all pass) and its trained int32 bias [C_out],
+    updated in place (None: frozen)."""
+    w: np.ndarray
+    w_scales: np.ndarray
+    x_scale: float
+    x_zero_point: int = 0
+    stride: Tuple[int, int] = (1, 1)
+    padding: Tuple[int, int, int, int] = (0, 0, 0, 0)
+    mask: Optional[np.ndarray] = None
+    bias: Optional[np.ndarray] = None
+
+
+def _block_layer(layer, name, count, n_out, state):
+    w = _require(layer.w, f"{name}.w", np.int8)
+    mask = None if layer.mask is None else _mask(layer.mask, count, f"{name}.mask")
+    bias = None if layer.bias is None else _inplace(layer.bias, f"{name}.bias", np.int32, (n_out,))
+    arrays = state.arrays() if state is not None else None
+    return (_params(layer.stride, layer.padding, (1, 1), layer.x_zero_point), _dims(w.shape), w.reshape(-1),
+            _scales(layer.w_scales, n_out, f"{name}.w_scales"), float(layer.x_scale), mask, bias, arrays)
+
+
+def bottleneck_spec(pw1, dw, pw2, input_shape, optimizer=None, *, pw1_weights=None, pw1_saved=None,
+                    pw1_state=None, dw_state=None, tile=8):
+    """The C kernel tq_bottleneck_backward_f32 set up for one block pw1 (1x1)
+    -> dw (depthwise, multiplier 1, frozen weights) -> pw2 (1x1, frozen
+    weights) with input [1, H, W, C_in] (input_shape): a
+    _ckernels.BottleneckBackward and its scratch size. pw1_weights: pw1's
+    trained weights [C_mid, 1, 1, n_sel] (its first n_sel input channels),
+    updated in place, with pw1_saved [1, H, W, n_sel] its saved input; None
+    = pw1's weights frozen. pw1_state / dw_state: tinyqt.optim.ParamState of
+    the trained tensors (momentum, master). tile: expanded channels per
+    tile. Raises ShapeError for inconsistent layers."""
+    n, h, w_, c_in = (int(v) for v in input_shape)
+    c_mid, c_out = pw1.w.shape[0], pw2.w.shape[0]
+    if n != 1 or pw1.w.shape[1:] != (1, 1, c_in) or dw.w.shape[::3] != (1, c_mid) or \
+            pw2.w.shape[1:] != (1, 1, c_mid):
+        raise ShapeError(f"bottleneck: input {tuple(input_shape)}, pw1 {pw1.w.shape}, dw {dw.w.shape}, pw2 "
+                         f"{pw2.w.shape} are not a 1x1 -> depthwise (multiplier 1) -> 1x1 block at batch 1")
+    kh, kw = dw.w.shape[1:3]
+    pt, pl, pb, pr = (int(v) for v in dw.padding)
+    oh = conv_output_size(h, kh, dw.stride[0], 1, pt, pb)
+    ow = conv_output_size(w_, kw, dw.stride[1], 1, pl, pr)
+    dims = ((1, h, w_, c_in), (1, h, w_, c_mid), (1, oh, ow, c_out))
+    layers = (_block_layer(pw1, "pw1", h * w_ * c_mid, c_mid, pw1_state),
+              _block_layer(dw, "dw", oh * ow * c_mid, c_mid, dw_state),
+              _block_layer(pw2, "pw2", oh * ow * c_out, c_out, None))
+    n_sel = 0
+    if pw1_weights is not None:
+        n_sel = pw1_weights.shape[-1]
+        _inplace(pw1_weights, "pw1_weights", np.int8, (c_mid, 1, 1, n_sel))
+        pw1_saved = _require(pw1_saved, "pw1_saved", np.int8)
+        if pw1_saved.shape != (1, h, w_, n_sel):
+            raise ShapeError(f"pw1_saved: expected shape {(1, h, w_, n_sel)}, got {pw1_saved.shape}")
+        pw1_weights, pw1_saved = pw1_weights.reshape(-1), pw1_saved.reshape(-1)
+    rng = optimizer.rng if optimizer is not None else np.ones(1, np.uint32)
+    spec = _ckernels.BottleneckBackward(layers, dims, int(tile), pw1_weights, n_sel, pw1_saved, rng)
+    return spec, spec.buffer_size()
+
+
+def bottleneck_backward(grad_out, pw1, dw, pw2, input_shape, optimizer=None, *, need_grad_in=True, **kw):
+    """The streamed backward of an inverted-bottleneck block (see
+    bottleneck_spec and tinyqt/backward.h): from pw2's output gradient
+    grad_out [1, OH, OW, C_out] fp32, updates the trained depthwise / pw1
+    biases and pw1's weights in place and returns the block input's
+    gradient [1, H, W, C_in] (None when need_grad_in is False). Bit for bit
+    the unfused kernels' results (stochastic rounding: tile order)."""
+    spec, size = bottleneck_spec(pw1, dw, pw2, input_shape, optimizer, **kw)
+    g = _require(grad_out, "grad_out", F32)
+    gi = np.empty(_dims(input_shape), F32) if need_grad_in else None
+    opt = optimizer.params if optimizer is not None else (0.0, 0.0, 1, 0)
+    _check("tq_bottleneck_backward_f32",
+           spec.run(opt, g.reshape(-1), None if gi is None else gi.reshape(-1), np.zeros(size, np.uint8)))
+    return gi
 
 
 def bias_backward(grad_out, mask=None):

@@ -323,6 +323,81 @@ tq_status tq_depthwise_conv_backward_weight_update(const tq_conv_params *params,
 tq_status tq_bias_backward_f32(const tq_dims *output_dims, const float *grad_out,
                                const uint8_t *mask, float *grad_b);
 
+/* ===================== inverted-bottleneck block backward ================
+ * The backward of a block  pw1 (1x1, stride 1) -> depthwise (multiplier 1)
+ * -> pw2 (1x1, stride 1), streamed over tiles of `tile` expanded channels so
+ * that neither expanded gradient ([OH, OW, C_mid] after the depthwise,
+ * [H, W, C_mid] before it) ever exists whole: for each tile, ascending,
+ *   1. G_d = pw2's input gradient for the tile's channels (from grad_out,
+ *      pw2's mask and weights);
+ *   2. the depthwise bias update of those channels (dw.bias != NULL);
+ *   3. G_e = the depthwise input gradient of those channels;
+ *   4. pw1's fused weight update of those output channels (pw1_weights !=
+ *      NULL; with its bias when pw1.bias != NULL), or its bias update alone;
+ *   5. grad_in += pw1's input-gradient terms of those channels (grad_in !=
+ *      NULL), with pw1's weights before the update.
+ * Every gradient element is the same sum in the same order as the unfused
+ * kernels compute it (the 1x1 input gradient's sum over output channels
+ * continues from tile to tile), so the results equal the unfused sequence
+ * pw2 input gradient, depthwise bias update, depthwise input gradient, pw1
+ * input gradient, pw1 fused update bit for bit. The one difference is the
+ * stochastic-rounding PRNG order: tile by tile, the depthwise biases of the
+ * tile (ascending), then pw1's channels of the tile (each: weights, then
+ * bias), as the per-layer kernels would draw if called on each tile.
+ *
+ * Layer fields (pw2's bias and state are not used: pw2's own update is a
+ * separate call; the depthwise weights are frozen):
+ *  params       stride / padding / dilation as the forward; input_offset
+ *               (-z_x) of pw1 is used by its weight gradient
+ *  filter_dims  filter   the forward filter (Flash): pw1 [C_mid, 1, 1, C_in],
+ *               dw [1, KH, KW, C_mid], pw2 [C_out, 1, 1, C_mid]
+ *  w_scale      [C_out of the layer], > 0
+ *  input_scale  s_x of the layer's input (QAS / bias scale; > 0)
+ *  mask         clamp mask over the layer's output, or NULL (all pass)
+ *  bias         trained int32 bias [C_out of the layer], updated; NULL = frozen
+ *  state        optimizer state of the layer's trained tensors (rng,
+ *               momentum by output channel, master copy in the compact
+ *               weight layout); NULL when nothing of the layer trains
+ * Block fields:
+ *  pw1_weights  pw1's trained weights, the first pw1_n_sel input channels
+ *               of each row, [C_mid, 1, 1, pw1_n_sel] (the whole filter when
+ *               pw1_n_sel == C_in), updated in place; NULL = pw1 frozen. The
+ *               input gradient reads them for channels < pw1_n_sel and
+ *               pw1.filter for the rest.
+ *  pw1_saved    pw1's input, its first pw1_n_sel channels, [1, H, W, n_sel]
+ *  input_dims   block input [1, H, W, C_in]; mid_dims [1, H, W, C_mid];
+ *               output_dims pw2's output [1, OH, OW, C_out] (the depthwise
+ *               output is [1, OH, OW, C_mid])
+ *  tile         expanded channels per tile, >= 1
+ * grad_out: pw2's output gradient [1, OH, OW, C_out]; grad_in [1, H, W, C_in]
+ * is overwritten, or NULL when not needed. Scratch: the size query (0 for
+ * invalid arguments). Errors (all checked before anything is written):
+ * NULL, SHAPE, PARAM (geometry, scales, offsets, optimizer options), SCRATCH. */
+typedef struct {
+    tq_conv_params params;
+    tq_dims filter_dims;
+    const int8_t *filter;
+    const float *w_scale;
+    float input_scale;
+    const uint8_t *mask;
+    int32_t *bias;
+    const tq_sgd_state *state;
+} tq_block_bwd_layer;
+
+typedef struct {
+    tq_block_bwd_layer pw1, dw, pw2;
+    int8_t *pw1_weights;
+    int32_t pw1_n_sel;
+    const int8_t *pw1_saved;
+    tq_dims input_dims, mid_dims, output_dims;
+    int32_t tile;
+} tq_bottleneck_backward_params;
+
+int32_t tq_bottleneck_backward_get_buffer_size(const tq_bottleneck_backward_params *params);
+tq_status tq_bottleneck_backward_f32(const tq_bottleneck_backward_params *params,
+                                     const tq_sgd_params *opt, const float *grad_out,
+                                     float *grad_in, void *scratch, int32_t scratch_size);
+
 /* ===================== fully connected backward ==========================
  * Shapes: input [batches, in_features] int8, weights [out_features,
  * in_features], grad_out [batches, out_features] fp32 (+ mask over it). */
