@@ -2,6 +2,8 @@
  * Reference C path; the ARM DSP path (__ARM_FEATURE_DSP), the Helium path
  * (__ARM_FEATURE_MVE) and the x86-64 AVX2 host path live beside it and give
  * identical bytes. */
+#include <string.h>
+
 #include "tinyqt/kernels.h"
 #include "tinyqt/requant.h"
 #include "tq_check.h"
@@ -202,5 +204,91 @@ tq_status tq_conv_1x1_s8(const tq_conv_params *params, const tq_channel_quant *q
 #endif
     tq_conv_1x1_s8_portable(params, quant, input_dims, input, filter, bias, output_dims, output);
 #endif
+    return TQ_OK;
+}
+
+/* ---- split weights (a partially trained layer) ------------------------------ */
+
+/* Output channels per chunk of tq_conv_1x1_s8_split. */
+#define TQ_SPLIT_ROWS 16
+
+/* Scratch parts: the chunk's assembled rows, its output, the 1x1 kernel's
+ * own scratch (each rounded up to 4 bytes); 0 when a size overflows. */
+static int32_t tq_split_parts(const tq_dims *input, const tq_dims *output, const tq_dims *filter,
+                              int32_t *rows_b, int32_t *out_b)
+{
+    const int32_t rows = filter->n < TQ_SPLIT_ROWS ? filter->n : TQ_SPLIT_ROWS;
+    const tq_dims chunk = {rows, 1, 1, filter->c};
+    const int64_t r = ((int64_t)rows * filter->c + 3) / 4 * 4;
+    const int64_t o = ((int64_t)output->n * output->h * output->w * rows + 3) / 4 * 4;
+    const int64_t total = r + o + tq_conv_1x1_s8_get_buffer_size(input, &chunk);
+    if (total > INT32_MAX) {
+        return 0;
+    }
+    *rows_b = (int32_t)r;
+    *out_b = (int32_t)o;
+    return (int32_t)total;
+}
+
+int32_t tq_conv_1x1_s8_split_get_buffer_size(const tq_dims *input, const tq_dims *output,
+                                             const tq_dims *filter)
+{
+    int32_t r, o;
+    if (input == NULL || output == NULL || filter == NULL || !tq_dims_valid(input) ||
+        !tq_dims_valid(output) || !tq_dims_valid(filter)) {
+        return 0;
+    }
+    return tq_split_parts(input, output, filter, &r, &o);
+}
+
+tq_status tq_conv_1x1_s8_split(const tq_conv_params *params, const tq_channel_quant *quant,
+                               const tq_dims *input_dims, const int8_t *input,
+                               const tq_dims *filter_dims, const int8_t *filter,
+                               const int8_t *trained, int32_t n_sel, const int32_t *bias,
+                               const tq_dims *output_dims, int8_t *output,
+                               void *scratch, int32_t scratch_size)
+{
+    int32_t rows_b, out_b, need, oc0, r, px;
+    const int32_t in_c = filter_dims != NULL ? filter_dims->c : 0;
+    const int32_t out_c = filter_dims != NULL ? filter_dims->n : 0;
+    int32_t pixels;
+    tq_status st = tq_check_conv(TQ_CONV_POINTWISE, params, quant, input_dims, input, filter_dims,
+                                 filter, output_dims, output);
+    if (st != TQ_OK) {
+        return st;
+    }
+    if (trained == NULL) {
+        return TQ_ERR_NULL;
+    }
+    if (n_sel < 1 || n_sel > in_c) {
+        return TQ_ERR_SHAPE;
+    }
+    need = tq_split_parts(input_dims, output_dims, filter_dims, &rows_b, &out_b);
+    st = tq_check_scratch(scratch, scratch_size, need);
+    if (need == 0 || st != TQ_OK) {
+        return need == 0 ? TQ_ERR_SHAPE : st;
+    }
+    pixels = output_dims->n * output_dims->h * output_dims->w;
+    for (oc0 = 0; oc0 < out_c; oc0 += TQ_SPLIT_ROWS) {
+        const int32_t n = out_c - oc0 < TQ_SPLIT_ROWS ? out_c - oc0 : TQ_SPLIT_ROWS;
+        int8_t *rows = (int8_t *)scratch;
+        int8_t *out = rows + rows_b;
+        const tq_dims chunk = {n, 1, 1, in_c};
+        const tq_dims chunk_out = {output_dims->n, output_dims->h, output_dims->w, n};
+        const tq_channel_quant q = {quant->multiplier + oc0, quant->shift + oc0};
+        for (r = 0; r < n; r++) {
+            memcpy(rows + (size_t)r * in_c, trained + (size_t)(oc0 + r) * n_sel, (size_t)n_sel);
+            memcpy(rows + (size_t)r * in_c + n_sel, filter + (size_t)(oc0 + r) * in_c + n_sel,
+                   (size_t)(in_c - n_sel));
+        }
+        st = tq_conv_1x1_s8(params, &q, input_dims, input, &chunk, rows, bias != NULL ? bias + oc0 : NULL,
+                            &chunk_out, out, out + out_b, need - rows_b - out_b);
+        if (st != TQ_OK) {
+            return st;
+        }
+        for (px = 0; px < pixels; px++) {
+            memcpy(output + (size_t)px * out_c + oc0, out + (size_t)px * n, (size_t)n);
+        }
+    }
     return TQ_OK;
 }

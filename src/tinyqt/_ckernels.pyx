@@ -33,6 +33,14 @@ cdef extern from "tinyqt/kernels.h":
                              const tq_dims *filter_dims, const int8_t *filter, const int32_t *bias,
                              const tq_dims *output_dims, int8_t *output,
                              void *scratch, int32_t scratch_size) nogil
+    int32_t tq_conv_1x1_s8_split_get_buffer_size(const tq_dims *input, const tq_dims *output,
+                                                 const tq_dims *filter)
+    tq_status tq_conv_1x1_s8_split(const tq_conv_params *params, const tq_channel_quant *quant,
+                                   const tq_dims *input_dims, const int8_t *input,
+                                   const tq_dims *filter_dims, const int8_t *filter,
+                                   const int8_t *trained, int32_t n_sel, const int32_t *bias,
+                                   const tq_dims *output_dims, int8_t *output,
+                                   void *scratch, int32_t scratch_size) nogil
     int32_t tq_depthwise_conv_s8_get_buffer_size(const tq_dims *input, const tq_dims *filter)
     tq_status tq_depthwise_conv_s8(const tq_conv_params *params, const tq_channel_quant *quant,
                                    const tq_dims *input_dims, const int8_t *input,
@@ -112,6 +120,31 @@ def conv_buffer_size(str kind, tuple input_dims, tuple filter_dims):
     if kind == "depthwise":
         return tq_depthwise_conv_s8_get_buffer_size(&i, &f)
     raise ValueError(kind)
+
+
+def conv_1x1_split_buffer_size(tuple input_dims, tuple output_dims, tuple filter_dims):
+    """Scratch bytes of tq_conv_1x1_s8_split."""
+    cdef tq_dims i = _dims(input_dims), o = _dims(output_dims), f = _dims(filter_dims)
+    return tq_conv_1x1_s8_split_get_buffer_size(&i, &o, &f)
+
+
+def conv_1x1_split(tuple params, const int32_t[::1] multiplier, const int32_t[::1] shift,
+                   tuple input_dims, const int8_t[::1] x, tuple filter_dims, const int8_t[::1] w,
+                   const int8_t[::1] trained, int32_t n_sel, const int32_t[::1] bias,
+                   tuple output_dims, int8_t[::1] y, uint8_t[::1] scratch):
+    """Runs tq_conv_1x1_s8_split on flat arrays."""
+    cdef tq_conv_params p = _conv_params(params)
+    cdef tq_channel_quant q
+    cdef tq_dims di = _dims(input_dims), df = _dims(filter_dims), do = _dims(output_dims)
+    cdef const int32_t *b = _opt_i32(bias)
+    cdef void *s = _opt_buf(scratch)
+    cdef int32_t ns = scratch.shape[0] if scratch is not None else 0
+    cdef tq_status st
+    q.multiplier = &multiplier[0]
+    q.shift = &shift[0]
+    with nogil:
+        st = tq_conv_1x1_s8_split(&p, &q, &di, &x[0], &df, &w[0], &trained[0], n_sel, b, &do, &y[0], s, ns)
+    return st
 
 
 def conv(str kind, tuple params, const int32_t[::1] multiplier, const int32_t[::1] shift,

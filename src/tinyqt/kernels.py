@@ -53,13 +53,16 @@ def _bias_array(bias, channels):
 
 def conv2d(x, w, bias, multiplier, shift, *, stride=(1, 1), padding=(0, 0, 0, 0),
            dilation=(1, 1), input_offset=0, output_offset=0, act_min=-128, act_max=127,
-           depthwise=False):
+           depthwise=False, trained=None):
     """int8 conv2d / depthwise conv (TFLite semantics).
 
     x [N, H, W, C_in] int8; w [C_out, KH, KW, C_in] (dense) or [1, KH, KW, C_out]
     (depthwise); padding = (top, left, bottom, right); input_offset = -x_zero_point,
     output_offset = y_zero_point. Returns y [N, OH, OW, C_out] int8. A 1x1
-    dense filter with no padding and dilation runs the pointwise kernel."""
+    dense filter with no padding and dilation runs the pointwise kernel.
+    trained [C_out, 1, 1, n_sel] (1x1 only): a partially trained layer's
+    SRAM slice, which replaces w's first n_sel input channels
+    (tq_conv_1x1_s8_split: no full copy of the filter is made)."""
     x = _require(x, "x", np.int8, 4)
     w = _require(w, "weight", np.int8, 4)
     n, h, wd, c_in = x.shape
@@ -84,10 +87,20 @@ def conv2d(x, w, bias, multiplier, shift, *, stride=(1, 1), padding=(0, 0, 0, 0)
         kind = "conv"
     in_dims, f_dims = tuple(int(v) for v in x.shape), tuple(int(v) for v in w.shape)
     out_dims = (n, oh, ow, c_out)
-    scratch = np.zeros(_ckernels.conv_buffer_size(kind, in_dims, f_dims), dtype=np.uint8)
     y = np.empty(out_dims, dtype=np.int8)
     params = (int(stride[0]), int(stride[1]), pt, pl, int(dilation[0]), int(dilation[1]),
               int(input_offset), int(output_offset), int(act_min), int(act_max))
+    if trained is not None:
+        t = _require(trained, "trained", np.int8, 4)
+        if kind != "1x1" or t.shape[:3] != (c_out, 1, 1) or not 1 <= t.shape[3] <= c_in:
+            raise ShapeError(f"trained: a 1x1 layer's slice [{c_out}, 1, 1, n_sel <= {c_in}] is expected, "
+                             f"got {t.shape} for a {kind} filter {w.shape}")
+        scratch = np.zeros(_ckernels.conv_1x1_split_buffer_size(in_dims, out_dims, f_dims), dtype=np.uint8)
+        st = _ckernels.conv_1x1_split(params, m, s, in_dims, x.reshape(-1), f_dims, w.reshape(-1), t.reshape(-1),
+                                      int(t.shape[3]), b, out_dims, y.reshape(-1), scratch)
+        _check("tq_conv_1x1_s8_split", st)
+        return y
+    scratch = np.zeros(_ckernels.conv_buffer_size(kind, in_dims, f_dims), dtype=np.uint8)
     st = _ckernels.conv(kind, params, m, s, in_dims, x.reshape(-1), f_dims, w.reshape(-1), b,
                         out_dims, y.reshape(-1), scratch if scratch.size else None)
     _check(f"tq_{'depthwise_conv' if depthwise else ('conv_1x1' if kind == '1x1' else 'conv')}_s8", st)

@@ -57,6 +57,24 @@ tq_status tq_conv_1x1_s8(const tq_conv_params *params, const tq_channel_quant *q
                          const tq_dims *output_dims, int8_t *output,
                          void *scratch, int32_t scratch_size);
 
+/* ---- 1x1 conv with split weights (a partially trained layer) -----------
+ * As tq_conv_1x1_s8 with filter row c = trained[c, 0 .. n_sel) followed by
+ * filter[c, n_sel .. C_in): the trained first n_sel input channels of each
+ * row live in SRAM (trained [C_out, n_sel]), the rest stay in the Flash
+ * filter [C_out, 1, 1, C_in]. Runs in chunks of 16 output channels through
+ * scratch (the chunk's rows, then its output), so no full copy of the
+ * filter exists; the bytes are tq_conv_1x1_s8's with the assembled filter.
+ * Errors as tq_conv_s8, plus NULL (trained), SHAPE (n_sel outside
+ * [1, C_in]). */
+int32_t tq_conv_1x1_s8_split_get_buffer_size(const tq_dims *input, const tq_dims *output,
+                                             const tq_dims *filter);
+tq_status tq_conv_1x1_s8_split(const tq_conv_params *params, const tq_channel_quant *quant,
+                               const tq_dims *input_dims, const int8_t *input,
+                               const tq_dims *filter_dims, const int8_t *filter,
+                               const int8_t *trained, int32_t n_sel, const int32_t *bias,
+                               const tq_dims *output_dims, int8_t *output,
+                               void *scratch, int32_t scratch_size);
+
 /* ---- depthwise conv ---------------------------------------------------
  * input  [N, H, W, C_in] int8
  * filter [1, KH, KW, C_out] int8, C_out = C_in * depth_multiplier
