@@ -144,6 +144,7 @@ OPTIONS = [dict(), dict(rounding="stochastic"), dict(rounding="master"), dict(mo
 def test_streamed_block_equals_per_layer_kernels(opt_kw):
     run_both(1, 7, 6, 10, 27, 9, 3, 1, 10, 8, opt_kw)      # whole pw1 trained, odd tile tail
     run_both(2, 9, 9, 12, 20, 8, 5, 2, 3, 4, opt_kw)       # stride 2, 5x5, 1/4 of pw1's inputs (split)
+    run_both(3, 6, 5, 8, 40, 8, 3, 1, 4, 16, opt_kw)       # byte-aligned mask tiles (copied whole)
 
 
 @settings(max_examples=25, deadline=None)

@@ -3,6 +3,7 @@ import pytest
 
 import tinyqt
 from tinyqt.compiler import BudgetExceededError, body_convs, compile, parse_bytes
+from tinyqt.compiler.training_graph import update_steps
 from tinyqt.planner import Buffer, verify
 from tinyqt.schemes import SchemeError
 
@@ -16,12 +17,17 @@ def mcunet():
 
 def _overlap_free(plan):
     bufs = [Buffer(s.name, s.nbytes, s.first, s.last) for s in plan.tensors.values() if s.first >= 0]
-    verify(bufs, plan.memory, align=8)
-    # and independently: every pair of simultaneously live tensors is disjoint
-    items = [(plan.memory.offsets[b.name], b) for b in bufs]
+    verify(bufs, plan.memory, align=8, anchors=plan.anchors)
+    # and independently: every pair of simultaneously live tensors is disjoint,
+    # but a streamed block's output placed exactly at its anchor over its input
+    off = plan.memory.offsets
+    allowed = {frozenset((c, p)) for c, (p, d) in plan.anchors.items() if off[c] - off[p] == d}
+    for c, (p, d) in plan.anchors.items():
+        assert any(s.kind == "fused_block" and s.reads == [p] and s.writes == [c] for s in plan.steps)
+    items = [(off[b.name], b) for b in bufs]
     for i, (oa, a) in enumerate(items):
         for ob, b in items[i + 1:]:
-            if a.overlaps(b) and a.size and b.size:
+            if a.overlaps(b) and a.size and b.size and frozenset((a.name, b.name)) not in allowed:
                 assert oa + a.size <= ob or ob + b.size <= oa, (a.name, b.name)
 
 
@@ -32,17 +38,19 @@ def test_no_two_live_tensors_overlap(mcunet, scheme):
     assert plan.peak_sram_bytes >= max(s.nbytes for s in plan.tensors.values())
 
 
-def test_pruning_follows_the_scheme(mcunet):
-    plan = compile(mcunet, "paper:99kb", num_classes=10)
+@pytest.mark.parametrize("streamed", [False, True])
+def test_pruning_follows_the_scheme(mcunet, streamed):
+    plan = compile(mcunet, "paper:99kb", num_classes=10, fuse_backward=streamed)
     convs = body_convs(mcunet)
-    names = [s.name for s in plan.steps]
+    names = [s.name for s in plan.steps] + [s.name for s in update_steps(plan.steps) if s not in plan.steps]
     # deepest trained layer: conv 21 (weights) vs the last 22 biases -> conv 20
     deepest = min(21, len(convs) - 22)
     assert not any(n.startswith(f"backward_input:{convs[deepest].name}") for n in names)
     assert f"update_bias:{convs[deepest].name}" in names
     assert not any(f"update:{convs[i].name}" in names for i in range(deepest))
     assert f"update:{convs[21].name}" in names and f"update:{convs[36].name}" in names
-    # input gradient before the update of the same layer (it needs the old weights)
+    # input gradient before the update of the same layer (it needs the old
+    # weights; the streamed blocks keep this order inside, tile by tile)
     for op in convs[deepest + 1:]:
         if f"update:{op.name}" in names and f"backward_input:{op.name}" in names:
             assert names.index(f"backward_input:{op.name}") < names.index(f"update:{op.name}")

@@ -4,7 +4,7 @@ import random
 
 import pytest
 
-from tinyqt.planner import (Buffer, lower_bound, plan_first_fit_by_lifetime, plan_greedy, verify)
+from tinyqt.planner import Buffer, MemoryPlan, lower_bound, plan_first_fit_by_lifetime, plan_greedy, verify
 
 
 def _random_buffers(rng, n_ops, n_bufs):
@@ -71,3 +71,31 @@ def test_bad_buffers_are_rejected():
         plan_greedy([Buffer("x", 4, 3, 1)])
     with pytest.raises(ValueError, match="twice"):
         plan_greedy([Buffer("x", 4, 0, 1), Buffer("x", 4, 0, 1)])
+
+
+def test_anchored_pair_shares_bytes_only_at_its_distance():
+    """A streamed block's output anchored over its dying input: the pair is
+    placed as one unit (less memory), verify() accepts exactly that overlap."""
+    bufs = [Buffer("in", 96, 0, 1), Buffer("out", 64, 1, 3), Buffer("next", 48, 2, 3), Buffer("keep", 16, 0, 3)]
+    anchors = {"out": ("in", 32)}
+    plain = plan_greedy(bufs, align=8)
+    best = plan_greedy(bufs, align=8, anchors=anchors)
+    assert best.offsets["out"] - best.offsets["in"] == 32
+    assert best.peak < plain.peak == 16 + 96 + 64
+    assert lower_bound(bufs, 8, anchors) == 128 <= best.peak
+    verify(bufs, best, align=8, anchors=anchors)
+    moved = MemoryPlan(dict(best.offsets, out=best.offsets["in"] + 8), best.peak, [], "moved")
+    with pytest.raises(AssertionError, match="overlap"):
+        verify(bufs, moved, align=8, anchors=anchors)
+    with pytest.raises(AssertionError, match="overlap"):
+        verify(bufs, best, align=8)  # without the anchor the overlap is an error
+
+
+def test_anchor_chains_are_placed_together():
+    bufs = [Buffer("a", 80, 0, 1), Buffer("b", 48, 1, 2), Buffer("c", 40, 2, 3), Buffer("z", 8, 0, 3)]
+    anchors = {"b": ("a", 16), "c": ("b", -8)}
+    plan = plan_greedy(bufs, align=8, anchors=anchors)
+    o = plan.offsets
+    assert o["b"] - o["a"] == 16 and o["c"] - o["b"] == -8
+    verify(bufs, plan, align=8, anchors=anchors)
+    assert plan.peak == 80 + 8

@@ -19,19 +19,21 @@ def mcunet():
     return tinyqt.load_tiny_training(shared_model_json("mcunet-5fps"))
 
 
-@pytest.mark.parametrize("scheme,opt", [
-    ("paper:99kb", dict()),
-    ("bias-only:6", dict(momentum=0.9)),
-    ("last:5", dict(rounding="stochastic", momentum=0.5)),
-    ("paper:49kb", dict(rounding="master")),
+@pytest.mark.parametrize("scheme,opt,streamed", [
+    ("paper:99kb", dict(), True),
+    ("paper:99kb", dict(), False),
+    ("bias-only:6", dict(momentum=0.9), True),
+    ("last:5", dict(rounding="stochastic", momentum=0.5), True),
+    ("paper:49kb", dict(rounding="master"), True),
 ])
-def test_arena_execution_equals_separate_buffers(mcunet, scheme, opt):
+def test_arena_execution_equals_separate_buffers(mcunet, scheme, opt, streamed):
     """Same bits whether tensors share one arena at the planned offsets or
     each has its own buffer: the plan's aliasing is sound."""
     plan = compile(mcunet, scheme, num_classes=10, momentum=opt.get("momentum", 0.0),
-                   rounding=opt.get("rounding", "nearest"))
-    if scheme == "paper:99kb":  # the in-place depthwise gradients are part of what is checked
-        assert any(s.attrs.get("inplace") for s in plan.steps)
+                   rounding=opt.get("rounding", "nearest"), fuse_backward=streamed)
+    if scheme == "paper:99kb":  # the in-place depthwise gradients / streamed blocks are part of what is checked
+        assert any(s.attrs.get("inplace") for s in plan.steps) != streamed
+        assert any(s.kind == "backward_block" for s in plan.steps) == streamed
     rng = np.random.default_rng(3)
     xs = rng.integers(-128, 128, (3, 1, 128, 128, 3), dtype=np.int8)
     ys = rng.integers(0, 10, 3)
@@ -47,6 +49,24 @@ def test_arena_execution_equals_separate_buffers(mcunet, scheme, opt):
                   for k in ta if k.startswith("weights:"))
     assert changed > 0 or not any(k.startswith("weights:") for k in ta)
     assert a.arena.nbytes == plan.peak_sram_bytes
+
+
+@pytest.mark.parametrize("opt", [dict(), dict(momentum=0.9), dict(rounding="master")])
+def test_streamed_block_backward_equals_per_layer_steps(mcunet, opt):
+    """The streamed block backward (one step per block) trains exactly as
+    the per-layer steps it replaces, and needs less memory."""
+    kw = dict(num_classes=10, momentum=opt.get("momentum", 0.0), rounding=opt.get("rounding", "nearest"))
+    streamed = compile(mcunet, "paper:99kb", **kw)
+    layered = compile(mcunet, "paper:99kb", fuse_backward=False, **kw)
+    assert streamed.peak_sram_bytes < layered.peak_sram_bytes
+    assert streamed.trainable_params == layered.trainable_params
+    rng = np.random.default_rng(4)
+    xs = rng.integers(-128, 128, (3, 1, 128, 128, 3), dtype=np.int8)
+    ys = rng.integers(0, 10, 3)
+    a, b = Runtime(streamed, mcunet, SGD(0.05, **opt)), Runtime(layered, mcunet, SGD(0.05, **opt))
+    assert [a.step(x, y) for x, y in zip(xs, ys)] == [b.step(x, y) for x, y in zip(xs, ys)]
+    ta, tb = a.trained_tensors(), b.trained_tensors()
+    assert ta.keys() == tb.keys() and all(np.array_equal(ta[k], tb[k]) for k in ta)
 
 
 def test_training_reduces_the_loss_on_fashion_mnist():
@@ -135,9 +155,11 @@ def test_fused_blocks_give_the_unfused_bytes(name):
 def test_trained_slices_train_exactly_like_whole_weights_in_sram(mcunet, scheme):
     """Partially trained layers keep only their trained channels in SRAM and
     assemble the full filter around each use; the training must be bit for
-    bit that of the plan holding the whole weights in SRAM, for less memory."""
-    split = compile(mcunet, scheme, num_classes=10)
-    whole = compile(mcunet, scheme, num_classes=10, split_weights=False)
+    bit that of the plan holding the whole weights in SRAM, for less memory.
+    (Per-layer backward steps in both: streamed blocks draw the stochastic
+    rounding in tile order, and only split weights stream.)"""
+    split = compile(mcunet, scheme, num_classes=10, fuse_backward=False)
+    whole = compile(mcunet, scheme, num_classes=10, split_weights=False, fuse_backward=False)
     assert any(s.kind == "expand" for s in split.steps)
     assert split.peak_sram_bytes < whole.peak_sram_bytes
     rng = np.random.default_rng(4)

@@ -163,13 +163,22 @@ int32_t tq_bottleneck_backward_get_buffer_size(const tq_bottleneck_backward_para
 }
 
 /* out[(p * n + t)] bit <- mask bit (p * channels + c0 + t), for p < pixels,
- * t < n; NULL when mask is NULL. */
+ * t < n; NULL when mask is NULL. Whole bytes are copied when the channel
+ * offsets are multiples of 8 (the usual widths). */
 static const uint8_t *tq_mask_tile(const uint8_t *mask, int32_t pixels, int32_t channels,
                                    int32_t c0, int32_t n, uint8_t *out)
 {
     int32_t px, t, i = 0;
     if (mask == NULL) {
         return NULL;
+    }
+    if (((channels | c0 | n) & 7) == 0) {
+        const int32_t row = n >> 3, stride = channels >> 3;
+        const uint8_t *src = mask + (c0 >> 3);
+        for (px = 0; px < pixels; px++) {
+            memcpy(out + (size_t)px * row, src + (size_t)px * stride, (size_t)row);
+        }
+        return out;
     }
     memset(out, 0, (size_t)TQ_MASK_BYTES(pixels * n));
     for (px = 0; px < pixels; px++) {

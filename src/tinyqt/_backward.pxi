@@ -579,7 +579,8 @@ cdef class BottleneckBackward:
     """tq_bottleneck_backward_params of one block; keeps its arrays alive.
     layers: (pw1, dw, pw2), each (params tuple, filter dims, filter int8,
     w_scale f32, input_scale, mask u8 or None, bias i32 or None, state)
-    with state = (w_momentum, b_momentum, w_master) f32 arrays or None each;
+    with state = (w_momentum, b_momentum, w_master), f32 arrays or None each
+    (pw1's and dw's states share rng; pw2's is not used);
     pw1_weights int8 (the trained first n_sel input channels) or None;
     pw1_saved int8 or None; dims = (input, mid, output) tuples."""
     cdef tq_bottleneck_backward_params p
@@ -623,7 +624,7 @@ cdef class BottleneckBackward:
         if layer[6] is not None:
             b = layer[6]
             l.bias = &b[0]
-        if state != NULL and layer[7] is not None:
+        if state != NULL:
             state[0] = _sgd_state(rng, layer[7][0], layer[7][1], layer[7][2])
             l.state = state
 

@@ -324,7 +324,7 @@ def _block_layer(layer, name, count, n_out, state):
     w = _require(layer.w, f"{name}.w", np.int8)
     mask = None if layer.mask is None else _mask(layer.mask, count, f"{name}.mask")
     bias = None if layer.bias is None else _inplace(layer.bias, f"{name}.bias", np.int32, (n_out,))
-    arrays = state.arrays() if state is not None else None
+    arrays = state.arrays() if state is not None else (None, None, None)
     return (_params(layer.stride, layer.padding, (1, 1), layer.x_zero_point), _dims(w.shape), w.reshape(-1),
             _scales(layer.w_scales, n_out, f"{name}.w_scales"), float(layer.x_scale), mask, bias, arrays)
 

@@ -13,6 +13,13 @@ share bytes. The planner minimizes the arena size (the peak).
 - `lower_bound`: the largest total size live at one op; no plan can be
   smaller.
 
+Anchors: a buffer may be anchored to another, {child: (parent, delta)},
+meaning the two may share bytes when the child sits exactly delta bytes
+above the parent (a kernel that writes its output over its dying input in
+a safe order, e.g. a row-streamed block, compiler/fusion.py). The planner
+then tries the pair as one unit, keeps whichever placement is smaller, and
+verify() allows the overlap only at that exact distance.
+
 All functions are pure; sizes are rounded up to `align` bytes.
 """
 from dataclasses import dataclass
@@ -58,24 +65,48 @@ def _check(buffers):
         names.add(b.name)
 
 
-def lower_bound(buffers: Sequence[Buffer], align=4):
-    """max over ops of the aligned bytes live at that op."""
+def _footprint(parent, child, delta, align):
+    """Bytes an anchored pair spans when both are live (the bound ignores
+    chains: a pair's saving counts once per op where both are live)."""
+    lo, hi = min(0, delta), max(_align(parent.size, align), delta + _align(child.size, align))
+    return hi - lo
+
+
+def lower_bound(buffers: Sequence[Buffer], align=4, anchors=None):
+    """max over ops of the aligned bytes live at that op (an anchored pair
+    live together counts its footprint)."""
+    by_name = {b.name: b for b in buffers}
     events = {}
     for b in buffers:
         events.setdefault(b.first, 0)
         events.setdefault(b.last, 0)
     best = 0
     for t in events:
-        best = max(best, sum(_align(b.size, align) for b in buffers if b.first <= t <= b.last))
+        live = sum(_align(b.size, align) for b in buffers if b.first <= t <= b.last)
+        for child, (parent, delta) in (anchors or {}).items():
+            c, p = by_name[child], by_name[parent]
+            if c.first <= t <= c.last and p.first <= t <= p.last:
+                live -= _align(c.size, align) + _align(p.size, align) - _footprint(p, c, delta, align)
+        best = max(best, live)
     return best
 
 
-def _place_in_order(order, align):
+def _place_in_order(order, align, anchors=None):
     """Places buffers one by one at the lowest aligned offset where they do not
-    collide with an already placed, time-overlapping buffer."""
+    collide with an already placed, time-overlapping buffer (an anchored pair
+    as one unit, when its first member comes up)."""
+    groups = _anchor_groups(order, anchors or {})
     placed = []  # (offset, end, buffer)
     offsets = {}
     for b in order:
+        if b.name in offsets:
+            continue
+        if b.name in groups:
+            base = _lowest_base(groups[b.name], placed, align)
+            for m, rel in groups[b.name]:
+                offsets[m.name] = base + rel
+                placed.append((base + rel, base + rel + _align(m.size, align), m))
+            continue
         size = _align(b.size, align)
         busy = sorted((o, e) for o, e, p in placed if p.overlaps(b) and e > o)
         offset = 0
@@ -86,6 +117,41 @@ def _place_in_order(order, align):
         offsets[b.name] = offset
         placed.append((offset, offset + size, b))
     return offsets
+
+
+def _anchor_groups(buffers, anchors):
+    """{name: [(buffer, offset relative to the group's lowest member)]} for
+    every buffer in a chain of anchors (a -> b -> c places all three)."""
+    by_name = {b.name: b for b in buffers}
+    root = {}
+
+    def find(n):
+        while n in anchors:
+            n = anchors[n][0]
+        return n
+
+    def rel(n):
+        return 0 if n not in anchors else rel(anchors[n][0]) + anchors[n][1]
+    for child in anchors:
+        root.setdefault(find(child), set()).update((child, anchors[child][0]))
+    groups = {}
+    for members in root.values():
+        offs = {n: rel(n) for n in members}
+        low = min(offs.values())
+        group = [(by_name[n], offs[n] - low) for n in sorted(members, key=offs.get)]
+        for n in members:
+            groups[n] = group
+    return groups
+
+
+def _lowest_base(members, placed, align):
+    """Lowest base offset at which every (buffer, relative offset) member is
+    clear of the placed buffers it overlaps in time."""
+    def clear(base):
+        return all(not (p.overlaps(m) and o < base + rel + _align(m.size, align) and base + rel < e)
+                   for m, rel in members for o, e, p in placed if e > o)
+    cands = {0} | {max(0, _align(e - rel, align)) for m, rel in members for o, e, p in placed if p.overlaps(m)}
+    return next(base for base in sorted(cands) if clear(base))
 
 
 def _peak_and_live(buffers, offsets, align):
@@ -109,11 +175,11 @@ def _finish(buffers, offsets, align, strategy):
     return MemoryPlan(offsets, peak, live, strategy)
 
 
-def plan_first_fit_by_lifetime(buffers: Sequence[Buffer], align=4) -> MemoryPlan:
+def plan_first_fit_by_lifetime(buffers: Sequence[Buffer], align=4, anchors=None) -> MemoryPlan:
     """Baseline: buffers in order of first use (ties: larger first)."""
     _check(buffers)
     order = sorted(buffers, key=lambda b: (b.first, -b.size, b.name))
-    return _finish(buffers, _place_in_order(order, align), align, "first-fit-by-lifetime")
+    return _finish(buffers, _place_in_order(order, align, anchors), align, "first-fit-by-lifetime")
 
 
 _ORDERINGS = {
@@ -124,22 +190,28 @@ _ORDERINGS = {
 }
 
 
-def plan_greedy(buffers: Sequence[Buffer], align=4) -> MemoryPlan:
-    """Best of several greedy orderings and the first-fit baseline."""
+def plan_greedy(buffers: Sequence[Buffer], align=4, anchors=None) -> MemoryPlan:
+    """Best of several greedy orderings and the first-fit baseline, each
+    with and without the anchored pairs."""
     _check(buffers)
-    candidates = [plan_first_fit_by_lifetime(buffers, align)]
+    candidates = []
     conflict_bytes = {b.name: sum(o.size for o in buffers if o.overlaps(b)) for b in buffers}
-    for name, key in _ORDERINGS.items():
-        if key is None:
-            key = lambda b: (-conflict_bytes[b.name], -b.size, b.name)  # noqa: E731
-        order = sorted(buffers, key=key)
-        candidates.append(_finish(buffers, _place_in_order(order, align), align, name))
+    for anchored in ([None, anchors] if anchors else [None]):
+        candidates.append(plan_first_fit_by_lifetime(buffers, align, anchored))
+        for name, key in _ORDERINGS.items():
+            if key is None:
+                key = lambda b: (-conflict_bytes[b.name], -b.size, b.name)  # noqa: E731
+            order = sorted(buffers, key=key)
+            candidates.append(_finish(buffers, _place_in_order(order, align, anchored), align, name))
     return min(candidates, key=lambda p: (p.peak, p.strategy != "greedy-size"))
 
 
-def verify(buffers: Sequence[Buffer], plan: MemoryPlan, align=4):
+def verify(buffers: Sequence[Buffer], plan: MemoryPlan, align=4, anchors=None):
     """Raises AssertionError naming the pair when two time-overlapping buffers
-    share bytes, or a buffer ends past the plan's peak."""
+    share bytes (an anchored pair may, at exactly its distance), or a buffer
+    ends past the plan's peak."""
+    allowed = {frozenset((c, p)) for c, (p, d) in (anchors or {}).items()
+               if plan.offsets[c] - plan.offsets[p] == d}
     items = sorted(buffers, key=lambda b: plan.offsets[b.name])
     for i, a in enumerate(items):
         oa = plan.offsets[a.name]
@@ -149,6 +221,6 @@ def verify(buffers: Sequence[Buffer], plan: MemoryPlan, align=4):
             ob = plan.offsets[b.name]
             if ob >= oa + a.size:
                 break
-            if a.overlaps(b) and a.size and b.size:
+            if a.overlaps(b) and a.size and b.size and frozenset((a.name, b.name)) not in allowed:
                 raise AssertionError(f"buffers '{a.name}' [{oa}, {oa + a.size}) and '{b.name}' "
                                      f"[{ob}, {ob + b.size}) overlap in memory and in time")

@@ -15,7 +15,8 @@ apply_accumulated() applies their mean with the same optimizer kernels
 import numpy as np
 
 from . import backward, kernels, quant
-from .errors import ShapeError, TinyQTError
+from .compiler.training_graph import update_steps
+from .errors import KernelError, ShapeError, TinyQTError
 from .executor import run_op
 from .graph import Add, Conv2D
 from .optim import SGD, ParamState
@@ -84,9 +85,7 @@ class Runtime:
         """Momentum and master copies live in buffers the plan must have
         counted: a plan compiled without them cannot run such an optimizer."""
         o = self.opt
-        for s in self.plan.steps:
-            if s.kind not in ("update", "update_bias"):
-                continue
+        for s in update_steps(self.plan.steps):
             name = "optimizer:head" if s.op is None else f"optimizer:{s.op}"
             need = o.momentum > 0 or (o.rounding == "master" and s.kind == "update" and s.op is not None)
             if need and name not in self.plan.tensors:
@@ -120,9 +119,8 @@ class Runtime:
             if spec.kind == "accumulator":
                 self.views[name][...] = 0.0
         self.accumulated = 0
-        for s in self.plan.steps:
-            if s.kind in ("update", "update_bias"):
-                self._states[s.op] = self._new_state(s)
+        for s in update_steps(self.plan.steps):
+            self._states[s.op] = self._new_state(s)
 
     def _classifier(self):
         from .compiler.training_graph import classifier_op
@@ -204,12 +202,13 @@ class Runtime:
         args = [v[n] for n in op.inputs]
         if isinstance(op, Conv2D):
             w, b = self._weights(op, s)
+            split = s.attrs.get("split")
             m, sh, lo, hi = self._conv_quant(op)
             t = self.model.tensors
-            y = kernels.conv2d(args[0], w, b, m, sh, stride=op.stride, padding=op.padding,
+            y = kernels.conv2d(args[0], op.weight if split else w, b, m, sh, stride=op.stride, padding=op.padding,
                                dilation=op.dilation, input_offset=-t[op.inputs[0]].zero_point,
                                output_offset=t[op.output].zero_point, act_min=lo, act_max=hi,
-                               depthwise=op.depthwise)
+                               depthwise=op.depthwise, trained=v[split] if split else None)
         else:
             y = run_op(self.model, op, args)
             t_out = self.model.tensors[op.output]
@@ -402,6 +401,34 @@ class Runtime:
                 dilation=op.dilation, depthwise=op.depthwise, mask=v[s.reads[1]])
         else:
             raise TinyQTError(f"step '{s.name}': no backward for {op.kind}")
+
+    def _backward_block(self, s, _label):
+        """A block's backward streamed over expanded channels by the C kernel
+        tq_bottleneck_backward_f32 (training_graph.py, fuse_backward): the
+        same bits as the per-layer steps it replaces."""
+        spec = self._specs.get(s.name)
+        if spec is None:
+            spec = self._specs[s.name] = self._block_backward_spec(s)
+        v = self.views
+        gi = s.attrs["grad_in"]
+        st = spec.run(self.opt.params, v[s.reads[0]].reshape(-1), None if gi is None else v[gi].reshape(-1),
+                      v[s.scratch].reshape(-1))
+        if st != 0:
+            raise KernelError("tq_bottleneck_backward_f32", st)
+
+    def _block_backward_spec(self, s):
+        from .compiler.fusion import block_backward_layers
+        blk, v = s.attrs["block"], self.views
+        masks = tuple(v[f"mask:{o.name}"] for o in (blk.pw1, blk.dw, blk.pw2))
+        biases = tuple(v.get(f"bias:{o.name}") for o in (blk.pw1, blk.dw))
+        n_sel = s.attrs["n_sel"]
+        saved = next((u.reads[2] for u in s.attrs["updates"] if u.kind == "update"), None)
+        spec, _ = backward.bottleneck_spec(
+            *block_backward_layers(self.model, blk, masks, biases), self.model.tensors[blk.input].shape, self.opt,
+            pw1_weights=v[f"weights:{blk.pw1.name}"] if n_sel else None,
+            pw1_saved=v[saved] if n_sel else None, pw1_state=self._states.get(blk.pw1.name),
+            dw_state=self._states.get(blk.dw.name), tile=s.attrs["tile"])
+        return spec
 
     def _accumulate(self, s, _label):
         src, dst = s.reads

@@ -12,6 +12,8 @@ so the bytes are identical; only the memory schedule changes.
 from dataclasses import dataclass
 from typing import Optional
 
+import numpy as np
+
 from .. import _ckernels
 from ..graph import Add, Conv2D
 
@@ -114,3 +116,86 @@ def block_scratch_bytes(model, block):
     row, one projected row when a residual follows, the expand and
     projection kernels' scratch."""
     return bottleneck_spec(model, block).buffer_size(tuple(model.tensors[block.input].shape))
+
+
+# ---- the streamed backward of a block (tq_bottleneck_backward_f32) ------------
+
+def streams_backward(block):
+    """A block whose backward can run streamed over expanded channels: a
+    1x1 expand (stride 1), the depthwise (multiplier 1) and the projection."""
+    return block.pw1 is not None and _is_pointwise(block.pw1)
+
+
+def block_backward_layers(model, block, masks=(None, None, None), biases=(None, None)):
+    """tinyqt.backward.BlockLayer of pw1, dw and pw2 from the model, with the
+    given output masks and the trained biases of pw1 and dw (arrays or None)."""
+    from ..backward import BlockLayer
+    t = model.tensors
+
+    def layer(op, mask, bias):
+        x = t[op.inputs[0]]
+        return BlockLayer(op.weight, np.asarray(op.w_scales, np.float32), float(x.scale), int(x.zero_point),
+                          tuple(op.stride), tuple(op.padding), mask, bias)
+    return (layer(block.pw1, masks[0], biases[0]), layer(block.dw, masks[1], biases[1]),
+            layer(block.pw2, masks[2], None))
+
+
+# Bytes of the two fp32 tile buffers (expanded gradient before and after the
+# depthwise) a tile may take; the widest tile of 16, 8 or 4 channels that
+# fits is used (4 at least: the 1x1 micro-kernels work on four channels).
+BACKWARD_TILE_BYTES = 8192
+
+
+def block_backward_tile(model, block):
+    """Expanded channels per tile of the block's streamed backward."""
+    t = model.tensors
+    mid, out = t[block.dw.inputs[0]].shape, t[block.dw.output].shape
+    per_channel = 4 * (mid[1] * mid[2] + out[1] * out[2])
+    return next((n for n in (16, 8) if n * per_channel <= BACKWARD_TILE_BYTES), 4)
+
+
+def block_backward_scratch_bytes(model, block, n_sel):
+    """Scratch of the block's streamed backward (the C size query) when pw1
+    trains its first n_sel input channels (0: pw1's weights frozen)."""
+    from ..backward import bottleneck_spec
+    layers = block_backward_layers(model, block)
+    c_mid = block.pw1.weight.shape[0]
+    x = model.tensors[block.input].shape
+    w = np.zeros((c_mid, 1, 1, n_sel), np.int8) if n_sel else None
+    saved = np.zeros(tuple(x[:3]) + (n_sel,), np.int8) if n_sel else None
+    return bottleneck_spec(*layers, x, None, pw1_weights=w, pw1_saved=saved,
+                           tile=block_backward_tile(model, block))[1]
+
+
+# ---- a row-streamed block writing its output over its dying input --------------
+
+def _input_row_read_after(block, mid_h, row):
+    """The lowest input row tq_bottleneck_s8 reads after writing output row
+    `row`: it keeps its band of expanded rows and only computes rows past
+    the band's end, each from the input rows its expand window covers."""
+    dw = block.dw
+    m = min(row * dw.stride[0] - dw.padding[0] + dw.weight.shape[1], mid_h)
+    if block.pw1 is not None:
+        m = max(0, m * block.pw1.stride[0] - block.pw1.padding[0])
+    return m
+
+
+def output_over_input(model, block, align=8):
+    """The byte distance delta (a multiple of align) at which the block's
+    output may start above its input's start and still overlap it: output
+    row r only covers input rows the kernel never reads again
+    (tq_bottleneck_s8 streams rows in order). None when the block has a residual add (it reads input row r
+    while writing output row r) or overlapping saves nothing."""
+    if block.add is not None:
+        return None
+    t = model.tensors
+    xin, xout = t[block.input].shape, t[block.output].shape
+    row_in, row_out = xin[2] * xin[3], xout[2] * xout[3]
+    size_in, size_out = row_in * xin[1], row_out * xout[1]
+    mid_h = t[block.dw.inputs[0]].shape[1]
+    limit = min((_input_row_read_after(block, mid_h, r) * row_in - (r + 1) * row_out for r in range(xout[1] - 1)),
+                default=size_in)
+    delta = min(limit, size_in - size_out)
+    delta -= delta % align   # floor, negative values included
+    footprint = max(size_in, delta + size_out) - min(0, delta)
+    return delta if footprint < size_in + size_out else None

@@ -13,7 +13,8 @@ from typing import Dict, Optional
 from ..errors import TinyQTError
 from ..planner import Buffer, MemoryPlan, lower_bound, plan_first_fit_by_lifetime, plan_greedy, verify
 from ..schemes import parse_scheme
-from .training_graph import KINDS, build_training_graph
+from .fusion import output_over_input
+from .training_graph import KINDS, build_training_graph, update_steps
 
 ALIGN = 8
 
@@ -48,6 +49,7 @@ class Plan:
     graph: object
     first_fit_peak: int = 0
     lower_bound: int = 0
+    anchors: Dict = None   # planner anchors: streamed blocks' outputs over their inputs
 
     @property
     def peak_sram_bytes(self):
@@ -89,6 +91,23 @@ class Plan:
         }
 
 
+def _streamed_overlaps(model, graph):
+    """Anchors {block output: (block input, delta)} of the row-streamed
+    blocks that may write their output over their input: the input's last
+    reader is the block (compiler/fusion.py, output_over_input)."""
+    anchors = {}
+    for k, s in enumerate(graph.steps):
+        if s.kind != "fused_block":
+            continue
+        x, y = s.reads[0], s.writes[0]
+        if graph.tensors[x].last != k or graph.tensors[y].first != k:
+            continue
+        delta = output_over_input(model, s.attrs["block"], ALIGN)
+        if delta is not None:
+            anchors[y] = (x, delta)
+    return anchors
+
+
 def _flash_bytes(model, graph):
     """Frozen int8 weights, int32 biases and per-channel requantization
     (multiplier + shift) of every conv, plus the head's fp32 initial values."""
@@ -102,15 +121,17 @@ def _flash_bytes(model, graph):
 def _trainable_params(graph):
     """Weights and biases the step updates, the fp32 head included."""
     classes, features = graph.head_shape
-    body = sum(s.attrs.get("trained_params", 0) for s in graph.steps if s.kind in ("update", "update_bias"))
+    body = sum(s.attrs.get("trained_params", 0) for s in update_steps(graph.steps))
     return body + classes * features + classes
 
 
 def compile(model, scheme, sram=None, flash=None, num_classes=None, momentum=0.0, rounding="nearest",
-            fuse=True, split_weights=True, accumulate=False):
+            fuse=True, split_weights=True, accumulate=False, fuse_backward=True):
     """Plan of one batch-1 training step of model (int8 IR) under scheme
     (a Scheme or its spelling, see tinyqt.schemes; fuse: row-streamed frozen
-    inverted-bottleneck blocks, see compiler/fusion.py; split_weights: only
+    inverted-bottleneck blocks, see compiler/fusion.py; fuse_backward: the
+    backward of blocks with frozen depthwise / projection weights streamed
+    over expanded channels, see training_graph.py; split_weights: only
     the trained slice of a partially trained layer's weights in SRAM; accumulate:
     room for gradient accumulation, see Trainer(accumulate=N)) within sram / flash
     budgets (bytes or strings like '256KB'; None = unbounded). Raises
@@ -122,15 +143,18 @@ def compile(model, scheme, sram=None, flash=None, num_classes=None, momentum=0.0
     graph = build_training_graph(model, scheme, num_classes=num_classes,
                                  momentum=bool(momentum),
                                  master_copy=(rounding == "master"), fuse=fuse,
-                                 split_weights=split_weights, accumulate=accumulate)
+                                 split_weights=split_weights, accumulate=accumulate,
+                                 fuse_backward=fuse_backward)
     buffers = [Buffer(s.name, s.nbytes, s.first, s.last) for s in graph.tensors.values() if s.first >= 0]
-    memory = plan_greedy(buffers, align=ALIGN)
-    verify(buffers, memory, align=ALIGN)
+    anchors = _streamed_overlaps(model, graph)
+    memory = plan_greedy(buffers, align=ALIGN, anchors=anchors)
+    verify(buffers, memory, align=ALIGN, anchors=anchors)
     plan = Plan(model.name, scheme.name, graph.steps, graph.tensors, memory, _flash_bytes(model, graph),
                 _trainable_params(graph), parse_bytes(sram) if sram is not None else None,
                 parse_bytes(flash) if flash is not None else None, graph,
                 first_fit_peak=plan_first_fit_by_lifetime(buffers, align=ALIGN).peak,
-                lower_bound=lower_bound(buffers, align=ALIGN))
+                lower_bound=lower_bound(buffers, align=ALIGN, anchors=anchors))
+    plan.anchors = anchors
     if not plan.fits:
         live = ", ".join(f"{n} ({k}, {b:,} B)" for n, k, b in plan.live_at_peak()[:12])
         over = []

@@ -23,7 +23,8 @@ from .. import _ckernels
 from ..backward import depthwise_inplace_ok, depthwise_inplace_scratch_bytes
 from ..errors import TinyQTError
 from ..graph import Add, Conv2D, FullyConnected, Mean, Reshape
-from .fusion import block_scratch_bytes, find_blocks
+from .fusion import (block_backward_scratch_bytes, block_backward_tile, block_scratch_bytes, find_blocks,
+                     streams_backward)
 
 # tensor kinds, in the order reports list them
 KINDS = ("input", "activation", "saved", "mask", "gradient", "scratch", "weights", "bias", "head",
@@ -103,7 +104,7 @@ def _numel(shape):
 
 
 def build_training_graph(model, scheme, num_classes=None, momentum=False, master_copy=False, fuse=True,
-                         split_weights=True, accumulate=False):
+                         split_weights=True, accumulate=False, fuse_backward=True):
     """Steps and tensors of one batch-1 training step of model under scheme.
 
     num_classes: the head's class count (default: the model's). The head is
@@ -115,7 +116,12 @@ def build_training_graph(model, scheme, num_classes=None, momentum=False, master
     (_expand_weights); False keeps its whole weights there. accumulate:
     gradient accumulation, one persistent fp32 sum per trained weight, bias
     and the head (`gradacc:NAME`, kind "accumulator"); the update steps then
-    add to it and tinyqt.runtime applies the mean every N steps."""
+    add to it and tinyqt.runtime applies the mean every N steps.
+    fuse_backward: a block 1x1 -> depthwise -> 1x1 inside the backward whose
+    depthwise and projection weights are frozen runs as one step
+    (`backward_block`, tq_bottleneck_backward_f32) streamed over expanded
+    channels; its update steps are in the step's attrs["updates"] (see
+    update_steps). Not with accumulate."""
     convs = body_convs(model)
     head = classifier_op(model)
     pool = _pool_op(model, head)
@@ -184,12 +190,16 @@ def build_training_graph(model, scheme, num_classes=None, momentum=False, master
             s.scratch = tensor(f"scratch:{blk.name}", (block_scratch_bytes(model, blk),), "uint8", "scratch")
             continue
         out = act(op.output)
-        full_w = _expand_weights(op, "", trained, t, tensor, step) if split_weights else []
-        s = step(Step(f"forward:{op.name}", "forward", op.name, reads=list(op.inputs) + full_w, writes=[out]))
+        split = _split_forward(op, trained, t, tensor) if split_weights else None
+        full_w = _expand_weights(op, "", trained, t, tensor, step) if split_weights and not split else []
+        s = step(Step(f"forward:{op.name}", "forward", op.name, reads=list(op.inputs) + full_w + ([split] * bool(split)),
+                      writes=[out], attrs={"split": split} if split else {}))
         if isinstance(op, Conv2D):
             kind = "depthwise" if op.depthwise else (
                 "1x1" if op.weight.shape[1:3] == (1, 1) and not any(op.padding) else "conv")
-            need = _ckernels.conv_buffer_size(kind, tuple(t[op.inputs[0]].shape), tuple(op.weight.shape))
+            x_dims, w_dims = tuple(t[op.inputs[0]].shape), tuple(op.weight.shape)
+            need = (_ckernels.conv_1x1_split_buffer_size(x_dims, tuple(t[op.output].shape), w_dims) if split
+                    else _ckernels.conv_buffer_size(kind, x_dims, w_dims))
             if need:
                 s.scratch = tensor(f"scratch:{op.name}", (need,), "uint8", "scratch")
         if isinstance(op, (Conv2D, Add)) and needs_grad(op.output):
@@ -228,11 +238,28 @@ def build_training_graph(model, scheme, num_classes=None, momentum=False, master
         for o in model.ops:
             for name in o.inputs:
                 readers[name] = readers.get(name, 0) + 1
+
+        def grad_into(x, by):
+            """(the buffer op `by` writes the gradient of x to, whether it must
+            then be added to grad:x, which an earlier op already wrote)."""
+            if f"grad:{x}" in tensors:
+                return grad(f"grad:{x}@{by}", x), True
+            return grad(f"grad:{x}", x), False
+
+        def accumulate_into(x, gx, by):
+            step(Step(f"accumulate:{x}", "accumulate", by, reads=[gx, f"grad:{x}"], writes=[f"grad:{x}"]))
+
+        streamed = {}  # pw2 name -> block whose backward runs streamed
+        if fuse_backward and not accumulate:
+            for blk in find_blocks(model):
+                if _streams_backward(blk, model, trained, deepest_pos, split_weights, t):
+                    streamed[blk.pw2.name] = blk
+        done = set()
         for k in range(pool_pos - 1, deepest_pos - 1, -1):
             op = model.ops[k]
             g = alias.get(f"grad:{op.output}", f"grad:{op.output}")
-            if g not in tensors:
-                continue  # no gradient reaches this op
+            if g not in tensors or op.name in done:
+                continue  # no gradient reaches this op, or a streamed block covered it
             mask = f"mask:{op.name}"
             if isinstance(op, Add):
                 outs = []
@@ -252,6 +279,37 @@ def build_training_graph(model, scheme, num_classes=None, momentum=False, master
                 continue
             if not isinstance(op, Conv2D):
                 raise TinyQTError(f"op '{op.name}' ({op.kind}) inside the trained range has no backward")
+            if op.name in streamed:
+                blk = streamed[op.name]
+                done.update((blk.dw.name, blk.pw1.name))
+                if op.name in trained:  # pw2's bias (its weights are frozen here)
+                    step(_bias_update_step(op, g, mask, trained[op.name][0], tensor, momentum, accumulate))
+                updates = []
+                for o in (blk.dw, blk.pw1):
+                    if o.name in trained and trained[o.name][1] > 0:
+                        fwd = next(s for s in steps if s.name == f"forward:{o.name}")
+                        updates.append(_weight_update_step(o, g, f"mask:{o.name}", fwd, None, trained[o.name][0],
+                                                           t, tensor, momentum, master_copy, accumulate,
+                                                           own_scratch=False))
+                    elif o.name in trained:
+                        updates.append(_bias_update_step(o, g, f"mask:{o.name}", trained[o.name][0], tensor,
+                                                         momentum, accumulate))
+                x = blk.input
+                gx, add = grad_into(x, blk.pw1.name) if needs_grad(x) else (None, False)
+                trained_t = [n for u in updates for n in u.writes]
+                pw1_update = next((u for u in updates if u.kind == "update"), None)
+                saved = [pw1_update.reads[2]] if pw1_update else []
+                n_sel = pw1_update.attrs["n_sel"] if pw1_update else 0
+                s = step(Step(f"backward_block:{blk.name}", "backward_block", op.name,
+                              reads=[g] + [f"mask:{o.name}" for o in (blk.pw1, blk.dw, op)] + saved + trained_t,
+                              writes=trained_t + ([gx] if gx else []),
+                              attrs={"block": blk, "tile": block_backward_tile(model, blk), "updates": updates,
+                                     "n_sel": n_sel, "grad_in": gx}))
+                s.scratch = tensor(f"scratch:backward:{blk.name}",
+                                   (block_backward_scratch_bytes(model, blk, n_sel),), "uint8", "scratch")
+                if add:
+                    accumulate_into(x, gx, blk.pw1.name)
+                continue
             full_w = _expand_weights(op, "@bwd", trained, t, tensor, step) if split_weights else []
             x = op.inputs[0]
             bias_done = False
@@ -259,7 +317,7 @@ def build_training_graph(model, scheme, num_classes=None, momentum=False, master
                 # the input gradient overwrites the output gradient: the bias
                 # update, which reads the latter, runs first
                 if op.name in trained and trained[op.name][2]:
-                    _bias_update_step(op, g, mask, trained[op.name][0], tensor, step, momentum, accumulate)
+                    step(_bias_update_step(op, g, mask, trained[op.name][0], tensor, momentum, accumulate))
                     bias_done = True
                 alias[f"grad:{x}"] = g
                 s = step(Step(f"backward_input:{op.name}", "backward_input", op.name,
@@ -267,52 +325,37 @@ def build_training_graph(model, scheme, num_classes=None, momentum=False, master
                 need = depthwise_inplace_scratch_bytes(op.weight.shape, t[x].shape, op.padding)
                 s.scratch = tensor(f"scratch:backward:{op.name}", (need,), "uint8", "scratch")
             elif needs_grad(x):
-                gx = f"grad:{x}"
-                if gx in tensors:
-                    gx = grad(f"grad:{x}@{op.name}", x)
-                    step(Step(f"backward_input:{op.name}", "backward_input", op.name,
-                              reads=[g, mask, (full_w or [_weights_name(op, trained)])[0]], writes=[gx]))
-                    step(Step(f"accumulate:{x}", "accumulate", op.name, reads=[gx, f"grad:{x}"],
-                              writes=[f"grad:{x}"]))
-                else:
-                    grad(gx, x)
-                    step(Step(f"backward_input:{op.name}", "backward_input", op.name,
-                              reads=[g, mask, (full_w or [_weights_name(op, trained)])[0]], writes=[gx]))
+                gx, add = grad_into(x, op.name)
+                step(Step(f"backward_input:{op.name}", "backward_input", op.name,
+                          reads=[g, mask, (full_w or [_weights_name(op, trained)])[0]], writes=[gx]))
+                if add:
+                    accumulate_into(x, gx, op.name)
             if op.name in trained:
                 idx, ratio, bias = trained[op.name]
                 fwd = next(s for s in steps if s.name == f"forward:{op.name}")
                 if ratio > 0:
-                    w = tensor(f"weights:{op.name}", op.weight.shape, "int8", "weights")
-                    b = tensor(f"bias:{op.name}", (op.out_channels,), "int32", "bias")
-                    n_sel = fwd.attrs["n_sel"]
-                    kind = "depthwise" if op.depthwise else ("1x1" if op.weight.shape[1:3] == (1, 1) else "conv")
-                    need = _ckernels.weight_update_buffer_size(kind, tuple(op.weight.shape), n_sel) \
-                        if hasattr(_ckernels, "weight_update_buffer_size") else 0
-                    wu = full_w[0] if full_w else w
-                    s = step(Step(f"update:{op.name}", "update", op.name,
-                                  reads=[g, mask, fwd.attrs["saved"], wu, b], writes=[wu, b],
-                                  attrs={"n_sel": n_sel, "conv_index": idx}))
-                    if need:
-                        s.scratch = tensor(f"scratch:update:{op.name}", (need,), "uint8", "scratch")
-                    kh, kw = op.weight.shape[1:3]
-                    if op.depthwise:
-                        n_b = n_sel * (op.out_channels // t[x].shape[-1])
-                        n_w = n_b * kh * kw
-                    else:
-                        n_b = op.out_channels
-                        n_w = n_b * kh * kw * n_sel
-                    s.attrs["trained_params"] = n_w + n_b
+                    wu = full_w[0] if full_w else None
+                    step(_weight_update_step(op, g, mask, fwd, wu, idx, t, tensor, momentum, master_copy,
+                                             accumulate))
                     if full_w:  # the trained channels go back to their SRAM slice
-                        step(Step(f"compact:{op.name}", "compact", op.name, reads=[wu], writes=[w]))
-                    n_state = (n_w + n_b if momentum else 0) + (n_w if master_copy else 0)
-                    if n_state:
-                        tensor(f"optimizer:{op.name}", (n_state,), "float32", "optimizer")
-                    if accumulate:  # the weight gradient's layout, then the bias gradient
-                        tensor(f"gradacc:{op.name}", (n_w + n_b,), "float32", "accumulator")
+                        step(Step(f"compact:{op.name}", "compact", op.name, reads=[wu],
+                                  writes=[f"weights:{op.name}"]))
                 elif bias and not bias_done:
-                    _bias_update_step(op, g, mask, idx, tensor, step, momentum, accumulate)
+                    step(_bias_update_step(op, g, mask, idx, tensor, momentum, accumulate))
     _lifetimes(steps, tensors)
     return TrainingGraph(steps, tensors, convs, trained, (classes, features))
+
+
+def update_steps(steps):
+    """The update and update_bias steps of a step list, those inside
+    streamed block backward steps included, in execution order."""
+    out = []
+    for s in steps:
+        if s.kind in ("update", "update_bias"):
+            out.append(s)
+        elif s.kind == "backward_block":
+            out.extend(s.attrs["updates"])
+    return out
 
 
 def trained_slice(op, trained, tensors):
@@ -345,14 +388,72 @@ def _expand_weights(op, suffix, trained, t, tensor, step):
     return [full]
 
 
-def _bias_update_step(op, g, mask, idx, tensor, step, momentum, accumulate):
+def _weight_update_step(op, g, mask, fwd, wu, idx, t, tensor, momentum, master_copy, accumulate,
+                        own_scratch=True):
+    """The fused gradient + update step of a weight-trained conv (not yet in
+    the step list), reading g and mask, and its persistent tensors: the SRAM
+    weights (wu: the assembled full copy it updates instead, or None), bias,
+    optimizer state, gradient sum and (own_scratch) its scratch."""
+    w = tensor(f"weights:{op.name}", op.weight.shape, "int8", "weights")
     b = tensor(f"bias:{op.name}", (op.out_channels,), "int32", "bias")
-    step(Step(f"update_bias:{op.name}", "update_bias", op.name, reads=[g, mask, b], writes=[b],
-              attrs={"conv_index": idx, "trained_params": op.out_channels}))
+    n_sel = fwd.attrs["n_sel"]
+    kind = "depthwise" if op.depthwise else ("1x1" if op.weight.shape[1:3] == (1, 1) else "conv")
+    wu = wu or w
+    s = Step(f"update:{op.name}", "update", op.name, reads=[g, mask, fwd.attrs["saved"], wu, b], writes=[wu, b],
+             attrs={"n_sel": n_sel, "conv_index": idx})
+    need = _ckernels.weight_update_buffer_size(kind, tuple(op.weight.shape), n_sel) if own_scratch else 0
+    if need:
+        s.scratch = tensor(f"scratch:update:{op.name}", (need,), "uint8", "scratch")
+    kh, kw = op.weight.shape[1:3]
+    if op.depthwise:
+        n_b = n_sel * (op.out_channels // t[op.inputs[0]].shape[-1])
+        n_w = n_b * kh * kw
+    else:
+        n_b = op.out_channels
+        n_w = n_b * kh * kw * n_sel
+    s.attrs["trained_params"] = n_w + n_b
+    n_state = (n_w + n_b if momentum else 0) + (n_w if master_copy else 0)
+    if n_state:
+        tensor(f"optimizer:{op.name}", (n_state,), "float32", "optimizer")
+    if accumulate:  # the weight gradient's layout, then the bias gradient
+        tensor(f"gradacc:{op.name}", (n_w + n_b,), "float32", "accumulator")
+    return s
+
+
+def _streams_backward(blk, model, trained, deepest_pos, split_weights, t):
+    """Whether blk's backward runs as one streamed step (tq_bottleneck_backward_f32):
+    a 1x1 expand at or above the deepest trained layer, frozen depthwise and
+    projection weights, and pw1's trained weights (if any) whole or split."""
+    if not streams_backward(blk) or model.ops.index(blk.pw1) < deepest_pos:
+        return False
+    if any(o.name in trained and trained[o.name][1] > 0 for o in (blk.dw, blk.pw2)):
+        return False
+    return split_weights or trained_slice(blk.pw1, trained, t) is None
+
+
+def _split_forward(op, trained, t, tensor):
+    """The SRAM slice (`weights:` name) a partially trained 1x1 conv's
+    forward reads beside its Flash weights (tq_conv_1x1_s8_split, no full
+    copy), or None for any other layer."""
+    if not (isinstance(op, Conv2D) and not op.depthwise and op.weight.shape[1:3] == (1, 1)
+            and not any(op.padding) and tuple(op.dilation) == (1, 1)):
+        return None
+    n = trained_slice(op, trained, t)
+    if n is None:
+        return None
+    return tensor(f"weights:{op.name}", op.weight.shape[:-1] + (n,), "int8", "weights")
+
+
+def _bias_update_step(op, g, mask, idx, tensor, momentum, accumulate):
+    """The bias-only update step of op (not yet in the step list) and its
+    persistent tensors."""
+    b = tensor(f"bias:{op.name}", (op.out_channels,), "int32", "bias")
     if momentum:
         tensor(f"optimizer:{op.name}", (op.out_channels,), "float32", "optimizer")
     if accumulate:
         tensor(f"gradacc:{op.name}", (op.out_channels,), "float32", "accumulator")
+    return Step(f"update_bias:{op.name}", "update_bias", op.name, reads=[g, mask, b], writes=[b],
+                attrs={"conv_index": idx, "trained_params": op.out_channels})
 
 
 def _inplace_depthwise(op, x, t, trained, tensors, alias):
