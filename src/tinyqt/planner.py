@@ -154,15 +154,28 @@ def _lowest_base(members, placed, align):
     return next(base for base in sorted(cands) if clear(base))
 
 
+def _occupied(buffers, offsets, align, t):
+    """Bytes covered at op t by the buffers live there (overlapping anchored
+    pairs count once)."""
+    spans = sorted((offsets[b.name], offsets[b.name] + _align(b.size, align))
+                   for b in buffers if b.first <= t <= b.last)
+    total, end = 0, 0
+    for o, e in spans:
+        if e > end:
+            total += e - max(o, end)
+            end = e
+    return total
+
+
 def _peak_and_live(buffers, offsets, align):
     peak = max((offsets[b.name] + _align(b.size, align) for b in buffers), default=0)
     live = []
-    # the op at which the highest-ending buffer is live, and everything live there
+    # the op at which the highest-ending buffer is live and the most bytes are occupied, and everything live there
     top = max(buffers, key=lambda b: offsets[b.name] + _align(b.size, align), default=None)
     if top is not None:
         best_t, best_sum = top.first, -1
         for t in range(top.first, top.last + 1):
-            s = sum(_align(b.size, align) for b in buffers if b.first <= t <= b.last)
+            s = _occupied(buffers, offsets, align, t)
             if s > best_sum:
                 best_t, best_sum = t, s
         live = sorted((b.name for b in buffers if b.first <= best_t <= b.last),

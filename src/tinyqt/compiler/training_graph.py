@@ -254,6 +254,8 @@ def build_training_graph(model, scheme, num_classes=None, momentum=False, master
             for blk in find_blocks(model):
                 if _streams_backward(blk, model, trained, deepest_pos, split_weights, t):
                     streamed[blk.pw2.name] = blk
+        streamed_adds = {blk.add.name: blk for blk in streamed.values() if blk.add is not None}
+        deferred = {}  # block input -> the projection gradient that is also its shortcut gradient
         done = set()
         for k in range(pool_pos - 1, deepest_pos - 1, -1):
             op = model.ops[k]
@@ -264,6 +266,12 @@ def build_training_graph(model, scheme, num_classes=None, momentum=False, master
             if isinstance(op, Add):
                 outs = []
                 for x in op.inputs:
+                    blk = streamed_adds.get(op.name)
+                    if blk is not None and x == blk.input and needs_grad(x) and f"grad:{x}" not in tensors:
+                        # the shortcut's gradient equals the projection's: added to the
+                        # block's input gradient after the streamed step, not copied
+                        deferred[x] = f"grad:{blk.pw2.output}"
+                        continue
                     if needs_grad(x):
                         gx = f"grad:{x}"
                         if gx in tensors:  # second contribution: accumulate
@@ -295,7 +303,9 @@ def build_training_graph(model, scheme, num_classes=None, momentum=False, master
                         updates.append(_bias_update_step(o, g, f"mask:{o.name}", trained[o.name][0], tensor,
                                                          momentum, accumulate))
                 x = blk.input
-                gx, add = grad_into(x, blk.pw1.name) if needs_grad(x) else (None, False)
+                shortcut = deferred.pop(x, None)
+                gx, add = (grad_into(x, blk.pw1.name) if shortcut is None else (grad(f"grad:{x}", x), False)) \
+                    if needs_grad(x) else (None, False)
                 trained_t = [n for u in updates for n in u.writes]
                 pw1_update = next((u for u in updates if u.kind == "update"), None)
                 saved = [pw1_update.reads[2]] if pw1_update else []
@@ -309,6 +319,8 @@ def build_training_graph(model, scheme, num_classes=None, momentum=False, master
                                    (block_backward_scratch_bytes(model, blk, n_sel),), "uint8", "scratch")
                 if add:
                     accumulate_into(x, gx, blk.pw1.name)
+                elif shortcut is not None and gx is not None:  # s + r: the same bits as r + s
+                    step(Step(f"accumulate:{x}", "accumulate", blk.pw1.name, reads=[shortcut, gx], writes=[gx]))
                 continue
             full_w = _expand_weights(op, "@bwd", trained, t, tensor, step) if split_weights else []
             x = op.inputs[0]
