@@ -15,7 +15,7 @@
 #include "tinyqt/backward.h"
 #include "tq_bwd_check.h"
 #include "tq_check.h"
-#include "tq_pw_backward.h"
+#include "tq_conv_blocked.h"
 #include "tq_sgd.h"
 #include "tq_f32.h" /* fp32 file: the MVE-F build check */
 

@@ -9,7 +9,7 @@
 #include "tq_bwd_check.h"
 #include "tq_check.h"
 #include "tq_dw_backward.h"
-#include "tq_pw_backward.h"
+#include "tq_conv_blocked.h"
 #include "tq_sgd.h"
 #include "tq_f32.h" /* fp32 file: the MVE-F build check */
 
@@ -104,54 +104,6 @@ static tq_status tq_check_bwd_weight(const tq_conv_params *p, float input_scale,
 
 /* ---- input gradient ----------------------------------------------------- */
 
-static void tq_conv_bwd_input_portable(const tq_conv_params *p, const float *w_scale,
-                                       const tq_dims *out_d, const float *grad_out,
-                                       const uint8_t *mask, const tq_dims *f_d,
-                                       const int8_t *filter, const tq_dims *in_d,
-                                       float *grad_in)
-{
-    const int32_t in_h = in_d->h, in_w = in_d->w, in_c = in_d->c;
-    const int32_t k_h = f_d->h, k_w = f_d->w, out_c = out_d->c;
-    int32_t b, oy, ox, oc, ky, kx, ic, o = 0;
-    memset(grad_in, 0, (size_t)tq_dims_count(in_d) * sizeof(float));
-    for (b = 0; b < out_d->n; b++) {
-        float *gin_b = grad_in + (size_t)b * in_h * in_w * in_c;
-        for (oy = 0; oy < out_d->h; oy++) {
-            const int32_t y0 = oy * p->stride_h - p->pad_top;
-            for (ox = 0; ox < out_d->w; ox++) {
-                const int32_t x0 = ox * p->stride_w - p->pad_left;
-                for (oc = 0; oc < out_c; oc++, o++) {
-                    const int8_t *w_oc = filter + (size_t)oc * k_h * k_w * in_c;
-                    float gs;
-                    if (!tq_mask_pass(mask, o)) {
-                        continue;
-                    }
-                    gs = grad_out[o] * w_scale[oc];
-                    for (ky = 0; ky < k_h; ky++) {
-                        const int32_t iy = y0 + ky * p->dilation_h;
-                        if (iy < 0 || iy >= in_h) {
-                            continue;
-                        }
-                        for (kx = 0; kx < k_w; kx++) {
-                            const int32_t ix = x0 + kx * p->dilation_w;
-                            const int8_t *w;
-                            float *gi;
-                            if (ix < 0 || ix >= in_w) {
-                                continue;
-                            }
-                            gi = gin_b + ((size_t)iy * in_w + ix) * in_c;
-                            w = w_oc + ((size_t)ky * k_w + kx) * in_c;
-                            for (ic = 0; ic < in_c; ic++) {
-                                gi[ic] += gs * (float)w[ic];
-                            }
-                        }
-                    }
-                }
-            }
-        }
-    }
-}
-
 tq_status tq_conv_backward_input_f32(const tq_conv_params *params, const float *w_scale,
                                      const tq_dims *output_dims, const float *grad_out,
                                      const uint8_t *mask,
@@ -163,8 +115,8 @@ tq_status tq_conv_backward_input_f32(const tq_conv_params *params, const float *
     if (st != TQ_OK) {
         return st;
     }
-    tq_conv_bwd_input_portable(params, w_scale, output_dims, grad_out, mask, filter_dims,
-                               filter, input_dims, grad_in);
+    tq_conv_backward_input_blocked(params, w_scale, output_dims, grad_out, mask, filter_dims,
+                                   filter, input_dims, grad_in);
     return TQ_OK;
 }
 
@@ -253,64 +205,6 @@ tq_status tq_depthwise_conv_backward_input_f32(const tq_conv_params *params,
 
 /* ---- weight gradient: one output channel at a time ------------------------ */
 
-/* row[KH*KW*n_sel] <- s_x * sum_(n,oy,ox) g * (x - z_x) for output channel oc
- * (channel stride out_c in grad_out); *grad_b <- sum of the masked g.
- * in_d->c is the number of saved channels; the weight gradient of saved
- * channel j goes to row[(ky*KW + kx)*n_row + j] for j in [j0, j0 + n_row). */
-static void tq_conv_weight_row(const tq_conv_params *p, float input_scale, const tq_dims *in_d,
-                               const int8_t *input, int32_t j0, int32_t n_row,
-                               const tq_dims *out_d, const float *grad_out,
-                               const uint8_t *mask, int32_t oc, int32_t k_h, int32_t k_w,
-                               float *row, float *grad_b)
-{
-    const int32_t in_h = in_d->h, in_w = in_d->w, in_c = in_d->c, out_c = out_d->c;
-    const int32_t n = k_h * k_w * n_row, off = p->input_offset;
-    float gb = 0.0f;
-    int32_t b, oy, ox, ky, kx, j;
-    for (j = 0; j < n; j++) {
-        row[j] = 0.0f;
-    }
-    for (b = 0; b < out_d->n; b++) {
-        const int8_t *in_b = input + (size_t)b * in_h * in_w * in_c;
-        for (oy = 0; oy < out_d->h; oy++) {
-            const int32_t y0 = oy * p->stride_h - p->pad_top;
-            for (ox = 0; ox < out_d->w; ox++) {
-                const int32_t x0 = ox * p->stride_w - p->pad_left;
-                const int32_t o = ((b * out_d->h + oy) * out_d->w + ox) * out_c + oc;
-                float g;
-                if (!tq_mask_pass(mask, o)) {
-                    continue;
-                }
-                g = grad_out[o];
-                gb += g;
-                for (ky = 0; ky < k_h; ky++) {
-                    const int32_t iy = y0 + ky * p->dilation_h;
-                    if (iy < 0 || iy >= in_h) {
-                        continue;
-                    }
-                    for (kx = 0; kx < k_w; kx++) {
-                        const int32_t ix = x0 + kx * p->dilation_w;
-                        const int8_t *x;
-                        float *r;
-                        if (ix < 0 || ix >= in_w) {
-                            continue;
-                        }
-                        x = in_b + ((size_t)iy * in_w + ix) * in_c + j0;
-                        r = row + ((size_t)ky * k_w + kx) * n_row;
-                        for (j = 0; j < n_row; j++) {
-                            r[j] += g * (float)(x[j] + off);
-                        }
-                    }
-                }
-            }
-        }
-    }
-    for (j = 0; j < n; j++) {
-        row[j] *= input_scale;
-    }
-    *grad_b = gb;
-}
-
 static tq_status tq_conv_bwd_weight_impl(int pointwise, const tq_conv_params *params,
                                          float input_scale, const tq_dims *input_dims,
                                          const int8_t *input, const tq_dims *output_dims,
@@ -336,26 +230,19 @@ static tq_status tq_conv_bwd_weight_impl(int pointwise, const tq_conv_params *pa
         return TQ_ERR_SHAPE;
     }
     row = grad_w_dims->h * grad_w_dims->w * grad_w_dims->c;
-    if (pointwise) {
-        for (oc = 0; oc < output_dims->c; oc += TQ_PW_ROWS) {
-            const int32_t n_oc = output_dims->c - oc < TQ_PW_ROWS ? output_dims->c - oc : TQ_PW_ROWS;
-            float gb[TQ_PW_ROWS];
-            int32_t r;
+    for (oc = 0; oc < output_dims->c; oc += TQ_PW_ROWS) {
+        const int32_t n_oc = output_dims->c - oc < TQ_PW_ROWS ? output_dims->c - oc : TQ_PW_ROWS;
+        float gb[TQ_PW_ROWS];
+        int32_t r;
+        if (pointwise) {
             tq_pw_weight_rows(params, input_scale, input_dims, input, output_dims, grad_out, mask,
                               oc, n_oc, grad_w + (size_t)oc * row, gb);
-            for (r = 0; r < n_oc && grad_b != NULL; r++) {
-                grad_b[oc + r] = gb[r];
-            }
+        } else {
+            tq_conv_weight_rows(params, input_scale, input_dims, input, output_dims, grad_out, mask,
+                                grad_w_dims->h, grad_w_dims->w, oc, n_oc, grad_w + (size_t)oc * row, gb);
         }
-        return TQ_OK;
-    }
-    for (oc = 0; oc < output_dims->c; oc++) {
-        float gb;
-        tq_conv_weight_row(params, input_scale, input_dims, input, 0, input_dims->c,
-                           output_dims, grad_out, mask, oc, grad_w_dims->h, grad_w_dims->w,
-                           grad_w + (size_t)oc * row, &gb);
-        if (grad_b != NULL) {
-            grad_b[oc] = gb;
+        for (r = 0; r < n_oc && grad_b != NULL; r++) {
+            grad_b[oc + r] = gb[r];
         }
     }
     return TQ_OK;
@@ -462,8 +349,9 @@ tq_status tq_depthwise_conv_backward_weight_f32(const tq_conv_params *params,
 
 /* ---- fused weight gradient + update ---------------------------------------- */
 
-int32_t tq_conv_backward_weight_update_get_buffer_size(const tq_dims *filter_dims,
-                                                       int32_t n_sel)
+/* Bytes of one gradient row, KH*KW*n_sel fp32; 0 for invalid arguments or
+ * when the size overflows int32. */
+static int32_t tq_row_bytes(const tq_dims *filter_dims, int32_t n_sel)
 {
     if (filter_dims == NULL || filter_dims->h < 1 || filter_dims->w < 1 || n_sel < 1 ||
         (int64_t)filter_dims->h * filter_dims->w * n_sel * 4 > INT32_MAX) {
@@ -483,16 +371,22 @@ static int32_t tq_rows_buffer_size(int32_t one_row, int32_t channels, int32_t ro
     return one_row * (channels < rows ? channels : rows);
 }
 
+int32_t tq_conv_backward_weight_update_get_buffer_size(const tq_dims *filter_dims,
+                                                       int32_t n_sel)
+{
+    return tq_rows_buffer_size(tq_row_bytes(filter_dims, n_sel),
+                               filter_dims != NULL ? filter_dims->n : 0, TQ_PW_ROWS);
+}
+
 int32_t tq_conv_1x1_backward_weight_update_get_buffer_size(const tq_dims *filter_dims,
                                                            int32_t n_sel)
 {
-    return tq_rows_buffer_size(tq_conv_backward_weight_update_get_buffer_size(filter_dims, n_sel),
-                               filter_dims != NULL ? filter_dims->n : 0, TQ_PW_ROWS);
+    return tq_conv_backward_weight_update_get_buffer_size(filter_dims, n_sel);
 }
 
 int32_t tq_depthwise_conv_backward_weight_update_get_buffer_size(const tq_dims *filter_dims)
 {
-    return tq_rows_buffer_size(tq_conv_backward_weight_update_get_buffer_size(filter_dims, 1),
+    return tq_rows_buffer_size(tq_row_bytes(filter_dims, 1),
                                filter_dims != NULL ? filter_dims->c : 0, TQ_DW_ROWS);
 }
 
@@ -529,9 +423,7 @@ static tq_status tq_conv_bwd_update_impl(int pointwise, const tq_conv_params *pa
     }
     if (st == TQ_OK) {
         st = tq_check_scratch(scratch, scratch_size,
-                              pointwise
-                                  ? tq_conv_1x1_backward_weight_update_get_buffer_size(filter_dims, n_sel)
-                                  : tq_conv_backward_weight_update_get_buffer_size(filter_dims, n_sel));
+                              tq_conv_backward_weight_update_get_buffer_size(filter_dims, n_sel));
     }
     if (st != TQ_OK) {
         return st;
@@ -541,32 +433,24 @@ static tq_status tq_conv_bwd_update_impl(int pointwise, const tq_conv_params *pa
     }
     taps = filter_dims->h * filter_dims->w;
     row = taps * n_sel;
-    if (pointwise) {
-        /* four channels' gradients at a time, each applied as soon as they exist */
-        for (oc = 0; oc < filter_dims->n; oc += TQ_PW_ROWS) {
-            const int32_t n_oc = filter_dims->n - oc < TQ_PW_ROWS ? filter_dims->n - oc : TQ_PW_ROWS;
-            float gb[TQ_PW_ROWS];
-            int32_t r;
+    /* four channels' gradients at a time, each applied as soon as they exist */
+    for (oc = 0; oc < filter_dims->n; oc += TQ_PW_ROWS) {
+        const int32_t n_oc = filter_dims->n - oc < TQ_PW_ROWS ? filter_dims->n - oc : TQ_PW_ROWS;
+        float gb[TQ_PW_ROWS];
+        int32_t r;
+        if (pointwise) {
             tq_pw_weight_rows(params, input_scale, input_dims, input, output_dims, grad_out, mask,
                               oc, n_oc, (float *)scratch, gb);
-            for (r = 0; r < n_oc; r++) {
-                tq_sgd_channel(opt, state, input_scale, w_scale[oc + r],
-                               filter + (size_t)(oc + r) * filter_dims->c, 1, filter_dims->c, n_sel,
-                               sel, (const float *)scratch + (size_t)r * n_sel, (oc + r) * row,
-                               bias != NULL ? bias + oc + r : NULL, gb[r], oc + r);
-            }
+        } else {
+            tq_conv_weight_rows(params, input_scale, input_dims, input, output_dims, grad_out, mask,
+                                filter_dims->h, filter_dims->w, oc, n_oc, (float *)scratch, gb);
         }
-        return TQ_OK;
-    }
-    for (oc = 0; oc < filter_dims->n; oc++) {
-        float gb;
-        tq_conv_weight_row(params, input_scale, input_dims, input, 0, n_sel, output_dims,
-                           grad_out, mask, oc, filter_dims->h, filter_dims->w,
-                           (float *)scratch, &gb);
-        tq_sgd_channel(opt, state, input_scale, w_scale[oc],
-                       filter + (size_t)oc * taps * filter_dims->c, taps, filter_dims->c, n_sel,
-                       sel, (const float *)scratch, oc * row, bias != NULL ? bias + oc : NULL,
-                       gb, oc);
+        for (r = 0; r < n_oc; r++) {
+            tq_sgd_channel(opt, state, input_scale, w_scale[oc + r],
+                           filter + (size_t)(oc + r) * taps * filter_dims->c, taps, filter_dims->c,
+                           n_sel, sel, (const float *)scratch + (size_t)r * row, (oc + r) * row,
+                           bias != NULL ? bias + oc + r : NULL, gb[r], oc + r);
+        }
     }
     return TQ_OK;
 }

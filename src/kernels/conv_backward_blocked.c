@@ -1,10 +1,13 @@
-/* tinyqt: register-blocked fp32 backward of the 1x1 conv (input gradient
- * and weight-gradient rows), called by the checked entry points of
- * conv_backward.c. Contracts and the summation order: tq_pw_backward.h.
+/* tinyqt: register-blocked fp32 backward of the 1x1 and the dense conv
+ * (input gradient and weight-gradient rows), called by the checked entry
+ * points of conv_backward.c. Contracts and the summation order:
+ * tq_conv_blocked.h.
  *
- * Each micro-kernel keeps a 4 x 4 block of sums in FPU registers: 4 pixels
- * x 4 input channels for the input gradient, 4 output channels x 4 saved
- * channels for the weight gradient. Every int8 converted to fp32 is used
+ * Each micro-kernel keeps a block of sums in FPU registers: 4 pixels x 4
+ * input channels for the 1x1 input gradient, 1 pixel x 4 input channels for
+ * the dense one (neighbouring windows overlap, so pixels go one at a time to
+ * keep each sum's order), 4 output channels x 4 saved channels for the
+ * weight gradient of any kernel size. Every int8 converted to fp32 is used
  * four times and every product is one TQ_MLA_F32 (one VMLA on an Arm FPU),
  * where the plain loops spend a load, a store and a conversion per term.
  * The factors of a tile (pre-scaled, masked gradients; pixel addresses)
@@ -14,7 +17,7 @@
 
 #include "tq_check.h"
 #include "tq_f32.h"
-#include "tq_pw_backward.h"
+#include "tq_conv_blocked.h"
 #include "tq_sgd.h"
 
 #define TQ_PW_PIX 4   /* pixels of an input-gradient block */
@@ -150,8 +153,8 @@ void tq_pw_backward_input_blocked(const tq_conv_params *p, const float *w_scale,
 
 /* Saved channels [j, j + 4) of the four rows r0..r3: from 0 (first) or their
  * stored partial sums, add gt[4t + r] * (xp[t][j + i] + off) for t < npx. */
-static void tq_pw_wrow_4x4(const float *gt, const int8_t *const *xp, int32_t npx, int32_t j,
-                           int32_t off, float *r0, float *r1, float *r2, float *r3, int first)
+static void tq_wrow_4x4(const float *gt, const int8_t *const *xp, int32_t npx, int32_t j,
+                        int32_t off, float *r0, float *r1, float *r2, float *r3, int first)
 {
     TQ_BLOCK4X4_DECLARE;
     int32_t t;
@@ -166,8 +169,8 @@ static void tq_pw_wrow_4x4(const float *gt, const int8_t *const *xp, int32_t npx
 }
 
 /* Saved channel j of the four rows (the n_sel % 4 tail). */
-static void tq_pw_wrow_4x1(const float *gt, const int8_t *const *xp, int32_t npx, int32_t j,
-                           int32_t off, float *r0, float *r1, float *r2, float *r3, int first)
+static void tq_wrow_4x1(const float *gt, const int8_t *const *xp, int32_t npx, int32_t j,
+                        int32_t off, float *r0, float *r1, float *r2, float *r3, int first)
 {
     float a0 = first ? 0.0f : *r0, a1 = first ? 0.0f : *r1;
     float a2 = first ? 0.0f : *r2, a3 = first ? 0.0f : *r3;
@@ -213,12 +216,10 @@ void tq_pw_weight_rows(const tq_conv_params *p, float input_scale, const tq_dims
             }
         }
         for (j = 0; j + 4 <= n_sel; j += 4) {
-            tq_pw_wrow_4x4(gt, xp, npx, j, off, rp[0] + j, rp[1] + j, rp[2] + j, rp[3] + j,
-                           p0 == 0);
+            tq_wrow_4x4(gt, xp, npx, j, off, rp[0] + j, rp[1] + j, rp[2] + j, rp[3] + j, p0 == 0);
         }
         for (; j < n_sel; j++) {
-            tq_pw_wrow_4x1(gt, xp, npx, j, off, rp[0] + j, rp[1] + j, rp[2] + j, rp[3] + j,
-                           p0 == 0);
+            tq_wrow_4x1(gt, xp, npx, j, off, rp[0] + j, rp[1] + j, rp[2] + j, rp[3] + j, p0 == 0);
         }
     }
     for (r = 0; r < n_oc; r++) {
@@ -226,5 +227,171 @@ void tq_pw_weight_rows(const tq_conv_params *p, float input_scale, const tq_dims
             rows[(size_t)r * n_sel + i] *= input_scale;
         }
         grad_b[r] = gb[r];
+    }
+}
+
+void tq_conv_weight_rows(const tq_conv_params *p, float input_scale, const tq_dims *in_d,
+                         const int8_t *input, const tq_dims *out_d, const float *grad_out,
+                         const uint8_t *mask, int32_t k_h, int32_t k_w, int32_t oc0,
+                         int32_t n_oc, float *rows, float *grad_b)
+{
+    const int32_t out_c = out_d->c, n_sel = in_d->c, off = p->input_offset;
+    const int32_t pixels = out_d->n * out_d->h * out_d->w, per_image = out_d->h * out_d->w;
+    const int32_t row_len = k_h * k_w * n_sel;
+    float gt[TQ_PW_PT * TQ_PW_ROWS], gc[TQ_PW_PT * TQ_PW_ROWS];
+    const int8_t *xp[TQ_PW_PT];
+    int32_t iy0[TQ_PW_PT], ix0[TQ_PW_PT], img[TQ_PW_PT];
+    float gb[TQ_PW_ROWS] = {0.0f, 0.0f, 0.0f, 0.0f};
+    float *rp[TQ_PW_ROWS];
+    int32_t r, t, j, p0, i, ky, kx;
+    for (p0 = 0; p0 < pixels; p0 += TQ_PW_PT) {
+        const int32_t npx = tq_min_i32(pixels - p0, TQ_PW_PT);
+        /* the tile's first pixel; the others follow in row-major order */
+        int32_t b = p0 / per_image, oy = (p0 - b * per_image) / out_d->w;
+        int32_t ox = p0 - b * per_image - oy * out_d->w;
+        for (t = 0; t < npx; t++) {
+            const int32_t q = p0 + t;
+            img[t] = b;
+            iy0[t] = oy * p->stride_h - p->pad_top;
+            ix0[t] = ox * p->stride_w - p->pad_left;
+            if (++ox == out_d->w) {
+                ox = 0;
+                if (++oy == out_d->h) {
+                    oy = 0;
+                    b++;
+                }
+            }
+            for (r = 0; r < TQ_PW_ROWS; r++) {
+                /* fewer than four channels: the last one is computed again */
+                const int32_t o = q * out_c + oc0 + tq_min_i32(r, n_oc - 1);
+                const float g = tq_mask_pass(mask, o) ? grad_out[o] : 0.0f;
+                gt[t * TQ_PW_ROWS + r] = g;
+                gb[r] += g;
+            }
+        }
+        for (ky = 0; ky < k_h; ky++) {
+            for (kx = 0; kx < k_w; kx++) {
+                /* the tile's pixels whose window tap (ky, kx) is inside the input */
+                const size_t tap = ((size_t)ky * k_w + kx) * n_sel;
+                const float *g = gt;
+                int32_t n = 0;
+                for (t = 0; t < npx; t++) {
+                    const int32_t iy = iy0[t] + ky * p->dilation_h, ix = ix0[t] + kx * p->dilation_w;
+                    if (iy >= 0 && iy < in_d->h && ix >= 0 && ix < in_d->w) {
+                        xp[n++] = input + (((size_t)img[t] * in_d->h + iy) * in_d->w + ix) * n_sel;
+                    }
+                }
+                if (n < npx) { /* some windows miss this tap: their gradients, compacted */
+                    int32_t m = 0;
+                    for (t = 0; t < npx; t++) {
+                        const int32_t iy = iy0[t] + ky * p->dilation_h, ix = ix0[t] + kx * p->dilation_w;
+                        if (iy >= 0 && iy < in_d->h && ix >= 0 && ix < in_d->w) {
+                            memcpy(gc + m++ * TQ_PW_ROWS, gt + t * TQ_PW_ROWS, sizeof(float) * TQ_PW_ROWS);
+                        }
+                    }
+                    g = gc;
+                }
+                for (r = 0; r < TQ_PW_ROWS; r++) {
+                    rp[r] = rows + (size_t)tq_min_i32(r, n_oc - 1) * row_len + tap;
+                }
+                for (j = 0; j + 4 <= n_sel; j += 4) {
+                    tq_wrow_4x4(g, xp, n, j, off, rp[0] + j, rp[1] + j, rp[2] + j, rp[3] + j,
+                                p0 == 0);
+                }
+                for (; j < n_sel; j++) {
+                    tq_wrow_4x1(g, xp, n, j, off, rp[0] + j, rp[1] + j, rp[2] + j, rp[3] + j,
+                                p0 == 0);
+                }
+            }
+        }
+    }
+    for (r = 0; r < n_oc; r++) {
+        for (i = 0; i < row_len; i++) {
+            rows[(size_t)r * row_len + i] *= input_scale;
+        }
+        grad_b[r] = gb[r];
+    }
+}
+
+/* ---- dense input gradient ---------------------------------------------------- */
+
+/* Channels [0, 4) of one input pixel gi: add gs[t] * w[t * w_stride + i]
+ * for t < nt to the stored sums. */
+static void tq_dense_gin_4(const float *gs, int32_t nt, const int8_t *w, int32_t w_stride, float *gi)
+{
+    float a0 = gi[0], a1 = gi[1], a2 = gi[2], a3 = gi[3];
+    int32_t t;
+    for (t = 0; t < nt; t++, w += w_stride) {
+        const float g = gs[t];
+        TQ_MLA_F32(a0, g, (float)w[0]);
+        TQ_MLA_F32(a1, g, (float)w[1]);
+        TQ_MLA_F32(a2, g, (float)w[2]);
+        TQ_MLA_F32(a3, g, (float)w[3]);
+    }
+    gi[0] = a0;
+    gi[1] = a1;
+    gi[2] = a2;
+    gi[3] = a3;
+}
+
+/* One channel (the in_c % 4 tail). */
+static void tq_dense_gin_1(const float *gs, int32_t nt, const int8_t *w, int32_t w_stride, float *gi)
+{
+    float a = *gi;
+    int32_t t;
+    for (t = 0; t < nt; t++, w += w_stride) {
+        TQ_MLA_F32(a, gs[t], (float)w[0]);
+    }
+    *gi = a;
+}
+
+void tq_conv_backward_input_blocked(const tq_conv_params *p, const float *w_scale,
+                                    const tq_dims *out_d, const float *grad_out,
+                                    const uint8_t *mask, const tq_dims *f_d,
+                                    const int8_t *filter, const tq_dims *in_d, float *grad_in)
+{
+    const int32_t in_h = in_d->h, in_w = in_d->w, in_c = in_d->c;
+    const int32_t k_h = f_d->h, k_w = f_d->w, out_c = out_d->c;
+    const int32_t w_stride = k_h * k_w * in_c;
+    float gs[TQ_PW_OCT];
+    int32_t b, oy, ox, ky, kx, oc0, t, ic;
+    memset(grad_in, 0, (size_t)tq_dims_count(in_d) * sizeof(float));
+    for (b = 0; b < out_d->n; b++) {
+        float *gin_b = grad_in + (size_t)b * in_h * in_w * in_c;
+        for (oy = 0; oy < out_d->h; oy++) {
+            const int32_t y0 = oy * p->stride_h - p->pad_top;
+            for (ox = 0; ox < out_d->w; ox++) {
+                const int32_t x0 = ox * p->stride_w - p->pad_left;
+                const int32_t o = ((b * out_d->h + oy) * out_d->w + ox) * out_c;
+                for (oc0 = 0; oc0 < out_c; oc0 += TQ_PW_OCT) {
+                    const int32_t nt = tq_min_i32(out_c - oc0, TQ_PW_OCT);
+                    for (t = 0; t < nt; t++) {
+                        gs[t] = tq_mask_pass(mask, o + oc0 + t) ? grad_out[o + oc0 + t] * w_scale[oc0 + t]
+                                                                : 0.0f;
+                    }
+                    for (ky = 0; ky < k_h; ky++) {
+                        const int32_t iy = y0 + ky * p->dilation_h;
+                        if (iy < 0 || iy >= in_h) {
+                            continue;
+                        }
+                        for (kx = 0; kx < k_w; kx++) {
+                            const int32_t ix = x0 + kx * p->dilation_w;
+                            const int8_t *w = filter + (size_t)oc0 * w_stride + ((size_t)ky * k_w + kx) * in_c;
+                            float *gi;
+                            if (ix < 0 || ix >= in_w) {
+                                continue;
+                            }
+                            gi = gin_b + ((size_t)iy * in_w + ix) * in_c;
+                            for (ic = 0; ic + 4 <= in_c; ic += 4) {
+                                tq_dense_gin_4(gs, nt, w + ic, w_stride, gi + ic);
+                            }
+                            for (; ic < in_c; ic++) {
+                                tq_dense_gin_1(gs, nt, w + ic, w_stride, gi + ic);
+                            }
+                        }
+                    }
+                }
+            }
+        }
     }
 }

@@ -1,0 +1,69 @@
+/*
+ * tinyqt: register-blocked fp32 backward of the 1x1 and the dense conv
+ * (private header; the public entry points are in tinyqt/backward.h, their
+ * argument checks in conv_backward.c).
+ *
+ * Every kernel computes each output element as the same sum, in the same
+ * order, as documented in tinyqt/backward.h (terms added one by one from
+ * +0.0f), so the 1x1 and the dense kernels agree bit for bit. A masked term
+ * enters as a zero product instead of being skipped: a sum that starts at
+ * +0.0f never becomes -0.0f, so adding a zero leaves it unchanged.
+ */
+#ifndef TINYQT_CONV_BLOCKED_H
+#define TINYQT_CONV_BLOCKED_H
+
+#include "tinyqt/backward.h"
+
+/* Output channels whose weight-gradient rows one call computes together. */
+#define TQ_PW_ROWS 4
+
+/* grad_in [N, H, W, in_c] <- gradient of a 1x1 conv (no padding, any
+ * stride) w.r.t. its input, from grad_out [N, OH, OW, out_c], the clamp
+ * mask (NULL = all pass), filter [out_c, 1, 1, in_c] and w_scale [out_c]:
+ * grad_in[q, ic] = sum over oc of (grad_out[p, oc] * w_scale[oc]) * w[oc, ic]
+ * for the output pixel p that reads input pixel q; 0 for pixels no output
+ * reads. accumulate != 0: the sums start from the values in grad_in
+ * instead of +0.0f (continuing a sum over earlier output channels, in
+ * order; nothing is cleared). Arguments are checked by the caller. */
+void tq_pw_backward_input_blocked(const tq_conv_params *p, const float *w_scale,
+                                  const tq_dims *out_d, const float *grad_out,
+                                  const uint8_t *mask, const int8_t *filter,
+                                  const tq_dims *in_d, float *grad_in, int accumulate);
+
+/* Weight-gradient rows of output channels oc0 .. oc0 + n_oc - 1
+ * (1 <= n_oc <= TQ_PW_ROWS) of a 1x1 conv (no padding, any stride):
+ * rows[r * n_sel + j] = input_scale * sum over output pixels p of
+ * g[p, oc0 + r] * (x[q(p), j] + input_offset), and grad_b[r] = sum of the
+ * masked g[p, oc0 + r], where input is [N, H, W, n_sel] (the saved
+ * channels, in_d->c = n_sel). The general tq_conv_weight_rows computes the
+ * same bits; this one skips its per-tap bookkeeping (about 10% fewer
+ * instructions on the 1x1 layers that dominate training). Arguments are
+ * checked by the caller. */
+void tq_pw_weight_rows(const tq_conv_params *p, float input_scale, const tq_dims *in_d,
+                       const int8_t *input, const tq_dims *out_d, const float *grad_out,
+                       const uint8_t *mask, int32_t oc0, int32_t n_oc, float *rows,
+                       float *grad_b);
+
+/* Weight-gradient rows of output channels oc0 .. oc0 + n_oc - 1
+ * (1 <= n_oc <= TQ_PW_ROWS) of a conv with a k_h x k_w window (stride,
+ * padding, dilation from p; a 1x1 conv is k_h = k_w = 1):
+ * rows[r * k_h*k_w*n_sel + (ky*k_w + kx)*n_sel + j] = input_scale * sum over
+ * output pixels p (in order) of g[p, oc0 + r] * (x[q(p, ky, kx), j] +
+ * input_offset) over the windows whose tap (ky, kx) is inside the input, and
+ * grad_b[r] = sum of the masked g[p, oc0 + r], where input is [N, H, W,
+ * n_sel] (the saved channels, in_d->c = n_sel). Arguments are checked by
+ * the caller. */
+void tq_conv_weight_rows(const tq_conv_params *p, float input_scale, const tq_dims *in_d,
+                         const int8_t *input, const tq_dims *out_d, const float *grad_out,
+                         const uint8_t *mask, int32_t k_h, int32_t k_w, int32_t oc0,
+                         int32_t n_oc, float *rows, float *grad_b);
+
+/* grad_in [N, H, W, C_in] <- input gradient of a dense conv (any window,
+ * stride, padding, dilation): the documented order, (oy, ox, oc, ky, kx)
+ * per element. Arguments are checked by the caller. */
+void tq_conv_backward_input_blocked(const tq_conv_params *p, const float *w_scale,
+                                    const tq_dims *out_d, const float *grad_out,
+                                    const uint8_t *mask, const tq_dims *f_d,
+                                    const int8_t *filter, const tq_dims *in_d, float *grad_in);
+
+#endif /* TINYQT_PW_BACKWARD_H */
