@@ -72,23 +72,29 @@ def _footprint(parent, child, delta, align):
     return hi - lo
 
 
-def lower_bound(buffers: Sequence[Buffer], align=4, anchors=None):
-    """max over ops of the aligned bytes live at that op (an anchored pair
-    live together counts its footprint)."""
+def live_bytes(buffers: Sequence[Buffer], align=4, anchors=None):
+    """{op: aligned bytes live at that op} for every op where a buffer starts
+    or ends (an anchored pair live together counts its footprint)."""
     by_name = {b.name: b for b in buffers}
     events = {}
     for b in buffers:
         events.setdefault(b.first, 0)
         events.setdefault(b.last, 0)
-    best = 0
+    out = {}
     for t in events:
         live = sum(_align(b.size, align) for b in buffers if b.first <= t <= b.last)
         for child, (parent, delta) in (anchors or {}).items():
             c, p = by_name[child], by_name[parent]
             if c.first <= t <= c.last and p.first <= t <= p.last:
                 live -= _align(c.size, align) + _align(p.size, align) - _footprint(p, c, delta, align)
-        best = max(best, live)
-    return best
+        out[t] = live
+    return out
+
+
+def lower_bound(buffers: Sequence[Buffer], align=4, anchors=None):
+    """max over ops of the aligned bytes live at that op (an anchored pair
+    live together counts its footprint)."""
+    return max(live_bytes(buffers, align, anchors).values(), default=0)
 
 
 def _place_in_order(order, align, anchors=None):

@@ -143,7 +143,11 @@ def block_backward_layers(model, block, masks=(None, None, None), biases=(None, 
 # Bytes of the two fp32 tile buffers (expanded gradient before and after the
 # depthwise) a tile may take; the widest tile of 16, 8 or 4 channels that
 # fits is used (4 at least: the 1x1 micro-kernels work on four channels).
+# The compiler then widens tiles where the plan has room (compiler/plan.py).
 BACKWARD_TILE_BYTES = 8192
+# Tile widths the compiler tries when widening: wider tiles rescale the
+# projection's gradient fewer times.
+BACKWARD_TILES = (128, 64, 32, 16, 8, 4)
 
 
 def block_backward_tile(model, block):
@@ -154,9 +158,10 @@ def block_backward_tile(model, block):
     return next((n for n in (16, 8) if n * per_channel <= BACKWARD_TILE_BYTES), 4)
 
 
-def block_backward_scratch_bytes(model, block, n_sel):
+def block_backward_scratch_bytes(model, block, n_sel, tile=None):
     """Scratch of the block's streamed backward (the C size query) when pw1
-    trains its first n_sel input channels (0: pw1's weights frozen)."""
+    trains its first n_sel input channels (0: pw1's weights frozen), with
+    tile expanded channels per tile (None: block_backward_tile)."""
     from ..backward import bottleneck_spec
     layers = block_backward_layers(model, block)
     c_mid = block.pw1.weight.shape[0]
@@ -164,7 +169,7 @@ def block_backward_scratch_bytes(model, block, n_sel):
     w = np.zeros((c_mid, 1, 1, n_sel), np.int8) if n_sel else None
     saved = np.zeros(tuple(x[:3]) + (n_sel,), np.int8) if n_sel else None
     return bottleneck_spec(*layers, x, None, pw1_weights=w, pw1_saved=saved,
-                           tile=block_backward_tile(model, block))[1]
+                           tile=tile or block_backward_tile(model, block))[1]
 
 
 # ---- a row-streamed block writing its output over its dying input --------------

@@ -11,9 +11,9 @@ from dataclasses import dataclass
 from typing import Dict, Optional
 
 from ..errors import TinyQTError
-from ..planner import Buffer, MemoryPlan, lower_bound, plan_first_fit_by_lifetime, plan_greedy, verify
+from ..planner import Buffer, MemoryPlan, live_bytes, lower_bound, plan_first_fit_by_lifetime, plan_greedy, verify
 from ..schemes import parse_scheme
-from .fusion import output_over_input
+from .fusion import BACKWARD_TILES, block_backward_scratch_bytes, output_over_input
 from .training_graph import KINDS, build_training_graph, update_steps
 
 ALIGN = 8
@@ -108,6 +108,40 @@ def _streamed_overlaps(model, graph):
     return anchors
 
 
+def _place(model, graph):
+    """(buffers, anchors, verified memory plan) of a training graph."""
+    buffers = [Buffer(s.name, s.nbytes, s.first, s.last) for s in graph.tensors.values() if s.first >= 0]
+    anchors = _streamed_overlaps(model, graph)
+    memory = plan_greedy(buffers, align=ALIGN, anchors=anchors)
+    verify(buffers, memory, align=ALIGN, anchors=anchors)
+    return buffers, anchors, memory
+
+
+def _wider_tiles(model, graph, buffers, anchors):
+    """{block: tile} widening the streamed block backwards' tiles as far as
+    their step has room below the plan's lower bound (each scratch lives at
+    its own step only, so the bound does not move): fewer, wider tiles
+    spend fewer instructions rescaling gradients."""
+    live = live_bytes(buffers, ALIGN, anchors)
+    bound = max(live.values(), default=0)
+    tiles = {}
+    for k, s in enumerate(graph.steps):
+        if s.kind != "backward_block":
+            continue
+        blk, have = s.attrs["block"], graph.tensors[s.scratch].nbytes
+        c_mid = blk.dw.weight.shape[3]
+        for tile in BACKWARD_TILES:
+            if tile <= s.attrs["tile"]:
+                break
+            if tile > c_mid and tile // 2 >= c_mid:
+                continue  # no wider than the channels need
+            extra = block_backward_scratch_bytes(model, blk, s.attrs["n_sel"], tile) - have
+            if live[k] + extra <= bound:
+                tiles[blk.name] = tile
+                break
+    return tiles
+
+
 def _flash_bytes(model, graph):
     """Frozen int8 weights, int32 biases and per-channel requantization
     (multiplier + shift) of every conv, plus the head's fp32 initial values."""
@@ -145,10 +179,15 @@ def compile(model, scheme, sram=None, flash=None, num_classes=None, momentum=0.0
                                  master_copy=(rounding == "master"), fuse=fuse,
                                  split_weights=split_weights, accumulate=accumulate,
                                  fuse_backward=fuse_backward)
-    buffers = [Buffer(s.name, s.nbytes, s.first, s.last) for s in graph.tensors.values() if s.first >= 0]
-    anchors = _streamed_overlaps(model, graph)
-    memory = plan_greedy(buffers, align=ALIGN, anchors=anchors)
-    verify(buffers, memory, align=ALIGN, anchors=anchors)
+    buffers, anchors, memory = _place(model, graph)
+    tiles = _wider_tiles(model, graph, buffers, anchors)
+    if tiles:  # the same plan with wider tiles where they fit under the lower bound, if it packs as well
+        wide = build_training_graph(model, scheme, num_classes=num_classes, momentum=bool(momentum),
+                                    master_copy=(rounding == "master"), fuse=fuse, split_weights=split_weights,
+                                    accumulate=accumulate, fuse_backward=fuse_backward, block_tiles=tiles)
+        placed = _place(model, wide)
+        if placed[2].peak <= memory.peak:
+            graph, (buffers, anchors, memory) = wide, placed
     plan = Plan(model.name, scheme.name, graph.steps, graph.tensors, memory, _flash_bytes(model, graph),
                 _trainable_params(graph), parse_bytes(sram) if sram is not None else None,
                 parse_bytes(flash) if flash is not None else None, graph,

@@ -104,7 +104,7 @@ def _numel(shape):
 
 
 def build_training_graph(model, scheme, num_classes=None, momentum=False, master_copy=False, fuse=True,
-                         split_weights=True, accumulate=False, fuse_backward=True):
+                         split_weights=True, accumulate=False, fuse_backward=True, block_tiles=None):
     """Steps and tensors of one batch-1 training step of model under scheme.
 
     num_classes: the head's class count (default: the model's). The head is
@@ -121,7 +121,8 @@ def build_training_graph(model, scheme, num_classes=None, momentum=False, master
     depthwise and projection weights are frozen runs as one step
     (`backward_block`, tq_bottleneck_backward_f32) streamed over expanded
     channels; its update steps are in the step's attrs["updates"] (see
-    update_steps). Not with accumulate."""
+    update_steps). Not with accumulate. block_tiles: {block name: expanded
+    channels per tile} overriding block_backward_tile."""
     convs = body_convs(model)
     head = classifier_op(model)
     pool = _pool_op(model, head)
@@ -315,8 +316,11 @@ def build_training_graph(model, scheme, num_classes=None, momentum=False, master
                               writes=trained_t + ([gx] if gx else []),
                               attrs={"block": blk, "tile": block_backward_tile(model, blk), "updates": updates,
                                      "n_sel": n_sel, "grad_in": gx}))
+                if blk.name in (block_tiles or {}):
+                    s.attrs["tile"] = block_tiles[blk.name]
                 s.scratch = tensor(f"scratch:backward:{blk.name}",
-                                   (block_backward_scratch_bytes(model, blk, n_sel),), "uint8", "scratch")
+                                   (block_backward_scratch_bytes(model, blk, n_sel, s.attrs["tile"]),), "uint8",
+                                   "scratch")
                 if add:
                     accumulate_into(x, gx, blk.pw1.name)
                 elif shortcut is not None and gx is not None:  # s + r: the same bits as r + s
