@@ -53,6 +53,8 @@ def test_plan_json_keys_and_exit_codes(capsys):
     for key in ("peak_sram_bytes", "flash_bytes", "trainable_params", "fits", "live_at_peak"):
         assert key in report
     assert report["fits"] is True and report["live_at_peak"][0]["bytes"] > 0
+    # the first block writes its output over the input image, at a distance the plan reports
+    assert report["output_over_input"]["blocks.0.pointwise2"][0] == "input"
     # over budget: still a report, fits false, exit 1
     assert main(["plan", "--model-file", path, "--scheme", "paper:99kb", "--sram", "64KB", "--json"]) == 1
     assert json.loads(capsys.readouterr().out)["fits"] is False

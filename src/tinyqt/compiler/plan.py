@@ -67,7 +67,8 @@ class Plan:
 
     def live_at_peak(self):
         """[(name, kind, bytes)] of the tensors live where the peak is reached,
-        largest first."""
+        largest first (a streamed block's output placed over its input shares
+        bytes with it: see to_json's output_over_input)."""
         specs = [self.tensors[n] for n in self.memory.live_at_peak]
         return sorted(((s.name, s.kind, s.nbytes) for s in specs), key=lambda r: -r[2])
 
@@ -88,6 +89,10 @@ class Plan:
             "live_at_peak_by_kind": self.bytes_by_kind(),
             "steps": len(self.steps), "memory_strategy": self.memory.strategy,
             "first_fit_peak_bytes": self.first_fit_peak, "lower_bound_bytes": self.lower_bound,
+            # streamed blocks writing their output over their input: {output: [input, byte distance]}
+            # (such a pair may both be live at the peak and share bytes)
+            "output_over_input": {c: [p, d] for c, (p, d) in (self.anchors or {}).items()
+                                  if self.memory.offsets[c] - self.memory.offsets[p] == d},
         }
 
 
