@@ -16,14 +16,17 @@ share bytes. The planner minimizes the arena size (the peak).
 Anchors: a buffer may be anchored to another, {child: (parent, delta)},
 meaning the two may share bytes when the child sits exactly delta bytes
 above the parent (a kernel that writes its output over its dying input in
-a safe order, e.g. a row-streamed block, compiler/fusion.py). The planner
-then tries the pair as one unit, keeps whichever placement is smaller, and
-verify() allows the overlap only at that exact distance.
+a safe order, e.g. a row-streamed block, compiler/fusion.py). The greedy
+orderings then place the pair as one unit (on the paper's plans that never
+packed worse than placing them apart), the first-fit baseline runs both
+ways, and verify() allows the overlap only at that exact distance.
 
 All functions are pure; sizes are rounded up to `align` bytes.
 """
 from dataclasses import dataclass
 from typing import Dict, List, Sequence
+
+import numpy as np
 
 
 @dataclass(frozen=True)
@@ -104,24 +107,42 @@ def _place_in_order(order, align, anchors=None):
     groups = _anchor_groups(order, anchors or {})
     placed = []  # (offset, end, buffer)
     offsets = {}
+    # the placed buffers' lifetimes and spans as arrays: the time-overlap
+    # filter is the planner's inner loop
+    n = len(order)
+    first, last = np.empty(n, np.int64), np.empty(n, np.int64)
+    start, end = np.empty(n, np.int64), np.empty(n, np.int64)
+
+    def put(offset, m):
+        i = len(placed)
+        placed.append((offset, offset + _align(m.size, align), m))
+        first[i], last[i], start[i], end[i] = m.first, m.last, offset, offset + _align(m.size, align)
+
     for b in order:
         if b.name in offsets:
             continue
         if b.name in groups:
-            base = _lowest_base(groups[b.name], placed, align)
+            base = _lowest_base(groups[b.name], len(placed), first, last, start, end, align)
             for m, rel in groups[b.name]:
                 offsets[m.name] = base + rel
-                placed.append((base + rel, base + rel + _align(m.size, align), m))
+                put(base + rel, m)
             continue
         size = _align(b.size, align)
-        busy = sorted((o, e) for o, e, p in placed if p.overlaps(b) and e > o)
+        k = len(placed)
+        hit = (first[:k] <= b.last) & (b.first <= last[:k]) & (end[:k] > start[:k])
         offset = 0
-        for o, e in busy:
-            if offset + size <= o:
-                break
-            offset = max(offset, _align(e, align))
+        if hit.any():
+            # sweep the busy spans by start: the offset before span i is the
+            # highest aligned end of the spans before it; take the first gap
+            o = start[:k][hit]
+            by_start = np.argsort(o, kind="stable")
+            o = o[by_start]
+            e = (end[:k][hit][by_start] + align - 1) // align * align
+            before = np.concatenate(([0], np.maximum.accumulate(e)[:-1]))
+            fits = before + size <= o
+            offset = int(before[np.argmax(fits)]) if fits.any() else max(0, int(e.max()))
         offsets[b.name] = offset
-        placed.append((offset, offset + size, b))
+        put(offset, b)
     return offsets
 
 
@@ -150,14 +171,19 @@ def _anchor_groups(buffers, anchors):
     return groups
 
 
-def _lowest_base(members, placed, align):
+def _lowest_base(members, k, first, last, start, end, align):
     """Lowest base offset at which every (buffer, relative offset) member is
-    clear of the placed buffers it overlaps in time."""
-    def clear(base):
-        return all(not (p.overlaps(m) and o < base + rel + _align(m.size, align) and base + rel < e)
-                   for m, rel in members for o, e, p in placed if e > o)
-    cands = {0} | {max(0, _align(e - rel, align)) for m, rel in members for o, e, p in placed if p.overlaps(m)}
-    return next(base for base in sorted(cands) if clear(base))
+    clear of the k placed buffers (arrays of their lifetimes and spans) it
+    overlaps in time."""
+    busy = [((first[:k] <= m.last) & (m.first <= last[:k]) & (end[:k] > start[:k]), m, rel) for m, rel in members]
+    cands = {0}
+    for hit, m, rel in busy:
+        cands.update(np.maximum(0, (end[:k][hit] - rel + align - 1) // align * align).tolist())
+    for base in sorted(cands):
+        if not any(np.any(hit & (start[:k] < base + rel + _align(m.size, align)) & (base + rel < end[:k]))
+                   for hit, m, rel in busy):
+            return base
+    raise AssertionError("no base offset found")  # unreachable: above every placed buffer is free
 
 
 def _occupied(buffers, offsets, align, t):
@@ -176,14 +202,24 @@ def _occupied(buffers, offsets, align, t):
 def _peak_and_live(buffers, offsets, align):
     peak = max((offsets[b.name] + _align(b.size, align) for b in buffers), default=0)
     live = []
-    # the op at which the highest-ending buffer is live and the most bytes are occupied, and everything live there
+    # the op at which the highest-ending buffer is live and the most bytes are
+    # occupied, and everything live there; occupied <= the plain sum, so the
+    # ops are tried by decreasing sum until no better one can follow
     top = max(buffers, key=lambda b: offsets[b.name] + _align(b.size, align), default=None)
     if top is not None:
+        first = np.array([b.first for b in buffers])
+        last = np.array([b.last for b in buffers])
+        size = np.array([_align(b.size, align) for b in buffers])
+        ops = np.arange(top.first, top.last + 1)
+        sums = ((first[None, :] <= ops[:, None]) & (ops[:, None] <= last[None, :])) @ size
         best_t, best_sum = top.first, -1
-        for t in range(top.first, top.last + 1):
-            s = _occupied(buffers, offsets, align, t)
-            if s > best_sum:
-                best_t, best_sum = t, s
+        for i in np.argsort(-sums, kind="stable"):
+            if sums[i] <= best_sum:
+                break
+            t = int(ops[i])
+            occupied = _occupied(buffers, offsets, align, t)
+            if occupied > best_sum or (occupied == best_sum and t < best_t):
+                best_t, best_sum = t, occupied
         live = sorted((b.name for b in buffers if b.first <= best_t <= b.last),
                       key=lambda n: offsets[n])
     return peak, live
@@ -210,18 +246,22 @@ _ORDERINGS = {
 
 
 def plan_greedy(buffers: Sequence[Buffer], align=4, anchors=None) -> MemoryPlan:
-    """Best of several greedy orderings and the first-fit baseline, each
-    with and without the anchored pairs."""
+    """Best of several greedy orderings (with the anchored pairs as units) and
+    the first-fit baseline (without and with them)."""
     _check(buffers)
-    candidates = []
-    conflict_bytes = {b.name: sum(o.size for o in buffers if o.overlaps(b)) for b in buffers}
-    for anchored in ([None, anchors] if anchors else [None]):
-        candidates.append(plan_first_fit_by_lifetime(buffers, align, anchored))
-        for name, key in _ORDERINGS.items():
-            if key is None:
-                key = lambda b: (-conflict_bytes[b.name], -b.size, b.name)  # noqa: E731
-            order = sorted(buffers, key=key)
-            candidates.append(_finish(buffers, _place_in_order(order, align, anchored), align, name))
+    candidates = [plan_first_fit_by_lifetime(buffers, align)]
+    if anchors:
+        candidates.append(plan_first_fit_by_lifetime(buffers, align, anchors))
+    f = np.array([b.first for b in buffers])
+    la = np.array([b.last for b in buffers])
+    sz = np.array([b.size for b in buffers], np.int64)
+    together = (f[:, None] <= la[None, :]) & (f[None, :] <= la[:, None])
+    conflict_bytes = dict(zip((b.name for b in buffers), (together @ sz).tolist()))
+    for name, key in _ORDERINGS.items():
+        if key is None:
+            key = lambda b: (-conflict_bytes[b.name], -b.size, b.name)  # noqa: E731
+        order = sorted(buffers, key=key)
+        candidates.append(_finish(buffers, _place_in_order(order, align, anchors), align, name))
     return min(candidates, key=lambda p: (p.peak, p.strategy != "greedy-size"))
 
 

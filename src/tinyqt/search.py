@@ -174,8 +174,9 @@ def evolutionary_search(model, bias_gain, weight_gain, sram, flash=None, num_cla
             cache[key] = (float("-inf"), None)
             return cache[key]
         try:
+            # the peak is all the search needs: no second planning pass for wider tiles
             plan = compile(model, Scheme(k, dict(w), name="candidate"), sram=sram, flash=flash,
-                           num_classes=num_classes)
+                           num_classes=num_classes, widen_tiles=False)
         except BudgetExceededError:
             cache[key] = (float("-inf"), None)
             return cache[key]

@@ -165,12 +165,15 @@ def _trainable_params(graph):
 
 
 def compile(model, scheme, sram=None, flash=None, num_classes=None, momentum=0.0, rounding="nearest",
-            fuse=True, split_weights=True, accumulate=False, fuse_backward=True):
+            fuse=True, split_weights=True, accumulate=False, fuse_backward=True, widen_tiles=True):
     """Plan of one batch-1 training step of model (int8 IR) under scheme
     (a Scheme or its spelling, see tinyqt.schemes; fuse: row-streamed frozen
     inverted-bottleneck blocks, see compiler/fusion.py; fuse_backward: the
     backward of blocks with frozen depthwise / projection weights streamed
-    over expanded channels, see training_graph.py; split_weights: only
+    over expanded channels, see training_graph.py; widen_tiles: then widen
+    their tiles where the plan has room (fewer instructions, the same peak or
+    lower; False plans once, faster, for callers that only need the peak);
+    split_weights: only
     the trained slice of a partially trained layer's weights in SRAM; accumulate:
     room for gradient accumulation, see Trainer(accumulate=N)) within sram / flash
     budgets (bytes or strings like '256KB'; None = unbounded). Raises
@@ -185,7 +188,7 @@ def compile(model, scheme, sram=None, flash=None, num_classes=None, momentum=0.0
                                  split_weights=split_weights, accumulate=accumulate,
                                  fuse_backward=fuse_backward)
     buffers, anchors, memory = _place(model, graph)
-    tiles = _wider_tiles(model, graph, buffers, anchors)
+    tiles = _wider_tiles(model, graph, buffers, anchors) if widen_tiles else {}
     if tiles:  # the same plan with wider tiles where they fit under the lower bound, if it packs as well
         wide = build_training_graph(model, scheme, num_classes=num_classes, momentum=bool(momentum),
                                     master_copy=(rounding == "master"), fuse=fuse, split_weights=split_weights,
