@@ -267,7 +267,7 @@ tq_status tq_depthwise_conv_backward_weight_f32(const tq_conv_params *params,
 
 /* Fused weight gradient + update (the paper's in-place update): for each
  * output channel its gradient row is computed into scratch (KH*KW*n_sel
- * fp32; depthwise and 1x1: up to four such rows) and immediately applied to filter (only the selected
+ * fp32; up to four such rows at once) and immediately applied to filter (only the selected
  * input channels) and to bias[c] (if bias != NULL) with the optimizer; no
  * weight-gradient buffer exists. The result (weights, biases, optimizer
  * state, PRNG state) is bit-identical to the gradient kernel followed by
@@ -299,8 +299,8 @@ tq_status tq_conv_1x1_backward_weight_update(const tq_conv_params *params, float
                                              const tq_sgd_params *opt,
                                              const tq_sgd_state *state,
                                              void *scratch, int32_t scratch_size);
-/* The 1x1 kernel computes up to four channels' rows at once: its scratch is
- * min(C_out, 4) * n_sel fp32. */
+/* The conv and 1x1 kernels compute up to four channels' rows at once: their
+ * scratch is min(C_out, 4) * KH*KW*n_sel fp32 (the 1x1 query gives the same). */
 int32_t tq_conv_1x1_backward_weight_update_get_buffer_size(const tq_dims *filter_dims,
                                                            int32_t n_sel);
 int32_t tq_depthwise_conv_backward_weight_update_get_buffer_size(const tq_dims *filter_dims);
