@@ -189,13 +189,21 @@ def compile(model, scheme, sram=None, flash=None, num_classes=None, momentum=0.0
                                  fuse_backward=fuse_backward)
     buffers, anchors, memory = _place(model, graph)
     tiles = _wider_tiles(model, graph, buffers, anchors) if widen_tiles else {}
-    if tiles:  # the same plan with wider tiles where they fit under the lower bound, if it packs as well
+    # the same plan with wider tiles where they fit under the lower bound, if it
+    # packs as well: all blocks at once, else block by block
+    trials = [tiles] + ([{b: t} for b, t in tiles.items()] if len(tiles) > 1 else []) if tiles else []
+    accepted = {}
+    for trial in trials:
         wide = build_training_graph(model, scheme, num_classes=num_classes, momentum=bool(momentum),
                                     master_copy=(rounding == "master"), fuse=fuse, split_weights=split_weights,
-                                    accumulate=accumulate, fuse_backward=fuse_backward, block_tiles=tiles)
+                                    accumulate=accumulate, fuse_backward=fuse_backward,
+                                    block_tiles={**accepted, **trial})
         placed = _place(model, wide)
         if placed[2].peak <= memory.peak:
+            accepted.update(trial)
             graph, (buffers, anchors, memory) = wide, placed
+            if trial is tiles:
+                break
     plan = Plan(model.name, scheme.name, graph.steps, graph.tensors, memory, _flash_bytes(model, graph),
                 _trainable_params(graph), parse_bytes(sram) if sram is not None else None,
                 parse_bytes(flash) if flash is not None else None, graph,
