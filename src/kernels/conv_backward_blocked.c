@@ -188,18 +188,59 @@ static void tq_wrow_4x1(const float *gt, const int8_t *const *xp, int32_t npx, i
     *r3 = a3;
 }
 
+/* Output pixel q's gradients of the four rows (mask ? g : 0; fewer than
+ * four channels repeat the last) into gt[0..3], summed into gb. */
+static void tq_rows_gather(const float *grad_out, const uint8_t *mask, int32_t q, int32_t out_c,
+                           int32_t oc0, int32_t n_oc, float *gt, float *gb)
+{
+    int32_t r;
+    for (r = 0; r < TQ_PW_ROWS; r++) {
+        const int32_t o = q * out_c + oc0 + tq_min_i32(r, n_oc - 1);
+        const float g = tq_mask_pass(mask, o) ? grad_out[o] : 0.0f;
+        gt[r] = g;
+        gb[r] += g;
+    }
+}
+
+/* All n_sel saved channels of the four rows rp[0..3] over the npx pixels
+ * (gradients gt, inputs xp), from 0 (first) or the stored partial sums. */
+static void tq_rows_add(const float *gt, const int8_t *const *xp, int32_t npx, int32_t n_sel,
+                        int32_t off, float *const *rp, int first)
+{
+    int32_t j;
+    for (j = 0; j + 4 <= n_sel; j += 4) {
+        tq_wrow_4x4(gt, xp, npx, j, off, rp[0] + j, rp[1] + j, rp[2] + j, rp[3] + j, first);
+    }
+    for (; j < n_sel; j++) {
+        tq_wrow_4x1(gt, xp, npx, j, off, rp[0] + j, rp[1] + j, rp[2] + j, rp[3] + j, first);
+    }
+}
+
+/* rows *= input_scale (n_oc rows of row_len), grad_b <- gb. */
+static void tq_rows_finish(float *rows, int32_t n_oc, int32_t row_len, float input_scale,
+                           const float *gb, float *grad_b)
+{
+    int32_t r, i;
+    for (r = 0; r < n_oc; r++) {
+        for (i = 0; i < row_len; i++) {
+            rows[(size_t)r * row_len + i] *= input_scale;
+        }
+        grad_b[r] = gb[r];
+    }
+}
+
 void tq_pw_weight_rows(const tq_conv_params *p, float input_scale, const tq_dims *in_d,
                        const int8_t *input, const tq_dims *out_d, const float *grad_out,
                        const uint8_t *mask, int32_t oc0, int32_t n_oc, float *rows,
                        float *grad_b)
 {
-    const int32_t out_c = out_d->c, n_sel = in_d->c, off = p->input_offset;
+    const int32_t n_sel = in_d->c;
     const int32_t pixels = out_d->n * out_d->h * out_d->w;
     float gt[TQ_PW_PT * TQ_PW_ROWS];
     const int8_t *xp[TQ_PW_PT];
     float gb[TQ_PW_ROWS] = {0.0f, 0.0f, 0.0f, 0.0f};
     float *rp[TQ_PW_ROWS];
-    int32_t r, t, j, p0, i;
+    int32_t r, t, p0;
     /* fewer than four channels: the last one is computed again */
     for (r = 0; r < TQ_PW_ROWS; r++) {
         rp[r] = rows + (size_t)tq_min_i32(r, n_oc - 1) * n_sel;
@@ -208,26 +249,11 @@ void tq_pw_weight_rows(const tq_conv_params *p, float input_scale, const tq_dims
         const int32_t npx = tq_min_i32(pixels - p0, TQ_PW_PT);
         for (t = 0; t < npx; t++) {
             xp[t] = input + tq_pw_in_pixel(p, out_d, in_d, p0 + t) * (size_t)n_sel;
-            for (r = 0; r < TQ_PW_ROWS; r++) {
-                const int32_t o = (p0 + t) * out_c + oc0 + tq_min_i32(r, n_oc - 1);
-                const float g = tq_mask_pass(mask, o) ? grad_out[o] : 0.0f;
-                gt[t * TQ_PW_ROWS + r] = g;
-                gb[r] += g;
-            }
+            tq_rows_gather(grad_out, mask, p0 + t, out_d->c, oc0, n_oc, gt + t * TQ_PW_ROWS, gb);
         }
-        for (j = 0; j + 4 <= n_sel; j += 4) {
-            tq_wrow_4x4(gt, xp, npx, j, off, rp[0] + j, rp[1] + j, rp[2] + j, rp[3] + j, p0 == 0);
-        }
-        for (; j < n_sel; j++) {
-            tq_wrow_4x1(gt, xp, npx, j, off, rp[0] + j, rp[1] + j, rp[2] + j, rp[3] + j, p0 == 0);
-        }
+        tq_rows_add(gt, xp, npx, n_sel, p->input_offset, rp, p0 == 0);
     }
-    for (r = 0; r < n_oc; r++) {
-        for (i = 0; i < n_sel; i++) {
-            rows[(size_t)r * n_sel + i] *= input_scale;
-        }
-        grad_b[r] = gb[r];
-    }
+    tq_rows_finish(rows, n_oc, n_sel, input_scale, gb, grad_b);
 }
 
 void tq_conv_weight_rows(const tq_conv_params *p, float input_scale, const tq_dims *in_d,
@@ -235,22 +261,21 @@ void tq_conv_weight_rows(const tq_conv_params *p, float input_scale, const tq_di
                          const uint8_t *mask, int32_t k_h, int32_t k_w, int32_t oc0,
                          int32_t n_oc, float *rows, float *grad_b)
 {
-    const int32_t out_c = out_d->c, n_sel = in_d->c, off = p->input_offset;
+    const int32_t n_sel = in_d->c;
     const int32_t pixels = out_d->n * out_d->h * out_d->w, per_image = out_d->h * out_d->w;
     const int32_t row_len = k_h * k_w * n_sel;
     float gt[TQ_PW_PT * TQ_PW_ROWS], gc[TQ_PW_PT * TQ_PW_ROWS];
     const int8_t *xp[TQ_PW_PT];
-    int32_t iy0[TQ_PW_PT], ix0[TQ_PW_PT], img[TQ_PW_PT];
+    int32_t iy0[TQ_PW_PT], ix0[TQ_PW_PT], img[TQ_PW_PT], kept[TQ_PW_PT];
     float gb[TQ_PW_ROWS] = {0.0f, 0.0f, 0.0f, 0.0f};
     float *rp[TQ_PW_ROWS];
-    int32_t r, t, j, p0, i, ky, kx;
+    int32_t r, t, p0, ky, kx;
     for (p0 = 0; p0 < pixels; p0 += TQ_PW_PT) {
         const int32_t npx = tq_min_i32(pixels - p0, TQ_PW_PT);
         /* the tile's first pixel; the others follow in row-major order */
         int32_t b = p0 / per_image, oy = (p0 - b * per_image) / out_d->w;
         int32_t ox = p0 - b * per_image - oy * out_d->w;
         for (t = 0; t < npx; t++) {
-            const int32_t q = p0 + t;
             img[t] = b;
             iy0[t] = oy * p->stride_h - p->pad_top;
             ix0[t] = ox * p->stride_w - p->pad_left;
@@ -261,13 +286,7 @@ void tq_conv_weight_rows(const tq_conv_params *p, float input_scale, const tq_di
                     b++;
                 }
             }
-            for (r = 0; r < TQ_PW_ROWS; r++) {
-                /* fewer than four channels: the last one is computed again */
-                const int32_t o = q * out_c + oc0 + tq_min_i32(r, n_oc - 1);
-                const float g = tq_mask_pass(mask, o) ? grad_out[o] : 0.0f;
-                gt[t * TQ_PW_ROWS + r] = g;
-                gb[r] += g;
-            }
+            tq_rows_gather(grad_out, mask, p0 + t, out_d->c, oc0, n_oc, gt + t * TQ_PW_ROWS, gb);
         }
         for (ky = 0; ky < k_h; ky++) {
             for (kx = 0; kx < k_w; kx++) {
@@ -278,39 +297,24 @@ void tq_conv_weight_rows(const tq_conv_params *p, float input_scale, const tq_di
                 for (t = 0; t < npx; t++) {
                     const int32_t iy = iy0[t] + ky * p->dilation_h, ix = ix0[t] + kx * p->dilation_w;
                     if (iy >= 0 && iy < in_d->h && ix >= 0 && ix < in_d->w) {
+                        kept[n] = t;
                         xp[n++] = input + (((size_t)img[t] * in_d->h + iy) * in_d->w + ix) * n_sel;
                     }
                 }
                 if (n < npx) { /* some windows miss this tap: their gradients, compacted */
-                    int32_t m = 0;
-                    for (t = 0; t < npx; t++) {
-                        const int32_t iy = iy0[t] + ky * p->dilation_h, ix = ix0[t] + kx * p->dilation_w;
-                        if (iy >= 0 && iy < in_d->h && ix >= 0 && ix < in_d->w) {
-                            memcpy(gc + m++ * TQ_PW_ROWS, gt + t * TQ_PW_ROWS, sizeof(float) * TQ_PW_ROWS);
-                        }
+                    for (t = 0; t < n; t++) {
+                        memcpy(gc + t * TQ_PW_ROWS, gt + kept[t] * TQ_PW_ROWS, sizeof(float) * TQ_PW_ROWS);
                     }
                     g = gc;
                 }
                 for (r = 0; r < TQ_PW_ROWS; r++) {
                     rp[r] = rows + (size_t)tq_min_i32(r, n_oc - 1) * row_len + tap;
                 }
-                for (j = 0; j + 4 <= n_sel; j += 4) {
-                    tq_wrow_4x4(g, xp, n, j, off, rp[0] + j, rp[1] + j, rp[2] + j, rp[3] + j,
-                                p0 == 0);
-                }
-                for (; j < n_sel; j++) {
-                    tq_wrow_4x1(g, xp, n, j, off, rp[0] + j, rp[1] + j, rp[2] + j, rp[3] + j,
-                                p0 == 0);
-                }
+                tq_rows_add(g, xp, n, n_sel, p->input_offset, rp, p0 == 0);
             }
         }
     }
-    for (r = 0; r < n_oc; r++) {
-        for (i = 0; i < row_len; i++) {
-            rows[(size_t)r * row_len + i] *= input_scale;
-        }
-        grad_b[r] = gb[r];
-    }
+    tq_rows_finish(rows, n_oc, row_len, input_scale, gb, grad_b);
 }
 
 /* ---- dense input gradient ---------------------------------------------------- */
