@@ -235,9 +235,8 @@ class _Emitter:
                           f".state = {states.get(op.name, 'NULL')}}}")
         n_sel = s.attrs["n_sel"]
         if n_sel:
-            saved = next(u.reads[2] for u in s.attrs["updates"] if u.kind == "update")
             fields += [f".pw1_weights = {self.ptr(f'weights:{blk.pw1.name}', 'int8_t')}", f".pw1_n_sel = {n_sel}",
-                       f".pw1_saved = {self.ptr(saved, 'int8_t')}"]
+                       f".pw1_saved = {self.ptr(s.attrs['saved'], 'int8_t')}"]
         fields += [f".input_dims = {_dims(t[blk.input].shape)}", f".mid_dims = {_dims(t[blk.dw.inputs[0]].shape)}",
                    f".output_dims = {_dims(t[blk.pw2.output].shape)}", f".tile = {s.attrs['tile']}"]
         key = _ident(blk.name)

@@ -421,8 +421,7 @@ class Runtime:
         blk, v = s.attrs["block"], self.views
         masks = tuple(v[f"mask:{o.name}"] for o in (blk.pw1, blk.dw, blk.pw2))
         biases = tuple(v.get(f"bias:{o.name}") for o in (blk.pw1, blk.dw))
-        n_sel = s.attrs["n_sel"]
-        saved = next((u.reads[2] for u in s.attrs["updates"] if u.kind == "update"), None)
+        n_sel, saved = s.attrs["n_sel"], s.attrs["saved"]
         spec, _ = backward.bottleneck_spec(
             *block_backward_layers(self.model, blk, masks, biases), self.model.tensors[blk.input].shape, self.opt,
             pw1_weights=v[f"weights:{blk.pw1.name}"] if n_sel else None,

@@ -182,11 +182,13 @@ def compile(model, scheme, sram=None, flash=None, num_classes=None, momentum=0.0
     from .training_graph import body_convs
     convs = body_convs(model)
     scheme = parse_scheme(scheme, model.name, len(convs))
-    graph = build_training_graph(model, scheme, num_classes=num_classes,
-                                 momentum=bool(momentum),
-                                 master_copy=(rounding == "master"), fuse=fuse,
-                                 split_weights=split_weights, accumulate=accumulate,
-                                 fuse_backward=fuse_backward)
+
+    def build(block_tiles=None):
+        return build_training_graph(model, scheme, num_classes=num_classes, momentum=bool(momentum),
+                                    master_copy=(rounding == "master"), fuse=fuse, split_weights=split_weights,
+                                    accumulate=accumulate, fuse_backward=fuse_backward, block_tiles=block_tiles)
+
+    graph = build()
     buffers, anchors, memory = _place(model, graph)
     tiles = _wider_tiles(model, graph, buffers, anchors) if widen_tiles else {}
     # the same plan with wider tiles where they fit under the lower bound, if it
@@ -194,10 +196,7 @@ def compile(model, scheme, sram=None, flash=None, num_classes=None, momentum=0.0
     trials = [tiles] + ([{b: t} for b, t in tiles.items()] if len(tiles) > 1 else []) if tiles else []
     accepted = {}
     for trial in trials:
-        wide = build_training_graph(model, scheme, num_classes=num_classes, momentum=bool(momentum),
-                                    master_copy=(rounding == "master"), fuse=fuse, split_weights=split_weights,
-                                    accumulate=accumulate, fuse_backward=fuse_backward,
-                                    block_tiles={**accepted, **trial})
+        wide = build({**accepted, **trial})
         placed = _place(model, wide)
         if placed[2].peak <= memory.peak:
             accepted.update(trial)

@@ -315,7 +315,7 @@ def build_training_graph(model, scheme, num_classes=None, momentum=False, master
                               reads=[g] + [f"mask:{o.name}" for o in (blk.pw1, blk.dw, op)] + saved + trained_t,
                               writes=trained_t + ([gx] if gx else []),
                               attrs={"block": blk, "tile": block_backward_tile(model, blk), "updates": updates,
-                                     "n_sel": n_sel, "grad_in": gx}))
+                                     "n_sel": n_sel, "saved": saved[0] if saved else None, "grad_in": gx}))
                 if blk.name in (block_tiles or {}):
                     s.attrs["tile"] = block_tiles[blk.name]
                 s.scratch = tensor(f"scratch:backward:{blk.name}",
