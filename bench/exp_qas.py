@@ -11,11 +11,16 @@ as mean and spread over those seeds. Runs go to a pool of processes.
 Writes bench/results/qas_MODEL.json and .png.
 
     python bench/exp_qas.py [--model mbv2-w0.35|demo] [--train 1000] [--seeds 3] [--workers 2] [--with-master]
-                            [--head-lr 0.01]
+                            [--head-lr 0.01] [--reuse]
 
 --head-lr gives the fp32 head its own learning rate in every method (the
 grids then tune the body's, one third lower); results go to
 qas_MODEL_head<lr>.json.
+
+--reuse takes the runs already in that JSON file (same model, scheme, data
+sizes, epochs and head lr; every run is deterministic given its seed) and
+trains only the (method, momentum, lr, seed) jobs it lacks, e.g. after a
+grid was extended or --with-master added.
 """
 import argparse
 import json
@@ -27,12 +32,13 @@ import numpy as np
 from exp_common import FloatRun, add_data_args, load_experiment, load_model, plot_path, pyplot, save, train_int8
 
 GRIDS = {
-    "float": [0.0003, 0.001, 0.003, 0.01, 0.03],
-    "int8-qas": [0.0003, 0.001, 0.003, 0.01, 0.03],
+    # 0.0001: with --head-lr and momentum, float's best body lr sat at the grid's low edge
+    "float": [0.0001, 0.0003, 0.001, 0.003, 0.01, 0.03],
+    "int8-qas": [0.0001, 0.0003, 0.001, 0.003, 0.01, 0.03],
     # without QAS the integer-domain gradients are orders of magnitude off; a wide grid is the fair chance
     "int8-noqas": [0.0003, 0.003, 0.03, 0.3, 3.0],
     # --with-master: QAS with an fp32 master copy of the trained weights instead of round-to-nearest
-    "int8-qas-master": [0.0003, 0.001, 0.003, 0.01, 0.03],
+    "int8-qas-master": [0.0001, 0.0003, 0.001, 0.003, 0.01, 0.03],
 }
 METHODS = ("float", "int8-noqas", "int8-qas")
 HEAD_LR_GRID_SCALE = 1 / 3  # with --head-lr the body no longer has to carry the head's step
@@ -79,6 +85,26 @@ def _paired(runs, grid, seeds, methods):
     return out
 
 
+SETTINGS = ("model", "scheme", "head_lr", "train", "val", "test", "epochs")
+
+
+def _previous_runs(name, args):
+    """{job: (val, test)} from an earlier results file with the same settings, else {}."""
+    import os
+
+    from exp_common import RESULTS
+    path = os.path.join(RESULTS, name + ".json")
+    if not os.path.exists(path):
+        return {}
+    with open(path) as f:
+        old = json.load(f)
+    keys = {"train": "train_images", "val": "val_images", "test": "test_images"}
+    if any(old.get(keys.get(k, k)) != getattr(args, k) for k in SETTINGS):
+        raise SystemExit(f"--reuse: {path} was made with other settings")
+    return {(r["method"], r["momentum"], float(np.float32(r["lr"])), r["seed"]): (r["val_accuracy"], r["test_accuracy"])
+            for r in old["runs"]}
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_data_args(ap)
@@ -90,6 +116,7 @@ def main(argv=None):
                     help="also int8 QAS with an fp32 master copy (rounding='master')")
     ap.add_argument("--head-lr", type=float, default=None,
                     help="the fp32 head's own learning rate (default: the body's)")
+    ap.add_argument("--reuse", action="store_true", help="keep the runs of an earlier results file, train the rest")
     args = ap.parse_args(argv)
     methods = METHODS + (("int8-qas-master",) if args.with_master else ())
     configs = [(m, mom) for m in methods for mom in (0.0, 0.9)]
@@ -98,7 +125,10 @@ def main(argv=None):
     grid = {(m, mom): [float(np.float32(lr * scale * (1 - mom))) for lr in GRIDS[m]] for m, mom in configs}
     name = f"qas_{args.model}" + ("" if args.head_lr is None else f"_head{args.head_lr:g}")
     jobs = [(m, mom, lr, seed) for m, mom in configs for lr in grid[(m, mom)] for seed in range(1, args.seeds + 1)]
-    runs = {}
+    runs = _previous_runs(name, args) if args.reuse else {}
+    runs = {j: runs[j] for j in jobs if j in runs}
+    jobs = [j for j in jobs if j not in runs]
+    print(f"{len(runs)} runs reused, {len(jobs)} to train", flush=True)
     with ProcessPoolExecutor(args.workers, initializer=_init, initargs=(args,)) as pool:
         for job, val, test in pool.map(_run, jobs):
             runs[job] = (val, test)
