@@ -3,6 +3,7 @@
 #include "tinyqt/kernels.h"
 #include "tinyqt/requant.h"
 #include "tq_check.h"
+#include "tq_mask.h"
 
 tq_status tq_add_s8(const tq_add_params *params, int32_t size,
                     const int8_t *input1, const int8_t *input2, int8_t *output)
@@ -31,6 +32,9 @@ tq_status tq_add_s8(const tq_add_params *params, int32_t size,
         const int32_t sb = tq_requantize(b, params->input2_multiplier, params->input2_shift);
         output[i] = tq_requantize_s8(sa + sb, params->output_multiplier, params->output_shift,
                                      params->output_offset, params->act_min, params->act_max);
+    }
+    if (params->clamp_mask != NULL && size > 0) {
+        tq_clamp_mask_pack(output, size, params->act_min, params->act_max, params->clamp_mask);
     }
     return TQ_OK;
 }

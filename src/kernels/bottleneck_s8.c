@@ -101,6 +101,10 @@ tq_status tq_bottleneck_s8(const tq_bottleneck_params *p, const tq_dims *input_d
         p->dw_params.dilation_h != 1 || p->dw_filter_dims.c != (p->has_expand ? p->pw1_filter_dims.n : input_dims->c)) {
         return TQ_ERR_SHAPE;
     }
+    if (p->pw1_params.clamp_mask != NULL || p->dw_params.clamp_mask != NULL ||
+        p->pw2_params.clamp_mask != NULL || p->add_params.clamp_mask != NULL) {
+        return TQ_ERR_PARAM; /* a streamed block's tensors never exist whole: no clamp masks */
+    }
     mid = p->dw_filter_dims.c;
     tq_mid_hw(p, input_dims, &h, &mid_w);
     need = tq_bottleneck_parts(p, input_dims, &band_b, &dw_row_b, &pw2_row_b, &conv_b);

@@ -7,6 +7,7 @@
 #include "tinyqt/kernels.h"
 #include "tinyqt/requant.h"
 #include "tq_check.h"
+#include "tq_mask.h"
 #include "tq_mve.h"
 #include "tq_simd.h"
 #include "tq_x86.h"
@@ -171,12 +172,11 @@ static void tq_conv_1x1_s8_dsp(const tq_conv_params *p, const tq_channel_quant *
 }
 #endif
 
-tq_status tq_conv_1x1_s8(const tq_conv_params *params, const tq_channel_quant *quant,
-                         const tq_dims *input_dims, const int8_t *input,
-                         const tq_dims *filter_dims, const int8_t *filter,
-                         const int32_t *bias,
-                         const tq_dims *output_dims, int8_t *output,
-                         void *scratch, int32_t scratch_size)
+static tq_status tq_conv_1x1_s8_run(const tq_conv_params *params, const tq_channel_quant *quant,
+                                    const tq_dims *input_dims, const int8_t *input,
+                                    const tq_dims *filter_dims, const int8_t *filter,
+                                    const int32_t *bias, const tq_dims *output_dims,
+                                    int8_t *output, void *scratch, int32_t scratch_size)
 {
     tq_status st = tq_check_conv(TQ_CONV_POINTWISE, params, quant, input_dims, input, filter_dims,
                                  filter, output_dims, output);
@@ -205,6 +205,21 @@ tq_status tq_conv_1x1_s8(const tq_conv_params *params, const tq_channel_quant *q
     tq_conv_1x1_s8_portable(params, quant, input_dims, input, filter, bias, output_dims, output);
 #endif
     return TQ_OK;
+}
+
+tq_status tq_conv_1x1_s8(const tq_conv_params *params, const tq_channel_quant *quant,
+                         const tq_dims *input_dims, const int8_t *input,
+                         const tq_dims *filter_dims, const int8_t *filter,
+                         const int32_t *bias,
+                         const tq_dims *output_dims, int8_t *output,
+                         void *scratch, int32_t scratch_size)
+{
+    const tq_status st = tq_conv_1x1_s8_run(params, quant, input_dims, input, filter_dims, filter,
+                                            bias, output_dims, output, scratch, scratch_size);
+    if (st == TQ_OK) {
+        tq_forward_mask(params, output, tq_dims_count(output_dims));
+    }
+    return st;
 }
 
 /* ---- split weights (a partially trained layer) ------------------------------ */
@@ -249,6 +264,7 @@ tq_status tq_conv_1x1_s8_split(const tq_conv_params *params, const tq_channel_qu
                                void *scratch, int32_t scratch_size)
 {
     int32_t rows_b, out_b, need, oc0, r, px;
+    tq_conv_params chunk_params; /* the caller's, without the mask: chunks are not the output */
     const int32_t in_c = filter_dims != NULL ? filter_dims->c : 0;
     const int32_t out_c = filter_dims != NULL ? filter_dims->n : 0;
     int32_t pixels;
@@ -269,6 +285,8 @@ tq_status tq_conv_1x1_s8_split(const tq_conv_params *params, const tq_channel_qu
         return need == 0 ? TQ_ERR_SHAPE : st;
     }
     pixels = output_dims->n * output_dims->h * output_dims->w;
+    chunk_params = *params;
+    chunk_params.clamp_mask = NULL;
     for (oc0 = 0; oc0 < out_c; oc0 += TQ_SPLIT_ROWS) {
         const int32_t n = out_c - oc0 < TQ_SPLIT_ROWS ? out_c - oc0 : TQ_SPLIT_ROWS;
         int8_t *rows = (int8_t *)scratch;
@@ -281,8 +299,9 @@ tq_status tq_conv_1x1_s8_split(const tq_conv_params *params, const tq_channel_qu
             memcpy(rows + (size_t)r * in_c + n_sel, filter + (size_t)(oc0 + r) * in_c + n_sel,
                    (size_t)(in_c - n_sel));
         }
-        st = tq_conv_1x1_s8(params, &q, input_dims, input, &chunk, rows, bias != NULL ? bias + oc0 : NULL,
-                            &chunk_out, out, out + out_b, need - rows_b - out_b);
+        st = tq_conv_1x1_s8_run(&chunk_params, &q, input_dims, input, &chunk, rows,
+                                bias != NULL ? bias + oc0 : NULL, &chunk_out, out, out + out_b,
+                                need - rows_b - out_b);
         if (st != TQ_OK) {
             return st;
         }
@@ -290,5 +309,6 @@ tq_status tq_conv_1x1_s8_split(const tq_conv_params *params, const tq_channel_qu
             memcpy(output + (size_t)px * out_c + oc0, out + (size_t)px * n, (size_t)n);
         }
     }
+    tq_forward_mask(params, output, pixels * out_c);
     return TQ_OK;
 }

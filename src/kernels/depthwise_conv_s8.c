@@ -5,6 +5,7 @@
 #include "tinyqt/kernels.h"
 #include "tinyqt/requant.h"
 #include "tq_check.h"
+#include "tq_mask.h"
 #include "tq_mve.h"
 #include "tq_simd.h"
 #include "tq_x86.h"
@@ -411,12 +412,12 @@ static TQ_AVX2 void tq_depthwise_conv_s8_avx2(const tq_conv_params *p, const tq_
 }
 #endif
 
-tq_status tq_depthwise_conv_s8(const tq_conv_params *params, const tq_channel_quant *quant,
-                               const tq_dims *input_dims, const int8_t *input,
-                               const tq_dims *filter_dims, const int8_t *filter,
-                               const int32_t *bias,
-                               const tq_dims *output_dims, int8_t *output,
-                               void *scratch, int32_t scratch_size)
+static tq_status tq_depthwise_conv_s8_run(const tq_conv_params *params,
+                                          const tq_channel_quant *quant, const tq_dims *input_dims,
+                                          const int8_t *input, const tq_dims *filter_dims,
+                                          const int8_t *filter, const int32_t *bias,
+                                          const tq_dims *output_dims, int8_t *output, void *scratch,
+                                          int32_t scratch_size)
 {
     tq_status st = tq_check_conv(TQ_CONV_DEPTHWISE, params, quant, input_dims, input, filter_dims,
                                  filter, output_dims, output);
@@ -453,4 +454,20 @@ tq_status tq_depthwise_conv_s8(const tq_conv_params *params, const tq_channel_qu
     tq_depthwise_conv_s8_portable(params, quant, input_dims, input, filter_dims, filter, bias,
                                   output_dims, output);
     return TQ_OK;
+}
+
+tq_status tq_depthwise_conv_s8(const tq_conv_params *params, const tq_channel_quant *quant,
+                               const tq_dims *input_dims, const int8_t *input,
+                               const tq_dims *filter_dims, const int8_t *filter,
+                               const int32_t *bias,
+                               const tq_dims *output_dims, int8_t *output,
+                               void *scratch, int32_t scratch_size)
+{
+    const tq_status st = tq_depthwise_conv_s8_run(params, quant, input_dims, input, filter_dims,
+                                                  filter, bias, output_dims, output, scratch,
+                                                  scratch_size);
+    if (st == TQ_OK) {
+        tq_forward_mask(params, output, tq_dims_count(output_dims));
+    }
+    return st;
 }

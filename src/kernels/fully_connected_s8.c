@@ -3,6 +3,7 @@
 #include "tinyqt/kernels.h"
 #include "tinyqt/requant.h"
 #include "tq_check.h"
+#include "tq_mask.h"
 #include "tq_simd.h"
 
 #if TQ_USE_DSP
@@ -39,6 +40,7 @@ tq_status tq_fully_connected_s8(const tq_conv_params *params, const tq_channel_q
                                 const int32_t *bias, int8_t *output)
 {
     int32_t b, o, i;
+    int8_t *const y = output;
     tq_status st;
     if (params == NULL || quant == NULL || quant->multiplier == NULL || quant->shift == NULL ||
         input == NULL || weights == NULL || output == NULL) {
@@ -94,5 +96,6 @@ tq_status tq_fully_connected_s8(const tq_conv_params *params, const tq_channel_q
         }
     }
 #endif
+    tq_forward_mask(params, y, batches * out_features);
     return TQ_OK;
 }

@@ -1,4 +1,4 @@
-/* tinyqt: clamp mask packing, and the backward of AVERAGE_POOL_2D, MEAN over
+/* tinyqt: the backward of AVERAGE_POOL_2D, MEAN over
  * H and W, and ADD. Reference C path; orders in tinyqt/backward.h. */
 #include <string.h>
 
@@ -6,38 +6,6 @@
 #include "tq_check.h"
 #include "tq_sgd.h"
 #include "tq_f32.h" /* fp32 file: the MVE-F build check */
-
-tq_status tq_clamp_mask_s8(const int8_t *y, int32_t count, int32_t act_min, int32_t act_max,
-                           uint8_t *mask)
-{
-    int32_t i;
-    if (y == NULL || mask == NULL) {
-        return TQ_ERR_NULL;
-    }
-    if (count < 1) {
-        return TQ_ERR_SHAPE;
-    }
-    if (act_min < -128 || act_max > 127 || act_min > act_max) {
-        return TQ_ERR_PARAM;
-    }
-    for (i = 0; i + 8 <= count; i += 8) {
-        uint32_t byte = 0;
-        int32_t k;
-        for (k = 0; k < 8; k++) {
-            byte |= (uint32_t)(y[i + k] > act_min && y[i + k] < act_max) << k;
-        }
-        mask[i >> 3] = (uint8_t)byte;
-    }
-    if (i < count) {
-        uint32_t byte = 0;
-        int32_t k;
-        for (k = 0; i + k < count; k++) {
-            byte |= (uint32_t)(y[i + k] > act_min && y[i + k] < act_max) << k;
-        }
-        mask[i >> 3] = (uint8_t)byte;
-    }
-    return TQ_OK;
-}
 
 tq_status tq_avgpool_backward_f32(const tq_conv_params *params, int32_t filter_h,
                                   int32_t filter_w, const tq_dims *output_dims,

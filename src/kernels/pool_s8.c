@@ -3,12 +3,14 @@
 #include "tinyqt/kernels.h"
 #include "tinyqt/requant.h"
 #include "tq_check.h"
+#include "tq_mask.h"
 
 tq_status tq_avgpool_s8(const tq_conv_params *params, int32_t filter_h, int32_t filter_w,
                         const tq_dims *input_dims, const int8_t *input,
                         const tq_dims *output_dims, int8_t *output)
 {
     int32_t b, oy, ox, c, ky, kx;
+    int8_t *const y = output;
     tq_status st;
     if (params == NULL || input == NULL || output == NULL) {
         return TQ_ERR_NULL;
@@ -55,6 +57,7 @@ tq_status tq_avgpool_s8(const tq_conv_params *params, int32_t filter_h, int32_t 
             }
         }
     }
+    tq_forward_mask(params, y, tq_dims_count(output_dims));
     return TQ_OK;
 }
 

@@ -78,12 +78,12 @@
 extern "C" {
 #endif
 
-/* Bytes of a packed clamp mask for count elements. */
-#define TQ_MASK_BYTES(count) (((count) + 7) / 8)
-
 /* ===================== clamp mask ======================================== */
 
 /* mask[TQ_MASK_BYTES(count)] <- bit i = (act_min < y[i] < act_max).
+ * The forward kernels write the same bits themselves when given
+ * tq_conv_params.clamp_mask (tq_add_params.clamp_mask); this is the pass
+ * for an output that already exists.
  * y: forward int8 output (count >= 1 elements). -128 <= act_min <= act_max
  * <= 127. Errors: NULL, SHAPE (count < 1), PARAM (clamp range). */
 tq_status tq_clamp_mask_s8(const int8_t *y, int32_t count, int32_t act_min, int32_t act_max,

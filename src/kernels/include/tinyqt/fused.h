@@ -53,7 +53,10 @@ typedef struct {
 int32_t tq_bottleneck_s8_get_buffer_size(const tq_bottleneck_params *params, const tq_dims *input_dims);
 
 /* input [1, H, W, C_in] -> output [1, OH, OW, C_out]; writes nothing past
- * the output; returns the first failing stage's status. */
+ * the output; returns the first failing stage's status. The stages'
+ * clamp_mask fields must be NULL (TQ_ERR_PARAM otherwise): the expanded and
+ * depthwise tensors exist one band at a time, so a block that trains runs
+ * unfused. */
 tq_status tq_bottleneck_s8(const tq_bottleneck_params *params, const tq_dims *input_dims,
                            const int8_t *input, const tq_dims *output_dims, int8_t *output,
                            void *scratch, int32_t scratch_size);

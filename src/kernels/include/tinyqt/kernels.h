@@ -11,6 +11,9 @@
  *    passes a buffer of at least that many bytes (aligned to 4). The query
  *    returns the same number on every compiler and code path (portable C,
  *    ARM DSP, Helium), so a plan made on the host holds on the device;
+ *  - asked through params->clamp_mask, a successful call also writes the
+ *    1-bit clamp mask of its output for the backward (conv, 1x1, split 1x1,
+ *    depthwise, fully connected, average pool, add);
  *  - the portable C path and the ARM DSP path (__ARM_FEATURE_DSP) produce
  *    identical bytes. Defining TQ_FORCE_PORTABLE selects the portable path.
  *    On an x86-64 host with AVX2 (GCC/Clang), the 1x1 and depthwise
@@ -131,6 +134,7 @@ typedef struct {
     int32_t output_multiplier, output_shift;
     int32_t left_shift;
     int32_t act_min, act_max;
+    uint8_t *clamp_mask; /* NULL, or the output's clamp mask (as tq_conv_params.clamp_mask) */
 } tq_add_params;
 tq_status tq_add_s8(const tq_add_params *params, int32_t size,
                     const int8_t *input1, const int8_t *input2, int8_t *output);

@@ -48,7 +48,16 @@ typedef struct {
     int32_t input_offset;           /* -x_zero_point, in [-127, 128] */
     int32_t output_offset;          /* y_zero_point, in [-128, 127] */
     int32_t act_min, act_max;       /* int8 clamp, -128 <= min <= max <= 127 */
+    /* Forward kernels only (backward kernels ignore it): NULL, or
+     * TQ_MASK_BYTES(output elements) bytes that a successful call fills with
+     * the packed clamp mask of its output, bit i = (act_min < y[i] <
+     * act_max) (the layout of backward.h). Zero-initializing the struct
+     * (`= {0}`, designated initializers) leaves it NULL. */
+    uint8_t *clamp_mask;
 } tq_conv_params;
+
+/* Bytes of a packed clamp mask for count elements. */
+#define TQ_MASK_BYTES(count) (((count) + 7) / 8)
 
 /* Per-output-channel requantization: y = clamp(offset + requant(acc)).
  * multiplier is a Q31 value in [2^30, 2^31) (or 0), shift in [-31, 30]
