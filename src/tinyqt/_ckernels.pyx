@@ -15,6 +15,7 @@ cdef extern from "tinyqt/types.h":
     ctypedef struct tq_conv_params:
         int32_t stride_h, stride_w, pad_top, pad_left, dilation_h, dilation_w
         int32_t input_offset, output_offset, act_min, act_max
+        uint8_t *clamp_mask
     ctypedef struct tq_channel_quant:
         const int32_t *multiplier
         const int32_t *shift
@@ -63,6 +64,7 @@ cdef extern from "tinyqt/kernels.h":
         int32_t input1_offset, input2_offset, output_offset
         int32_t input1_multiplier, input1_shift, input2_multiplier, input2_shift
         int32_t output_multiplier, output_shift, left_shift, act_min, act_max
+        uint8_t *clamp_mask
     tq_status tq_add_s8(const tq_add_params *params, int32_t size, const int8_t *input1,
                         const int8_t *input2, int8_t *output) nogil
     ctypedef struct tq_softmax_params:
@@ -93,7 +95,21 @@ cdef inline tq_conv_params _conv_params(tuple p):
     cdef tq_conv_params c
     (c.stride_h, c.stride_w, c.pad_top, c.pad_left, c.dilation_h, c.dilation_w,
      c.input_offset, c.output_offset, c.act_min, c.act_max) = p
+    c.clamp_mask = NULL
     return c
+
+
+cdef uint8_t *_mask_ptr(uint8_t[::1] mask, Py_ssize_t count) except? NULL:
+    """The clamp-mask output buffer (NULL for None), at least (count + 7) / 8 bytes."""
+    if mask is None:
+        return NULL
+    if mask.shape[0] < (count + 7) // 8:
+        raise ValueError(f"mask: {mask.shape[0]} bytes for {count} outputs, {(count + 7) // 8} needed")
+    return &mask[0]
+
+
+cdef inline Py_ssize_t _count(tuple dims):
+    return dims[0] * dims[1] * dims[2] * dims[3]
 
 
 cdef inline const int32_t *_opt_i32(const int32_t[::1] a):
@@ -131,8 +147,8 @@ def conv_1x1_split_buffer_size(tuple input_dims, tuple output_dims, tuple filter
 def conv_1x1_split(tuple params, const int32_t[::1] multiplier, const int32_t[::1] shift,
                    tuple input_dims, const int8_t[::1] x, tuple filter_dims, const int8_t[::1] w,
                    const int8_t[::1] trained, int32_t n_sel, const int32_t[::1] bias,
-                   tuple output_dims, int8_t[::1] y, uint8_t[::1] scratch):
-    """Runs tq_conv_1x1_s8_split on flat arrays."""
+                   tuple output_dims, int8_t[::1] y, uint8_t[::1] scratch, uint8_t[::1] mask=None):
+    """Runs tq_conv_1x1_s8_split on flat arrays (mask: the clamp mask out, or None)."""
     cdef tq_conv_params p = _conv_params(params)
     cdef tq_channel_quant q
     cdef tq_dims di = _dims(input_dims), df = _dims(filter_dims), do = _dims(output_dims)
@@ -142,6 +158,7 @@ def conv_1x1_split(tuple params, const int32_t[::1] multiplier, const int32_t[::
     cdef tq_status st
     q.multiplier = &multiplier[0]
     q.shift = &shift[0]
+    p.clamp_mask = _mask_ptr(mask, _count(output_dims))
     with nogil:
         st = tq_conv_1x1_s8_split(&p, &q, &di, &x[0], &df, &w[0], &trained[0], n_sel, b, &do, &y[0], s, ns)
     return st
@@ -149,8 +166,10 @@ def conv_1x1_split(tuple params, const int32_t[::1] multiplier, const int32_t[::
 
 def conv(str kind, tuple params, const int32_t[::1] multiplier, const int32_t[::1] shift,
          tuple input_dims, const int8_t[::1] x, tuple filter_dims, const int8_t[::1] w,
-         const int32_t[::1] bias, tuple output_dims, int8_t[::1] y, uint8_t[::1] scratch):
-    """Runs tq_conv_s8 / tq_conv_1x1_s8 / tq_depthwise_conv_s8 on flat arrays."""
+         const int32_t[::1] bias, tuple output_dims, int8_t[::1] y, uint8_t[::1] scratch,
+         uint8_t[::1] mask=None):
+    """Runs tq_conv_s8 / tq_conv_1x1_s8 / tq_depthwise_conv_s8 on flat arrays
+    (mask: the clamp mask out, or None)."""
     cdef tq_conv_params p = _conv_params(params)
     cdef tq_channel_quant q
     cdef tq_dims di = _dims(input_dims), df = _dims(filter_dims), do = _dims(output_dims)
@@ -161,6 +180,7 @@ def conv(str kind, tuple params, const int32_t[::1] multiplier, const int32_t[::
     cdef tq_status st
     q.multiplier = &multiplier[0]
     q.shift = &shift[0]
+    p.clamp_mask = _mask_ptr(mask, _count(output_dims))
     with nogil:
         if which == 0:
             st = tq_conv_s8(&p, &q, &di, &x[0], &df, &w[0], b, &do, &y[0], s, ns)
@@ -174,13 +194,14 @@ def conv(str kind, tuple params, const int32_t[::1] multiplier, const int32_t[::
 def fully_connected(tuple params, const int32_t[::1] multiplier, const int32_t[::1] shift,
                     int32_t batches, int32_t in_features, int32_t out_features,
                     const int8_t[::1] x, const int8_t[::1] w, const int32_t[::1] bias,
-                    int8_t[::1] y):
+                    int8_t[::1] y, uint8_t[::1] mask=None):
     cdef tq_conv_params p = _conv_params(params)
     cdef tq_channel_quant q
     cdef const int32_t *b = _opt_i32(bias)
     cdef tq_status st
     q.multiplier = &multiplier[0]
     q.shift = &shift[0]
+    p.clamp_mask = _mask_ptr(mask, <Py_ssize_t>batches * out_features)
     with nogil:
         st = tq_fully_connected_s8(&p, &q, batches, in_features, out_features, &x[0], &w[0], b,
                                    &y[0])
@@ -188,10 +209,11 @@ def fully_connected(tuple params, const int32_t[::1] multiplier, const int32_t[:
 
 
 def avgpool(tuple params, int32_t filter_h, int32_t filter_w, tuple input_dims,
-            const int8_t[::1] x, tuple output_dims, int8_t[::1] y):
+            const int8_t[::1] x, tuple output_dims, int8_t[::1] y, uint8_t[::1] mask=None):
     cdef tq_conv_params p = _conv_params(params)
     cdef tq_dims di = _dims(input_dims), do = _dims(output_dims)
     cdef tq_status st
+    p.clamp_mask = _mask_ptr(mask, _count(output_dims))
     with nogil:
         st = tq_avgpool_s8(&p, filter_h, filter_w, &di, &x[0], &do, &y[0])
     return st
@@ -208,14 +230,15 @@ def mean(tuple params, tuple input_dims, const int8_t[::1] x, int8_t[::1] y):
     return st
 
 
-def add(tuple params, const int8_t[::1] a, const int8_t[::1] b, int8_t[::1] y):
-    """params in the field order of tq_add_params."""
+def add(tuple params, const int8_t[::1] a, const int8_t[::1] b, int8_t[::1] y, uint8_t[::1] mask=None):
+    """params in the field order of tq_add_params (mask: the clamp mask out, or None)."""
     cdef tq_add_params p
     cdef tq_status st
     cdef int32_t n = y.shape[0]
     (p.input1_offset, p.input2_offset, p.output_offset, p.input1_multiplier, p.input1_shift,
      p.input2_multiplier, p.input2_shift, p.output_multiplier, p.output_shift, p.left_shift,
      p.act_min, p.act_max) = params
+    p.clamp_mask = _mask_ptr(mask, n)
     with nogil:
         st = tq_add_s8(&p, n, &a[0], &b[0], &y[0])
     return st

@@ -50,6 +50,13 @@ def _ident(name):
     return "".join(c if c.isalnum() else "_" for c in name)
 
 
+def _conv_params_init(params):
+    """Designated initializer fields of a tq_conv_params (the _stage tuple)."""
+    names = ("stride_h", "stride_w", "pad_top", "pad_left", "dilation_h", "dilation_w", "input_offset",
+             "output_offset", "act_min", "act_max")
+    return ", ".join(f".{n} = {int(v)}" for n, v in zip(names, params))
+
+
 def _dims(shape):
     s = tuple(int(v) for v in shape)
     if len(s) == 2:
@@ -71,6 +78,8 @@ class _Emitter:
         self.consts = []
         self.body = []
         self.emitted = set()
+        self.conv_params = {}   # conv key -> its tq_conv_params field values
+        self.inference = False  # while emitting tq_infer: forward kernels write no clamp masks
 
     def ptr(self, name, ctype):
         return f"(({ctype} *)(tq_arena + {self.plan.memory.offsets[name]}u /* {name} */))"
@@ -89,14 +98,14 @@ class _Emitter:
         if key not in self.emitted:
             self.emitted.add(key)
             params, m, sh, fdims, w, b = _stage(self.model, op)
+            self.conv_params[key] = params
             self.consts.append(_array("int8_t", f"w_{key}", w))
             self.consts.append(_array("int32_t", f"b_{key}", b if b is not None else np.zeros(op.out_channels)))
             self.consts.append(_array("int32_t", f"m_{key}", m))
             self.consts.append(_array("int32_t", f"s_{key}", sh))
             self.consts.append(_array("float", f"ws_{key}", np.asarray(op.w_scales, np.float32)))
-            self.consts.append("static const tq_conv_params p_%s __attribute__((unused)) = {.stride_h = %d, .stride_w = %d, .pad_top = %d, "
-                               ".pad_left = %d, .dilation_h = %d, .dilation_w = %d, .input_offset = %d, "
-                               ".output_offset = %d, .act_min = %d, .act_max = %d};\n" % ((key,) + params))
+            self.consts.append(f"static const tq_conv_params p_{key} __attribute__((unused)) = "
+                               f"{{{_conv_params_init(params)}}};\n")
             self.consts.append(f"static const tq_channel_quant q_{key} __attribute__((unused)) = {{m_{key}, s_{key}}};\n")
             self.consts.append(f"static const tq_dims fd_{key} __attribute__((unused)) = {_dims(fdims)};\n")
         return key
@@ -110,6 +119,21 @@ class _Emitter:
         i = self.profile_index[step]
         self.body.append(f"    TQ_PROF_BEGIN();\n    st = {expr};\n    TQ_PROF_END({i});\n"
                          f"    if (st != TQ_OK) {{ tq_failed_step = \"{what}\"; return st; }}\n")
+
+    def params_ref(self, op, key, values):
+        """&params of a forward call (values: its tq_conv_params / tq_add_params
+        field values). When the training step keeps the op's clamp mask, a
+        second Flash copy whose clamp_mask points at the mask's arena bytes
+        (tq_arena is static: an address constant), so the kernel writes the
+        mask as it finishes; inference keeps the plain one."""
+        mask = f"mask:{op.name}"
+        if mask not in self.plan.tensors or self.inference:
+            return f"&p_{key}"
+        init = _conv_params_init(values) if isinstance(op, Conv2D) else ", ".join(str(int(v)) for v in values)
+        ctype = "tq_conv_params" if isinstance(op, Conv2D) else "tq_add_params"
+        self.const_once(f"pm_{key}", f"static const {ctype} pm_{key} = {{{init}, "
+                                     f".clamp_mask = {self.ptr(mask, 'uint8_t')}}};\n")
+        return f"&pm_{key}"
 
     def weights_ptr(self, op, s, key):
         """The weights step s computes with: the assembled full copy of a
@@ -160,17 +184,19 @@ class _Emitter:
             if split:  # Flash weights + the trained slice in SRAM
                 fn, w = "tq_conv_1x1_s8_split", (f"w_{key}, {self.ptr(split, 'int8_t')}, "
                                                  f"{self.plan.tensors[split].shape[-1]}")
-            self.call(f"{fn}(&p_{key}, &q_{key}, &(tq_dims){_dims(t[x].shape)}, {self.ptr(x, 'int8_t')}, &fd_{key}, "
+            self.call(f"{fn}({self.params_ref(op, key, self.conv_params[key])}, &q_{key}, "
+                      f"&(tq_dims){_dims(t[x].shape)}, "
+                      f"{self.ptr(x, 'int8_t')}, &fd_{key}, "
                       f"{w}, {b}, &(tq_dims){_dims(t[y].shape)}, {self.ptr(y, 'int8_t')}, {scratch[0]}, {scratch[1]})",
                       s.name)
-            lo, hi = quant.activation_range(op.activation, t[y].scale, t[y].zero_point)
         elif isinstance(op, Add):
             a, b, o = (t[n] for n in (*op.inputs, op.output))
             lo, hi = quant.activation_range(op.activation, o.scale, o.zero_point)
             p = quant.add_params(a.scale, a.zero_point, b.scale, b.zero_point, o.scale, o.zero_point, lo, hi)
             key = _ident(op.name)
-            self.const_once(key, "static const tq_add_params p_%s = {%s};\n" % (key, ", ".join(str(int(v)) for v in p)))
-            self.call(f"tq_add_s8(&p_{key}, {int(np.prod(o.shape))}, {self.ptr(op.inputs[0], 'int8_t')}, "
+            self.const_once(key, "static const tq_add_params p_%s = {%s, NULL};\n" % (key, ", ".join(str(int(v)) for v in p)))
+            self.call(f"tq_add_s8({self.params_ref(op, key, p)}, {int(np.prod(o.shape))}, "
+                      f"{self.ptr(op.inputs[0], 'int8_t')}, "
                       f"{self.ptr(op.inputs[1], 'int8_t')}, {self.ptr(y, 'int8_t')})", s.name)
         elif isinstance(op, Mean):
             p = quant.mean_params(t[x].scale, t[x].zero_point, t[y].scale, t[y].zero_point)
@@ -178,12 +204,10 @@ class _Emitter:
             self.const_once(key, "static const tq_mean_params p_%s = {%s};\n" % (key, ", ".join(str(int(v)) for v in p)))
             self.call(f"tq_mean_s8(&p_{key}, &(tq_dims){_dims(t[x].shape)}, {self.ptr(x, 'int8_t')}, "
                       f"{self.ptr(y, 'int8_t')})", s.name)
-            lo, hi = -128, 127
         else:
             raise TinyQTError(f"codegen: no forward for op '{op.name}' ({op.kind})")
-        if f"mask:{op.name}" in self.plan.tensors:
-            self.call(f"tq_clamp_mask_s8({self.ptr(y, 'int8_t')}, {int(np.prod(t[y].shape))}, {lo}, {hi}, "
-                      f"{self.ptr(f'mask:{op.name}', 'uint8_t')})", s.name + ":mask")
+        if f"mask:{op.name}" in self.plan.tensors and not isinstance(op, (Conv2D, Add)):
+            raise TinyQTError(f"codegen: op '{op.name}' ({op.kind}) cannot write a clamp mask")
         saved = s.attrs.get("saved")
         if saved and saved.startswith("saved:"):
             shape = t[x].shape
@@ -211,7 +235,7 @@ class _Emitter:
             lo, hi = quant.activation_range(blk.add.activation, o.scale, o.zero_point)
             p = quant.add_params(a.scale, a.zero_point, b.scale, b.zero_point, o.scale, o.zero_point, lo, hi)
             fields += [".has_residual = 1", f".residual_first = {int(blk.add.inputs[0] == blk.input)}",
-                       ".add_params = {%s}" % ", ".join(str(int(v)) for v in p)]
+                       ".add_params = {%s, NULL}" % ", ".join(str(int(v)) for v in p)]
         # struct initializers of other const objects are not constant expressions in C99:
         # the block params are filled at run time from the constants
         if self.const_once(f"bp_{key}", f"static tq_bottleneck_params bp_{key};\n"):
@@ -396,10 +420,12 @@ class _Emitter:
         for s in self.plan.steps:
             getattr(self, "step_" + s.kind)(s)
         train_body, self.body = self.body, []
+        self.inference = True
         for s in self.plan.steps:  # inference: the forward and the head
             if s.kind in ("forward", "fused_block", "head") or (s.kind == "expand" and not s.name.endswith("@bwd")):
                 getattr(self, "step_" + s.kind)(s)
         infer_body, self.body = self.body, train_body
+        self.inference = False
         plan, model = self.plan, self.model
         k, d = plan.graph.head_shape
         init = []

@@ -31,12 +31,12 @@ def _fc(model, op, x):
     return y.reshape((x.shape[0],) + t_out.shape[1:])
 
 
-def _add(model, op, a, b):
+def _add(model, op, a, b, mask_out=None):
     t1, t2, t_out = (model.tensors[n] for n in (*op.inputs, op.output))
     lo, hi = _clamp(op, t_out)
     params = quant.add_params(t1.scale, t1.zero_point, t2.scale, t2.zero_point, t_out.scale,
                               t_out.zero_point, lo, hi)
-    return kernels.add(a, b, params)
+    return kernels.add(a, b, params, mask_out=mask_out)
 
 
 def _avgpool(model, op, x):
@@ -58,14 +58,18 @@ def _softmax(model, op, x):
     return kernels.softmax(x, quant.softmax_params(t_in.scale, op.beta))
 
 
-def run_op(model, op, args):
-    """Executes one op on its int8 input arrays; returns the int8 output."""
+def run_op(model, op, args, mask_out=None):
+    """Executes one op on its int8 input arrays; returns the int8 output.
+    mask_out (an Add only): a uint8 buffer the kernel fills with the
+    output's packed clamp mask (tinyqt.kernels)."""
+    if mask_out is not None and not isinstance(op, Add):
+        raise UnsupportedOpError(f"op '{op.name}': run_op writes clamp masks for adds only")
     if isinstance(op, Conv2D):
         return _conv(model, op, args[0])
     if isinstance(op, FullyConnected):
         return _fc(model, op, args[0])
     if isinstance(op, Add):
-        return _add(model, op, args[0], args[1])
+        return _add(model, op, args[0], args[1], mask_out)
     if isinstance(op, AvgPool2D):
         return _avgpool(model, op, args[0])
     if isinstance(op, Mean):

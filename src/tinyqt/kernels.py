@@ -6,6 +6,11 @@ and raises tinyqt.KernelError on a non-zero status. Layouts: activations
 int8 NHWC; conv filters int8 OHWI; depthwise filters int8 [1, KH, KW, C_out];
 FC weights int8 [out, in]; biases int32; multiplier/shift int32 per output
 channel (see tinyqt.quant.conv_multipliers).
+
+The conv, FC, pool and add wrappers take mask_out: a C-contiguous uint8
+array of at least ceil(y.size / 8) bytes that the kernel fills with the
+packed clamp mask of its output (bit i of byte i // 8 = act_min < y[i] <
+act_max, the straight-through mask the backward kernels take).
 """
 import numpy as np
 
@@ -26,6 +31,19 @@ def _require(arr, name, dtype, ndim=None):
 def _check(kernel, status):
     if status != 0:
         raise KernelError(kernel, status)
+
+
+def _mask_out(mask, count):
+    """mask_out as the kernels take it (None stays None); ShapeError when unfit."""
+    if mask is None:
+        return None
+    if not isinstance(mask, np.ndarray) or mask.dtype != np.uint8 or not mask.flags.c_contiguous \
+            or not mask.flags.writeable:
+        raise ShapeError("mask_out: expected a writable C-contiguous numpy uint8 array")
+    need = (count + 7) // 8
+    if mask.size < need:
+        raise ShapeError(f"mask_out: {mask.size} bytes for {count} outputs, {need} needed")
+    return mask.reshape(-1)
 
 
 def conv_output_size(size, k, stride, dilation, pad_before, pad_after):
@@ -53,7 +71,7 @@ def _bias_array(bias, channels):
 
 def conv2d(x, w, bias, multiplier, shift, *, stride=(1, 1), padding=(0, 0, 0, 0),
            dilation=(1, 1), input_offset=0, output_offset=0, act_min=-128, act_max=127,
-           depthwise=False, trained=None):
+           depthwise=False, trained=None, mask_out=None):
     """int8 conv2d / depthwise conv (TFLite semantics).
 
     x [N, H, W, C_in] int8; w [C_out, KH, KW, C_in] (dense) or [1, KH, KW, C_out]
@@ -62,7 +80,8 @@ def conv2d(x, w, bias, multiplier, shift, *, stride=(1, 1), padding=(0, 0, 0, 0)
     dense filter with no padding and dilation runs the pointwise kernel.
     trained [C_out, 1, 1, n_sel] (1x1 only): a partially trained layer's
     SRAM slice, which replaces w's first n_sel input channels
-    (tq_conv_1x1_s8_split: no full copy of the filter is made)."""
+    (tq_conv_1x1_s8_split: no full copy of the filter is made). mask_out:
+    the clamp mask's buffer (module docstring) or None."""
     x = _require(x, "x", np.int8, 4)
     w = _require(w, "weight", np.int8, 4)
     n, h, wd, c_in = x.shape
@@ -88,6 +107,7 @@ def conv2d(x, w, bias, multiplier, shift, *, stride=(1, 1), padding=(0, 0, 0, 0)
     in_dims, f_dims = tuple(int(v) for v in x.shape), tuple(int(v) for v in w.shape)
     out_dims = (n, oh, ow, c_out)
     y = np.empty(out_dims, dtype=np.int8)
+    mask = _mask_out(mask_out, y.size)
     params = (int(stride[0]), int(stride[1]), pt, pl, int(dilation[0]), int(dilation[1]),
               int(input_offset), int(output_offset), int(act_min), int(act_max))
     if trained is not None:
@@ -97,19 +117,20 @@ def conv2d(x, w, bias, multiplier, shift, *, stride=(1, 1), padding=(0, 0, 0, 0)
                              f"got {t.shape} for a {kind} filter {w.shape}")
         scratch = np.zeros(_ckernels.conv_1x1_split_buffer_size(in_dims, out_dims, f_dims), dtype=np.uint8)
         st = _ckernels.conv_1x1_split(params, m, s, in_dims, x.reshape(-1), f_dims, w.reshape(-1), t.reshape(-1),
-                                      int(t.shape[3]), b, out_dims, y.reshape(-1), scratch)
+                                      int(t.shape[3]), b, out_dims, y.reshape(-1), scratch, mask)
         _check("tq_conv_1x1_s8_split", st)
         return y
     scratch = np.zeros(_ckernels.conv_buffer_size(kind, in_dims, f_dims), dtype=np.uint8)
     st = _ckernels.conv(kind, params, m, s, in_dims, x.reshape(-1), f_dims, w.reshape(-1), b,
-                        out_dims, y.reshape(-1), scratch if scratch.size else None)
+                        out_dims, y.reshape(-1), scratch if scratch.size else None, mask)
     _check(f"tq_{'depthwise_conv' if depthwise else ('conv_1x1' if kind == '1x1' else 'conv')}_s8", st)
     return y
 
 
 def fully_connected(x, w, bias, multiplier, shift, *, input_offset=0, output_offset=0,
-                    act_min=-128, act_max=127):
-    """int8 FC: x [batches, in] int8, w [out, in] int8 -> [batches, out] int8."""
+                    act_min=-128, act_max=127, mask_out=None):
+    """int8 FC: x [batches, in] int8, w [out, in] int8 -> [batches, out] int8
+    (mask_out: module docstring)."""
     x = _require(x, "x", np.int8, 2)
     w = _require(w, "weight", np.int8, 2)
     if w.shape[1] != x.shape[1]:
@@ -119,13 +140,14 @@ def fully_connected(x, w, bias, multiplier, shift, *, input_offset=0, output_off
     y = np.empty((x.shape[0], w.shape[0]), dtype=np.int8)
     params = (1, 1, 0, 0, 1, 1, int(input_offset), int(output_offset), int(act_min), int(act_max))
     st = _ckernels.fully_connected(params, m, s, x.shape[0], x.shape[1], w.shape[0],
-                                   x.reshape(-1), w.reshape(-1), b, y.reshape(-1))
+                                   x.reshape(-1), w.reshape(-1), b, y.reshape(-1), _mask_out(mask_out, y.size))
     _check("tq_fully_connected_s8", st)
     return y
 
 
-def avgpool2d(x, filter_hw, *, stride=(1, 1), padding=(0, 0, 0, 0), act_min=-128, act_max=127):
-    """int8 average pool (TFLite AVERAGE_POOL_2D): x [N, H, W, C] -> [N, OH, OW, C]."""
+def avgpool2d(x, filter_hw, *, stride=(1, 1), padding=(0, 0, 0, 0), act_min=-128, act_max=127, mask_out=None):
+    """int8 average pool (TFLite AVERAGE_POOL_2D): x [N, H, W, C] -> [N, OH, OW, C]
+    (mask_out: module docstring)."""
     x = _require(x, "x", np.int8, 4)
     n, h, wd, c = x.shape
     pt, pl, pb, pr = (int(v) for v in padding)
@@ -136,7 +158,8 @@ def avgpool2d(x, filter_hw, *, stride=(1, 1), padding=(0, 0, 0, 0), act_min=-128
     y = np.empty((n, oh, ow, c), dtype=np.int8)
     params = (int(stride[0]), int(stride[1]), pt, pl, 1, 1, 0, 0, int(act_min), int(act_max))
     st = _ckernels.avgpool(params, int(filter_hw[0]), int(filter_hw[1]),
-                           tuple(int(v) for v in x.shape), x.reshape(-1), y.shape, y.reshape(-1))
+                           tuple(int(v) for v in x.shape), x.reshape(-1), y.shape, y.reshape(-1),
+                           _mask_out(mask_out, y.size))
     _check("tq_avgpool_s8", st)
     return y
 
@@ -152,14 +175,16 @@ def mean_hw(x, params):
     return y
 
 
-def add(a, b, params):
-    """int8 elementwise add of equal shapes; params from tinyqt.quant.add_params."""
+def add(a, b, params, mask_out=None):
+    """int8 elementwise add of equal shapes; params from tinyqt.quant.add_params
+    (mask_out: module docstring)."""
     a = _require(a, "input1", np.int8)
     b = _require(b, "input2", np.int8)
     if a.shape != b.shape:
         raise ShapeError(f"add: input shapes differ: {a.shape} vs {b.shape}")
     y = np.empty(a.shape, dtype=np.int8)
-    st = _ckernels.add(tuple(int(v) for v in params), a.reshape(-1), b.reshape(-1), y.reshape(-1))
+    st = _ckernels.add(tuple(int(v) for v in params), a.reshape(-1), b.reshape(-1), y.reshape(-1),
+                       _mask_out(mask_out, y.size))
     _check("tq_add_s8", st)
     return y
 

@@ -197,9 +197,12 @@ class Runtime:
         return loss
 
     def _forward(self, s, _label):
+        """One forward op; a conv or add the backward passes through writes its
+        clamp mask itself (the kernels' clamp_mask)."""
         op = self.ops[s.op]
         v = self.views
         args = [v[n] for n in op.inputs]
+        mask = v.get(f"mask:{op.name}")
         if isinstance(op, Conv2D):
             w, b = self._weights(op, s)
             split = s.attrs.get("split")
@@ -208,15 +211,14 @@ class Runtime:
             y = kernels.conv2d(args[0], op.weight if split else w, b, m, sh, stride=op.stride, padding=op.padding,
                                dilation=op.dilation, input_offset=-t[op.inputs[0]].zero_point,
                                output_offset=t[op.output].zero_point, act_min=lo, act_max=hi,
-                               depthwise=op.depthwise, trained=v[split] if split else None)
+                               depthwise=op.depthwise, trained=v[split] if split else None, mask_out=mask)
+        elif isinstance(op, Add):
+            y = run_op(self.model, op, args, mask_out=mask)
         else:
+            if mask is not None:
+                raise TinyQTError(f"runtime: op '{op.name}' ({op.kind}) cannot write a clamp mask")
             y = run_op(self.model, op, args)
-            t_out = self.model.tensors[op.output]
-            lo, hi = quant.activation_range(getattr(op, "activation", "NONE"), t_out.scale, t_out.zero_point)
         v[op.output][...] = y.reshape(v[op.output].shape)
-        mask = f"mask:{op.name}"
-        if mask in v:
-            v[mask][...] = backward.clamp_mask(y, lo, hi)
         saved = s.attrs.get("saved")
         if saved and saved.startswith("saved:"):
             v[saved][...] = args[0][..., :s.attrs["n_sel"]]

@@ -13,7 +13,7 @@ import pytest
 import tinyqt.mcu.core as mcu
 from tinyqt import backward as B
 from tinyqt.mcu.bench import build_cases, run_cases
-from tinyqt.mcu.backward_cases import (F32, c_conv_params, c_dims, c_sgd, c_state, fused_case,
+from tinyqt.mcu.backward_cases import (F32, c_conv_params, c_dims, c_sgd, c_state, forward_mask_case, fused_case,
                                       inplace_input_grad_case, input_grad_case,
                                       pointwise_weight_grad_case)
 from tinyqt.mcu.cgen import raw_case
@@ -121,6 +121,11 @@ def _cases():
                           "tq_linear_backward_update_f32(1, 16, 6, {cn}_x, {cn}_g, hw, hb, 0.100000001f, "
                           "0.899999976f, wm, bm, gi)", {"x": feats, "g": glog}, before,
                           {"hw": hw, "hb": hb, "wm": wm, "bm": bm, "gi": gi}))
+    cases += [forward_mask_case(rng, "conv3x3 s2 forward + clamp mask", 9, 8, 5, 7, 3, 2, (1, 1, 1, 1)),
+              forward_mask_case(rng, "conv1x1 forward + clamp mask, 37-bit tail", 1, 37, 12, 1, 1, 1, (0, 0, 0, 0)),
+              forward_mask_case(rng, "conv1x1 forward + clamp mask", 5, 6, 19, 13, 1, 1, (0, 0, 0, 0)),
+              forward_mask_case(rng, "dw3x3 forward + clamp mask", 8, 7, 11, 11, 3, 1, (1, 1, 1, 1),
+                                depthwise=True)]
     return cases
 
 

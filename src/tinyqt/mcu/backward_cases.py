@@ -21,9 +21,38 @@ def c_dims(shape):
     return "&(tq_dims){%d, %d, %d, %d}" % tuple(int(v) for v in shape)
 
 
-def c_conv_params(stride=(1, 1), padding=(0, 0, 0, 0), dilation=(1, 1), x_zero_point=0):
-    return "&(tq_conv_params){%d, %d, %d, %d, %d, %d, %d, 0, -128, 127}" % (
-        stride[0], stride[1], padding[0], padding[1], dilation[0], dilation[1], -x_zero_point)
+def c_conv_params(stride=(1, 1), padding=(0, 0, 0, 0), dilation=(1, 1), x_zero_point=0, *, output_offset=0,
+                  act=(-128, 127), clamp_mask="NULL"):
+    return "&(tq_conv_params){%d, %d, %d, %d, %d, %d, %d, %d, %d, %d, %s}" % (
+        stride[0], stride[1], padding[0], padding[1], dilation[0], dilation[1], -x_zero_point, output_offset,
+        act[0], act[1], clamp_mask)
+
+
+def forward_mask_case(rng, name, h, w, c_in, c_out, k, stride, padding, depthwise=False):
+    """A forward conv / 1x1 / depthwise asked for its clamp mask
+    (tq_conv_params.clamp_mask): the device must give the host's output and
+    mask bytes. The clamp range [-100, 90] makes both bounds bite."""
+    from .. import kernels as K
+    x = rng.integers(-128, 128, (1, h, w, c_in), dtype=np.int8)
+    c_w = c_out if depthwise else c_in
+    wt = rng.integers(-127, 128, (1, k, k, c_out) if depthwise else (c_out, k, k, c_w), dtype=np.int8)
+    bias = rng.integers(-2000, 2000, c_out).astype(np.int32)
+    mult = rng.integers(2**30, 2**31 - 1, c_out).astype(np.int32)
+    shift = np.full(c_out, -7 if depthwise or k == 1 else -9, np.int32)
+    y_probe = K.conv2d(x, wt, bias, mult, shift, stride=(stride, stride), padding=padding, input_offset=3,
+                       output_offset=-5, act_min=-100, act_max=90, depthwise=depthwise)
+    mask = np.zeros((y_probe.size + 7) // 8, np.uint8)
+    y = K.conv2d(x, wt, bias, mult, shift, stride=(stride, stride), padding=padding, input_offset=3,
+                 output_offset=-5, act_min=-100, act_max=90, depthwise=depthwise, mask_out=mask)
+    kind = "depthwise" if depthwise else ("1x1" if k == 1 and not any(padding) else "conv")
+    fn = {"depthwise": "tq_depthwise_conv_s8", "1x1": "tq_conv_1x1_s8", "conv": "tq_conv_s8"}[kind]
+    params = c_conv_params((stride, stride), padding, x_zero_point=-3, output_offset=-5, act=(-100, 90),
+                           clamp_mask="mask")
+    call = (f"{fn}({params}, &(tq_channel_quant){{{{cn}}_mult, {{cn}}_shift}}, {c_dims(x.shape)}, {{cn}}_x, "
+            f"{c_dims(wt.shape)}, {{cn}}_w, {{cn}}_bias, {c_dims(y.shape)}, y, scratch, scratch_size)")
+    return raw_case(name, call, {"x": x, "w": wt, "bias": bias, "mult": mult, "shift": shift},
+                    {"y": np.zeros_like(y), "mask": np.zeros_like(mask)}, {"y": y, "mask": mask},
+                    scratch=_ckernels.conv_buffer_size(kind, tuple(x.shape), tuple(wt.shape)))
 
 
 def c_sgd(opt):

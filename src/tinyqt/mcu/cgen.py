@@ -202,7 +202,7 @@ def _conv_params(p):
     pt, pl = p.get("pad_tl", (0, 0))
     dh, dw = p.get("dilation", (1, 1))
     return (f"{{{sh}, {sw}, {pt}, {pl}, {dh}, {dw}, {p.get('input_offset', 0)}, "
-            f"{p.get('output_offset', 0)}, {p.get('act_min', -128)}, {p.get('act_max', 127)}}}")
+            f"{p.get('output_offset', 0)}, {p.get('act_min', -128)}, {p.get('act_max', 127)}, NULL}}")
 
 
 def _emit_case(i, case):
@@ -256,7 +256,7 @@ def _emit_case(i, case):
                     f"    st = tq_mean_s8(&p, &in_d, {cn}_x, tq_out);\n")
     elif case.kind == "add":
         n_out = p["size"]
-        body.append(f"    static const tq_add_params p = {{{', '.join(str(v) for v in p['add'])}}};\n"
+        body.append(f"    static const tq_add_params p = {{{', '.join(str(v) for v in p['add'])}, NULL}};\n"
                     f"    tq_bench_start();\n"
                     f"    st = tq_add_s8(&p, {p['size']}, {cn}_x, {cn}_x2, tq_out);\n")
     elif case.kind == "softmax":
