@@ -56,81 +56,102 @@ static void tq_conv_1x1_s8_portable(const tq_conv_params *p, const tq_channel_qu
 #endif
 
 #if TQ_USE_MVE
-/* Helium path: 4 output pixels at a time; for each output channel one pass
- * over the filter row, 16 input channels per step (the tail predicated):
- * VMLADAVA gives the 4 dot products, VADDVA the filter row's sum for the
- * input offset. Requantization is the DSP path's scalar tq_rq_apply. */
+/* The 4 lanes (s0, s1, s2, s3) of an int32 vector. */
+static inline int32x4_t tq_lanes4(int32_t s0, int32_t s1, int32_t s2, int32_t s3)
+{
+    int32x4_t v = vdupq_n_s32(s0);
+    v = vsetq_lane_s32(s1, v, 1);
+    v = vsetq_lane_s32(s2, v, 2);
+    return vsetq_lane_s32(s3, v, 3);
+}
+
+/* One output block of 4 channels (filter rows w0..w3) over every pixel:
+ * for each pixel its 4 dot products (VMLADAV, 16 input channels per step,
+ * the tail predicated; one_step: in_c <= 16, the rows loaded once) become
+ * one int32 vector, base (bias + input offset * row sums) is added
+ * (wrapping, as the portable path's tq_add_wrap), the 4 channels are
+ * requantized together (tq_rq4_apply) and stored with one narrowing
+ * VSTRB.32, predicated by pc for a last block of fewer than 4 channels.
+ * out points at the block's first channel of pixel 0. */
 __attribute__((always_inline)) static inline void
-tq_conv_1x1_s8_mve_n(const tq_conv_params *p, const tq_channel_quant *q, const tq_dims *in_d,
-                     const int8_t *input, const int8_t *filter, const int32_t *bias,
-                     const tq_dims *out_d, int8_t *output, int full_range)
+tq_pw_mve_block(const tq_conv_params *p, const tq_dims *in_d, const int8_t *input, const tq_dims *out_d,
+                const int8_t *w0, const int8_t *w1, const int8_t *w2, const int8_t *w3, int32x4_t base,
+                const tq_rq4 *rq, mve_pred16_t pc, int8_t *out, int one_step)
 {
     const int32_t in_c = in_d->c, out_c = out_d->c;
+    const int32_t x_step = p->stride_w * in_c;
     const int32_t out_offset = p->output_offset, act_min = p->act_min, act_max = p->act_max;
-    const int32_t total = out_d->n * out_d->h * out_d->w;
-    int32_t b = 0, oy = 0, ox = 0, pix, j, n, oc, ic;
-    const int8_t *x[4];
-    for (pix = 0; pix < total; pix += 4) {
-        n = total - pix < 4 ? total - pix : 4;
-        for (j = 0; j < 4; j++) {
-            if (j >= n) {
-                x[j] = x[0];  /* computed, not stored */
-                continue;
-            }
-            x[j] = input + (((size_t)b * in_d->h + (size_t)oy * p->stride_h) * in_d->w +
-                            (size_t)ox * p->stride_w) * in_c;
-            if (++ox == out_d->w) {
-                ox = 0;
-                if (++oy == out_d->h) {
-                    oy = 0;
-                    b++;
+    const mve_pred16_t pk = vctp8q((uint32_t)in_c);
+    const int8x16_t v0 = vldrbq_z_s8(w0, pk), v1 = vldrbq_z_s8(w1, pk), v2 = vldrbq_z_s8(w2, pk),
+                    v3 = vldrbq_z_s8(w3, pk);
+    int32_t b, oy, ox, ic;
+    for (b = 0; b < out_d->n; b++) {
+        for (oy = 0; oy < out_d->h; oy++) {
+            const int8_t *x = input + (((size_t)b * in_d->h + (size_t)oy * p->stride_h) * in_d->w) * in_c;
+            for (ox = 0; ox < out_d->w; ox++) {
+                int32x4_t acc;
+                if (one_step) {
+                    const int8x16_t xv = vldrbq_z_s8(x, pk);
+                    acc = tq_lanes4(vmladavq_s8(xv, v0), vmladavq_s8(xv, v1), vmladavq_s8(xv, v2),
+                                    vmladavq_s8(xv, v3));
+                } else {
+                    int32_t s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+                    for (ic = 0; ic < in_c; ic += 16) {
+                        const mve_pred16_t pr = vctp8q((uint32_t)(in_c - ic));
+                        const int8x16_t xv = vldrbq_z_s8(x + ic, pr);
+                        s0 = vmladavaq_s8(s0, xv, vldrbq_z_s8(w0 + ic, pr));
+                        s1 = vmladavaq_s8(s1, xv, vldrbq_z_s8(w1 + ic, pr));
+                        s2 = vmladavaq_s8(s2, xv, vldrbq_z_s8(w2 + ic, pr));
+                        s3 = vmladavaq_s8(s3, xv, vldrbq_z_s8(w3 + ic, pr));
+                    }
+                    acc = tq_lanes4(s0, s1, s2, s3);
                 }
-            }
-        }
-        for (oc = 0; oc < out_c; oc++) {
-            const int8_t *w = filter + (size_t)oc * in_c;
-            int32_t s0 = 0, s1 = 0, s2 = 0, s3 = 0, wsum = 0;
-            for (ic = 0; ic < in_c; ic += 16) {
-                const mve_pred16_t pr = vctp8q((uint32_t)(in_c - ic));
-                const int8x16_t wv = vldrbq_z_s8(w + ic, pr);
-                wsum = vaddvaq_s8(wsum, wv);
-                s0 = vmladavaq_s8(s0, vldrbq_z_s8(x[0] + ic, pr), wv);
-                s1 = vmladavaq_s8(s1, vldrbq_z_s8(x[1] + ic, pr), wv);
-                s2 = vmladavaq_s8(s2, vldrbq_z_s8(x[2] + ic, pr), wv);
-                s3 = vmladavaq_s8(s3, vldrbq_z_s8(x[3] + ic, pr), wv);
-            }
-            {
-                const int32_t base = tq_add_wrap(p->input_offset * wsum, bias != NULL ? bias[oc] : 0);
-                int8_t *o = output + (size_t)pix * out_c + oc;
-                tq_rq rq;
-                tq_rq_init(&rq, q->multiplier[oc], q->shift[oc]);
-                o[0] = (int8_t)tq_rq_apply(&rq, tq_add_wrap(s0, base), out_offset, act_min, act_max, full_range);
-                if (n > 1) {
-                    o[out_c] = (int8_t)tq_rq_apply(&rq, tq_add_wrap(s1, base), out_offset, act_min, act_max,
-                                                   full_range);
-                }
-                if (n > 2) {
-                    o[2 * out_c] = (int8_t)tq_rq_apply(&rq, tq_add_wrap(s2, base), out_offset, act_min,
-                                                       act_max, full_range);
-                }
-                if (n > 3) {
-                    o[3 * out_c] = (int8_t)tq_rq_apply(&rq, tq_add_wrap(s3, base), out_offset, act_min,
-                                                       act_max, full_range);
-                }
+                vstrbq_p_s32(out, tq_rq4_apply(rq, vaddq_s32(acc, base), out_offset, act_min, act_max), pc);
+                x += x_step;
+                out += out_c;
             }
         }
     }
 }
 
+/* The sum of a filter row's in_c values (VADDVA, 16 per step). */
+static inline int32_t tq_row_sum_mve(const int8_t *w, int32_t in_c)
+{
+    int32_t sum = 0, ic;
+    for (ic = 0; ic < in_c; ic += 16) {
+        sum = vaddvaq_s8(sum, vldrbq_z_s8(w + ic, vctp8q((uint32_t)(in_c - ic))));
+    }
+    return sum;
+}
+
+/* Helium path: output channels outer, 4 at a time (their rows, row sums,
+ * bias and requantization set up once), every pixel inner
+ * (tq_pw_mve_block). A last block of fewer than 4 channels repeats its
+ * first row in the missing lanes, computed and never stored. */
 static void tq_conv_1x1_s8_mve(const tq_conv_params *p, const tq_channel_quant *q,
                                const tq_dims *in_d, const int8_t *input,
                                const int8_t *filter, const int32_t *bias,
                                const tq_dims *out_d, int8_t *output)
 {
-    if (p->act_min == -128 && p->act_max == 127) {
-        tq_conv_1x1_s8_mve_n(p, q, in_d, input, filter, bias, out_d, output, 1);
-    } else {
-        tq_conv_1x1_s8_mve_n(p, q, in_d, input, filter, bias, out_d, output, 0);
+    const int32_t in_c = in_d->c, out_c = out_d->c;
+    int32_t oc;
+    for (oc = 0; oc < out_c; oc += 4) {
+        const int32_t nc = out_c - oc < 4 ? out_c - oc : 4;
+        const mve_pred16_t pc = vctp32q((uint32_t)nc);
+        const int8_t *w0 = filter + (size_t)oc * in_c;
+        const int8_t *w1 = nc > 1 ? w0 + in_c : w0, *w2 = nc > 2 ? w0 + 2 * in_c : w0,
+                     *w3 = nc > 3 ? w0 + 3 * in_c : w0;
+        const int32x4_t sums = tq_lanes4(tq_row_sum_mve(w0, in_c), tq_row_sum_mve(w1, in_c),
+                                         tq_row_sum_mve(w2, in_c), tq_row_sum_mve(w3, in_c));
+        const int32x4_t base =
+            vmlaq_n_s32(bias != NULL ? vldrwq_z_s32(bias + oc, pc) : vdupq_n_s32(0), sums, p->input_offset);
+        tq_rq4 rq;
+        tq_rq4_init(&rq, q->multiplier + oc, q->shift + oc, nc);
+        if (in_c <= 16) {
+            tq_pw_mve_block(p, in_d, input, out_d, w0, w1, w2, w3, base, &rq, pc, output + oc, 1);
+        } else {
+            tq_pw_mve_block(p, in_d, input, out_d, w0, w1, w2, w3, base, &rq, pc, output + oc, 0);
+        }
     }
 }
 #endif
