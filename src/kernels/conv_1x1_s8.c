@@ -56,20 +56,11 @@ static void tq_conv_1x1_s8_portable(const tq_conv_params *p, const tq_channel_qu
 #endif
 
 #if TQ_USE_MVE
-/* The 4 lanes (s0, s1, s2, s3) of an int32 vector. */
-static inline int32x4_t tq_lanes4(int32_t s0, int32_t s1, int32_t s2, int32_t s3)
-{
-    int32x4_t v = vdupq_n_s32(s0);
-    v = vsetq_lane_s32(s1, v, 1);
-    v = vsetq_lane_s32(s2, v, 2);
-    return vsetq_lane_s32(s3, v, 3);
-}
-
 /* One output block of 4 channels (filter rows w0..w3) over every pixel:
  * for each pixel its 4 dot products (VMLADAV, 16 input channels per step,
- * the tail predicated; one_step: in_c <= 16, the rows loaded once) become
- * one int32 vector, base (bias + input offset * row sums) is added
- * (wrapping, as the portable path's tq_add_wrap), the 4 channels are
+ * a last partial step predicated; one_step: in_c <= 16, the rows loaded
+ * once) become one int32 vector, base (bias + input offset * row sums) is
+ * added (wrapping, as the portable path's tq_add_wrap), the 4 channels are
  * requantized together (tq_rq4_apply) and stored with one narrowing
  * VSTRB.32, predicated by pc for a last block of fewer than 4 channels.
  * out points at the block's first channel of pixel 0. */
@@ -82,6 +73,7 @@ tq_pw_mve_block(const tq_conv_params *p, const tq_dims *in_d, const int8_t *inpu
     const int32_t x_step = p->stride_w * in_c;
     const int32_t out_offset = p->output_offset, act_min = p->act_min, act_max = p->act_max;
     const mve_pred16_t pk = vctp8q((uint32_t)in_c);
+    const mve_pred16_t tail = vctp8q((uint32_t)(in_c & 15)); /* the last in_c % 16 channels */
     const int8x16_t v0 = vldrbq_z_s8(w0, pk), v1 = vldrbq_z_s8(w1, pk), v2 = vldrbq_z_s8(w2, pk),
                     v3 = vldrbq_z_s8(w3, pk);
     int32_t b, oy, ox, ic;
@@ -96,13 +88,19 @@ tq_pw_mve_block(const tq_conv_params *p, const tq_dims *in_d, const int8_t *inpu
                                     vmladavq_s8(xv, v3));
                 } else {
                     int32_t s0 = 0, s1 = 0, s2 = 0, s3 = 0;
-                    for (ic = 0; ic < in_c; ic += 16) {
-                        const mve_pred16_t pr = vctp8q((uint32_t)(in_c - ic));
-                        const int8x16_t xv = vldrbq_z_s8(x + ic, pr);
-                        s0 = vmladavaq_s8(s0, xv, vldrbq_z_s8(w0 + ic, pr));
-                        s1 = vmladavaq_s8(s1, xv, vldrbq_z_s8(w1 + ic, pr));
-                        s2 = vmladavaq_s8(s2, xv, vldrbq_z_s8(w2 + ic, pr));
-                        s3 = vmladavaq_s8(s3, xv, vldrbq_z_s8(w3 + ic, pr));
+                    for (ic = 0; ic + 16 <= in_c; ic += 16) {
+                        const int8x16_t xv = vldrbq_s8(x + ic);
+                        s0 = vmladavaq_s8(s0, xv, vldrbq_s8(w0 + ic));
+                        s1 = vmladavaq_s8(s1, xv, vldrbq_s8(w1 + ic));
+                        s2 = vmladavaq_s8(s2, xv, vldrbq_s8(w2 + ic));
+                        s3 = vmladavaq_s8(s3, xv, vldrbq_s8(w3 + ic));
+                    }
+                    if (ic < in_c) {
+                        const int8x16_t xv = vldrbq_z_s8(x + ic, tail);
+                        s0 = vmladavaq_s8(s0, xv, vldrbq_z_s8(w0 + ic, tail));
+                        s1 = vmladavaq_s8(s1, xv, vldrbq_z_s8(w1 + ic, tail));
+                        s2 = vmladavaq_s8(s2, xv, vldrbq_z_s8(w2 + ic, tail));
+                        s3 = vmladavaq_s8(s3, xv, vldrbq_z_s8(w3 + ic, tail));
                     }
                     acc = tq_lanes4(s0, s1, s2, s3);
                 }

@@ -1,10 +1,12 @@
 /* tinyqt: int8 conv2d, any kernel size, stride, padding and dilation.
- * Reference C path; the ARM DSP path (__ARM_FEATURE_DSP) and the x86-64
- * AVX2 host path live beside it and give identical bytes. */
+ * Reference C path; the ARM DSP path (__ARM_FEATURE_DSP), the Helium path
+ * (__ARM_FEATURE_MVE) and the x86-64 AVX2 host path live beside it and give
+ * identical bytes. */
 #include "tinyqt/kernels.h"
 #include "tinyqt/requant.h"
 #include "tq_check.h"
 #include "tq_mask.h"
+#include "tq_mve.h"
 #include "tq_simd.h"
 #include "tq_x86.h"
 
@@ -69,7 +71,7 @@ static void tq_conv_s8_portable(const tq_conv_params *p, const tq_channel_quant 
 }
 #endif
 
-#if TQ_USE_DSP
+#if TQ_USE_DSP && !TQ_USE_MVE
 /* Appends one output pixel's input window (filter order ky, kx, c; outside
  * pixels as padding) to a column. */
 static void tq_conv_s8_gather(tq_col_packer *pk, const tq_conv_params *p, const tq_dims *in_d,
@@ -138,6 +140,128 @@ static void tq_conv_s8_dsp(const tq_conv_params *p, const tq_channel_quant *q,
 }
 #endif
 
+#if TQ_USE_MVE
+/* dst[0 .. n) <- src[0 .. n), or the byte v where src is NULL (predicated
+ * 16-byte vector stores). */
+static inline void tq_copy_mve(int8_t *dst, const int8_t *src, int8_t v, int32_t n)
+{
+    for (; n > 0; n -= 16, dst += 16) {
+        const mve_pred16_t pr = vctp8q((uint32_t)n);
+        vstrbq_p_s8(dst, src != NULL ? vldrbq_z_s8(src, pr) : vdupq_n_s8(v), pr);
+        src = src != NULL ? src + 16 : NULL;
+    }
+}
+
+/* col[0 .. KH*KW*C_in) <- one output pixel's input window (top-left input
+ * y0, x0 of batch in_b), filter order (ky, kx, c); taps outside the input
+ * hold pad = -input_offset, which adds 0 once the offset is applied. */
+static void tq_conv_s8_window_mve(const tq_conv_params *p, const tq_dims *in_d, const int8_t *in_b,
+                                  const tq_dims *f_d, int32_t y0, int32_t x0, int8_t pad, int8_t *col)
+{
+    const int32_t in_h = in_d->h, in_w = in_d->w, in_c = in_d->c;
+    const int32_t k_h = f_d->h, k_w = f_d->w, dw = p->dilation_w;
+    const int32_t row_inside = dw == 1 && x0 >= 0 && x0 + k_w <= in_w;
+    int32_t ky, kx;
+    for (ky = 0; ky < k_h; ky++, col += k_w * in_c) {
+        const int32_t iy = y0 + ky * p->dilation_h;
+        const int8_t *row = in_b + (size_t)iy * in_w * in_c;
+        if (iy < 0 || iy >= in_h) {
+            tq_copy_mve(col, NULL, pad, k_w * in_c);
+        } else if (row_inside) {
+            tq_copy_mve(col, row + (size_t)x0 * in_c, pad, k_w * in_c);
+        } else {
+            for (kx = 0; kx < k_w; kx++) {
+                const int32_t ix = x0 + kx * dw;
+                tq_copy_mve(col + kx * in_c, ix < 0 || ix >= in_w ? NULL : row + (size_t)ix * in_c, pad, in_c);
+            }
+        }
+    }
+}
+
+/* Output pixels whose windows the Helium path gathers at once: the
+ * scratch (tq_conv_s8_get_buffer_size, 32 bytes per 4 window values
+ * rounded up) holds 8 windows of int8. */
+#define TQ_CONV_MVE_PIXELS 8
+
+/* Helium path: the windows of up to 8 output pixels go to the scratch
+ * (tq_conv_s8_window_mve); then for each block of 4 output channels (their
+ * rows, row sums for the input offset, bias and requantization set up
+ * once) and each of those pixels, the 4 dot products (VMLADAVA, 16 values
+ * per step, the tail predicated) form one int32 vector: bias + offset *
+ * row sums added (wrapping, as the portable path's tq_add_wrap),
+ * requantized together (tq_rq4_apply) and stored with one narrowing
+ * VSTRB.32 (predicated for a last block of fewer than 4 channels, whose
+ * missing lanes repeat its first row). */
+static void tq_conv_s8_mve(const tq_conv_params *p, const tq_channel_quant *q, const tq_dims *in_d,
+                           const int8_t *input, const tq_dims *f_d, const int8_t *filter,
+                           const int32_t *bias, const tq_dims *out_d, int8_t *output, int8_t *cols)
+{
+    const int32_t k = f_d->h * f_d->w * f_d->c, out_c = out_d->c;
+    const int32_t total = out_d->n * out_d->h * out_d->w;
+    const int8_t pad = (int8_t)(-p->input_offset);
+    const mve_pred16_t tail = vctp8q((uint32_t)(k & 15)); /* the last k % 16 values */
+    int32_t b = 0, oy = 0, ox = 0, pix, j, n, oc, i;
+    for (pix = 0; pix < total; pix += TQ_CONV_MVE_PIXELS) {
+        n = total - pix < TQ_CONV_MVE_PIXELS ? total - pix : TQ_CONV_MVE_PIXELS;
+        for (j = 0; j < n; j++) {
+            tq_conv_s8_window_mve(p, in_d, input + (size_t)b * in_d->h * in_d->w * in_d->c, f_d,
+                                  oy * p->stride_h - p->pad_top, ox * p->stride_w - p->pad_left, pad,
+                                  cols + (size_t)j * k);
+            if (++ox == out_d->w) {
+                ox = 0;
+                if (++oy == out_d->h) {
+                    oy = 0;
+                    b++;
+                }
+            }
+        }
+        for (oc = 0; oc < out_c; oc += 4) {
+            const int32_t nc = out_c - oc < 4 ? out_c - oc : 4;
+            const mve_pred16_t pc = vctp32q((uint32_t)nc);
+            const int8_t *w0 = filter + (size_t)oc * k;
+            const int8_t *w1 = nc > 1 ? w0 + k : w0, *w2 = nc > 2 ? w0 + 2 * k : w0,
+                         *w3 = nc > 3 ? w0 + 3 * k : w0;
+            int32_t r0 = 0, r1 = 0, r2 = 0, r3 = 0;
+            int32x4_t base;
+            int8_t *out = output + (size_t)pix * out_c + oc;
+            tq_rq4 rq;
+            for (i = 0; i < k; i += 16) {
+                const mve_pred16_t pr = vctp8q((uint32_t)(k - i));
+                r0 = vaddvaq_s8(r0, vldrbq_z_s8(w0 + i, pr));
+                r1 = vaddvaq_s8(r1, vldrbq_z_s8(w1 + i, pr));
+                r2 = vaddvaq_s8(r2, vldrbq_z_s8(w2 + i, pr));
+                r3 = vaddvaq_s8(r3, vldrbq_z_s8(w3 + i, pr));
+            }
+            base = vmlaq_n_s32(bias != NULL ? vldrwq_z_s32(bias + oc, pc) : vdupq_n_s32(0),
+                               tq_lanes4(r0, r1, r2, r3), p->input_offset);
+            tq_rq4_init(&rq, q->multiplier + oc, q->shift + oc, nc);
+            for (j = 0; j < n; j++, out += out_c) {
+                const int8_t *col = cols + (size_t)j * k;
+                int32_t s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+                for (i = 0; i + 16 <= k; i += 16) {
+                    const int8x16_t xv = vldrbq_s8(col + i);
+                    s0 = vmladavaq_s8(s0, xv, vldrbq_s8(w0 + i));
+                    s1 = vmladavaq_s8(s1, xv, vldrbq_s8(w1 + i));
+                    s2 = vmladavaq_s8(s2, xv, vldrbq_s8(w2 + i));
+                    s3 = vmladavaq_s8(s3, xv, vldrbq_s8(w3 + i));
+                }
+                if (i < k) {
+                    const int8x16_t xv = vldrbq_z_s8(col + i, tail);
+                    s0 = vmladavaq_s8(s0, xv, vldrbq_z_s8(w0 + i, tail));
+                    s1 = vmladavaq_s8(s1, xv, vldrbq_z_s8(w1 + i, tail));
+                    s2 = vmladavaq_s8(s2, xv, vldrbq_z_s8(w2 + i, tail));
+                    s3 = vmladavaq_s8(s3, xv, vldrbq_z_s8(w3 + i, tail));
+                }
+                vstrbq_p_s32(out,
+                             tq_rq4_apply(&rq, vaddq_s32(base, tq_lanes4(s0, s1, s2, s3)), p->output_offset,
+                                          p->act_min, p->act_max),
+                             pc);
+            }
+        }
+    }
+}
+#endif
+
 static tq_status tq_conv_s8_run(const tq_conv_params *params, const tq_channel_quant *quant,
                                 const tq_dims *input_dims, const int8_t *input,
                                 const tq_dims *filter_dims, const int8_t *filter,
@@ -153,7 +277,10 @@ static tq_status tq_conv_s8_run(const tq_conv_params *params, const tq_channel_q
     if (st != TQ_OK) {
         return st;
     }
-#if TQ_USE_DSP
+#if TQ_USE_MVE
+    tq_conv_s8_mve(params, quant, input_dims, input, filter_dims, filter, bias, output_dims, output,
+                   (int8_t *)scratch);
+#elif TQ_USE_DSP
     tq_conv_s8_dsp(params, quant, input_dims, input, filter_dims, filter, bias, output_dims, output,
                    (uint32_t *)scratch);
 #else

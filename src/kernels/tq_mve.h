@@ -61,6 +61,15 @@ static inline int32x4_t tq_rq4_apply(const tq_rq4 *rq, int32x4_t acc, int32_t ou
     x = vaddq_n_s32(vrshlq_s32(x, rq->right), out_offset);
     return vminq_s32(vmaxq_s32(x, vdupq_n_s32(act_min)), vdupq_n_s32(act_max));
 }
+
+/* The 4 lanes (s0, s1, s2, s3) of an int32 vector. */
+static inline int32x4_t tq_lanes4(int32_t s0, int32_t s1, int32_t s2, int32_t s3)
+{
+    int32x4_t v = vdupq_n_s32(s0);
+    v = vsetq_lane_s32(s1, v, 1);
+    v = vsetq_lane_s32(s2, v, 2);
+    return vsetq_lane_s32(s3, v, 3);
+}
 #endif
 
 #endif /* TINYQT_MVE_H */

@@ -91,7 +91,10 @@ def make_cases(seed=1234):
             ("conv7_s2_same_c3", 17, 17, 3, 8, 7, 2, None, 1),
             ("conv7_s1_asym", 9, 10, 2, 3, 7, 1, (3, 0, 2, 1), 1),
             ("conv3_s1_c70", 5, 5, 70, 6, 3, 1, None, 1),
-            ("conv3_s2_c33_to70", 7, 7, 33, 70, 3, 2, None, 1)):
+            ("conv3_s2_c33_to70", 7, 7, 33, 70, 3, 2, None, 1),
+            # window sizes that are whole 16-byte vectors (Helium path: no tail)
+            ("conv3_s1_c16_k144", 6, 6, 16, 5, 3, 1, None, 1),
+            ("conv1x1_dil2_c32_k32", 7, 7, 32, 6, 1, 1, (0, 0, 0, 0), 2)):
         if pad is None:
             ph, pw = _same(h, (k - 1) * dil + 1, s), _same(w, (k - 1) * dil + 1, s)
             pad = (ph[0], pw[0], ph[1], pw[1])
