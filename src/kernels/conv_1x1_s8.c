@@ -56,27 +56,21 @@ static void tq_conv_1x1_s8_portable(const tq_conv_params *p, const tq_channel_qu
 #endif
 
 #if TQ_USE_MVE
-/* One output block of 4 channels (filter rows w0..w3) over every pixel:
- * for each pixel its 4 dot products (VMLADAV, 16 input channels per step,
- * a last partial step predicated; one_step: in_c <= 16, the rows loaded
- * once) become one int32 vector, base (bias + input offset * row sums) is
- * added (wrapping, as the portable path's tq_add_wrap), the 4 channels are
- * requantized together (tq_rq4_apply) and stored with one narrowing
- * VSTRB.32, predicated by pc for a last block of fewer than 4 channels.
- * out points at the block's first channel of pixel 0. */
+/* One block of output channels (tq_oc4) over every pixel: each pixel's
+ * dot products with the block's rows (tq_dot4_mve; one_step: in_c <= 16,
+ * the rows loaded once) are requantized and stored together
+ * (tq_oc4_store). out points at the block's first channel of pixel 0. */
 __attribute__((always_inline)) static inline void
 tq_pw_mve_block(const tq_conv_params *p, const tq_dims *in_d, const int8_t *input, const tq_dims *out_d,
-                const int8_t *w0, const int8_t *w1, const int8_t *w2, const int8_t *w3, int32x4_t base,
-                const tq_rq4 *rq, mve_pred16_t pc, int8_t *out, int one_step)
+                const tq_oc4 *blk, int8_t *out, int one_step)
 {
     const int32_t in_c = in_d->c, out_c = out_d->c;
     const int32_t x_step = p->stride_w * in_c;
-    const int32_t out_offset = p->output_offset, act_min = p->act_min, act_max = p->act_max;
     const mve_pred16_t pk = vctp8q((uint32_t)in_c);
     const mve_pred16_t tail = vctp8q((uint32_t)(in_c & 15)); /* the last in_c % 16 channels */
-    const int8x16_t v0 = vldrbq_z_s8(w0, pk), v1 = vldrbq_z_s8(w1, pk), v2 = vldrbq_z_s8(w2, pk),
-                    v3 = vldrbq_z_s8(w3, pk);
-    int32_t b, oy, ox, ic;
+    const int8x16_t v0 = vldrbq_z_s8(blk->w0, pk), v1 = vldrbq_z_s8(blk->w1, pk),
+                    v2 = vldrbq_z_s8(blk->w2, pk), v3 = vldrbq_z_s8(blk->w3, pk);
+    int32_t b, oy, ox;
     for (b = 0; b < out_d->n; b++) {
         for (oy = 0; oy < out_d->h; oy++) {
             const int8_t *x = input + (((size_t)b * in_d->h + (size_t)oy * p->stride_h) * in_d->w) * in_c;
@@ -87,24 +81,9 @@ tq_pw_mve_block(const tq_conv_params *p, const tq_dims *in_d, const int8_t *inpu
                     acc = tq_lanes4(vmladavq_s8(xv, v0), vmladavq_s8(xv, v1), vmladavq_s8(xv, v2),
                                     vmladavq_s8(xv, v3));
                 } else {
-                    int32_t s0 = 0, s1 = 0, s2 = 0, s3 = 0;
-                    for (ic = 0; ic + 16 <= in_c; ic += 16) {
-                        const int8x16_t xv = vldrbq_s8(x + ic);
-                        s0 = vmladavaq_s8(s0, xv, vldrbq_s8(w0 + ic));
-                        s1 = vmladavaq_s8(s1, xv, vldrbq_s8(w1 + ic));
-                        s2 = vmladavaq_s8(s2, xv, vldrbq_s8(w2 + ic));
-                        s3 = vmladavaq_s8(s3, xv, vldrbq_s8(w3 + ic));
-                    }
-                    if (ic < in_c) {
-                        const int8x16_t xv = vldrbq_z_s8(x + ic, tail);
-                        s0 = vmladavaq_s8(s0, xv, vldrbq_z_s8(w0 + ic, tail));
-                        s1 = vmladavaq_s8(s1, xv, vldrbq_z_s8(w1 + ic, tail));
-                        s2 = vmladavaq_s8(s2, xv, vldrbq_z_s8(w2 + ic, tail));
-                        s3 = vmladavaq_s8(s3, xv, vldrbq_z_s8(w3 + ic, tail));
-                    }
-                    acc = tq_lanes4(s0, s1, s2, s3);
+                    acc = tq_dot4_mve(x, blk->w0, blk->w1, blk->w2, blk->w3, in_c, tail);
                 }
-                vstrbq_p_s32(out, tq_rq4_apply(rq, vaddq_s32(acc, base), out_offset, act_min, act_max), pc);
+                tq_oc4_store(blk, acc, p->output_offset, p->act_min, p->act_max, out);
                 x += x_step;
                 out += out_c;
             }
@@ -112,20 +91,9 @@ tq_pw_mve_block(const tq_conv_params *p, const tq_dims *in_d, const int8_t *inpu
     }
 }
 
-/* The sum of a filter row's in_c values (VADDVA, 16 per step). */
-static inline int32_t tq_row_sum_mve(const int8_t *w, int32_t in_c)
-{
-    int32_t sum = 0, ic;
-    for (ic = 0; ic < in_c; ic += 16) {
-        sum = vaddvaq_s8(sum, vldrbq_z_s8(w + ic, vctp8q((uint32_t)(in_c - ic))));
-    }
-    return sum;
-}
-
-/* Helium path: output channels outer, 4 at a time (their rows, row sums,
- * bias and requantization set up once), every pixel inner
- * (tq_pw_mve_block). A last block of fewer than 4 channels repeats its
- * first row in the missing lanes, computed and never stored. */
+/* Helium path: output channels outer, 4 at a time (tq_oc4: rows, row
+ * sums, bias and requantization set up once), every pixel inner
+ * (tq_pw_mve_block). */
 static void tq_conv_1x1_s8_mve(const tq_conv_params *p, const tq_channel_quant *q,
                                const tq_dims *in_d, const int8_t *input,
                                const int8_t *filter, const int32_t *bias,
@@ -134,21 +102,12 @@ static void tq_conv_1x1_s8_mve(const tq_conv_params *p, const tq_channel_quant *
     const int32_t in_c = in_d->c, out_c = out_d->c;
     int32_t oc;
     for (oc = 0; oc < out_c; oc += 4) {
-        const int32_t nc = out_c - oc < 4 ? out_c - oc : 4;
-        const mve_pred16_t pc = vctp32q((uint32_t)nc);
-        const int8_t *w0 = filter + (size_t)oc * in_c;
-        const int8_t *w1 = nc > 1 ? w0 + in_c : w0, *w2 = nc > 2 ? w0 + 2 * in_c : w0,
-                     *w3 = nc > 3 ? w0 + 3 * in_c : w0;
-        const int32x4_t sums = tq_lanes4(tq_row_sum_mve(w0, in_c), tq_row_sum_mve(w1, in_c),
-                                         tq_row_sum_mve(w2, in_c), tq_row_sum_mve(w3, in_c));
-        const int32x4_t base =
-            vmlaq_n_s32(bias != NULL ? vldrwq_z_s32(bias + oc, pc) : vdupq_n_s32(0), sums, p->input_offset);
-        tq_rq4 rq;
-        tq_rq4_init(&rq, q->multiplier + oc, q->shift + oc, nc);
+        tq_oc4 blk;
+        tq_oc4_init(&blk, filter, in_c, oc, out_c, bias, q->multiplier, q->shift, p->input_offset);
         if (in_c <= 16) {
-            tq_pw_mve_block(p, in_d, input, out_d, w0, w1, w2, w3, base, &rq, pc, output + oc, 1);
+            tq_pw_mve_block(p, in_d, input, out_d, &blk, output + oc, 1);
         } else {
-            tq_pw_mve_block(p, in_d, input, out_d, w0, w1, w2, w3, base, &rq, pc, output + oc, 0);
+            tq_pw_mve_block(p, in_d, input, out_d, &blk, output + oc, 0);
         }
     }
 }

@@ -184,14 +184,10 @@ static void tq_conv_s8_window_mve(const tq_conv_params *p, const tq_dims *in_d, 
 #define TQ_CONV_MVE_PIXELS 8
 
 /* Helium path: the windows of up to 8 output pixels go to the scratch
- * (tq_conv_s8_window_mve); then for each block of 4 output channels (their
- * rows, row sums for the input offset, bias and requantization set up
- * once) and each of those pixels, the 4 dot products (VMLADAVA, 16 values
- * per step, the tail predicated) form one int32 vector: bias + offset *
- * row sums added (wrapping, as the portable path's tq_add_wrap),
- * requantized together (tq_rq4_apply) and stored with one narrowing
- * VSTRB.32 (predicated for a last block of fewer than 4 channels, whose
- * missing lanes repeat its first row). */
+ * (tq_conv_s8_window_mve); then for each block of output channels (tq_oc4:
+ * rows, row sums for the input offset, bias and requantization set up once)
+ * and each of those pixels, the dot products with the block's rows
+ * (tq_dot4_mve) are requantized and stored together (tq_oc4_store). */
 static void tq_conv_s8_mve(const tq_conv_params *p, const tq_channel_quant *q, const tq_dims *in_d,
                            const int8_t *input, const tq_dims *f_d, const int8_t *filter,
                            const int32_t *bias, const tq_dims *out_d, int8_t *output, int8_t *cols)
@@ -200,7 +196,7 @@ static void tq_conv_s8_mve(const tq_conv_params *p, const tq_channel_quant *q, c
     const int32_t total = out_d->n * out_d->h * out_d->w;
     const int8_t pad = (int8_t)(-p->input_offset);
     const mve_pred16_t tail = vctp8q((uint32_t)(k & 15)); /* the last k % 16 values */
-    int32_t b = 0, oy = 0, ox = 0, pix, j, n, oc, i;
+    int32_t b = 0, oy = 0, ox = 0, pix, j, n, oc;
     for (pix = 0; pix < total; pix += TQ_CONV_MVE_PIXELS) {
         n = total - pix < TQ_CONV_MVE_PIXELS ? total - pix : TQ_CONV_MVE_PIXELS;
         for (j = 0; j < n; j++) {
@@ -216,46 +212,12 @@ static void tq_conv_s8_mve(const tq_conv_params *p, const tq_channel_quant *q, c
             }
         }
         for (oc = 0; oc < out_c; oc += 4) {
-            const int32_t nc = out_c - oc < 4 ? out_c - oc : 4;
-            const mve_pred16_t pc = vctp32q((uint32_t)nc);
-            const int8_t *w0 = filter + (size_t)oc * k;
-            const int8_t *w1 = nc > 1 ? w0 + k : w0, *w2 = nc > 2 ? w0 + 2 * k : w0,
-                         *w3 = nc > 3 ? w0 + 3 * k : w0;
-            int32_t r0 = 0, r1 = 0, r2 = 0, r3 = 0;
-            int32x4_t base;
             int8_t *out = output + (size_t)pix * out_c + oc;
-            tq_rq4 rq;
-            for (i = 0; i < k; i += 16) {
-                const mve_pred16_t pr = vctp8q((uint32_t)(k - i));
-                r0 = vaddvaq_s8(r0, vldrbq_z_s8(w0 + i, pr));
-                r1 = vaddvaq_s8(r1, vldrbq_z_s8(w1 + i, pr));
-                r2 = vaddvaq_s8(r2, vldrbq_z_s8(w2 + i, pr));
-                r3 = vaddvaq_s8(r3, vldrbq_z_s8(w3 + i, pr));
-            }
-            base = vmlaq_n_s32(bias != NULL ? vldrwq_z_s32(bias + oc, pc) : vdupq_n_s32(0),
-                               tq_lanes4(r0, r1, r2, r3), p->input_offset);
-            tq_rq4_init(&rq, q->multiplier + oc, q->shift + oc, nc);
+            tq_oc4 blk;
+            tq_oc4_init(&blk, filter, k, oc, out_c, bias, q->multiplier, q->shift, p->input_offset);
             for (j = 0; j < n; j++, out += out_c) {
-                const int8_t *col = cols + (size_t)j * k;
-                int32_t s0 = 0, s1 = 0, s2 = 0, s3 = 0;
-                for (i = 0; i + 16 <= k; i += 16) {
-                    const int8x16_t xv = vldrbq_s8(col + i);
-                    s0 = vmladavaq_s8(s0, xv, vldrbq_s8(w0 + i));
-                    s1 = vmladavaq_s8(s1, xv, vldrbq_s8(w1 + i));
-                    s2 = vmladavaq_s8(s2, xv, vldrbq_s8(w2 + i));
-                    s3 = vmladavaq_s8(s3, xv, vldrbq_s8(w3 + i));
-                }
-                if (i < k) {
-                    const int8x16_t xv = vldrbq_z_s8(col + i, tail);
-                    s0 = vmladavaq_s8(s0, xv, vldrbq_z_s8(w0 + i, tail));
-                    s1 = vmladavaq_s8(s1, xv, vldrbq_z_s8(w1 + i, tail));
-                    s2 = vmladavaq_s8(s2, xv, vldrbq_z_s8(w2 + i, tail));
-                    s3 = vmladavaq_s8(s3, xv, vldrbq_z_s8(w3 + i, tail));
-                }
-                vstrbq_p_s32(out,
-                             tq_rq4_apply(&rq, vaddq_s32(base, tq_lanes4(s0, s1, s2, s3)), p->output_offset,
-                                          p->act_min, p->act_max),
-                             pc);
+                tq_oc4_store(&blk, tq_dot4_mve(cols + (size_t)j * k, blk.w0, blk.w1, blk.w2, blk.w3, k, tail),
+                             p->output_offset, p->act_min, p->act_max, out);
             }
         }
     }

@@ -22,6 +22,7 @@
 #endif
 
 #if TQ_USE_MVE
+#include <stddef.h>
 #include <stdint.h>
 
 /* ---- requantization of 4 channels -------------------------------------
@@ -69,6 +70,73 @@ static inline int32x4_t tq_lanes4(int32_t s0, int32_t s1, int32_t s2, int32_t s3
     v = vsetq_lane_s32(s1, v, 1);
     v = vsetq_lane_s32(s2, v, 2);
     return vsetq_lane_s32(s3, v, 3);
+}
+/* (x.w0, x.w1, x.w2, x.w3): 4 dot products over k int8 values (VMLADAVA,
+ * 16 values per step; tail = vctp8q(k % 16) predicates a last partial
+ * step, so nothing past x[k - 1] or a row's end is read). */
+__attribute__((always_inline)) static inline int32x4_t
+tq_dot4_mve(const int8_t *x, const int8_t *w0, const int8_t *w1, const int8_t *w2, const int8_t *w3, int32_t k,
+            mve_pred16_t tail)
+{
+    int32_t s0 = 0, s1 = 0, s2 = 0, s3 = 0, i;
+    for (i = 0; i + 16 <= k; i += 16) {
+        const int8x16_t xv = vldrbq_s8(x + i);
+        s0 = vmladavaq_s8(s0, xv, vldrbq_s8(w0 + i));
+        s1 = vmladavaq_s8(s1, xv, vldrbq_s8(w1 + i));
+        s2 = vmladavaq_s8(s2, xv, vldrbq_s8(w2 + i));
+        s3 = vmladavaq_s8(s3, xv, vldrbq_s8(w3 + i));
+    }
+    if (i < k) {
+        const int8x16_t xv = vldrbq_z_s8(x + i, tail);
+        s0 = vmladavaq_s8(s0, xv, vldrbq_z_s8(w0 + i, tail));
+        s1 = vmladavaq_s8(s1, xv, vldrbq_z_s8(w1 + i, tail));
+        s2 = vmladavaq_s8(s2, xv, vldrbq_z_s8(w2 + i, tail));
+        s3 = vmladavaq_s8(s3, xv, vldrbq_z_s8(w3 + i, tail));
+    }
+    return tq_lanes4(s0, s1, s2, s3);
+}
+
+/* A block of output channels oc .. oc + nc - 1 (nc <= 4) of a conv whose
+ * filter rows hold k int8 values: the rows (a missing channel repeats row
+ * oc: computed, never stored), base = bias + input_offset * row sums
+ * (wrapping, as the portable path's tq_add_wrap), the requantization and
+ * the store predicate. */
+typedef struct {
+    const int8_t *w0, *w1, *w2, *w3;
+    int32x4_t base;
+    tq_rq4 rq;
+    mve_pred16_t pc;
+} tq_oc4;
+
+static inline void tq_oc4_init(tq_oc4 *b, const int8_t *filter, int32_t k, int32_t oc, int32_t out_c,
+                               const int32_t *bias, const int32_t *mult, const int32_t *shift,
+                               int32_t input_offset)
+{
+    const int32_t nc = out_c - oc < 4 ? out_c - oc : 4;
+    int32_t r0 = 0, r1 = 0, r2 = 0, r3 = 0, i;
+    b->pc = vctp32q((uint32_t)nc);
+    b->w0 = filter + (size_t)oc * k;
+    b->w1 = nc > 1 ? b->w0 + k : b->w0;
+    b->w2 = nc > 2 ? b->w0 + 2 * k : b->w0;
+    b->w3 = nc > 3 ? b->w0 + 3 * k : b->w0;
+    for (i = 0; i < k; i += 16) {
+        const mve_pred16_t pr = vctp8q((uint32_t)(k - i));
+        r0 = vaddvaq_s8(r0, vldrbq_z_s8(b->w0 + i, pr));
+        r1 = vaddvaq_s8(r1, vldrbq_z_s8(b->w1 + i, pr));
+        r2 = vaddvaq_s8(r2, vldrbq_z_s8(b->w2 + i, pr));
+        r3 = vaddvaq_s8(r3, vldrbq_z_s8(b->w3 + i, pr));
+    }
+    b->base = vmlaq_n_s32(bias != NULL ? vldrwq_z_s32(bias + oc, b->pc) : vdupq_n_s32(0),
+                          tq_lanes4(r0, r1, r2, r3), input_offset);
+    tq_rq4_init(&b->rq, mult + oc, shift + oc, nc);
+}
+
+/* Requantizes acc + the block's base and stores the block's channels at
+ * out (one narrowing VSTRB.32). */
+static inline void tq_oc4_store(const tq_oc4 *b, int32x4_t acc, int32_t out_offset, int32_t act_min,
+                                int32_t act_max, int8_t *out)
+{
+    vstrbq_p_s32(out, tq_rq4_apply(&b->rq, vaddq_s32(acc, b->base), out_offset, act_min, act_max), b->pc);
 }
 #endif
 
