@@ -164,10 +164,13 @@ static void tq_conv_s8_window_mve(const tq_conv_params *p, const tq_dims *in_d, 
     int32_t ky, kx;
     for (ky = 0; ky < k_h; ky++, col += k_w * in_c) {
         const int32_t iy = y0 + ky * p->dilation_h;
-        const int8_t *row = in_b + (size_t)iy * in_w * in_c;
+        const int8_t *row;
         if (iy < 0 || iy >= in_h) {
             tq_copy_mve(col, NULL, pad, k_w * in_c);
-        } else if (row_inside) {
+            continue;
+        }
+        row = in_b + (size_t)iy * in_w * in_c;
+        if (row_inside) {
             tq_copy_mve(col, row + (size_t)x0 * in_c, pad, k_w * in_c);
         } else {
             for (kx = 0; kx < k_w; kx++) {
