@@ -277,34 +277,11 @@ tq_dw_mve_window(int32x4_t acc, const int8_t *x, const int8_t *w, int32_t k_h, i
     return acc;
 }
 
-/* count consecutive output pixels of one row, 4 channels each, whose 3x3
+/* count consecutive output pixels of one row, 4 channels each, whose
  * windows lie inside the input (dilation 1, all 4 channels present): x is
  * the first window's top-left input, the next window's is x_step bytes
- * further; wv the 9 taps' weights as int32 vectors; outputs are ch bytes
+ * further; w the filter's first tap (channel c); outputs are ch bytes
  * apart. */
-__attribute__((always_inline)) static inline void
-tq_dw_mve_run3x3(int32x4_t inner, const int8_t *x, const int32x4_t *wv, int32_t ch, int32_t row_step,
-                 int32_t x_step, int32_t count, const tq_rq4 *rq, const tq_conv_params *p, int8_t *out)
-{
-    const int32_t out_offset = p->output_offset, act_min = p->act_min, act_max = p->act_max;
-    for (; count > 0; count--) {
-        const int8_t *r0 = x, *r1 = x + row_step, *r2 = r1 + row_step;
-        int32x4_t acc = vaddq_s32(inner, vmulq_s32(vldrbq_s32(r0), wv[0]));
-        acc = vaddq_s32(acc, vmulq_s32(vldrbq_s32(r0 + ch), wv[1]));
-        acc = vaddq_s32(acc, vmulq_s32(vldrbq_s32(r0 + 2 * ch), wv[2]));
-        acc = vaddq_s32(acc, vmulq_s32(vldrbq_s32(r1), wv[3]));
-        acc = vaddq_s32(acc, vmulq_s32(vldrbq_s32(r1 + ch), wv[4]));
-        acc = vaddq_s32(acc, vmulq_s32(vldrbq_s32(r1 + 2 * ch), wv[5]));
-        acc = vaddq_s32(acc, vmulq_s32(vldrbq_s32(r2), wv[6]));
-        acc = vaddq_s32(acc, vmulq_s32(vldrbq_s32(r2 + ch), wv[7]));
-        acc = vaddq_s32(acc, vmulq_s32(vldrbq_s32(r2 + 2 * ch), wv[8]));
-        vstrbq_s32(out, tq_rq4_apply(rq, acc, out_offset, act_min, act_max));
-        x += x_step;
-        out += ch;
-    }
-}
-
-/* The same for any kernel size (weights read from the filter). */
 __attribute__((always_inline)) static inline void
 tq_dw_mve_run(int32x4_t inner, const int8_t *x, const int8_t *w, int32_t k_h, int32_t k_w, int32_t ch,
               int32_t row_step, int32_t x_step, int32_t count, const tq_rq4 *rq, const tq_conv_params *p,
@@ -348,15 +325,10 @@ static void tq_depthwise_conv_s8_mve(const tq_conv_params *p, const tq_channel_q
         const int8_t *fc = filter + c;
         int32x4_t b4 = bias != NULL ? vldrwq_z_s32(bias + c, pr) : vdupq_n_s32(0);
         int32x4_t wsum = vdupq_n_s32(0), inner;
-        int32x4_t w9[9]; /* a 3x3 filter's taps */
         tq_rq4 rq;
         tq_rq4_init(&rq, q->multiplier + c, q->shift + c, n);
         for (t = 0; t < k_h * k_w; t++) {
-            const int32x4_t wt = vldrbq_z_s32(fc + (size_t)t * ch, pr);
-            wsum = vaddq_s32(wsum, wt);
-            if (t < 9) {
-                w9[t] = wt;
-            }
+            wsum = vaddq_s32(wsum, vldrbq_z_s32(fc + (size_t)t * ch, pr));
         }
         inner = vmlaq_n_s32(b4, wsum, p->input_offset);  /* bias + offset * sum(w) */
         for (b = 0; b < out_d->n; b++) {
@@ -373,7 +345,7 @@ static void tq_depthwise_conv_s8_mve(const tq_conv_params *p, const tq_channel_q
                         const int8_t *xw = in_b + ((size_t)y0 * in_w + x0) * ch;
                         const int32_t count = ox_hi - ox_lo, x_step = p->stride_w * ch;
                         if (k_h == 3 && k_w == 3) {
-                            tq_dw_mve_run3x3(inner, xw, w9, ch, row_step, x_step, count, &rq, p, out);
+                            tq_dw_mve_run(inner, xw, fc, 3, 3, ch, row_step, x_step, count, &rq, p, out);
                         } else {
                             tq_dw_mve_run(inner, xw, fc, k_h, k_w, ch, row_step, x_step, count, &rq, p, out);
                         }
