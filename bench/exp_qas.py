@@ -11,6 +11,7 @@ as mean and spread over those seeds. Runs go to a pool of processes.
 Writes bench/results/qas_MODEL.json and .png.
 
     python bench/exp_qas.py [--model mbv2-w0.35|demo] [--train 1000] [--seeds 3] [--workers 2] [--with-master]
+                            [--with-stochastic]
                             [--head-lr 0.01] [--reuse]
 
 --head-lr gives the fp32 head its own learning rate in every method (the
@@ -39,7 +40,11 @@ GRIDS = {
     "int8-noqas": [0.0003, 0.003, 0.03, 0.3, 3.0],
     # --with-master: QAS with an fp32 master copy of the trained weights instead of round-to-nearest
     "int8-qas-master": [0.0001, 0.0003, 0.001, 0.003, 0.01, 0.03],
+    # --with-stochastic: QAS with seeded stochastic rounding (no extra SRAM)
+    "int8-qas-stochastic": [0.0001, 0.0003, 0.001, 0.003, 0.01, 0.03],
 }
+ROUNDING = {"int8-qas": "nearest", "int8-noqas": "nearest", "int8-qas-master": "master",
+            "int8-qas-stochastic": "stochastic"}
 METHODS = ("float", "int8-noqas", "int8-qas")
 HEAD_LR_GRID_SCALE = 1 / 3  # with --head-lr the body no longer has to carry the head's step
 _STATE = {}
@@ -65,7 +70,7 @@ def _run(job):
         run = train_int8(model, args.scheme, xs, ys, lr=lr, head_lr=head_lr, qas=method.startswith("int8-qas"),
                          momentum=momentum,
                          epochs=args.epochs, seed=seed,
-                         rounding="master" if method.endswith("-master") else "nearest")
+                         rounding=ROUNDING[method])
     return job, run.evaluate(xv, yv), run.evaluate(xt, yt)
 
 
@@ -114,11 +119,14 @@ def main(argv=None):
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--with-master", action="store_true",
                     help="also int8 QAS with an fp32 master copy (rounding='master')")
+    ap.add_argument("--with-stochastic", action="store_true",
+                    help="also int8 QAS with seeded stochastic rounding (rounding='stochastic')")
     ap.add_argument("--head-lr", type=float, default=None,
                     help="the fp32 head's own learning rate (default: the body's)")
     ap.add_argument("--reuse", action="store_true", help="keep the runs of an earlier results file, train the rest")
     args = ap.parse_args(argv)
-    methods = METHODS + (("int8-qas-master",) if args.with_master else ())
+    methods = (METHODS + (("int8-qas-master",) if args.with_master else ())
+               + (("int8-qas-stochastic",) if args.with_stochastic else ()))
     configs = [(m, mom) for m in methods for mom in (0.0, 0.9)]
     # with momentum the step size is lr / (1 - momentum): the same grid, scaled
     scale = 1.0 if args.head_lr is None else HEAD_LR_GRID_SCALE
@@ -160,11 +168,11 @@ def main(argv=None):
             100 * (best[m]["test_mean"] - best["float"]["test_mean"]), 2)
     save(name, out)
     plt = pyplot()
-    fig, ax = plt.subplots(figsize=(6.4 + 1.6 * args.with_master, 3.6))
+    fig, ax = plt.subplots(figsize=(6.4 + 1.6 * (len(methods) - len(METHODS)), 3.6))
     labels = [f"{r['method']}\n{'momentum' if r['momentum'] else 'plain'}" for r in results]
     acc = [100 * r["test_mean"] for r in results]
     ax.bar(range(len(results)), acc, yerr=[100 * r["test_std"] for r in results], capsize=3,
-           color=["#888", "#888", "#d55", "#d55", "#27a", "#27a", "#2a5", "#2a5"][:len(results)])
+           color=["#888", "#888", "#d55", "#d55", "#27a", "#27a", "#2a5", "#2a5", "#a72", "#a72"][:len(results)])
     ax.set_xticks(range(len(results)), labels, fontsize=7)
     ax.set_ylabel("Fashion-MNIST test accuracy (%)")
     ax.set_ylim(max(0, min(acc) - 15), min(100, max(acc) + 8))
