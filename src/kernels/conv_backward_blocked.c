@@ -7,9 +7,9 @@
  * input channels for the 1x1 input gradient (weights converted to fp32 once
  * for several pixel blocks), 1 pixel x 4 input channels for
  * the dense one (neighbouring windows overlap, so pixels go one at a time to
- * keep each sum's order), 4 output channels x 4 saved channels for the
- * weight gradient of any kernel size. Every int8 converted to fp32 is used
- * four times and every product is one TQ_MLA_F32 (one VMLA on an Arm FPU),
+ * keep each sum's order), 8 output channels x 2 saved channels for the
+ * weight gradient of any kernel size on an Arm FPU (4 x 4, twice, in C).
+ * Every product is one TQ_MLA_F32 (one VMLA on an Arm FPU),
  * where the plain loops spend a load, a store and a conversion per term.
  * The factors of a tile (pre-scaled, masked gradients; pixel addresses)
  * are gathered once into small stack buffers; partial sums of a block go
@@ -233,8 +233,95 @@ void tq_pw_backward_input_blocked(const tq_conv_params *p, const float *w_scale,
 
 /* ---- weight-gradient rows --------------------------------------------------- */
 
-/* Saved channels [j, j + 4) of the four rows r0..r3: from 0 (first) or their
- * stored partial sums, add gt[4t + r] * (xp[t][j + i] + off) for t < npx. */
+#if defined(__ARM_FP) && (__ARM_FP & 4) && defined(__ARM_FEATURE_DSP) && !defined(TQ_FORCE_PORTABLE)
+#define TQ_WROW_ASM 1
+/* Saved channels j, j + 1 of the eight rows rp[0..7]: from 0 (first) or
+ * their stored partial sums, add gt[8t + r] * (xp[t][j + i] + off) for
+ * t < npx (npx >= 1). One assembly loop: the 16 sums stay in s16-s31, and
+ * each t is one VLDM of the eight gradients, one LDRH of the two saved
+ * int8 (SXTAB adds the offset, one VMOV moves both, two VCVT) and 16
+ * VMLA.F32: 26 instructions per 16 terms. */
+static void tq_wrow_8x2(const float *gt, const int8_t *const *xp, int32_t npx, int32_t j,
+                        int32_t off, float *const *rp, int first)
+{
+    static const float zero[2] = {0.0f, 0.0f};
+    const float *ld[TQ_PW_ROWS];
+    float *st[TQ_PW_ROWS];
+    int32_t r, x0, x1, xt;
+    for (r = 0; r < TQ_PW_ROWS; r++) {
+        st[r] = rp[r] + j;
+        ld[r] = first ? zero : st[r];
+    }
+    __asm__ volatile(
+        "ldr %[x0], [%[ld], #0]\n\t"
+        "vldmia %[x0], {s16-s17}\n\t"
+        "ldr %[x0], [%[ld], #4]\n\t"
+        "vldmia %[x0], {s18-s19}\n\t"
+        "ldr %[x0], [%[ld], #8]\n\t"
+        "vldmia %[x0], {s20-s21}\n\t"
+        "ldr %[x0], [%[ld], #12]\n\t"
+        "vldmia %[x0], {s22-s23}\n\t"
+        "ldr %[x0], [%[ld], #16]\n\t"
+        "vldmia %[x0], {s24-s25}\n\t"
+        "ldr %[x0], [%[ld], #20]\n\t"
+        "vldmia %[x0], {s26-s27}\n\t"
+        "ldr %[x0], [%[ld], #24]\n\t"
+        "vldmia %[x0], {s28-s29}\n\t"
+        "ldr %[x0], [%[ld], #28]\n\t"
+        "vldmia %[x0], {s30-s31}\n\t"
+        "1:\n\t"
+        "ldr %[xt], [%[xp]], #4\n\t"
+        "ldrh %[xt], [%[xt], %[j]]\n\t"
+        "sxtab %[x0], %[off], %[xt]\n\t"
+        "sxtab %[x1], %[off], %[xt], ror #8\n\t"
+        "vmov s8, s9, %[x0], %[x1]\n\t"
+        "vcvt.f32.s32 s8, s8\n\t"
+        "vcvt.f32.s32 s9, s9\n\t"
+        "vldmia %[g]!, {s0-s7}\n\t"
+        "vmla.f32 s16, s0, s8\n\t"
+        "vmla.f32 s17, s0, s9\n\t"
+        "vmla.f32 s18, s1, s8\n\t"
+        "vmla.f32 s19, s1, s9\n\t"
+        "vmla.f32 s20, s2, s8\n\t"
+        "vmla.f32 s21, s2, s9\n\t"
+        "vmla.f32 s22, s3, s8\n\t"
+        "vmla.f32 s23, s3, s9\n\t"
+        "vmla.f32 s24, s4, s8\n\t"
+        "vmla.f32 s25, s4, s9\n\t"
+        "vmla.f32 s26, s5, s8\n\t"
+        "vmla.f32 s27, s5, s9\n\t"
+        "vmla.f32 s28, s6, s8\n\t"
+        "vmla.f32 s29, s6, s9\n\t"
+        "vmla.f32 s30, s7, s8\n\t"
+        "vmla.f32 s31, s7, s9\n\t"
+        "subs %[n], %[n], #1\n\t"
+        "bne 1b\n\t"
+        "ldr %[x0], [%[st], #0]\n\t"
+        "vstmia %[x0], {s16-s17}\n\t"
+        "ldr %[x0], [%[st], #4]\n\t"
+        "vstmia %[x0], {s18-s19}\n\t"
+        "ldr %[x0], [%[st], #8]\n\t"
+        "vstmia %[x0], {s20-s21}\n\t"
+        "ldr %[x0], [%[st], #12]\n\t"
+        "vstmia %[x0], {s22-s23}\n\t"
+        "ldr %[x0], [%[st], #16]\n\t"
+        "vstmia %[x0], {s24-s25}\n\t"
+        "ldr %[x0], [%[st], #20]\n\t"
+        "vstmia %[x0], {s26-s27}\n\t"
+        "ldr %[x0], [%[st], #24]\n\t"
+        "vstmia %[x0], {s28-s29}\n\t"
+        "ldr %[x0], [%[st], #28]\n\t"
+        "vstmia %[x0], {s30-s31}"
+        : [g] "+r"(gt), [xp] "+r"(xp), [n] "+r"(npx), [x0] "=&r"(x0), [x1] "=&r"(x1), [xt] "=&r"(xt)
+        : [off] "r"(off), [j] "r"(j), [ld] "r"(ld), [st] "r"(st)
+        : "s0", "s1", "s2", "s3", "s4", "s5", "s6", "s7", "s8", "s9", "s16", "s17", "s18", "s19",
+          "s20", "s21", "s22", "s23", "s24", "s25", "s26", "s27", "s28", "s29", "s30", "s31",
+          "cc", "memory");
+}
+#else
+/* Saved channels [j, j + 4) of rows r0..r3, whose gradients are gt[8t + k]
+ * (k < 4): from 0 (first) or their stored partial sums, add
+ * gt[8t + k] * (xp[t][j + i] + off) for t < npx. */
 static void tq_wrow_4x4(const float *gt, const int8_t *const *xp, int32_t npx, int32_t j,
                         int32_t off, float *r0, float *r1, float *r2, float *r3, int first)
 {
@@ -249,29 +336,30 @@ static void tq_wrow_4x4(const float *gt, const int8_t *const *xp, int32_t npx, i
     }
     TQ_BLOCK4X4_STORE(r0, r1, r2, r3);
 }
+#endif
 
-/* Saved channel j of the four rows (the n_sel % 4 tail). */
-static void tq_wrow_4x1(const float *gt, const int8_t *const *xp, int32_t npx, int32_t j,
-                        int32_t off, float *r0, float *r1, float *r2, float *r3, int first)
+/* Saved channel j of the eight rows rp[0..7] (the tail the blocks leave). */
+static void tq_wrow_8x1(const float *gt, const int8_t *const *xp, int32_t npx, int32_t j,
+                        int32_t off, float *const *rp, int first)
 {
-    float a0 = first ? 0.0f : *r0, a1 = first ? 0.0f : *r1;
-    float a2 = first ? 0.0f : *r2, a3 = first ? 0.0f : *r3;
-    int32_t t;
+    float a[TQ_PW_ROWS];
+    int32_t r, t;
+    for (r = 0; r < TQ_PW_ROWS; r++) {
+        a[r] = first ? 0.0f : rp[r][j];
+    }
     for (t = 0; t < npx; t++, gt += TQ_PW_ROWS) {
         const float xv = (float)(xp[t][j] + off);
-        TQ_MLA_F32(a0, gt[0], xv);
-        TQ_MLA_F32(a1, gt[1], xv);
-        TQ_MLA_F32(a2, gt[2], xv);
-        TQ_MLA_F32(a3, gt[3], xv);
+        for (r = 0; r < TQ_PW_ROWS; r++) {
+            TQ_MLA_F32(a[r], gt[r], xv);
+        }
     }
-    *r0 = a0;
-    *r1 = a1;
-    *r2 = a2;
-    *r3 = a3;
+    for (r = 0; r < TQ_PW_ROWS; r++) {
+        rp[r][j] = a[r];
+    }
 }
 
-/* Output pixel q's gradients of the four rows (mask ? g : 0; fewer than
- * four channels repeat the last) into gt[0..3], summed into gb. */
+/* Output pixel q's gradients of the TQ_PW_ROWS rows (mask ? g : 0; fewer
+ * channels repeat the last) into gt[0..7], summed into gb. */
 static void tq_rows_gather(const float *grad_out, const uint8_t *mask, int32_t q, int32_t out_c,
                            int32_t oc0, int32_t n_oc, float *gt, float *gb)
 {
@@ -284,17 +372,31 @@ static void tq_rows_gather(const float *grad_out, const uint8_t *mask, int32_t q
     }
 }
 
-/* All n_sel saved channels of the four rows rp[0..3] over the npx pixels
- * (gradients gt, inputs xp), from 0 (first) or the stored partial sums. */
+/* All n_sel saved channels of the eight rows rp[0..7] over the npx pixels
+ * (gradients gt, inputs xp), from 0 (first) or the stored partial sums.
+ * Rows that repeat the last channel get the same sums again. */
 static void tq_rows_add(const float *gt, const int8_t *const *xp, int32_t npx, int32_t n_sel,
                         int32_t off, float *const *rp, int first)
 {
-    int32_t j;
-    for (j = 0; j + 4 <= n_sel; j += 4) {
-        tq_wrow_4x4(gt, xp, npx, j, off, rp[0] + j, rp[1] + j, rp[2] + j, rp[3] + j, first);
+    int32_t j = 0;
+#ifdef TQ_WROW_ASM
+    if (npx > 0) {
+        for (; j + 2 <= n_sel; j += 2) {
+            tq_wrow_8x2(gt, xp, npx, j, off, rp, first);
+        }
     }
+#else
+    for (; j + 4 <= n_sel; j += 4) {
+        tq_wrow_4x4(gt, xp, npx, j, off, rp[0] + j, rp[1] + j, rp[2] + j, rp[3] + j, first);
+        /* with at most four channels rows 4..7 repeat row 3, whose sums the
+         * first call has already advanced: adding again would count twice */
+        if (rp[4] != rp[3]) {
+            tq_wrow_4x4(gt + 4, xp, npx, j, off, rp[4] + j, rp[5] + j, rp[6] + j, rp[7] + j, first);
+        }
+    }
+#endif
     for (; j < n_sel; j++) {
-        tq_wrow_4x1(gt, xp, npx, j, off, rp[0] + j, rp[1] + j, rp[2] + j, rp[3] + j, first);
+        tq_wrow_8x1(gt, xp, npx, j, off, rp, first);
     }
 }
 
@@ -320,7 +422,7 @@ void tq_pw_weight_rows(const tq_conv_params *p, float input_scale, const tq_dims
     const int32_t pixels = out_d->n * out_d->h * out_d->w;
     float gt[TQ_PW_PT * TQ_PW_ROWS];
     const int8_t *xp[TQ_PW_PT];
-    float gb[TQ_PW_ROWS] = {0.0f, 0.0f, 0.0f, 0.0f};
+    float gb[TQ_PW_ROWS] = {0.0f};
     float *rp[TQ_PW_ROWS];
     int32_t r, t, p0;
     /* fewer than four channels: the last one is computed again */
@@ -349,7 +451,7 @@ void tq_conv_weight_rows(const tq_conv_params *p, float input_scale, const tq_di
     float gt[TQ_PW_PT * TQ_PW_ROWS], gc[TQ_PW_PT * TQ_PW_ROWS];
     const int8_t *xp[TQ_PW_PT];
     int32_t iy0[TQ_PW_PT], ix0[TQ_PW_PT], img[TQ_PW_PT], kept[TQ_PW_PT];
-    float gb[TQ_PW_ROWS] = {0.0f, 0.0f, 0.0f, 0.0f};
+    float gb[TQ_PW_ROWS] = {0.0f};
     float *rp[TQ_PW_ROWS];
     int32_t r, t, p0, ky, kx;
     for (p0 = 0; p0 < pixels; p0 += TQ_PW_PT) {

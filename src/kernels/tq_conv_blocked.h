@@ -15,7 +15,7 @@
 #include "tinyqt/backward.h"
 
 /* Output channels whose weight-gradient rows one call computes together. */
-#define TQ_PW_ROWS 4
+#define TQ_PW_ROWS 8
 
 /* grad_in [N, H, W, in_c] <- gradient of a 1x1 conv (no padding, any
  * stride) w.r.t. its input, from grad_out [N, OH, OW, out_c], the clamp
