@@ -433,7 +433,7 @@ static tq_status tq_conv_bwd_update_impl(int pointwise, const tq_conv_params *pa
     }
     taps = filter_dims->h * filter_dims->w;
     row = taps * n_sel;
-    /* four channels' gradients at a time, each applied as soon as they exist */
+    /* TQ_PW_ROWS channels' gradients at a time, each applied as soon as they exist */
     for (oc = 0; oc < filter_dims->n; oc += TQ_PW_ROWS) {
         const int32_t n_oc = filter_dims->n - oc < TQ_PW_ROWS ? filter_dims->n - oc : TQ_PW_ROWS;
         float gb[TQ_PW_ROWS];
