@@ -266,6 +266,43 @@ def test_dense_gradients_equal_float32_replay(n, h, w, c_in, c_out, k, stride, d
     assert np.array_equal(_bits(gb), _bits(rb))
 
 
+def _dw_input_replay(g, passm, ws, wt, in_shape, stride, pads, dil):
+    """NumPy float32 replay of the depthwise input gradient's documented
+    order: (g * w_scale) * w added from +0.0 over the output pixels in
+    row-major order."""
+    n, h, w, c = in_shape
+    k = wt.shape[1]
+    gs = np.where(passm, g, np.float32(0)) * ws
+    wf = wt[0].astype(np.float32)
+    ref = np.zeros(in_shape, np.float32)
+    for b in range(n):
+        for oy in range(g.shape[1]):
+            for ox in range(g.shape[2]):
+                for ky in range(k):
+                    for kx in range(k):
+                        iy, ix = oy * stride - pads[0] + ky * dil, ox * stride - pads[1] + kx * dil
+                        if 0 <= iy < h and 0 <= ix < w:
+                            ref[b, iy, ix] = ref[b, iy, ix] + gs[b, oy, ox] * wf[ky, kx]
+    return ref
+
+
+@pytest.mark.parametrize("w,stride", [(50, 1), (140, 1), (200, 2)])
+def test_depthwise_input_gradient_of_wide_maps_keeps_the_order(w, stride):
+    """Output rows too wide for the gather path's factor buffer (rows x
+    out_w x 4 > 512 floats) take the scatter path: the replay's bits too."""
+    rng = np.random.default_rng(w)
+    n, h, c, k, pads = 1, 4, 5, 3, (1, 1, 1, 1)
+    oh, ow = (h + 2 - k) // stride + 1, (w + 2 - k) // stride + 1
+    wt = rng.integers(-127, 128, (1, k, k, c), dtype=np.int8)
+    ws = rng.uniform(0.01, 0.05, c).astype(np.float32)
+    g = rng.standard_normal((n, oh, ow, c)).astype(np.float32)
+    mask = rng.integers(0, 256, (g.size + 7) // 8, dtype=np.uint8)
+    gi = backward.conv2d_backward_input(g, wt, ws, (n, h, w, c), stride=(stride, stride), padding=pads,
+                                        depthwise=True, mask=mask)
+    ref = _dw_input_replay(g, backward.unpack_mask(mask, g.shape), ws, wt, (n, h, w, c), stride, pads, 1)
+    assert np.array_equal(_bits(gi), _bits(ref))
+
+
 @settings(max_examples=60, deadline=None)
 @given(n=st.integers(1, 2), h=st.integers(1, 9), w=st.integers(1, 9), c=st.integers(1, 11),
        k=st.sampled_from([1, 3, 5]), stride=st.sampled_from([1, 2, 3]), dil=st.sampled_from([1, 2]),
@@ -289,18 +326,7 @@ def test_depthwise_gradients_equal_float32_replay(n, h, w, c, k, stride, dil, ma
     gi = backward.conv2d_backward_input(g, wt, ws, (n, h, w, c), stride=(stride, stride), padding=tuple(pads),
                                         dilation=(dil, dil), depthwise=True, mask=mask)
     passm = np.ones(g.shape, bool) if mask is None else backward.unpack_mask(mask, g.shape)
-    gs = np.where(passm, g, np.float32(0)) * ws
-    wf = wt[0].astype(np.float32)
-    ref = np.zeros((n, h, w, c), np.float32)
-    for b in range(n):
-        for oy in range(oh):
-            for ox in range(ow):
-                for ky in range(k):
-                    for kx in range(k):
-                        iy, ix = oy * stride - pads[0] + ky * dil, ox * stride - pads[1] + kx * dil
-                        if 0 <= iy < h and 0 <= ix < w:
-                            ref[b, iy, ix] = ref[b, iy, ix] + gs[b, oy, ox] * wf[ky, kx]
-    assert np.array_equal(_bits(gi), _bits(ref))
+    assert np.array_equal(_bits(gi), _bits(_dw_input_replay(g, passm, ws, wt, (n, h, w, c), stride, pads, dil)))
 
     # the weight gradient of a channel subset, blocked four channels at a time
     x = rng.integers(-128, 128, (n, h, w, c), dtype=np.int8)

@@ -16,6 +16,73 @@
 #include "tq_sgd.h"
 
 #define TQ_DW_LANES TQ_DW_ROWS
+/* TQ_DW_ACC4 declares the four lane sums a0..a3 (from +0.0f);
+ * TQ_DW_TAP4(f, w) adds f[i] * w[i] to them; TQ_DW_ROW4(f, w_end, count)
+ * adds count taps of neighbouring output columns, f[4k + i] * w_end[4(k - count) + i]
+ * for k = 0 .. count-1 in that order (a filter row read backwards, count
+ * >= 1).
+ * On an Arm FPU the sums live in s8-s11 and each tap is two VLDM and four
+ * VMLA.F32 (compiled C spends a VLDR per value). */
+#if defined(__ARM_FP) && (__ARM_FP & 4) && !defined(TQ_FORCE_PORTABLE)
+#define TQ_DW_ACC4                                                                     \
+    register float a0 __asm__("s8") = 0.0f, a1 __asm__("s9") = 0.0f,                   \
+                   a2 __asm__("s10") = 0.0f, a3 __asm__("s11") = 0.0f
+#define TQ_DW_TAP4(f, w)                                                              \
+    __asm__("vldmia %[fp], {s0-s3}\n\t"                                               \
+            "vldmia %[wp], {s4-s7}\n\t"                                               \
+            "vmla.f32 %[x0], s0, s4\n\t"                                              \
+            "vmla.f32 %[x1], s1, s5\n\t"                                              \
+            "vmla.f32 %[x2], s2, s6\n\t"                                              \
+            "vmla.f32 %[x3], s3, s7"                                                  \
+            : [x0] "+t"(a0), [x1] "+t"(a1), [x2] "+t"(a2), [x3] "+t"(a3)              \
+            : [fp] "r"(f), [wp] "r"(w), "m"(*(const float(*)[4])(f)),                 \
+              "m"(*(const float(*)[4])(w))                                            \
+            : "s0", "s1", "s2", "s3", "s4", "s5", "s6", "s7")
+#define TQ_DW_ROW4(f, w_end, count)                                                       \
+    do {                                                                              \
+        const float *fp_ = (f), *wp_ = (w_end);                                       \
+        int32_t n_ = (count);                                                           \
+        __asm__ volatile("1:\n\t"                                                     \
+                         "vldmia %[fp]!, {s0-s3}\n\t"                                 \
+                         "vldmdb %[wp]!, {s4-s7}\n\t"                                 \
+                         "vmla.f32 %[x0], s0, s4\n\t"                                 \
+                         "vmla.f32 %[x1], s1, s5\n\t"                                 \
+                         "vmla.f32 %[x2], s2, s6\n\t"                                 \
+                         "vmla.f32 %[x3], s3, s7\n\t"                                 \
+                         "subs %[n], %[n], #1\n\t"                                    \
+                         "bne 1b"                                                     \
+                         : [x0] "+t"(a0), [x1] "+t"(a1), [x2] "+t"(a2), [x3] "+t"(a3), \
+                           [fp] "+r"(fp_), [wp] "+r"(wp_), [n] "+r"(n_)               \
+                         :                                                            \
+                         : "s0", "s1", "s2", "s3", "s4", "s5", "s6", "s7", "cc",      \
+                           "memory");                                                 \
+    } while (0)
+#else
+#define TQ_DW_ACC4 float a0 = 0.0f, a1 = 0.0f, a2 = 0.0f, a3 = 0.0f
+#define TQ_DW_TAP4(f, w)                                                              \
+    do {                                                                              \
+        TQ_MLA_F32(a0, (f)[0], (w)[0]);                                               \
+        TQ_MLA_F32(a1, (f)[1], (w)[1]);                                               \
+        TQ_MLA_F32(a2, (f)[2], (w)[2]);                                               \
+        TQ_MLA_F32(a3, (f)[3], (w)[3]);                                               \
+    } while (0)
+#define TQ_DW_ROW4(f, w_end, count)                                                       \
+    do {                                                                              \
+        const float *fp_ = (f), *wp_ = (w_end);                                       \
+        int32_t n_;                                                                   \
+        for (n_ = (count); n_ > 0; n_--, fp_ += TQ_DW_LANES) {                            \
+            wp_ -= TQ_DW_LANES;                                                       \
+            TQ_DW_TAP4(fp_, wp_);                                                     \
+        }                                                                             \
+    } while (0)
+#endif
+
+/* The gather path's stack: factor floats (2 KB) and column taps. It runs
+ * when tq_dw_gather_rows x out_w x 4 factors, in_w columns and in_w x KW
+ * taps fit, the scatter path otherwise. */
+#define TQ_DW_GATHER_FLOATS 512
+#define TQ_DW_GATHER_COLS 128
+#define TQ_DW_GATHER_TAPS 384
 
 /* gi[l] += s * w, one lane at a time (lanes of a short block alias). */
 #define TQ_DW_ADD(gi, l, s, w)       \
@@ -25,29 +92,39 @@
         (gi)[l] = v_;                \
     } while (0)
 
-void tq_dw_backward_input_blocked(const tq_conv_params *p, const float *w_scale,
-                                  const tq_dims *out_d, const float *grad_out,
-                                  const uint8_t *mask, const tq_dims *f_d,
-                                  const int8_t *filter, const tq_dims *in_d, float *grad_in)
+/* Lanes of a channel block: lane[i] = the channel (extra lanes repeat the
+ * last valid one), ws[i] its w_scale, wf[t * 4 + i] its tap t in fp32. */
+static int32_t tq_dw_block_setup(int32_t c0, int32_t ch, int32_t taps, const float *w_scale,
+                                 const int8_t *filter, int32_t *lane, float *ws, float *wf)
+{
+    const int32_t valid = ch - c0 < TQ_DW_LANES ? ch - c0 : TQ_DW_LANES;
+    int32_t i, t;
+    for (i = 0; i < TQ_DW_LANES; i++) {
+        lane[i] = c0 + (i < valid ? i : valid - 1);
+        ws[i] = w_scale[lane[i]];
+    }
+    for (t = 0; t < taps; t++) {
+        for (i = 0; i < TQ_DW_LANES; i++) {
+            wf[t * TQ_DW_LANES + i] = (float)filter[(size_t)t * ch + lane[i]];
+        }
+    }
+    return valid;
+}
+
+static void tq_dw_bwd_scatter(const tq_conv_params *p, const float *w_scale,
+                              const tq_dims *out_d, const float *grad_out,
+                              const uint8_t *mask, const tq_dims *f_d,
+                              const int8_t *filter, const tq_dims *in_d, float *grad_in)
 {
     const int32_t in_h = in_d->h, in_w = in_d->w, ch = in_d->c;
     const int32_t oh = out_d->h, ow = out_d->w, kh = f_d->h, kw = f_d->w;
     float wf[TQ_DW_BWD_MAX_TAPS * TQ_DW_LANES];
-    int32_t c0, b, oy, ox, ky, kx, i, t;
+    int32_t c0, b, oy, ox, ky, kx, i;
     memset(grad_in, 0, (size_t)tq_dims_count(in_d) * sizeof(float));
     for (c0 = 0; c0 < ch; c0 += TQ_DW_LANES) {
-        const int32_t valid = ch - c0 < TQ_DW_LANES ? ch - c0 : TQ_DW_LANES;
         int32_t lane[TQ_DW_LANES];
         float ws[TQ_DW_LANES];
-        for (i = 0; i < TQ_DW_LANES; i++) {
-            lane[i] = c0 + (i < valid ? i : valid - 1); /* extra lanes: the last channel, factor 0 */
-            ws[i] = w_scale[lane[i]];
-        }
-        for (t = 0; t < kh * kw; t++) {
-            for (i = 0; i < TQ_DW_LANES; i++) {
-                wf[t * TQ_DW_LANES + i] = (float)filter[(size_t)t * ch + lane[i]];
-            }
-        }
+        const int32_t valid = tq_dw_block_setup(c0, ch, kh * kw, w_scale, filter, lane, ws, wf);
         for (b = 0; b < out_d->n; b++) {
             float *gin_b = grad_in + (size_t)b * in_h * in_w * ch;
             for (oy = 0; oy < oh; oy++) {
@@ -85,6 +162,139 @@ void tq_dw_backward_input_blocked(const tq_conv_params *p, const float *w_scale,
                 }
             }
         }
+    }
+}
+
+/* One output row's term factors f[ox * 4 + i] = mask ? g * w_scale : 0
+ * (0 for lanes past the valid ones); o = the row's first element. */
+static void tq_dw_factor_row(const float *grad_out, const uint8_t *mask, int32_t o, int32_t ow,
+                             int32_t ch, const int32_t *lane, const float *ws, int32_t valid,
+                             float *f)
+{
+    int32_t ox, i;
+    for (ox = 0; ox < ow; ox++, o += ch, f += TQ_DW_LANES) {
+        for (i = 0; i < TQ_DW_LANES; i++) {
+            f[i] = i < valid && tq_mask_pass(mask, o + lane[i]) ? grad_out[o + lane[i]] * ws[i] : 0.0f;
+        }
+    }
+}
+
+/* Output rows of factors the gather path keeps: every output row whose
+ * windows reach one input row. */
+static int32_t tq_dw_gather_rows(const tq_conv_params *p, const tq_dims *f_d)
+{
+    return (f_d->h - 1) * p->dilation_h / p->stride_h + 1;
+}
+
+/* Gather path: each input pixel's four lanes are summed in registers over
+ * the output pixels whose windows cover it, visited in row-major output
+ * order (taps in decreasing ky, then decreasing kx), so every sum adds the
+ * scatter's terms in the scatter's order. The factors of the last
+ * tq_dw_gather_rows output rows are kept in a ring on the stack. */
+static void tq_dw_bwd_gather(const tq_conv_params *p, const float *w_scale,
+                             const tq_dims *out_d, const float *grad_out,
+                             const uint8_t *mask, const tq_dims *f_d,
+                             const int8_t *filter, const tq_dims *in_d, float *grad_in)
+{
+    const int32_t in_h = in_d->h, in_w = in_d->w, ch = in_d->c;
+    const int32_t oh = out_d->h, ow = out_d->w, kh = f_d->h, kw = f_d->w;
+    const int32_t sh = p->stride_h, sw = p->stride_w, dh = p->dilation_h, dw = p->dilation_w;
+    const int32_t pt = p->pad_top, pl = p->pad_left;
+    const int32_t ring = tq_dw_gather_rows(p, f_d);
+    /* input columns whose kw taps all land on output columns (stride and
+     * dilation 1) */
+    const int32_t ix_lo = kw - 1 - pl > 0 ? kw - 1 - pl : 0;
+    const int32_t ix_hi = ow - pl < in_w ? ow - pl : in_w;
+    float wf[TQ_DW_BWD_MAX_TAPS * TQ_DW_LANES];
+    float fbuf[TQ_DW_GATHER_FLOATS];
+    /* per input column ix: its col_n[ix] taps, in increasing output column,
+     * as factor offsets (output column x 4) and filter offsets (kx x 4) */
+    int16_t col_off[TQ_DW_GATHER_TAPS], col_tap[TQ_DW_GATHER_TAPS];
+    uint8_t col_n[TQ_DW_GATHER_COLS];
+    int32_t c0, b, iy, ix, ky, kx;
+    for (ix = 0; ix < in_w; ix++) {
+        int32_t n = 0;
+        for (kx = kw - 1; kx >= 0; kx--) {
+            const int32_t u = ix + pl - kx * dw;
+            if (u >= 0 && u % sw == 0 && u / sw < ow) {
+                col_off[ix * kw + n] = (int16_t)(u / sw * TQ_DW_LANES);
+                col_tap[ix * kw + n++] = (int16_t)(kx * TQ_DW_LANES);
+            }
+        }
+        col_n[ix] = (uint8_t)n;
+    }
+    for (c0 = 0; c0 < ch; c0 += TQ_DW_LANES) {
+        int32_t lane[TQ_DW_LANES];
+        float ws[TQ_DW_LANES];
+        const int32_t valid = tq_dw_block_setup(c0, ch, kh * kw, w_scale, filter, lane, ws, wf);
+        for (b = 0; b < out_d->n; b++) {
+            float *gin = grad_in + (size_t)b * in_h * in_w * ch + c0;
+            int32_t next_oy = 0;
+            for (iy = 0; iy < in_h; iy++) {
+                const float *frow[TQ_DW_BWD_MAX_TAPS];
+                int32_t kyl[TQ_DW_BWD_MAX_TAPS], nrow = 0;
+                for (ky = kh - 1; ky >= 0; ky--) {
+                    const int32_t t = iy + pt - ky * dh;
+                    int32_t oy;
+                    if (t < 0 || t % sh != 0 || (oy = t / sh) >= oh) {
+                        continue;
+                    }
+                    while (next_oy <= oy) {
+                        tq_dw_factor_row(grad_out, mask, ((b * oh + next_oy) * ow) * ch, ow, ch, lane,
+                                         ws, valid, fbuf + (size_t)(next_oy % ring) * ow * TQ_DW_LANES);
+                        next_oy++;
+                    }
+                    frow[nrow] = fbuf + (size_t)(oy % ring) * ow * TQ_DW_LANES;
+                    kyl[nrow++] = ky;
+                }
+                for (ix = 0; ix < in_w; ix++) {
+                    TQ_DW_ACC4;
+                    float *gi = gin + ((size_t)iy * in_w + ix) * ch;
+                    int32_t r;
+                    if (sw == 1 && dw == 1 && ix >= ix_lo && ix < ix_hi) {
+                        for (r = 0; r < nrow; r++) {
+                            /* kw neighbouring output columns, filter row backwards */
+                            TQ_DW_ROW4(frow[r] + (size_t)(ix + pl - kw + 1) * TQ_DW_LANES,
+                                       wf + (size_t)(kyl[r] + 1) * kw * TQ_DW_LANES, kw);
+                        }
+                    } else {
+                        const int16_t *xo = col_off + (size_t)ix * kw, *xk = col_tap + (size_t)ix * kw;
+                        const int32_t nx = col_n[ix];
+                        int32_t k;
+                        for (r = 0; r < nrow; r++) {
+                            const float *wrow = wf + (size_t)kyl[r] * kw * TQ_DW_LANES;
+                            for (k = 0; k < nx; k++) {
+                                const float *fk = frow[r] + xo[k], *wt = wrow + xk[k];
+                                TQ_DW_TAP4(fk, wt);
+                            }
+                        }
+                    }
+                    gi[0] = a0;
+                    if (valid > 1) {
+                        gi[1] = a1;
+                    }
+                    if (valid > 2) {
+                        gi[2] = a2;
+                    }
+                    if (valid > 3) {
+                        gi[3] = a3;
+                    }
+                }
+            }
+        }
+    }
+}
+
+void tq_dw_backward_input_blocked(const tq_conv_params *p, const float *w_scale,
+                                  const tq_dims *out_d, const float *grad_out,
+                                  const uint8_t *mask, const tq_dims *f_d,
+                                  const int8_t *filter, const tq_dims *in_d, float *grad_in)
+{
+    if ((int64_t)tq_dw_gather_rows(p, f_d) * out_d->w * TQ_DW_LANES <= TQ_DW_GATHER_FLOATS &&
+        in_d->w <= TQ_DW_GATHER_COLS && in_d->w * f_d->w <= TQ_DW_GATHER_TAPS) {
+        tq_dw_bwd_gather(p, w_scale, out_d, grad_out, mask, f_d, filter, in_d, grad_in);
+    } else {
+        tq_dw_bwd_scatter(p, w_scale, out_d, grad_out, mask, f_d, filter, in_d, grad_in);
     }
 }
 
