@@ -286,10 +286,32 @@ def _dw_input_replay(g, passm, ws, wt, in_shape, stride, pads, dil):
     return ref
 
 
+def _dw_weight_replay(g, passm, x, sel, x_zp, k, stride, pads, dil):
+    """NumPy float32 replay of the depthwise weight gradient of the channels
+    sel (before the input scale) and of the bias: g * (x - zero point)
+    added from +0.0 over the output pixels in row-major order."""
+    n, h, w, _ = x.shape
+    gm = np.where(passm, g, np.float32(0))[..., sel]
+    xf = (x[..., sel].astype(np.int32) - x_zp).astype(np.float32)
+    rw = np.zeros((len(sel), k, k), np.float32)
+    rb = np.zeros(len(sel), np.float32)
+    for b in range(n):
+        for oy in range(g.shape[1]):
+            for ox in range(g.shape[2]):
+                rb = rb + gm[b, oy, ox]
+                for ky in range(k):
+                    for kx in range(k):
+                        iy, ix = oy * stride - pads[0] + ky * dil, ox * stride - pads[1] + kx * dil
+                        if 0 <= iy < h and 0 <= ix < w:
+                            rw[:, ky, kx] = rw[:, ky, kx] + gm[b, oy, ox] * xf[b, iy, ix]
+    return rw, rb
+
+
 @pytest.mark.parametrize("w,stride", [(50, 1), (140, 1), (200, 2)])
-def test_depthwise_input_gradient_of_wide_maps_keeps_the_order(w, stride):
-    """Output rows too wide for the gather path's factor buffer (rows x
-    out_w x 4 > 512 floats) take the scatter path: the replay's bits too."""
+def test_depthwise_gradients_of_wide_maps_keep_the_order(w, stride):
+    """Maps too wide for the gather path's factor rows (rows x out_w x 4 >
+    512 floats) and for the row-wise weight rows' buffer (> 768 floats)
+    take the scatter paths: the replays' bits too."""
     rng = np.random.default_rng(w)
     n, h, c, k, pads = 1, 4, 5, 3, (1, 1, 1, 1)
     oh, ow = (h + 2 - k) // stride + 1, (w + 2 - k) // stride + 1
@@ -299,8 +321,16 @@ def test_depthwise_input_gradient_of_wide_maps_keeps_the_order(w, stride):
     mask = rng.integers(0, 256, (g.size + 7) // 8, dtype=np.uint8)
     gi = backward.conv2d_backward_input(g, wt, ws, (n, h, w, c), stride=(stride, stride), padding=pads,
                                         depthwise=True, mask=mask)
-    ref = _dw_input_replay(g, backward.unpack_mask(mask, g.shape), ws, wt, (n, h, w, c), stride, pads, 1)
-    assert np.array_equal(_bits(gi), _bits(ref))
+    passm = backward.unpack_mask(mask, g.shape)
+    assert np.array_equal(_bits(gi), _bits(_dw_input_replay(g, passm, ws, wt, (n, h, w, c), stride, pads, 1)))
+    x = rng.integers(-128, 128, (n, h, w, c), dtype=np.int8)
+    sel = np.array([0, 2, 3], np.int32)
+    gw, gb = backward.conv2d_backward_weight(g, np.ascontiguousarray(x[..., sel]), k, x_scale=np.float32(0.03),
+                                             x_zero_point=7, stride=(stride, stride), padding=pads,
+                                             depthwise=True, in_channels=c, sel=sel, mask=mask)
+    rw, rb = _dw_weight_replay(g, passm, x, sel, 7, k, stride, pads, 1)
+    assert np.array_equal(_bits(gw), _bits(rw * np.float32(0.03)))
+    assert np.array_equal(_bits(gb), _bits(rb))
 
 
 @settings(max_examples=60, deadline=None)
@@ -336,19 +366,7 @@ def test_depthwise_gradients_equal_float32_replay(n, h, w, c, k, stride, dil, ma
                                              x_zero_point=x_zp, stride=(stride, stride), padding=tuple(pads),
                                              dilation=(dil, dil), depthwise=True, in_channels=c, sel=sel,
                                              mask=mask)
-    gm = np.where(passm, g, np.float32(0))[..., sel]
-    xf = (x[..., sel].astype(np.int32) - x_zp).astype(np.float32)
-    rw = np.zeros((len(sel), k, k), np.float32)
-    rb = np.zeros(len(sel), np.float32)
-    for b in range(n):
-        for oy in range(oh):
-            for ox in range(ow):
-                rb = rb + gm[b, oy, ox]
-                for ky in range(k):
-                    for kx in range(k):
-                        iy, ix = oy * stride - pads[0] + ky * dil, ox * stride - pads[1] + kx * dil
-                        if 0 <= iy < h and 0 <= ix < w:
-                            rw[:, ky, kx] = rw[:, ky, kx] + gm[b, oy, ox] * xf[b, iy, ix]
+    rw, rb = _dw_weight_replay(g, passm, x, sel, x_zp, k, stride, pads, dil)
     assert np.array_equal(_bits(gw), _bits(rw * x_scale))
     assert np.array_equal(_bits(gb), _bits(rb))
 

@@ -16,7 +16,7 @@
 #include "tq_sgd.h"
 
 #define TQ_DW_LANES TQ_DW_ROWS
-/* TQ_DW_ACC4 declares the four lane sums a0..a3 (from +0.0f);
+/* TQ_DW_ACC4(v0..v3) declares the four lane sums a0..a3, starting at v0..v3;
  * TQ_DW_TAP4(f, w) adds f[i] * w[i] to them; TQ_DW_ROW4(f, w_end, count)
  * adds count taps of neighbouring output columns, f[4k + i] * w_end[4(k - count) + i]
  * for k = 0 .. count-1 in that order (a filter row read backwards, count
@@ -24,9 +24,9 @@
  * On an Arm FPU the sums live in s8-s11 and each tap is two VLDM and four
  * VMLA.F32 (compiled C spends a VLDR per value). */
 #if defined(__ARM_FP) && (__ARM_FP & 4) && !defined(TQ_FORCE_PORTABLE)
-#define TQ_DW_ACC4                                                                     \
-    register float a0 __asm__("s8") = 0.0f, a1 __asm__("s9") = 0.0f,                   \
-                   a2 __asm__("s10") = 0.0f, a3 __asm__("s11") = 0.0f
+#define TQ_DW_ACC4(v0, v1, v2, v3)                                                     \
+    register float a0 __asm__("s8") = (v0), a1 __asm__("s9") = (v1),                   \
+                   a2 __asm__("s10") = (v2), a3 __asm__("s11") = (v3)
 #define TQ_DW_TAP4(f, w)                                                              \
     __asm__("vldmia %[fp], {s0-s3}\n\t"                                               \
             "vldmia %[wp], {s4-s7}\n\t"                                               \
@@ -58,7 +58,7 @@
                            "memory");                                                 \
     } while (0)
 #else
-#define TQ_DW_ACC4 float a0 = 0.0f, a1 = 0.0f, a2 = 0.0f, a3 = 0.0f
+#define TQ_DW_ACC4(v0, v1, v2, v3) float a0 = (v0), a1 = (v1), a2 = (v2), a3 = (v3)
 #define TQ_DW_TAP4(f, w)                                                              \
     do {                                                                              \
         TQ_MLA_F32(a0, (f)[0], (w)[0]);                                               \
@@ -83,6 +83,9 @@
 #define TQ_DW_GATHER_FLOATS 512
 #define TQ_DW_GATHER_COLS 128
 #define TQ_DW_GATHER_TAPS 384
+/* The row-wise weight rows' stack: one factor row and the converted input
+ * rows, out_w x 4 + ((KH - 1) x dilation + 1) x in_w x 4 floats (3 KB). */
+#define TQ_DW_WROWS_FLOATS 768
 
 /* gi[l] += s * w, one lane at a time (lanes of a short block alias). */
 #define TQ_DW_ADD(gi, l, s, w)       \
@@ -248,7 +251,7 @@ static void tq_dw_bwd_gather(const tq_conv_params *p, const float *w_scale,
                     kyl[nrow++] = ky;
                 }
                 for (ix = 0; ix < in_w; ix++) {
-                    TQ_DW_ACC4;
+                    TQ_DW_ACC4(0.0f, 0.0f, 0.0f, 0.0f);
                     float *gi = gin + ((size_t)iy * in_w + ix) * ch;
                     int32_t r;
                     if (sw == 1 && dw == 1 && ix >= ix_lo && ix < ix_hi) {
@@ -298,27 +301,26 @@ void tq_dw_backward_input_blocked(const tq_conv_params *p, const float *w_scale,
     }
 }
 
-/* Weight rows: per output pixel the four lanes' factors (mask ? g : 0) are
- * formed once; each tap inside the input adds factor * (x + offset) to its
- * lane's row entry, in row-major output order like the plain loops. */
-void tq_dw_weight_rows(const tq_conv_params *p, float input_scale, const tq_dims *in_d,
-                       const int8_t *input, const int32_t *j, const int32_t *c, int32_t n,
-                       const tq_dims *out_d, const float *grad_out, const uint8_t *mask,
-                       int32_t kh, int32_t kw, float *rows, float *grad_b)
+/* The lanes of a weight-row call: saved channel jl[i] and output channel
+ * cl[i] (lanes past n repeat the last one, with factor 0). */
+typedef struct {
+    int32_t jl[TQ_DW_LANES], cl[TQ_DW_LANES], n;
+} tq_dw_lanes_t;
+
+/* Scatter weight rows: per output pixel the four lanes' factors (mask ? g :
+ * 0) are formed once; each tap inside the input adds factor * (x + offset)
+ * to its lane's row entry, in row-major output order like the plain loops
+ * (rows start at +0.0f; gb gets the factors' sums). */
+static void tq_dw_wrows_scatter(const tq_conv_params *p, const tq_dims *in_d, const int8_t *input,
+                                const tq_dw_lanes_t *ln, const tq_dims *out_d, const float *grad_out,
+                                const uint8_t *mask, int32_t kh, int32_t kw, float *rows, float *gb)
 {
     const int32_t in_h = in_d->h, in_w = in_d->w, n_saved = in_d->c, out_c = out_d->c;
     const int32_t taps = kh * kw, off = p->input_offset;
-    int32_t jl[TQ_DW_LANES], cl[TQ_DW_LANES], i, t, b, oy, ox, ky, kx;
+    int32_t i, b, oy, ox, ky, kx;
     float *row[TQ_DW_LANES];
-    float gb[TQ_DW_LANES] = {0.0f, 0.0f, 0.0f, 0.0f};
     for (i = 0; i < TQ_DW_LANES; i++) {
-        const int32_t l = i < n ? i : n - 1; /* extra lanes repeat the last, with factor 0 */
-        jl[i] = j[l];
-        cl[i] = c[l];
-        row[i] = rows + (size_t)l * taps;
-    }
-    for (t = 0; t < n * taps; t++) {
-        rows[t] = 0.0f;
+        row[i] = rows + (size_t)(i < ln->n ? i : ln->n - 1) * taps;
     }
     for (b = 0; b < out_d->n; b++) {
         const int8_t *in_b = input + (size_t)b * in_h * in_w * n_saved;
@@ -329,7 +331,7 @@ void tq_dw_weight_rows(const tq_conv_params *p, float input_scale, const tq_dims
                 const int32_t o = ((b * out_d->h + oy) * out_d->w + ox) * out_c;
                 float s[TQ_DW_LANES];
                 for (i = 0; i < TQ_DW_LANES; i++) {
-                    s[i] = i < n && tq_mask_pass(mask, o + cl[i]) ? grad_out[o + cl[i]] : 0.0f;
+                    s[i] = i < ln->n && tq_mask_pass(mask, o + ln->cl[i]) ? grad_out[o + ln->cl[i]] : 0.0f;
                     gb[i] += s[i];
                 }
                 if (s[0] == 0.0f && s[1] == 0.0f && s[2] == 0.0f && s[3] == 0.0f) {
@@ -348,14 +350,135 @@ void tq_dw_weight_rows(const tq_conv_params *p, float input_scale, const tq_dims
                             continue;
                         }
                         x = in_b + ((size_t)iy * in_w + ix) * n_saved;
-                        TQ_DW_ADD(row[0], tap, s[0], (float)(x[jl[0]] + off));
-                        TQ_DW_ADD(row[1], tap, s[1], (float)(x[jl[1]] + off));
-                        TQ_DW_ADD(row[2], tap, s[2], (float)(x[jl[2]] + off));
-                        TQ_DW_ADD(row[3], tap, s[3], (float)(x[jl[3]] + off));
+                        TQ_DW_ADD(row[0], tap, s[0], (float)(x[ln->jl[0]] + off));
+                        TQ_DW_ADD(row[1], tap, s[1], (float)(x[ln->jl[1]] + off));
+                        TQ_DW_ADD(row[2], tap, s[2], (float)(x[ln->jl[2]] + off));
+                        TQ_DW_ADD(row[3], tap, s[3], (float)(x[ln->jl[3]] + off));
                     }
                 }
             }
         }
+    }
+}
+
+/* Input rows the row-wise path keeps converted: every row one output row's
+ * windows read. */
+static int32_t tq_dw_wrows_ring(const tq_conv_params *p, int32_t kh)
+{
+    return (kh - 1) * p->dilation_h + 1;
+}
+
+/* Row-wise weight rows: per output row, its factors (mask ? g : 0, four
+ * lanes per pixel) are formed once, the input rows its windows read are
+ * converted to fp32 (x + offset, four lanes per pixel) once into a ring that
+ * the next output rows reuse, and each tap's four lane sums run in
+ * registers along the row. Every sum adds the scatter's terms in its order
+ * (output pixels in row-major order; the scatter's skipped zero terms leave
+ * a sum from +0.0f unchanged). */
+static void tq_dw_wrows_rowwise(const tq_conv_params *p, const tq_dims *in_d, const int8_t *input,
+                                const tq_dw_lanes_t *ln, const tq_dims *out_d, const float *grad_out,
+                                const uint8_t *mask, int32_t kh, int32_t kw, float *rows, float *gb)
+{
+    const int32_t in_h = in_d->h, in_w = in_d->w, n_saved = in_d->c, out_c = out_d->c;
+    const int32_t oh = out_d->h, ow = out_d->w, sw = p->stride_w, dw = p->dilation_w;
+    const int32_t taps = kh * kw, off = p->input_offset, ring = tq_dw_wrows_ring(p, kh);
+    float buf[TQ_DW_WROWS_FLOATS];
+    float *f = buf, *xring = buf + (size_t)ow * TQ_DW_LANES;
+    float zero_row[TQ_DW_BWD_MAX_TAPS];
+    float *row[TQ_DW_LANES];
+    int32_t tag[TQ_DW_BWD_MAX_TAPS];
+    int32_t i, b, oy, ox, ky, kx, ix;
+    for (i = 0; i < TQ_DW_LANES; i++) {
+        /* lanes past n read zeros and are not stored */
+        row[i] = i < ln->n ? rows + (size_t)i * taps : zero_row;
+    }
+    for (i = 0; i < taps; i++) {
+        zero_row[i] = 0.0f;
+    }
+    for (b = 0; b < out_d->n; b++) {
+        const int8_t *in_b = input + (size_t)b * in_h * in_w * n_saved;
+        for (i = 0; i < ring; i++) {
+            tag[i] = -1;
+        }
+        for (oy = 0; oy < oh; oy++) {
+            const int32_t y0 = oy * p->stride_h - p->pad_top;
+            const int32_t o = (b * oh + oy) * ow * out_c;
+            for (ox = 0; ox < ow; ox++) {
+                for (i = 0; i < TQ_DW_LANES; i++) {
+                    const int32_t e = o + ox * out_c + ln->cl[i];
+                    const float g = i < ln->n && tq_mask_pass(mask, e) ? grad_out[e] : 0.0f;
+                    f[ox * TQ_DW_LANES + i] = g;
+                    gb[i] += g;
+                }
+            }
+            for (ky = 0; ky < kh; ky++) {
+                const int32_t iy = y0 + ky * p->dilation_h;
+                int32_t slot;
+                float *xr;
+                if (iy < 0 || iy >= in_h) {
+                    continue;
+                }
+                slot = iy % ring;
+                xr = xring + (size_t)slot * in_w * TQ_DW_LANES;
+                if (tag[slot] != iy) {
+                    const int8_t *x = in_b + (size_t)iy * in_w * n_saved;
+                    for (ix = 0; ix < in_w; ix++, x += n_saved) {
+                        for (i = 0; i < TQ_DW_LANES; i++) {
+                            xr[ix * TQ_DW_LANES + i] = (float)(x[ln->jl[i]] + off);
+                        }
+                    }
+                    tag[slot] = iy;
+                }
+                for (kx = 0; kx < kw; kx++) {
+                    /* output columns whose tap kx lands inside the input */
+                    const int32_t lead = p->pad_left - kx * dw;
+                    const int32_t lo = lead > 0 ? (lead + sw - 1) / sw : 0;
+                    const int32_t last = in_w - 1 + lead; /* last ox * sw that fits */
+                    const int32_t hi_ = last < 0 ? 0 : last / sw + 1;
+                    const int32_t hi = hi_ < ow ? hi_ : ow;
+                    const int32_t tap = ky * kw + kx;
+                    const float *fp = f + (size_t)lo * TQ_DW_LANES;
+                    const float *xp = xr + (size_t)(lo * sw - lead) * TQ_DW_LANES;
+                    TQ_DW_ACC4(row[0][tap], row[1][tap], row[2][tap], row[3][tap]);
+                    for (ox = lo; ox < hi; ox++) {
+                        TQ_DW_TAP4(fp, xp);
+                        fp += TQ_DW_LANES;
+                        xp += (size_t)sw * TQ_DW_LANES;
+                    }
+                    row[0][tap] = a0;
+                    row[1][tap] = a1;
+                    row[2][tap] = a2;
+                    row[3][tap] = a3;
+                }
+            }
+        }
+    }
+}
+
+void tq_dw_weight_rows(const tq_conv_params *p, float input_scale, const tq_dims *in_d,
+                       const int8_t *input, const int32_t *j, const int32_t *c, int32_t n,
+                       const tq_dims *out_d, const float *grad_out, const uint8_t *mask,
+                       int32_t kh, int32_t kw, float *rows, float *grad_b)
+{
+    const int32_t taps = kh * kw;
+    float gb[TQ_DW_LANES] = {0.0f, 0.0f, 0.0f, 0.0f};
+    tq_dw_lanes_t ln;
+    int32_t i, t;
+    ln.n = n;
+    for (i = 0; i < TQ_DW_LANES; i++) {
+        const int32_t l = i < n ? i : n - 1;
+        ln.jl[i] = j[l];
+        ln.cl[i] = c[l];
+    }
+    for (t = 0; t < n * taps; t++) {
+        rows[t] = 0.0f;
+    }
+    if (taps <= TQ_DW_BWD_MAX_TAPS && tq_dw_wrows_ring(p, kh) <= TQ_DW_BWD_MAX_TAPS &&
+        ((int64_t)out_d->w + (int64_t)tq_dw_wrows_ring(p, kh) * in_d->w) * TQ_DW_LANES <=
+            TQ_DW_WROWS_FLOATS) {
+        tq_dw_wrows_rowwise(p, in_d, input, &ln, out_d, grad_out, mask, kh, kw, rows, gb);
+    } else {
+        tq_dw_wrows_scatter(p, in_d, input, &ln, out_d, grad_out, mask, kh, kw, rows, gb);
     }
     for (t = 0; t < n * taps; t++) {
         rows[t] *= input_scale;
