@@ -86,14 +86,29 @@ static void tq_pw_gin_4x4(const float *gs, const float *wf, int32_t nt,
                           float *g0, float *g1, float *g2, float *g3, int first)
 {
 #if defined(__ARM_FP) && (__ARM_FP & 4) && !defined(TQ_FORCE_PORTABLE)
+    /* row pointers go in through two arrays: eight pointer operands would
+     * leave the register allocator too few registers at -Os */
     static const float zero[4] = {0.0f, 0.0f, 0.0f, 0.0f};
-    const float *z0 = first ? zero : g0, *z1 = first ? zero : g1;
-    const float *z2 = first ? zero : g2, *z3 = first ? zero : g3;
+    const float *ld[4];
+    float *st[4];
+    const float *p;
+    st[0] = g0;
+    st[1] = g1;
+    st[2] = g2;
+    st[3] = g3;
+    ld[0] = first ? zero : g0;
+    ld[1] = first ? zero : g1;
+    ld[2] = first ? zero : g2;
+    ld[3] = first ? zero : g3;
     __asm__ volatile(
-        "vldmia %[z0], {s8-s11}\n\t"
-        "vldmia %[z1], {s12-s15}\n\t"
-        "vldmia %[z2], {s16-s19}\n\t"
-        "vldmia %[z3], {s20-s23}\n\t"
+        "ldr %[p], [%[ld], #0]\n\t"
+        "vldmia %[p], {s8-s11}\n\t"
+        "ldr %[p], [%[ld], #4]\n\t"
+        "vldmia %[p], {s12-s15}\n\t"
+        "ldr %[p], [%[ld], #8]\n\t"
+        "vldmia %[p], {s16-s19}\n\t"
+        "ldr %[p], [%[ld], #12]\n\t"
+        "vldmia %[p], {s20-s23}\n\t"
         "1:\n\t"
         "vldmia %[g]!, {s0-s3}\n\t"
         "vldmia %[w]!, {s4-s7}\n\t"
@@ -115,13 +130,16 @@ static void tq_pw_gin_4x4(const float *gs, const float *wf, int32_t nt,
         "vmla.f32 s23, s3, s7\n\t"
         "subs %[n], %[n], #1\n\t"
         "bne 1b\n\t"
-        "vstmia %[d0], {s8-s11}\n\t"
-        "vstmia %[d1], {s12-s15}\n\t"
-        "vstmia %[d2], {s16-s19}\n\t"
-        "vstmia %[d3], {s20-s23}"
-        : [g] "+r"(gs), [w] "+r"(wf), [n] "+r"(nt)
-        : [z0] "r"(z0), [z1] "r"(z1), [z2] "r"(z2), [z3] "r"(z3),
-          [d0] "r"(g0), [d1] "r"(g1), [d2] "r"(g2), [d3] "r"(g3)
+        "ldr %[p], [%[st], #0]\n\t"
+        "vstmia %[p], {s8-s11}\n\t"
+        "ldr %[p], [%[st], #4]\n\t"
+        "vstmia %[p], {s12-s15}\n\t"
+        "ldr %[p], [%[st], #8]\n\t"
+        "vstmia %[p], {s16-s19}\n\t"
+        "ldr %[p], [%[st], #12]\n\t"
+        "vstmia %[p], {s20-s23}"
+        : [g] "+r"(gs), [w] "+r"(wf), [n] "+r"(nt), [p] "=&r"(p)
+        : [ld] "r"(ld), [st] "r"(st)
         : "s0", "s1", "s2", "s3", "s4", "s5", "s6", "s7", "s8", "s9", "s10", "s11", "s12",
           "s13", "s14", "s15", "s16", "s17", "s18", "s19", "s20", "s21", "s22", "s23", "cc",
           "memory");
