@@ -75,39 +75,37 @@ static size_t tq_pw_in_pixel(const tq_conv_params *p, const tq_dims *out_d, cons
 
 /* ---- input gradient ----------------------------------------------------- */
 
-/* Channels [0, 4) of the four pixel rows g0..g3: from 0 (first) or their
- * stored partial sums, add gs[4t + k] * wf[4t + i] for t < nt (nt >= 1),
- * where wf holds the weights already converted to fp32. On an Arm FPU the
- * whole block is one assembly loop: the 16 sums stay in s8-s23 and each t
- * is one VLDM of the four gradients, one VLDM of the four weights and 16
- * VMLA.F32 (compiled C spends a VLDR per value); elsewhere it is the same
- * sums in C. */
-static void tq_pw_gin_4x4(const float *gs, const float *wf, int32_t nt,
-                          float *g0, float *g1, float *g2, float *g3, int first)
+/* Channels [ic, ic + 4) of the four pixel rows gi[0..3]: from 0 (first) or
+ * their stored partial sums, add gs[4t + k] * wf[4t + i] for t < nt
+ * (nt >= 1), where wf holds the weights already converted to fp32. On an
+ * Arm FPU the whole block is one assembly loop: the 16 sums stay in s8-s23
+ * and each t is one VLDM of the four gradients, one VLDM of the four
+ * weights and 16 VMLA.F32 (compiled C spends a VLDR per value); elsewhere
+ * it is the same sums in C. */
+static void tq_pw_gin_4x4(const float *gs, const float *wf, int32_t nt, float *const *gi,
+                          int32_t ic, int first)
 {
 #if defined(__ARM_FP) && (__ARM_FP & 4) && !defined(TQ_FORCE_PORTABLE)
-    /* row pointers go in through two arrays: eight pointer operands would
-     * leave the register allocator too few registers at -Os */
-    static const float zero[4] = {0.0f, 0.0f, 0.0f, 0.0f};
-    const float *ld[4];
-    float *st[4];
-    const float *p;
-    st[0] = g0;
-    st[1] = g1;
-    st[2] = g2;
-    st[3] = g3;
-    ld[0] = first ? zero : g0;
-    ld[1] = first ? zero : g1;
-    ld[2] = first ? zero : g2;
-    ld[3] = first ? zero : g3;
+    static const float zero[16] = {0.0f};
+    const int32_t ic_bytes = ic * (int32_t)sizeof(float);
+    float *p;
     __asm__ volatile(
-        "ldr %[p], [%[ld], #0]\n\t"
+        "cmp %[first], #0\n\t"
+        "beq 2f\n\t"
+        "vldmia %[z], {s8-s23}\n\t"
+        "b 1f\n\t"
+        "2:\n\t"
+        "ldr %[p], [%[gi], #0]\n\t"
+        "add %[p], %[p], %[ic]\n\t"
         "vldmia %[p], {s8-s11}\n\t"
-        "ldr %[p], [%[ld], #4]\n\t"
+        "ldr %[p], [%[gi], #4]\n\t"
+        "add %[p], %[p], %[ic]\n\t"
         "vldmia %[p], {s12-s15}\n\t"
-        "ldr %[p], [%[ld], #8]\n\t"
+        "ldr %[p], [%[gi], #8]\n\t"
+        "add %[p], %[p], %[ic]\n\t"
         "vldmia %[p], {s16-s19}\n\t"
-        "ldr %[p], [%[ld], #12]\n\t"
+        "ldr %[p], [%[gi], #12]\n\t"
+        "add %[p], %[p], %[ic]\n\t"
         "vldmia %[p], {s20-s23}\n\t"
         "1:\n\t"
         "vldmia %[g]!, {s0-s3}\n\t"
@@ -130,20 +128,25 @@ static void tq_pw_gin_4x4(const float *gs, const float *wf, int32_t nt,
         "vmla.f32 s23, s3, s7\n\t"
         "subs %[n], %[n], #1\n\t"
         "bne 1b\n\t"
-        "ldr %[p], [%[st], #0]\n\t"
+        "ldr %[p], [%[gi], #0]\n\t"
+        "add %[p], %[p], %[ic]\n\t"
         "vstmia %[p], {s8-s11}\n\t"
-        "ldr %[p], [%[st], #4]\n\t"
+        "ldr %[p], [%[gi], #4]\n\t"
+        "add %[p], %[p], %[ic]\n\t"
         "vstmia %[p], {s12-s15}\n\t"
-        "ldr %[p], [%[st], #8]\n\t"
+        "ldr %[p], [%[gi], #8]\n\t"
+        "add %[p], %[p], %[ic]\n\t"
         "vstmia %[p], {s16-s19}\n\t"
-        "ldr %[p], [%[st], #12]\n\t"
+        "ldr %[p], [%[gi], #12]\n\t"
+        "add %[p], %[p], %[ic]\n\t"
         "vstmia %[p], {s20-s23}"
         : [g] "+r"(gs), [w] "+r"(wf), [n] "+r"(nt), [p] "=&r"(p)
-        : [ld] "r"(ld), [st] "r"(st)
+        : [gi] "r"(gi), [ic] "r"(ic_bytes), [first] "r"(first), [z] "r"(zero)
         : "s0", "s1", "s2", "s3", "s4", "s5", "s6", "s7", "s8", "s9", "s10", "s11", "s12",
           "s13", "s14", "s15", "s16", "s17", "s18", "s19", "s20", "s21", "s22", "s23", "cc",
           "memory");
 #else
+    float *g0 = gi[0] + ic, *g1 = gi[1] + ic, *g2 = gi[2] + ic, *g3 = gi[3] + ic;
     TQ_BLOCK4X4_DECLARE;
     int32_t t;
     TQ_BLOCK4X4_START(g0, g1, g2, g3, first);
@@ -235,8 +238,7 @@ void tq_pw_backward_input_blocked(const tq_conv_params *p, const float *w_scale,
                     wf[4 * t + 3] = (float)wt[3];
                 }
                 for (b = 0; b < nb; b++) {
-                    tq_pw_gin_4x4(gs + b * nt * TQ_PW_PIX, wf, nt, gi[b][0] + ic, gi[b][1] + ic, gi[b][2] + ic,
-                                  gi[b][3] + ic, first);
+                    tq_pw_gin_4x4(gs + b * nt * TQ_PW_PIX, wf, nt, gi[b], ic, first);
                 }
             }
             for (; ic < in_c; ic++) {
