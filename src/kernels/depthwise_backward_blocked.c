@@ -1,13 +1,15 @@
 /* tinyqt: blocked fp32 input and weight gradients of the depthwise conv
- * (contracts in tq_dw_backward.h). Input gradient: channels go in blocks
- * of four; the block's taps are converted to fp32 once and its w_scale
- * kept in registers; each output
- * pixel forms its four term factors (mask ? g * w_scale : 0) once and adds
- * them, times the taps, to the input pixels its window covers (one
- * TQ_MLA_F32, i.e. one VMLA on Arm FPUs, per term). Output pixels go in
- * row-major order, so every sum keeps the plain loops' order; an output
- * pixel whose four factors are all zero is skipped, which changes nothing
- * (a sum that starts at +0.0f is left as it is by adding a zero). */
+ * (contracts in tq_dw_backward.h). Channels go in blocks of four lanes,
+ * whose taps are converted to fp32 once per block. Every sum adds the plain
+ * loops' terms (one TQ_MLA_F32, i.e. one VMLA on Arm FPUs, each) in their
+ * order, output pixels row-major, from +0.0f; leaving out a zero term
+ * changes nothing, since such a sum never becomes -0.0f.
+ * - Input gradient: a gather where the factors of the output rows one input
+ *   row needs fit on the stack (each input pixel's lanes summed in
+ *   registers), otherwise a scatter from each output pixel.
+ * - Weight rows: row-wise where one factor row and the converted input rows
+ *   a window spans fit on the stack (each tap's lanes summed in registers
+ *   along the output row), otherwise a scatter from each output pixel. */
 #include <string.h>
 
 #include "tq_dw_backward.h"
@@ -114,6 +116,9 @@ static int32_t tq_dw_block_setup(int32_t c0, int32_t ch, int32_t taps, const flo
     return valid;
 }
 
+/* Scatter path (any size): each output pixel adds its four lanes' terms to
+ * the input pixels its window covers, in the plain loops' order; an output
+ * pixel whose four factors are all zero is skipped. */
 static void tq_dw_bwd_scatter(const tq_conv_params *p, const float *w_scale,
                               const tq_dims *out_d, const float *grad_out,
                               const uint8_t *mask, const tq_dims *f_d,
