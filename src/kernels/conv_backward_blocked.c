@@ -260,7 +260,9 @@ void tq_pw_backward_input_blocked(const tq_conv_params *p, const float *w_scale,
  * t < npx (npx >= 1). One assembly loop: the 16 sums stay in s16-s31, and
  * each t is one VLDM of the eight gradients, one LDRH of the two saved
  * int8 (SXTAB adds the offset, one VMOV moves both, two VCVT) and 16
- * VMLA.F32: 26 instructions per 16 terms. */
+ * VMLA.F32: 26 instructions per 16 terms. With an odd n_sel the LDRH is
+ * unaligned, which Cortex-M4/M7/M55 allow unless CCR.UNALIGN_TRP is set
+ * (the DSP forward kernels' word reads make the same assumption). */
 static void tq_wrow_8x2(const float *gt, const int8_t *const *xp, int32_t npx, int32_t j,
                         int32_t off, float *const *rp, int first)
 {
