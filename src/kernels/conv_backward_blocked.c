@@ -447,7 +447,7 @@ void tq_pw_weight_rows(const tq_conv_params *p, float input_scale, const tq_dims
     float gb[TQ_PW_ROWS] = {0.0f};
     float *rp[TQ_PW_ROWS];
     int32_t r, t, p0;
-    /* fewer than four channels: the last one is computed again */
+    /* fewer than TQ_PW_ROWS channels: the last one is computed again */
     for (r = 0; r < TQ_PW_ROWS; r++) {
         rp[r] = rows + (size_t)tq_min_i32(r, n_oc - 1) * n_sel;
     }

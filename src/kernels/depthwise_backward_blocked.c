@@ -394,7 +394,8 @@ static void tq_dw_wrows_rowwise(const tq_conv_params *p, const tq_dims *in_d, co
     int32_t tag[TQ_DW_BWD_MAX_TAPS];
     int32_t i, b, oy, ox, ky, kx, ix;
     for (i = 0; i < TQ_DW_LANES; i++) {
-        /* lanes past n read zeros and are not stored */
+        /* lanes past n sum into zero_row, which their zero factors leave at
+         * +0.0f */
         row[i] = i < ln->n ? rows + (size_t)i * taps : zero_row;
     }
     for (i = 0; i < taps; i++) {
