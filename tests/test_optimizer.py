@@ -239,6 +239,15 @@ def test_rounding_ties_and_stochastic_mean():
     w = np.array([[[[0, 0, -3, 3]]]], np.int8)
     backward.sgd_update(w, None, np.array([[[[-0.5, 0.5, -0.5, 0.5]]]], f32), None, [1.0], 1.0, SGD(1.0))
     assert w.reshape(-1).tolist() == [1, -1, -3, 3]  # -2.5 -> -3, 2.5 -> 3
+    # new values one float beside every tie from 0.5 to 126.5 (and their
+    # negatives) round like round_away does in float64; the float below 0.5
+    # is where adding 0.5f and truncating would round up
+    ties = np.arange(0.5, 127.0, 1.0, dtype=f32)
+    d = np.concatenate([ties, np.nextafter(ties, f32(0)), np.nextafter(ties, f32(200))])
+    d = np.concatenate([d, -d, [f32(127.49), f32(127.5), f32(-127.5), f32(-128.0)]]).astype(f32)
+    w = np.zeros((1, 1, 1, d.size), np.int8)
+    backward.sgd_update(w, None, -d.reshape(w.shape), None, [1.0], 1.0, SGD(1.0))
+    assert w.reshape(-1).tolist() == [int(np.clip(round_away(float(v)), -127, 127)) for v in d]
     # stochastic: E[update] = delta
     w = np.zeros((1, 1, 1, 4000), np.int8)
     opt = SGD(1.0, rounding="stochastic", seed=2024)

@@ -150,44 +150,83 @@ static int32_t tq_bias_add(int32_t bias, float d, int floor_mode)
     return (int32_t)r;
 }
 
-/* The update delta on the integer grid for real gradient g and the
- * channel's grid step `step` (s_w or s_x*s_w). */
-static float tq_delta(const tq_sgd_params *opt, float g, float step)
+/* The update delta on the integer grid for real gradient g, learning rate
+ * lr and the channel's grid step `step` (s_w or s_x*s_w). */
+static float tq_delta(float lr, int qas, float g, float step)
 {
-    const float lg = opt->lr * g;
-    return opt->qas ? -lg / step : -lg * step;
+    const float lg = lr * g;
+    return qas ? -lg / step : -lg * step;
+}
+
+/* round_half_away(v) saturated to [-127, 127], for any v but NaN; the same
+ * result as tq_round_s8(v, 0). Clamping first keeps the conversion in range;
+ * adding the float just below 0.5 with v's sign and truncating rounds half
+ * away from zero exactly for |v| <= 127 (checked over every float in that
+ * range; plain 0.5f would round 0.5 - 2^-25 up). Branch-free on the FPU. */
+static int8_t tq_nearest_s8(float v)
+{
+    const float c = v > 127.0f ? 127.0f : (v < -127.0f ? -127.0f : v);
+    return (int8_t)(int32_t)(c + (c < 0.0f ? -0.49999997f : 0.49999997f));
+}
+
+/* Round-to-nearest update without momentum (what the training plans run):
+ * the same arithmetic as tq_sgd_channel's general loop, with every option in
+ * a local so that the int8 stores (which may alias anything) force no
+ * reloads. */
+static void tq_sgd_nearest(float lr, int qas, float w_scale, int8_t *w, int32_t n_taps,
+                           int32_t tap_stride, int32_t n_sel, const int32_t *sel,
+                           const float *grad, float grad_scale)
+{
+    int32_t t, j;
+    for (t = 0; t < n_taps; t++, grad += n_sel) {
+        int8_t *w_t = w + (size_t)t * tap_stride;
+        for (j = 0; j < n_sel; j++) {
+            int8_t *wp = w_t + (sel != NULL ? sel[j] : j);
+            const float d = tq_delta(lr, qas, grad[j] * grad_scale, w_scale);
+            if (d == d) {
+                *wp = tq_nearest_s8((float)*wp + d);
+            }
+        }
+    }
 }
 
 void tq_sgd_channel(const tq_sgd_params *opt, const tq_sgd_state *state, float input_scale,
                     float w_scale, int8_t *w, int32_t n_taps, int32_t tap_stride,
-                    int32_t n_sel, const int32_t *sel, const float *grad, int32_t elem0,
-                    int32_t *bias, float grad_b, int32_t bias_index)
+                    int32_t n_sel, const int32_t *sel, const float *grad, float grad_scale,
+                    int32_t elem0, int32_t *bias, float grad_b, int32_t bias_index)
 {
-    const float mu = opt->momentum;
-    const int stochastic = opt->rounding == TQ_ROUND_STOCHASTIC;
+    const float mu = opt->momentum, lr = opt->lr;
+    const int qas = opt->qas, rounding = opt->rounding;
+    const int stochastic = rounding == TQ_ROUND_STOCHASTIC;
+    float *const w_momentum = state->w_momentum, *const w_master = state->w_master;
+    uint32_t *const rng = state->rng;
     int32_t t, j;
+    if (mu == 0.0f && rounding == TQ_ROUND_NEAREST) {
+        tq_sgd_nearest(lr, qas, w_scale, w, n_taps, tap_stride, n_sel, sel, grad, grad_scale);
+        n_taps = 0;
+    }
     for (t = 0; t < n_taps; t++) {
         int8_t *w_t = w + (size_t)t * tap_stride;
         for (j = 0; j < n_sel; j++) {
             const int32_t e = elem0 + t * n_sel + j;
             int8_t *wp = w_t + (sel != NULL ? sel[j] : j);
-            float g = grad[t * n_sel + j];
+            float g = grad[t * n_sel + j] * grad_scale;
             float d, u = 0.0f;
             if (mu > 0.0f) {
-                g = mu * state->w_momentum[e] + g;
-                state->w_momentum[e] = g;
+                g = mu * w_momentum[e] + g;
+                w_momentum[e] = g;
             }
-            d = tq_delta(opt, g, w_scale);
+            d = tq_delta(lr, qas, g, w_scale);
             if (stochastic) {
-                u = tq_xorshift32_uniform(state->rng); /* drawn even for a NaN delta */
+                u = tq_xorshift32_uniform(rng); /* drawn even for a NaN delta */
             }
             if (d != d) {
                 continue;
             }
-            if (opt->rounding == TQ_ROUND_MASTER) {
-                float m = state->w_master[e] + d;
+            if (rounding == TQ_ROUND_MASTER) {
+                float m = w_master[e] + d;
                 m = m > 127.0f ? 127.0f : (m < -127.0f ? -127.0f : m);
-                state->w_master[e] = m;
+                w_master[e] = m;
                 *wp = tq_round_s8(m, 0);
             } else {
                 const float v = (float)*wp + d;
@@ -201,9 +240,9 @@ void tq_sgd_channel(const tq_sgd_params *opt, const tq_sgd_state *state, float i
             g = mu * state->b_momentum[bias_index] + g;
             state->b_momentum[bias_index] = g;
         }
-        d = tq_delta(opt, g, input_scale * w_scale);
+        d = tq_delta(lr, qas, g, input_scale * w_scale);
         if (stochastic) {
-            u = tq_xorshift32_uniform(state->rng);
+            u = tq_xorshift32_uniform(rng);
         }
         if (d == d) {
             *bias = tq_bias_add(*bias, stochastic ? d + u : d, stochastic);
@@ -243,7 +282,7 @@ tq_status tq_sgd_update_conv(const tq_sgd_params *opt, const tq_sgd_state *state
     for (c = 0; c < filter_dims->n; c++) {
         tq_sgd_channel(opt, state, input_scale, w_scale[c],
                        filter + (size_t)c * taps * filter_dims->c, taps, filter_dims->c, n_sel,
-                       sel, grad_w + (size_t)c * row, c * row, bias != NULL ? bias + c : NULL,
+                       sel, grad_w + (size_t)c * row, 1.0f, c * row, bias != NULL ? bias + c : NULL,
                        bias != NULL ? grad_b[c] : 0.0f, c);
     }
     return TQ_OK;
@@ -284,7 +323,7 @@ tq_status tq_sgd_update_depthwise(const tq_sgd_params *opt, const tq_sgd_state *
         for (m = 0; m < mult; m++) {
             const int32_t c = ic * mult + m, t = j * mult + m;
             tq_sgd_channel(opt, state, input_scale, w_scale[c], filter + c, taps, out_c, 1,
-                           NULL, grad_w + (size_t)t * taps, t * taps,
+                           NULL, grad_w + (size_t)t * taps, 1.0f, t * taps,
                            bias != NULL ? bias + c : NULL, bias != NULL ? grad_b[t] : 0.0f, t);
         }
     }
@@ -311,7 +350,7 @@ tq_status tq_sgd_update_bias(const tq_sgd_params *opt, const tq_sgd_state *state
         return TQ_ERR_PARAM;
     }
     for (c = 0; c < channels; c++) {
-        tq_sgd_channel(opt, state, input_scale, w_scale[c], NULL, 0, 0, 0, NULL, NULL, 0,
+        tq_sgd_channel(opt, state, input_scale, w_scale[c], NULL, 0, 0, 0, NULL, NULL, 1.0f, 0,
                        bias + c, grad_b[c], c);
     }
     return TQ_OK;
