@@ -29,7 +29,7 @@
  * 8x8x64->192 input gradient ran 0.545 MAC/instruction on M7, with 3 KB 0.569. */
 #define TQ_PW_GS 768
 #define TQ_PW_SUB 16
-#define TQ_PW_PT 32   /* output pixels of a weight-gradient tile */
+#define TQ_PW_PT 64   /* output pixels of a weight-gradient tile */
 
 /* The 4 x 4 register block a<row><col> of both micro-kernels: declared,
  * started from 0 (first) or from the partial sums at p0..p3, advanced by one
@@ -255,43 +255,81 @@ void tq_pw_backward_input_blocked(const tq_conv_params *p, const float *w_scale,
 
 #if defined(__ARM_FP) && (__ARM_FP & 4) && defined(__ARM_FEATURE_DSP) && !defined(TQ_FORCE_PORTABLE)
 #define TQ_WROW_ASM 1
+/* Row r's sums of saved channels j, j + 1 <-> s(16 + 2r), s(17 + 2r):
+ * xt = rp[r] + j floats, then VLDM / VSTM of the pair. */
+#define TQ_WROW_ROW(op, r, lo, hi)                                                     \
+    "ldr %[xt], [%[rp], #" #r "*4]\n\t"                                                \
+    "add %[xt], %[xt], %[j], lsl #2\n\t"                                               \
+    op " %[xt], {" lo "-" hi "}\n\t"
+#define TQ_WROW_ROWS(op)                                                               \
+    TQ_WROW_ROW(op, 0, "s16", "s17") TQ_WROW_ROW(op, 1, "s18", "s19")                  \
+    TQ_WROW_ROW(op, 2, "s20", "s21") TQ_WROW_ROW(op, 3, "s22", "s23")                  \
+    TQ_WROW_ROW(op, 4, "s24", "s25") TQ_WROW_ROW(op, 5, "s26", "s27")                  \
+    TQ_WROW_ROW(op, 6, "s28", "s29") TQ_WROW_ROW(op, 7, "s30", "s31")
+/* One pixel's 16 terms: the eight gradients at g (VLDM, g advances) times
+ * the two converted inputs in sa, sb. */
+#define TQ_WROW_MLA(sa, sb)                                                            \
+    "vldmia %[g]!, {s0-s7}\n\t"                                                        \
+    "vmla.f32 s16, s0, " sa "\n\t" "vmla.f32 s17, s0, " sb "\n\t"                      \
+    "vmla.f32 s18, s1, " sa "\n\t" "vmla.f32 s19, s1, " sb "\n\t"                      \
+    "vmla.f32 s20, s2, " sa "\n\t" "vmla.f32 s21, s2, " sb "\n\t"                      \
+    "vmla.f32 s22, s3, " sa "\n\t" "vmla.f32 s23, s3, " sb "\n\t"                      \
+    "vmla.f32 s24, s4, " sa "\n\t" "vmla.f32 s25, s4, " sb "\n\t"                      \
+    "vmla.f32 s26, s5, " sa "\n\t" "vmla.f32 s27, s5, " sb "\n\t"                      \
+    "vmla.f32 s28, s6, " sa "\n\t" "vmla.f32 s29, s6, " sb "\n\t"                      \
+    "vmla.f32 s30, s7, " sa "\n\t" "vmla.f32 s31, s7, " sb "\n\t"
 /* Saved channels j, j + 1 of the eight rows rp[0..7]: from 0 (first) or
  * their stored partial sums, add gt[8t + r] * (xp[t][j + i] + off) for
- * t < npx (npx >= 1). One assembly loop: the 16 sums stay in s16-s31, and
- * each t is one VLDM of the eight gradients, one LDRH of the two saved
- * int8 (SXTAB adds the offset, one VMOV moves both, two VCVT) and 16
- * VMLA.F32: 26 instructions per 16 terms. With an odd n_sel the LDRH is
- * unaligned, which Cortex-M4/M7/M55 allow unless CCR.UNALIGN_TRP is set
- * (the DSP forward kernels' word reads make the same assumption). */
+ * t < npx (npx >= 1), in order of t. One assembly loop: the 16 sums stay in
+ * s16-s31; two pixels per iteration are one LDRD of their input pointers,
+ * two LDRH of their saved int8 pairs (SXTAB adds the offset, VMOV moves
+ * two, VCVT), two VLDM of eight gradients and 32 VMLA.F32: 49 instructions
+ * per 32 terms. With an odd n_sel the LDRH is unaligned, which
+ * Cortex-M4/M7/M55 allow unless CCR.UNALIGN_TRP is set (the DSP forward
+ * kernels' word reads make the same assumption). */
 static void tq_wrow_8x2(const float *gt, const int8_t *const *xp, int32_t npx, int32_t j,
                         int32_t off, float *const *rp, int first)
 {
-    static const float zero[2] = {0.0f, 0.0f};
-    const float *ld[TQ_PW_ROWS];
-    float *st[TQ_PW_ROWS];
-    int32_t r, x0, x1, xt;
-    for (r = 0; r < TQ_PW_ROWS; r++) {
-        st[r] = rp[r] + j;
-        ld[r] = first ? zero : st[r];
-    }
+    int32_t x0, x1, xt;
     __asm__ volatile(
-        "ldr %[x0], [%[ld], #0]\n\t"
-        "vldmia %[x0], {s16-s17}\n\t"
-        "ldr %[x0], [%[ld], #4]\n\t"
-        "vldmia %[x0], {s18-s19}\n\t"
-        "ldr %[x0], [%[ld], #8]\n\t"
-        "vldmia %[x0], {s20-s21}\n\t"
-        "ldr %[x0], [%[ld], #12]\n\t"
-        "vldmia %[x0], {s22-s23}\n\t"
-        "ldr %[x0], [%[ld], #16]\n\t"
-        "vldmia %[x0], {s24-s25}\n\t"
-        "ldr %[x0], [%[ld], #20]\n\t"
-        "vldmia %[x0], {s26-s27}\n\t"
-        "ldr %[x0], [%[ld], #24]\n\t"
-        "vldmia %[x0], {s28-s29}\n\t"
-        "ldr %[x0], [%[ld], #28]\n\t"
-        "vldmia %[x0], {s30-s31}\n\t"
+        "cmp %[first], #0\n\t"
+        "beq 1f\n\t"
+        "movs %[xt], #0\n\t"
+        "vmov s16, s17, %[xt], %[xt]\n\t"
+        "vmov s18, s19, %[xt], %[xt]\n\t"
+        "vmov s20, s21, %[xt], %[xt]\n\t"
+        "vmov s22, s23, %[xt], %[xt]\n\t"
+        "vmov s24, s25, %[xt], %[xt]\n\t"
+        "vmov s26, s27, %[xt], %[xt]\n\t"
+        "vmov s28, s29, %[xt], %[xt]\n\t"
+        "vmov s30, s31, %[xt], %[xt]\n\t"
+        "b 2f\n\t"
         "1:\n\t"
+        TQ_WROW_ROWS("vldmia")
+        "2:\n\t"
+        "subs %[n], %[n], #2\n\t"
+        "blt 4f\n\t"
+        "3:\n\t"
+        "ldrd %[x0], %[xt], [%[xp]], #8\n\t"
+        "ldrh %[x0], [%[x0], %[j]]\n\t"
+        "ldrh %[xt], [%[xt], %[j]]\n\t"
+        "sxtab %[x1], %[off], %[x0]\n\t"
+        "sxtab %[x0], %[off], %[x0], ror #8\n\t"
+        "vmov s8, s9, %[x1], %[x0]\n\t"
+        "sxtab %[x1], %[off], %[xt]\n\t"
+        "sxtab %[xt], %[off], %[xt], ror #8\n\t"
+        "vmov s10, s11, %[x1], %[xt]\n\t"
+        "vcvt.f32.s32 s8, s8\n\t"
+        "vcvt.f32.s32 s9, s9\n\t"
+        "vcvt.f32.s32 s10, s10\n\t"
+        "vcvt.f32.s32 s11, s11\n\t"
+        TQ_WROW_MLA("s8", "s9")
+        TQ_WROW_MLA("s10", "s11")
+        "subs %[n], %[n], #2\n\t"
+        "bge 3b\n\t"
+        "4:\n\t"
+        "adds %[n], %[n], #2\n\t"
+        "beq 5f\n\t"
         "ldr %[xt], [%[xp]], #4\n\t"
         "ldrh %[xt], [%[xt], %[j]]\n\t"
         "sxtab %[x0], %[off], %[xt]\n\t"
@@ -299,46 +337,14 @@ static void tq_wrow_8x2(const float *gt, const int8_t *const *xp, int32_t npx, i
         "vmov s8, s9, %[x0], %[x1]\n\t"
         "vcvt.f32.s32 s8, s8\n\t"
         "vcvt.f32.s32 s9, s9\n\t"
-        "vldmia %[g]!, {s0-s7}\n\t"
-        "vmla.f32 s16, s0, s8\n\t"
-        "vmla.f32 s17, s0, s9\n\t"
-        "vmla.f32 s18, s1, s8\n\t"
-        "vmla.f32 s19, s1, s9\n\t"
-        "vmla.f32 s20, s2, s8\n\t"
-        "vmla.f32 s21, s2, s9\n\t"
-        "vmla.f32 s22, s3, s8\n\t"
-        "vmla.f32 s23, s3, s9\n\t"
-        "vmla.f32 s24, s4, s8\n\t"
-        "vmla.f32 s25, s4, s9\n\t"
-        "vmla.f32 s26, s5, s8\n\t"
-        "vmla.f32 s27, s5, s9\n\t"
-        "vmla.f32 s28, s6, s8\n\t"
-        "vmla.f32 s29, s6, s9\n\t"
-        "vmla.f32 s30, s7, s8\n\t"
-        "vmla.f32 s31, s7, s9\n\t"
-        "subs %[n], %[n], #1\n\t"
-        "bne 1b\n\t"
-        "ldr %[x0], [%[st], #0]\n\t"
-        "vstmia %[x0], {s16-s17}\n\t"
-        "ldr %[x0], [%[st], #4]\n\t"
-        "vstmia %[x0], {s18-s19}\n\t"
-        "ldr %[x0], [%[st], #8]\n\t"
-        "vstmia %[x0], {s20-s21}\n\t"
-        "ldr %[x0], [%[st], #12]\n\t"
-        "vstmia %[x0], {s22-s23}\n\t"
-        "ldr %[x0], [%[st], #16]\n\t"
-        "vstmia %[x0], {s24-s25}\n\t"
-        "ldr %[x0], [%[st], #20]\n\t"
-        "vstmia %[x0], {s26-s27}\n\t"
-        "ldr %[x0], [%[st], #24]\n\t"
-        "vstmia %[x0], {s28-s29}\n\t"
-        "ldr %[x0], [%[st], #28]\n\t"
-        "vstmia %[x0], {s30-s31}"
+        TQ_WROW_MLA("s8", "s9")
+        "5:\n\t"
+        TQ_WROW_ROWS("vstmia")
         : [g] "+r"(gt), [xp] "+r"(xp), [n] "+r"(npx), [x0] "=&r"(x0), [x1] "=&r"(x1), [xt] "=&r"(xt)
-        : [off] "r"(off), [j] "r"(j), [ld] "r"(ld), [st] "r"(st)
-        : "s0", "s1", "s2", "s3", "s4", "s5", "s6", "s7", "s8", "s9", "s16", "s17", "s18", "s19",
-          "s20", "s21", "s22", "s23", "s24", "s25", "s26", "s27", "s28", "s29", "s30", "s31",
-          "cc", "memory");
+        : [off] "r"(off), [j] "r"(j), [rp] "r"(rp), [first] "r"(first)
+        : "s0", "s1", "s2", "s3", "s4", "s5", "s6", "s7", "s8", "s9", "s10", "s11", "s16", "s17",
+          "s18", "s19", "s20", "s21", "s22", "s23", "s24", "s25", "s26", "s27", "s28", "s29", "s30",
+          "s31", "cc", "memory");
 }
 #else
 /* Saved channels [j, j + 4) of rows r0..r3, whose gradients are gt[8t + k]
@@ -380,17 +386,45 @@ static void tq_wrow_8x1(const float *gt, const int8_t *const *xp, int32_t npx, i
     }
 }
 
-/* Output pixel q's gradients of the TQ_PW_ROWS rows (mask ? g : 0; fewer
- * channels repeat the last) into gt[0..7], summed into gb. */
-static void tq_rows_gather(const float *grad_out, const uint8_t *mask, int32_t q, int32_t out_c,
-                           int32_t oc0, int32_t n_oc, float *gt, float *gb)
+/* Output pixels q0 .. q0 + npx - 1's gradients of the TQ_PW_ROWS rows
+ * (mask ? g : +0.0f; fewer channels repeat the last) into gt[8t + r],
+ * summed into gb[r] in pixel order. When the eight rows are eight channels
+ * whose mask bits share a byte, each pixel is one mask byte, eight integer
+ * ANDs (bit r clear turns g into +0.0f) and the sums stay in registers. */
+static void tq_rows_gather(const float *grad_out, const uint8_t *mask, int32_t q0, int32_t npx,
+                           int32_t out_c, int32_t oc0, int32_t n_oc, float *gt, float *gb)
 {
-    int32_t r;
-    for (r = 0; r < TQ_PW_ROWS; r++) {
-        const int32_t o = q * out_c + oc0 + tq_min_i32(r, n_oc - 1);
-        const float g = tq_mask_pass(mask, o) ? grad_out[o] : 0.0f;
-        gt[r] = g;
-        gb[r] += g;
+    int32_t r, t;
+    if (n_oc == TQ_PW_ROWS && out_c % 8 == 0 && oc0 % 8 == 0) {
+        float s[TQ_PW_ROWS];
+        for (r = 0; r < TQ_PW_ROWS; r++) {
+            s[r] = gb[r];
+        }
+        for (t = 0; t < npx; t++, gt += TQ_PW_ROWS) {
+            const int32_t o = (q0 + t) * out_c + oc0;
+            const uint32_t bits = mask != NULL ? mask[o >> 3] : 0xFFu;
+            for (r = 0; r < TQ_PW_ROWS; r++) {
+                uint32_t u;
+                float v;
+                memcpy(&u, grad_out + o + r, sizeof u);
+                u &= 0u - ((bits >> r) & 1u);
+                memcpy(&v, &u, sizeof v);
+                gt[r] = v;
+                s[r] += v;
+            }
+        }
+        for (r = 0; r < TQ_PW_ROWS; r++) {
+            gb[r] = s[r];
+        }
+        return;
+    }
+    for (t = 0; t < npx; t++, gt += TQ_PW_ROWS) {
+        for (r = 0; r < TQ_PW_ROWS; r++) {
+            const int32_t o = (q0 + t) * out_c + oc0 + tq_min_i32(r, n_oc - 1);
+            const float g = tq_mask_pass(mask, o) ? grad_out[o] : 0.0f;
+            gt[r] = g;
+            gb[r] += g;
+        }
     }
 }
 
@@ -422,13 +456,14 @@ static void tq_rows_add(const float *gt, const int8_t *const *xp, int32_t npx, i
     }
 }
 
-/* rows *= input_scale (n_oc rows of row_len), grad_b <- gb. */
+/* rows *= input_scale (n_oc rows of row_len; 1.0f, an exact no-op, is
+ * skipped), grad_b <- gb. */
 static void tq_rows_finish(float *rows, int32_t n_oc, int32_t row_len, float input_scale,
                            const float *gb, float *grad_b)
 {
     int32_t r, i;
     for (r = 0; r < n_oc; r++) {
-        for (i = 0; i < row_len; i++) {
+        for (i = 0; i < row_len && input_scale != 1.0f; i++) {
             rows[(size_t)r * row_len + i] *= input_scale;
         }
         grad_b[r] = gb[r];
@@ -455,8 +490,8 @@ void tq_pw_weight_rows(const tq_conv_params *p, float input_scale, const tq_dims
         const int32_t npx = tq_min_i32(pixels - p0, TQ_PW_PT);
         for (t = 0; t < npx; t++) {
             xp[t] = input + tq_pw_in_pixel(p, out_d, in_d, p0 + t) * (size_t)n_sel;
-            tq_rows_gather(grad_out, mask, p0 + t, out_d->c, oc0, n_oc, gt + t * TQ_PW_ROWS, gb);
         }
+        tq_rows_gather(grad_out, mask, p0, npx, out_d->c, oc0, n_oc, gt, gb);
         tq_rows_add(gt, xp, npx, n_sel, p->input_offset, rp, p0 == 0);
     }
     tq_rows_finish(rows, n_oc, n_sel, input_scale, gb, grad_b);
@@ -492,8 +527,8 @@ void tq_conv_weight_rows(const tq_conv_params *p, float input_scale, const tq_di
                     b++;
                 }
             }
-            tq_rows_gather(grad_out, mask, p0 + t, out_d->c, oc0, n_oc, gt + t * TQ_PW_ROWS, gb);
         }
+        tq_rows_gather(grad_out, mask, p0, npx, out_d->c, oc0, n_oc, gt, gb);
         for (ky = 0; ky < k_h; ky++) {
             for (kx = 0; kx < k_w; kx++) {
                 /* the tile's pixels whose window tap (ky, kx) is inside the input */
