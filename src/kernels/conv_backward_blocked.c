@@ -255,17 +255,23 @@ void tq_pw_backward_input_blocked(const tq_conv_params *p, const float *w_scale,
 
 #if defined(__ARM_FP) && (__ARM_FP & 4) && defined(__ARM_FEATURE_DSP) && !defined(TQ_FORCE_PORTABLE)
 #define TQ_WROW_ASM 1
-/* Row r's sums of saved channels j, j + 1 <-> s(16 + 2r), s(17 + 2r):
- * xt = rp[r] + j floats, then VLDM / VSTM of the pair. */
-#define TQ_WROW_ROW(op, r, lo, hi)                                                     \
+/* Row r's sums of saved channels from j on <-> the registers regs:
+ * xt = rp[r] + j floats, then VLDM / VSTM. */
+#define TQ_WROW_ROW(op, r, regs)                                                       \
     "ldr %[xt], [%[rp], #" #r "*4]\n\t"                                                \
     "add %[xt], %[xt], %[j], lsl #2\n\t"                                               \
-    op " %[xt], {" lo "-" hi "}\n\t"
+    op " %[xt], {" regs "}\n\t"
+/* channels j, j + 1: row r in s(16 + 2r), s(17 + 2r) */
 #define TQ_WROW_ROWS(op)                                                               \
-    TQ_WROW_ROW(op, 0, "s16", "s17") TQ_WROW_ROW(op, 1, "s18", "s19")                  \
-    TQ_WROW_ROW(op, 2, "s20", "s21") TQ_WROW_ROW(op, 3, "s22", "s23")                  \
-    TQ_WROW_ROW(op, 4, "s24", "s25") TQ_WROW_ROW(op, 5, "s26", "s27")                  \
-    TQ_WROW_ROW(op, 6, "s28", "s29") TQ_WROW_ROW(op, 7, "s30", "s31")
+    TQ_WROW_ROW(op, 0, "s16-s17") TQ_WROW_ROW(op, 1, "s18-s19")                        \
+    TQ_WROW_ROW(op, 2, "s20-s21") TQ_WROW_ROW(op, 3, "s22-s23")                        \
+    TQ_WROW_ROW(op, 4, "s24-s25") TQ_WROW_ROW(op, 5, "s26-s27")                        \
+    TQ_WROW_ROW(op, 6, "s28-s29") TQ_WROW_ROW(op, 7, "s30-s31")
+/* channel j alone: row r in s(16 + r) */
+#define TQ_WROW_ROWS1(op)                                                              \
+    TQ_WROW_ROW(op, 0, "s16") TQ_WROW_ROW(op, 1, "s17") TQ_WROW_ROW(op, 2, "s18")      \
+    TQ_WROW_ROW(op, 3, "s19") TQ_WROW_ROW(op, 4, "s20") TQ_WROW_ROW(op, 5, "s21")      \
+    TQ_WROW_ROW(op, 6, "s22") TQ_WROW_ROW(op, 7, "s23")
 /* One pixel's 16 terms: the eight gradients at g (VLDM, g advances) times
  * the two converted inputs in sa, sb. */
 #define TQ_WROW_MLA(sa, sb)                                                            \
@@ -346,6 +352,49 @@ static void tq_wrow_8x2(const float *gt, const int8_t *const *xp, int32_t npx, i
           "s18", "s19", "s20", "s21", "s22", "s23", "s24", "s25", "s26", "s27", "s28", "s29", "s30",
           "s31", "cc", "memory");
 }
+
+/* Saved channel j of the eight rows rp[0..7] (an odd n_sel's last one):
+ * from 0 (first) or the stored partial sums, add gt[8t + r] *
+ * (xp[t][j] + off) for t < npx (npx >= 1), in order of t. Per pixel: LDR,
+ * LDRSB, ADD, VMOV, VCVT, one VLDM of the eight gradients, 8 VMLA.F32. */
+static void tq_wrow_8x1(const float *gt, const int8_t *const *xp, int32_t npx, int32_t j,
+                        int32_t off, float *const *rp, int first)
+{
+    int32_t xt;
+    __asm__ volatile(
+        "cmp %[first], #0\n\t"
+        "beq 1f\n\t"
+        "movs %[xt], #0\n\t"
+        "vmov s16, s17, %[xt], %[xt]\n\t"
+        "vmov s18, s19, %[xt], %[xt]\n\t"
+        "vmov s20, s21, %[xt], %[xt]\n\t"
+        "vmov s22, s23, %[xt], %[xt]\n\t"
+        "b 2f\n\t"
+        "1:\n\t"
+        TQ_WROW_ROWS1("vldmia")
+        "2:\n\t"
+        "ldr %[xt], [%[xp]], #4\n\t"
+        "ldrsb %[xt], [%[xt], %[j]]\n\t"
+        "add %[xt], %[xt], %[off]\n\t"
+        "vmov s8, %[xt]\n\t"
+        "vcvt.f32.s32 s8, s8\n\t"
+        "vldmia %[g]!, {s0-s7}\n\t"
+        "vmla.f32 s16, s0, s8\n\t"
+        "vmla.f32 s17, s1, s8\n\t"
+        "vmla.f32 s18, s2, s8\n\t"
+        "vmla.f32 s19, s3, s8\n\t"
+        "vmla.f32 s20, s4, s8\n\t"
+        "vmla.f32 s21, s5, s8\n\t"
+        "vmla.f32 s22, s6, s8\n\t"
+        "vmla.f32 s23, s7, s8\n\t"
+        "subs %[n], %[n], #1\n\t"
+        "bne 2b\n\t"
+        TQ_WROW_ROWS1("vstmia")
+        : [g] "+r"(gt), [xp] "+r"(xp), [n] "+r"(npx), [xt] "=&r"(xt)
+        : [off] "r"(off), [j] "r"(j), [rp] "r"(rp), [first] "r"(first)
+        : "s0", "s1", "s2", "s3", "s4", "s5", "s6", "s7", "s8", "s16", "s17", "s18", "s19",
+          "s20", "s21", "s22", "s23", "cc", "memory");
+}
 #else
 /* Saved channels [j, j + 4) of rows r0..r3, whose gradients are gt[8t + k]
  * (k < 4): from 0 (first) or their stored partial sums, add
@@ -364,7 +413,6 @@ static void tq_wrow_4x4(const float *gt, const int8_t *const *xp, int32_t npx, i
     }
     TQ_BLOCK4X4_STORE(r0, r1, r2, r3);
 }
-#endif
 
 /* Saved channel j of the eight rows rp[0..7] (the tail the blocks leave). */
 static void tq_wrow_8x1(const float *gt, const int8_t *const *xp, int32_t npx, int32_t j,
@@ -385,6 +433,7 @@ static void tq_wrow_8x1(const float *gt, const int8_t *const *xp, int32_t npx, i
         rp[r][j] = a[r];
     }
 }
+#endif
 
 /* Output pixels q0 .. q0 + npx - 1's gradients of the TQ_PW_ROWS rows
  * (mask ? g : +0.0f; fewer channels repeat the last) into gt[8t + r],
@@ -434,12 +483,16 @@ static void tq_rows_gather(const float *grad_out, const uint8_t *mask, int32_t q
 static void tq_rows_add(const float *gt, const int8_t *const *xp, int32_t npx, int32_t n_sel,
                         int32_t off, float *const *rp, int first)
 {
-    int32_t j = 0;
-#ifdef TQ_WROW_ASM
-    if (npx > 0) {
-        for (; j + 2 <= n_sel; j += 2) {
-            tq_wrow_8x2(gt, xp, npx, j, off, rp, first);
+    int32_t j = 0, r;
+    if (npx == 0) { /* no pixel reaches this tap in this tile */
+        for (r = 0; r < TQ_PW_ROWS && first; r++) {
+            memset(rp[r], 0, sizeof(float) * (size_t)n_sel);
         }
+        return;
+    }
+#ifdef TQ_WROW_ASM
+    for (; j + 2 <= n_sel; j += 2) {
+        tq_wrow_8x2(gt, xp, npx, j, off, rp, first);
     }
 #else
     for (; j + 4 <= n_sel; j += 4) {
@@ -488,8 +541,10 @@ void tq_pw_weight_rows(const tq_conv_params *p, float input_scale, const tq_dims
     }
     for (p0 = 0; p0 < pixels; p0 += TQ_PW_PT) {
         const int32_t npx = tq_min_i32(pixels - p0, TQ_PW_PT);
-        for (t = 0; t < npx; t++) {
-            xp[t] = input + tq_pw_in_pixel(p, out_d, in_d, p0 + t) * (size_t)n_sel;
+        for (t = 0; t < npx; t++) { /* stride 1: the input pixels follow one another */
+            xp[t] = p->stride_h == 1 && p->stride_w == 1 && t > 0
+                        ? xp[t - 1] + n_sel
+                        : input + tq_pw_in_pixel(p, out_d, in_d, p0 + t) * (size_t)n_sel;
         }
         tq_rows_gather(grad_out, mask, p0, npx, out_d->c, oc0, n_oc, gt, gb);
         tq_rows_add(gt, xp, npx, n_sel, p->input_offset, rp, p0 == 0);

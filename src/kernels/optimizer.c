@@ -2,6 +2,8 @@
  * Scaling (paper Eq. 4), three sub-LSB rounding modes, optional momentum and
  * a caller-owned xorshift32 PRNG. Portable C only: the update is O(#weights)
  * and memory bound, so it has no DSP path; every target runs these lines. */
+#include <string.h>
+
 #include "tinyqt/backward.h"
 #include "tq_mathf.h"
 #include "tq_sgd.h"
@@ -111,8 +113,8 @@ static int32_t tq_floor(float v)
     return (float)t > v ? t - 1 : t;
 }
 
-/* int8 result of rounding v (nearest or floor), saturated to [-127, 127]. */
-static int8_t tq_round_s8(float v, int floor_mode)
+/* floor(v) saturated to [-127, 127], for any v but NaN (stochastic rounding). */
+static int8_t tq_floor_s8(float v)
 {
     int32_t r;
     if (v >= 128.0f) {
@@ -121,8 +123,8 @@ static int8_t tq_round_s8(float v, int floor_mode)
     if (v <= -128.0f) {
         return -127;
     }
-    r = floor_mode ? tq_floor(v) : tq_round_away(v);
-    return (int8_t)(r < -127 ? -127 : (r > 127 ? 127 : r));
+    r = tq_floor(v);
+    return (int8_t)(r < -127 ? -127 : r);
 }
 
 /* bias + rounded delta with int32 saturation. */
@@ -158,8 +160,8 @@ static float tq_delta(float lr, int qas, float g, float step)
     return qas ? -lg / step : -lg * step;
 }
 
-/* round_half_away(v) saturated to [-127, 127], for any v but NaN; the same
- * result as tq_round_s8(v, 0). Clamping first keeps the conversion in range;
+/* round_half_away(v) saturated to [-127, 127], for any v but NaN. Clamping
+ * first keeps the conversion in range;
  * adding the float just below 0.5 with v's sign and truncating rounds half
  * away from zero exactly for |v| <= 127 (checked over every float in that
  * range; plain 0.5f would round 0.5 - 2^-25 up). Branch-free on the FPU. */
@@ -183,8 +185,18 @@ static void tq_sgd_nearest(float lr, int qas, float w_scale, int8_t *w, int32_t 
         for (j = 0; j < n_sel; j++) {
             int8_t *wp = w_t + (sel != NULL ? sel[j] : j);
             const float d = tq_delta(lr, qas, grad[j] * grad_scale, w_scale);
-            if (d == d) {
-                *wp = tq_nearest_s8((float)*wp + d);
+            const float v = (float)*wp + d;
+            uint32_t u;
+            memcpy(&u, &v, sizeof u);
+            if ((u << 1) < (0x42FF0000u << 1)) {
+                /* |v| < 127.5 (and not NaN): tq_nearest_s8 without its
+                 * clamp, the signed 0.5f - 2^-25 built from v's sign bit */
+                const uint32_t hb = (u & 0x80000000u) | 0x3EFFFFFFu;
+                float h;
+                memcpy(&h, &hb, sizeof h);
+                *wp = (int8_t)(int32_t)(v + h);
+            } else if (d == d) {
+                *wp = v > 0.0f ? 127 : -127;
             }
         }
     }
@@ -227,10 +239,10 @@ void tq_sgd_channel(const tq_sgd_params *opt, const tq_sgd_state *state, float i
                 float m = w_master[e] + d;
                 m = m > 127.0f ? 127.0f : (m < -127.0f ? -127.0f : m);
                 w_master[e] = m;
-                *wp = tq_round_s8(m, 0);
+                *wp = tq_nearest_s8(m);
             } else {
                 const float v = (float)*wp + d;
-                *wp = tq_round_s8(stochastic ? v + u : v, stochastic);
+                *wp = stochastic ? tq_floor_s8(v + u) : tq_nearest_s8(v);
             }
         }
     }
