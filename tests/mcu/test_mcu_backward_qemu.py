@@ -14,8 +14,7 @@ import tinyqt.mcu.core as mcu
 from tinyqt import backward as B
 from tinyqt.mcu.bench import build_cases, run_cases
 from tinyqt.mcu.backward_cases import (F32, c_conv_params, c_dims, c_sgd, c_state, forward_mask_case, fused_case,
-                                      inplace_input_grad_case, input_grad_case,
-                                      pointwise_weight_grad_case)
+                                      inplace_input_grad_case, input_grad_case, weight_grad_case)
 from tinyqt.mcu.cgen import raw_case
 from tinyqt.optim import SGD
 from mcu_support import require_build_tools, require_qemu
@@ -32,9 +31,12 @@ def _cases():
         input_grad_case(rng, "conv1x1 s2 input grad, 40 out channels", 7, 9, 23, 40, 1, 2, (0, 0, 0, 0)),
         input_grad_case(rng, "conv1x1 input grad, subnormal terms", 4, 5, 8, 6, 1, 1, (0, 0, 0, 0),
                         g_scale=1e-36),
-        pointwise_weight_grad_case(rng, "conv1x1 weight grad", 9, 7, 13, 11, 1),
-        pointwise_weight_grad_case(rng, "conv1x1 s2 weight grad, subnormal terms", 8, 9, 8, 5, 2,
-                                   g_scale=1e-36),
+        weight_grad_case(rng, "conv1x1 weight grad", 9, 7, 13, 11, 1, 1),
+        weight_grad_case(rng, "conv1x1 s2 weight grad, subnormal terms", 8, 9, 8, 5, 1, 2, g_scale=1e-36),
+        # 2 input rows under a 7x7 window: most taps reach no pixel (their rows must be zeros)
+        weight_grad_case(rng, "conv7x7 s2 weight grad, taps off the map, 3 channels", 2, 9, 3, 10, 7, 2,
+                         (3, 3, 3, 3)),
+        weight_grad_case(rng, "dw3x3 s2 weight grad", 9, 8, 6, 6, 3, 2, (1, 1, 1, 1), depthwise=True),
         input_grad_case(rng, "dw3x3 s1 input grad", 8, 7, 11, 11, 3, 1, (1, 1, 1, 1), depthwise=True),
         input_grad_case(rng, "dw5x5 s2 input grad", 9, 9, 6, 6, 5, 2, (2, 2, 2, 2), depthwise=True),
         fused_case(rng, "conv3x3 fused nearest", 7, 7, 4, 6, 3, 1, (1, 1, 1, 1), SGD(0.5)),

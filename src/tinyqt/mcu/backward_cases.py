@@ -5,8 +5,9 @@ the MCU backward bench.
 
 input_grad_case(): conv kxk / 1x1 / depthwise input gradient through a clamp
 mask; inplace_input_grad_case(): the in-place depthwise one;
-pointwise_weight_grad_case(): the 1x1 weight and bias gradients; fused_case(): the fused weight gradient + QAS update in place on the
-weights, bias, optimizer buffers and PRNG state. Both draw their data from
+weight_grad_case(): the weight and bias gradients alone; fused_case():
+the fused weight gradient + QAS update in place on the weights, bias,
+optimizer buffers and PRNG state. Both draw their data from
 rng; `macs` is the forward layer's MAC count.
 """
 import numpy as np
@@ -100,19 +101,28 @@ def input_grad_case(rng, name, h, w, c_in, c_out, k, stride, padding, depthwise=
                     {"gi": gi}, macs=forward_macs(g.shape, c_in, k, depthwise))
 
 
-def pointwise_weight_grad_case(rng, name, h, w, c_in, c_out, stride, g_scale=1.0):
-    """The 1x1 weight and bias gradients (fp32 out), g scaled by g_scale."""
-    x, wt, g, ws, mask = _layer(rng, h, w, c_in, c_out, 1, stride, (0, 0, 0, 0))
+def weight_grad_case(rng, name, h, w, c_in, c_out, k, stride, padding=(0, 0, 0, 0), *, depthwise=False,
+                     g_scale=1.0):
+    """The weight and bias gradients alone (fp32 out, no update) of a conv
+    kxk / 1x1 / depthwise layer, g scaled by g_scale."""
+    x, wt, g, ws, mask = _layer(rng, h, w, c_in, c_out, k, stride, padding, depthwise)
     g = (g * F32(g_scale)).astype(F32)
     x_zp, x_scale = int(rng.integers(-20, 20)), F32(0.02)
-    gw, gb = B.conv2d_backward_weight(g, x, 1, x_scale=x_scale, x_zero_point=x_zp, stride=(stride, stride),
-                                      mask=mask)
-    call = (f"tq_conv_1x1_backward_weight_f32({c_conv_params((stride, stride), x_zero_point=x_zp)}, "
-            f"{c_float(x_scale)}, {c_dims(x.shape)}, {{cn}}_x, {c_dims(g.shape)}, {{cn}}_g, {{cn}}_mask, "
-            f"{c_dims(gw.shape)}, gw, gb)")
+    gw, gb = B.conv2d_backward_weight(g, x, k, x_scale=x_scale, x_zero_point=x_zp, stride=(stride, stride),
+                                      padding=padding, depthwise=depthwise, in_channels=c_in, mask=mask)
+    head = (f"{c_conv_params((stride, stride), padding, x_zero_point=x_zp)}, {c_float(x_scale)}, "
+            f"{c_dims(x.shape)}, {{cn}}_x, ")
+    tail = f"{c_dims(g.shape)}, {{cn}}_g, {{cn}}_mask, "
+    if depthwise:
+        call = f"tq_depthwise_conv_backward_weight_f32({head}{c_in}, NULL, {tail}{c_dims(wt.shape)}, gw, gb)"
+    else:
+        pointwise = k == 1 and not any(padding)
+        fn = "tq_conv_1x1_backward_weight_f32" if pointwise else "tq_conv_backward_weight_f32"
+        call = f"{fn}({head}{tail}{c_dims(gw.shape)}, gw, gb)"
+    # the outputs start as 7.0 so that an element the kernel never writes shows
     return raw_case(name, call, {"x": x, "g": g, "mask": mask},
-                    {"gw": np.zeros_like(gw), "gb": np.zeros_like(gb)}, {"gw": gw, "gb": gb},
-                    macs=forward_macs(g.shape, c_in, 1, False))
+                    {"gw": np.full_like(gw, 7.0), "gb": np.full_like(gb, 7.0)}, {"gw": gw, "gb": gb},
+                    macs=forward_macs(g.shape, c_in, k, depthwise))
 
 
 def inplace_input_grad_case(rng, name, h, w, c, k, padding):
