@@ -22,7 +22,8 @@
  * TQ_DW_TAP4(f, w) adds f[i] * w[i] to them; TQ_DW_ROW4(f, w_end, count)
  * adds count taps of neighbouring output columns, f[4k + i] * w_end[4(k - count) + i]
  * for k = 0 .. count-1 in that order (a filter row read backwards, count
- * >= 1).
+ * >= 1); TQ_DW_STRIDED4(f, x, step, count) adds f[4k + i] * x[step k + i]
+ * for k = 0 .. count-1 (count >= 1).
  * On an Arm FPU the sums live in s8-s11 and each tap is two VLDM and four
  * VMLA.F32 (compiled C spends a VLDR per value). */
 #if defined(__ARM_FP) && (__ARM_FP & 4) && !defined(TQ_FORCE_PORTABLE)
@@ -59,6 +60,26 @@
                          : "s0", "s1", "s2", "s3", "s4", "s5", "s6", "s7", "cc",      \
                            "memory");                                                 \
     } while (0)
+#define TQ_DW_STRIDED4(f, x, step, count)                                               \
+    do {                                                                              \
+        const float *fp_ = (f), *xp_ = (x);                                           \
+        int32_t n_ = (count), st_ = (step) * (int32_t)sizeof(float);                  \
+        __asm__ volatile("1:\n\t"                                                     \
+                         "vldmia %[fp]!, {s0-s3}\n\t"                                 \
+                         "vldmia %[xp], {s4-s7}\n\t"                                  \
+                         "add %[xp], %[xp], %[st]\n\t"                                \
+                         "vmla.f32 %[x0], s0, s4\n\t"                                 \
+                         "vmla.f32 %[x1], s1, s5\n\t"                                 \
+                         "vmla.f32 %[x2], s2, s6\n\t"                                 \
+                         "vmla.f32 %[x3], s3, s7\n\t"                                 \
+                         "subs %[n], %[n], #1\n\t"                                    \
+                         "bne 1b"                                                     \
+                         : [x0] "+t"(a0), [x1] "+t"(a1), [x2] "+t"(a2), [x3] "+t"(a3), \
+                           [fp] "+r"(fp_), [xp] "+r"(xp_), [n] "+r"(n_)               \
+                         : [st] "r"(st_)                                              \
+                         : "s0", "s1", "s2", "s3", "s4", "s5", "s6", "s7", "cc",      \
+                           "memory");                                                 \
+    } while (0)
 #else
 #define TQ_DW_ACC4(v0, v1, v2, v3) float a0 = (v0), a1 = (v1), a2 = (v2), a3 = (v3)
 #define TQ_DW_TAP4(f, w)                                                              \
@@ -75,6 +96,14 @@
         for (n_ = (count); n_ > 0; n_--, fp_ += TQ_DW_LANES) {                            \
             wp_ -= TQ_DW_LANES;                                                       \
             TQ_DW_TAP4(fp_, wp_);                                                     \
+        }                                                                             \
+    } while (0)
+#define TQ_DW_STRIDED4(f, x, step, count)                                               \
+    do {                                                                              \
+        const float *fp_ = (f), *xp_ = (x);                                           \
+        int32_t n_;                                                                   \
+        for (n_ = (count); n_ > 0; n_--, fp_ += TQ_DW_LANES, xp_ += (step)) {          \
+            TQ_DW_TAP4(fp_, xp_);                                                     \
         }                                                                             \
     } while (0)
 #endif
@@ -366,6 +395,99 @@ static void tq_dw_wrows_scatter(const tq_conv_params *p, const tq_dims *in_d, co
     }
 }
 
+/* 1 when the four lanes are four neighbouring channels (jl, cl). */
+static int tq_dw_lanes_dense(const tq_dw_lanes_t *ln)
+{
+    return ln->n == TQ_DW_LANES && ln->jl[1] == ln->jl[0] + 1 && ln->jl[2] == ln->jl[0] + 2 &&
+           ln->jl[3] == ln->jl[0] + 3 && ln->cl[1] == ln->cl[0] + 1 &&
+           ln->cl[2] == ln->cl[0] + 2 && ln->cl[3] == ln->cl[0] + 3;
+}
+
+/* xr[4 ix + i] = (float)(x[ix * n_saved + jl[i]] + off) for ix < in_w: one
+ * input row's four lanes in fp32. With dense lanes on an Arm FPU with the
+ * DSP extension, each pixel is one (possibly unaligned) LDR of the four
+ * bytes, four SXTAB adding the offset, two VMOV, four VCVT and one VSTM. */
+static void tq_dw_convert_row(const int8_t *x, int32_t in_w, int32_t n_saved,
+                              const tq_dw_lanes_t *ln, int dense, int32_t off, float *xr)
+{
+    int32_t ix, i;
+#if defined(__ARM_FP) && (__ARM_FP & 4) && defined(__ARM_FEATURE_DSP) && !defined(TQ_FORCE_PORTABLE)
+    if (dense && in_w > 0) {
+        const int8_t *xp = x + ln->jl[0];
+        int32_t n = in_w, w, t0, t1;
+        __asm__ volatile("1:\n\t"
+                         "ldr %[w], [%[x]]\n\t"
+                         "add %[x], %[x], %[stride]\n\t"
+                         "sxtab %[t0], %[off], %[w]\n\t"
+                         "sxtab %[t1], %[off], %[w], ror #8\n\t"
+                         "vmov s0, s1, %[t0], %[t1]\n\t"
+                         "sxtab %[t0], %[off], %[w], ror #16\n\t"
+                         "sxtab %[t1], %[off], %[w], ror #24\n\t"
+                         "vmov s2, s3, %[t0], %[t1]\n\t"
+                         "vcvt.f32.s32 s0, s0\n\t"
+                         "vcvt.f32.s32 s1, s1\n\t"
+                         "vcvt.f32.s32 s2, s2\n\t"
+                         "vcvt.f32.s32 s3, s3\n\t"
+                         "vstmia %[xr]!, {s0-s3}\n\t"
+                         "subs %[n], %[n], #1\n\t"
+                         "bne 1b"
+                         : [x] "+r"(xp), [xr] "+r"(xr), [n] "+r"(n), [w] "=&r"(w), [t0] "=&r"(t0),
+                           [t1] "=&r"(t1)
+                         : [stride] "r"(n_saved), [off] "r"(off)
+                         : "s0", "s1", "s2", "s3", "cc", "memory");
+        return;
+    }
+#else
+    (void)dense;
+#endif
+    for (ix = 0; ix < in_w; ix++, x += n_saved) {
+        for (i = 0; i < TQ_DW_LANES; i++) {
+            xr[ix * TQ_DW_LANES + i] = (float)(x[ln->jl[i]] + off);
+        }
+    }
+}
+
+/* f[4 ox + i] = (mask ? g : +0.0f) of lane i at output pixel (row o, ox)
+ * for ox < ow (lanes past n: +0.0f), summed into gb[i] in ox order. With
+ * dense lanes whose mask bits share a nibble, each pixel is one mask byte
+ * and four integer ANDs (bit clear turns g into +0.0f). */
+static void tq_dw_factor_lanes(const float *grad_out, const uint8_t *mask, int32_t o, int32_t ow,
+                               int32_t out_c, const tq_dw_lanes_t *ln, int dense, float *f,
+                               float *gb)
+{
+    int32_t ox, i;
+    if (dense && out_c % 4 == 0 && ln->cl[0] % 4 == 0) {
+        float s0 = gb[0], s1 = gb[1], s2 = gb[2], s3 = gb[3];
+        for (ox = 0; ox < ow; ox++, f += TQ_DW_LANES) {
+            const int32_t e = o + ox * out_c + ln->cl[0];
+            const uint32_t bits = mask != NULL ? (uint32_t)mask[e >> 3] >> (e & 7) : 0xFu;
+            uint32_t u[TQ_DW_LANES];
+            memcpy(u, grad_out + e, sizeof u);
+            for (i = 0; i < TQ_DW_LANES; i++) {
+                u[i] &= 0u - ((bits >> i) & 1u);
+            }
+            memcpy(f, u, sizeof u);
+            s0 += f[0];
+            s1 += f[1];
+            s2 += f[2];
+            s3 += f[3];
+        }
+        gb[0] = s0;
+        gb[1] = s1;
+        gb[2] = s2;
+        gb[3] = s3;
+        return;
+    }
+    for (ox = 0; ox < ow; ox++) {
+        for (i = 0; i < TQ_DW_LANES; i++) {
+            const int32_t e = o + ox * out_c + ln->cl[i];
+            const float g = i < ln->n && tq_mask_pass(mask, e) ? grad_out[e] : 0.0f;
+            f[ox * TQ_DW_LANES + i] = g;
+            gb[i] += g;
+        }
+    }
+}
+
 /* Input rows the row-wise path keeps converted: every row one output row's
  * windows read. */
 static int32_t tq_dw_wrows_ring(const tq_conv_params *p, int32_t kh)
@@ -387,12 +509,13 @@ static void tq_dw_wrows_rowwise(const tq_conv_params *p, const tq_dims *in_d, co
     const int32_t in_h = in_d->h, in_w = in_d->w, n_saved = in_d->c, out_c = out_d->c;
     const int32_t oh = out_d->h, ow = out_d->w, sw = p->stride_w, dw = p->dilation_w;
     const int32_t taps = kh * kw, off = p->input_offset, ring = tq_dw_wrows_ring(p, kh);
+    const int dense = tq_dw_lanes_dense(ln);
     float buf[TQ_DW_WROWS_FLOATS];
     float *f = buf, *xring = buf + (size_t)ow * TQ_DW_LANES;
     float zero_row[TQ_DW_BWD_MAX_TAPS];
     float *row[TQ_DW_LANES];
     int32_t tag[TQ_DW_BWD_MAX_TAPS];
-    int32_t i, b, oy, ox, ky, kx, ix;
+    int32_t i, b, oy, ky, kx;
     for (i = 0; i < TQ_DW_LANES; i++) {
         /* lanes past n sum into zero_row, which their zero factors leave at
          * +0.0f */
@@ -408,15 +531,7 @@ static void tq_dw_wrows_rowwise(const tq_conv_params *p, const tq_dims *in_d, co
         }
         for (oy = 0; oy < oh; oy++) {
             const int32_t y0 = oy * p->stride_h - p->pad_top;
-            const int32_t o = (b * oh + oy) * ow * out_c;
-            for (ox = 0; ox < ow; ox++) {
-                for (i = 0; i < TQ_DW_LANES; i++) {
-                    const int32_t e = o + ox * out_c + ln->cl[i];
-                    const float g = i < ln->n && tq_mask_pass(mask, e) ? grad_out[e] : 0.0f;
-                    f[ox * TQ_DW_LANES + i] = g;
-                    gb[i] += g;
-                }
-            }
+            tq_dw_factor_lanes(grad_out, mask, (b * oh + oy) * ow * out_c, ow, out_c, ln, dense, f, gb);
             for (ky = 0; ky < kh; ky++) {
                 const int32_t iy = y0 + ky * p->dilation_h;
                 int32_t slot;
@@ -427,12 +542,8 @@ static void tq_dw_wrows_rowwise(const tq_conv_params *p, const tq_dims *in_d, co
                 slot = iy % ring;
                 xr = xring + (size_t)slot * in_w * TQ_DW_LANES;
                 if (tag[slot] != iy) {
-                    const int8_t *x = in_b + (size_t)iy * in_w * n_saved;
-                    for (ix = 0; ix < in_w; ix++, x += n_saved) {
-                        for (i = 0; i < TQ_DW_LANES; i++) {
-                            xr[ix * TQ_DW_LANES + i] = (float)(x[ln->jl[i]] + off);
-                        }
-                    }
+                    tq_dw_convert_row(in_b + (size_t)iy * in_w * n_saved, in_w, n_saved, ln, dense,
+                                      off, xr);
                     tag[slot] = iy;
                 }
                 for (kx = 0; kx < kw; kx++) {
@@ -446,10 +557,8 @@ static void tq_dw_wrows_rowwise(const tq_conv_params *p, const tq_dims *in_d, co
                     const float *fp = f + (size_t)lo * TQ_DW_LANES;
                     const float *xp = xr + (size_t)(lo * sw - lead) * TQ_DW_LANES;
                     TQ_DW_ACC4(row[0][tap], row[1][tap], row[2][tap], row[3][tap]);
-                    for (ox = lo; ox < hi; ox++) {
-                        TQ_DW_TAP4(fp, xp);
-                        fp += TQ_DW_LANES;
-                        xp += (size_t)sw * TQ_DW_LANES;
+                    if (hi > lo) {
+                        TQ_DW_STRIDED4(fp, xp, sw * TQ_DW_LANES, hi - lo);
                     }
                     row[0][tap] = a0;
                     row[1][tap] = a1;
