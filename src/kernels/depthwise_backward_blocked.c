@@ -223,6 +223,166 @@ static int32_t tq_dw_gather_rows(const tq_conv_params *p, const tq_dims *f_d)
     return (f_d->h - 1) * p->dilation_h / p->stride_h + 1;
 }
 
+/* gi[i] = a_i for the valid lanes i. */
+static void tq_dw_store_lanes(float *gi, int32_t valid, float a0, float a1, float a2, float a3)
+{
+    gi[0] = a0;
+    if (valid > 1) {
+        gi[1] = a1;
+    }
+    if (valid > 2) {
+        gi[2] = a2;
+    }
+    if (valid > 3) {
+        gi[3] = a3;
+    }
+}
+
+/* One input pixel of the gather, any stride and dilation: its nx column
+ * taps (factor offsets xo, filter offsets xk, in increasing output column)
+ * in each of the nrow output rows frow (filter rows kyl). */
+static void tq_dw_gather_pixel(const float *const *frow, const int32_t *kyl, int32_t nrow,
+                               const float *wf, int32_t kw, const int16_t *xo, const int16_t *xk,
+                               int32_t nx, float *gi, int32_t valid)
+{
+    int32_t r, k;
+    TQ_DW_ACC4(0.0f, 0.0f, 0.0f, 0.0f);
+    for (r = 0; r < nrow; r++) {
+        const float *wrow = wf + (size_t)kyl[r] * kw * TQ_DW_LANES;
+        for (k = 0; k < nx; k++) {
+            const float *fk = frow[r] + xo[k], *wt = wrow + xk[k];
+            TQ_DW_TAP4(fk, wt);
+        }
+    }
+    tq_dw_store_lanes(gi, valid, a0, a1, a2, a3);
+}
+
+#if defined(__ARM_FP) && (__ARM_FP & 4) && !defined(TQ_FORCE_PORTABLE)
+#define TQ_DWG_ASM 1
+/* One output row r of a run pixel, taps from the packed weights in
+ * registers: m = 1 (weights w0-w3) or m = 2 (two neighbouring factor
+ * columns, weights w0-w3 then w4-w7); the row's factor pointer advances by
+ * one output column. */
+#define TQ_DWG_ROW_M1(f, w0, w1, w2, w3)                                            \
+    "vldmia %[" f "]!, {s0-s3}\n\t"                                                  \
+    "vmla.f32 s8, s0, " w0 "\n\t" "vmla.f32 s9, s1, " w1 "\n\t"                       \
+    "vmla.f32 s10, s2, " w2 "\n\t" "vmla.f32 s11, s3, " w3 "\n\t"
+#define TQ_DWG_ROW_M2(f, w0, w1, w2, w3, w4, w5, w6, w7)                            \
+    "vldmia %[" f "], {s0-s7}\n\t"                                                   \
+    "add %[" f "], %[" f "], #16\n\t"                                                \
+    "vmla.f32 s8, s0, " w0 "\n\t" "vmla.f32 s9, s1, " w1 "\n\t"                       \
+    "vmla.f32 s10, s2, " w2 "\n\t" "vmla.f32 s11, s3, " w3 "\n\t"                     \
+    "vmla.f32 s8, s4, " w4 "\n\t" "vmla.f32 s9, s5, " w5 "\n\t"                       \
+    "vmla.f32 s10, s6, " w6 "\n\t" "vmla.f32 s11, s7, " w7 "\n\t"
+/* The run loop around BODY: the packed taps in s16-s31, each pixel's four
+ * sums from +0.0f in s8-s11, stored with one VSTM. */
+#define TQ_DWG_RUN(BODY)                                                             \
+    __asm__ volatile("vldmia %[w], {s16-s31}\n\t"                                    \
+                     "1:\n\t"                                                        \
+                     "vmov s8, s9, %[zr], %[zr]\n\t"                                 \
+                     "vmov s10, s11, %[zr], %[zr]\n\t"                               \
+                     BODY                                                            \
+                     "vstmia %[gi], {s8-s11}\n\t"                                    \
+                     "add %[gi], %[gi], %[step]\n\t"                                 \
+                     "subs %[n], %[n], #1\n\t"                                       \
+                     "bne 1b"                                                        \
+                     : [f0] "+r"(f0), [f1] "+r"(f1), [gi] "+r"(gi), [n] "+r"(count)  \
+                     : [w] "r"(wpk), [zr] "r"(0), [step] "r"(step)                   \
+                     : "s0", "s1", "s2", "s3", "s4", "s5", "s6", "s7", "s8", "s9",   \
+                       "s10", "s11", "s16", "s17", "s18", "s19", "s20", "s21", "s22", \
+                       "s23", "s24", "s25", "s26", "s27", "s28", "s29", "s30", "s31", \
+                       "cc", "memory")
+#endif
+
+/* count (>= 1) members of a column class in a row, all of whose m taps are
+ * inside the output: member k is gi + k * step floats and reads factor
+ * columns ox0 + k .. ox0 + k + m - 1 of each row frow[r] (r < nrow), with
+ * the packed taps wpk[(r * m + t) * 4 + i]. On an Arm FPU with nrow, m <= 2
+ * the taps stay in registers: a member is two VMOV (zero sums), one VLDM
+ * and 4m VMLA per row, one VSTM. */
+static void tq_dw_gather_run(const float *const *frow, int32_t nrow, int32_t m, int32_t ox0,
+                             const float *wpk, float *gi, int32_t step, int32_t count)
+{
+    int32_t k, r;
+#ifdef TQ_DWG_ASM
+    if (nrow >= 1 && nrow <= 2 && m <= 2) {
+        const float *f0 = frow[0] + (size_t)ox0 * TQ_DW_LANES;
+        const float *f1 = frow[nrow - 1] + (size_t)ox0 * TQ_DW_LANES;
+        step *= (int32_t)sizeof(float);
+        if (nrow == 1 && m == 1) {
+            TQ_DWG_RUN(TQ_DWG_ROW_M1("f0", "s16", "s17", "s18", "s19"));
+        } else if (nrow == 1) {
+            TQ_DWG_RUN(TQ_DWG_ROW_M2("f0", "s16", "s17", "s18", "s19", "s20", "s21", "s22", "s23"));
+        } else if (m == 1) {
+            TQ_DWG_RUN(TQ_DWG_ROW_M1("f0", "s16", "s17", "s18", "s19")
+                       TQ_DWG_ROW_M1("f1", "s20", "s21", "s22", "s23"));
+        } else {
+            TQ_DWG_RUN(TQ_DWG_ROW_M2("f0", "s16", "s17", "s18", "s19", "s20", "s21", "s22", "s23")
+                       TQ_DWG_ROW_M2("f1", "s24", "s25", "s26", "s27", "s28", "s29", "s30", "s31"));
+        }
+        return;
+    }
+#endif
+    for (k = 0; k < count; k++, gi += step) {
+        TQ_DW_ACC4(0.0f, 0.0f, 0.0f, 0.0f);
+        for (r = 0; r < nrow; r++) {
+            TQ_DW_STRIDED4(frow[r] + (size_t)(ox0 + k) * TQ_DW_LANES, wpk + (size_t)r * m * TQ_DW_LANES,
+                           TQ_DW_LANES, m);
+        }
+        gi[0] = a0;
+        gi[1] = a1;
+        gi[2] = a2;
+        gi[3] = a3;
+    }
+}
+
+/* One input row of a strided (sw > 1), dilation-1 gather with four valid
+ * lanes, by column class: the input columns ix = cls, cls + sw, ... share
+ * their taps kx0, kx0 - sw, ... (m of them), which read m neighbouring
+ * output columns from ox0 on, and ox0 grows by one per member. The class's
+ * filter taps are packed in that order (rows, then taps) once; the members
+ * whose m columns are all inside the output run as tq_dw_gather_run, the
+ * ones at the edges take tq_dw_gather_pixel. The terms and their order are
+ * the per-pixel path's. */
+static void tq_dw_gather_row_classes(const tq_conv_params *p, int32_t ow, int32_t in_w, int32_t ch,
+                                     int32_t kw, const float *const *frow, const int32_t *kyl,
+                                     int32_t nrow, const float *wf, float *gin_row,
+                                     const int16_t *col_off, const int16_t *col_tap,
+                                     const uint8_t *col_n)
+{
+    const int32_t sw = p->stride_w, pl = p->pad_left;
+    float wpk[TQ_DW_BWD_MAX_TAPS * TQ_DW_LANES];
+    int32_t cls, ix, r, t, i;
+    for (cls = 0; cls < sw && cls < in_w; cls++) {
+        /* taps of this class: kx = kx0 - t * sw, t < m, kx0 the largest one */
+        const int32_t kx0 = kw - 1 - ((kw - 1 - (cls + pl) % sw) % sw + sw) % sw;
+        const int32_t m = kx0 < 0 ? 0 : kx0 / sw + 1;
+        /* members from ix_a on read output columns >= 0, before ix_b end inside */
+        const int32_t ix_a = kx0 - pl > cls ? cls + (kx0 - pl - cls + sw - 1) / sw * sw : cls;
+        const int32_t ix_b = (ow - m) * sw + kx0 - pl + 1;
+        for (r = 0; r < nrow; r++) {
+            for (t = 0; t < m; t++) {
+                for (i = 0; i < TQ_DW_LANES; i++) {
+                    wpk[(r * m + t) * TQ_DW_LANES + i] =
+                        wf[((size_t)kyl[r] * kw + kx0 - t * sw) * TQ_DW_LANES + i];
+                }
+            }
+        }
+        for (ix = cls; ix < in_w; ix += sw) {
+            if (m > 0 && nrow > 0 && ix >= ix_a && ix < ix_b) {
+                const int32_t end = ix_b < in_w ? ix_b : in_w, count = (end - ix + sw - 1) / sw;
+                tq_dw_gather_run(frow, nrow, m, (ix + pl - kx0) / sw, wpk, gin_row + (size_t)ix * ch,
+                                 sw * ch, count);
+                ix += (count - 1) * sw;
+                continue;
+            }
+            tq_dw_gather_pixel(frow, kyl, nrow, wf, kw, col_off + (size_t)ix * kw,
+                               col_tap + (size_t)ix * kw, col_n[ix], gin_row + (size_t)ix * ch,
+                               TQ_DW_LANES);
+        }
+    }
+}
+
 /* Gather path: each input pixel's four lanes are summed in registers over
  * the output pixels whose windows cover it, visited in row-major output
  * order (taps in decreasing ky, then decreasing kx), so every sum adds the
@@ -284,37 +444,25 @@ static void tq_dw_bwd_gather(const tq_conv_params *p, const float *w_scale,
                     frow[nrow] = fbuf + (size_t)(oy % ring) * ow * TQ_DW_LANES;
                     kyl[nrow++] = ky;
                 }
+                if (sw > 1 && dw == 1 && valid == TQ_DW_LANES) {
+                    tq_dw_gather_row_classes(p, ow, in_w, ch, kw, frow, kyl, nrow, wf,
+                                             gin + (size_t)iy * in_w * ch, col_off, col_tap, col_n);
+                    continue;
+                }
                 for (ix = 0; ix < in_w; ix++) {
-                    TQ_DW_ACC4(0.0f, 0.0f, 0.0f, 0.0f);
                     float *gi = gin + ((size_t)iy * in_w + ix) * ch;
-                    int32_t r;
                     if (sw == 1 && dw == 1 && ix >= ix_lo && ix < ix_hi) {
+                        int32_t r;
+                        TQ_DW_ACC4(0.0f, 0.0f, 0.0f, 0.0f);
                         for (r = 0; r < nrow; r++) {
                             /* kw neighbouring output columns, filter row backwards */
                             TQ_DW_ROW4(frow[r] + (size_t)(ix + pl - kw + 1) * TQ_DW_LANES,
                                        wf + (size_t)(kyl[r] + 1) * kw * TQ_DW_LANES, kw);
                         }
+                        tq_dw_store_lanes(gi, valid, a0, a1, a2, a3);
                     } else {
-                        const int16_t *xo = col_off + (size_t)ix * kw, *xk = col_tap + (size_t)ix * kw;
-                        const int32_t nx = col_n[ix];
-                        int32_t k;
-                        for (r = 0; r < nrow; r++) {
-                            const float *wrow = wf + (size_t)kyl[r] * kw * TQ_DW_LANES;
-                            for (k = 0; k < nx; k++) {
-                                const float *fk = frow[r] + xo[k], *wt = wrow + xk[k];
-                                TQ_DW_TAP4(fk, wt);
-                            }
-                        }
-                    }
-                    gi[0] = a0;
-                    if (valid > 1) {
-                        gi[1] = a1;
-                    }
-                    if (valid > 2) {
-                        gi[2] = a2;
-                    }
-                    if (valid > 3) {
-                        gi[3] = a3;
+                        tq_dw_gather_pixel(frow, kyl, nrow, wf, kw, col_off + (size_t)ix * kw,
+                                           col_tap + (size_t)ix * kw, col_n[ix], gi, valid);
                     }
                 }
             }

@@ -39,6 +39,11 @@ def _cases():
         weight_grad_case(rng, "dw3x3 s2 weight grad", 9, 8, 6, 6, 3, 2, (1, 1, 1, 1), depthwise=True),
         input_grad_case(rng, "dw3x3 s1 input grad", 8, 7, 11, 11, 3, 1, (1, 1, 1, 1), depthwise=True),
         input_grad_case(rng, "dw5x5 s2 input grad", 9, 9, 6, 6, 5, 2, (2, 2, 2, 2), depthwise=True),
+        # strided gathers whose column classes run with their taps in registers
+        input_grad_case(rng, "dw3x3 s2 input grad", 9, 10, 8, 8, 3, 2, (1, 1, 1, 1), depthwise=True),
+        input_grad_case(rng, "dw4x4 s2 input grad, padding 0/1", 10, 9, 5, 5, 4, 2, (0, 0, 1, 1),
+                        depthwise=True),
+        input_grad_case(rng, "dw3x3 s3 input grad", 11, 11, 4, 4, 3, 3, (1, 1, 1, 1), depthwise=True),
         fused_case(rng, "conv3x3 fused nearest", 7, 7, 4, 6, 3, 1, (1, 1, 1, 1), SGD(0.5)),
         fused_case(rng, "conv3x3 s2 fused stochastic momentum", 8, 9, 5, 4, 3, 2, (0, 0, 1, 1),
                     SGD(0.3, rounding="stochastic", momentum=0.9, seed=7)),

@@ -312,8 +312,9 @@ static int tq_check(const char *name, tq_status st, uint64_t ticks, const int8_t
     }
     for (i = 0; i < n; i++) {
         if (tq_out[i] != expected[i]) {
-            printf("TQ_CASE %s FAIL first mismatch at byte %ld of %ld: device %d host %d\n", name,
-                   (long)i, (long)n, (int)tq_out[i], (int)expected[i]);
+            printf("TQ_CASE %s FAIL first mismatch at byte %ld of %ld: device %d host %d"
+                   " (after %lu instructions)\n", name, (long)i, (long)n, (int)tq_out[i],
+                   (int)expected[i], (unsigned long)tq_bench_ticks_to_instructions(ticks));
             return 1;
         }
     }
