@@ -15,12 +15,13 @@
  * (g * w_scale[c]) * w over output pixels in row-major order, from +0.0f;
  * a masked term adds a zero, which leaves a sum that started at +0.0f
  * unchanged), so the two kernels agree bit for bit. */
+#include <string.h>
+
 #include "tinyqt/backward.h"
 #include "tq_check.h"
+#include "tq_dw_lanes4.h"
 #include "tq_f32.h"
 #include "tq_sgd.h"
-
-#define TQ_DW_LANES 4
 
 static int32_t tq_dw_inplace_ring_rows(const tq_conv_params *p, const tq_dims *f_d)
 {
@@ -39,27 +40,54 @@ int32_t tq_depthwise_conv_backward_input_inplace_get_buffer_size(const tq_conv_p
            (int32_t)sizeof(float);
 }
 
-/* Pass 1: g[o] <- mask bit o ? g[o] * w_scale[o % ch] : 0. */
+/* g[k] <- bit k of bits ? g[k] * ws[k] : +0.0f for k < n: the product is
+ * computed for each and a cleared bit ANDs its bits to +0.0f. */
+static void tq_dw_scale_mask8(float *g, const float *ws, uint32_t bits, int32_t n)
+{
+    int32_t k;
+    for (k = 0; k < n; k++) {
+        const float v = g[k] * ws[k];
+        uint32_t u;
+        memcpy(&u, &v, sizeof u);
+        u &= 0u - ((bits >> k) & 1u);
+        memcpy(&g[k], &u, sizeof u);
+    }
+}
+
+/* Pass 1: g[o] <- mask bit o ? g[o] * w_scale[o % ch] : +0.0f. With a
+ * multiple of 8 channels every pixel's mask starts on a byte, and each byte
+ * covers eight channels; otherwise one element at a time. */
 static void tq_dw_scale_mask(float *g, int32_t count, int32_t ch, const float *w_scale,
                              const uint8_t *mask)
 {
-    int32_t o = 0;
-    while (o < count) {
-        int32_t c;
-        for (c = 0; c < ch; c++, o++) {
-            g[o] = tq_mask_pass(mask, o) ? g[o] * w_scale[c] : 0.0f;
+    int32_t o, c;
+    if (ch % 8 == 0) {
+        for (o = 0; o < count; o += ch) {
+            for (c = 0; c < ch; c += 8) {
+                tq_dw_scale_mask8(g + o + c, w_scale + c, mask != NULL ? mask[(o + c) >> 3] : 0xFFu, 8);
+            }
+        }
+        return;
+    }
+    for (o = 0, c = 0; o < count; o++) {
+        tq_dw_scale_mask8(g + o, w_scale + c, mask != NULL ? (uint32_t)mask[o >> 3] >> (o & 7) : 1u, 1);
+        if (++c == ch) {
+            c = 0;
         }
     }
 }
 
 /* Pass 2 for the channels lane[0..3] of one image (h x w x ch at g): each
  * input pixel's sum over the output pixels whose window covers it. wf holds
- * the block's taps, wf[(ky * kw + kx) * 4 + i]. */
+ * the block's taps, wf[(ky * kw + kx) * 4 + i]. Rows not yet overwritten
+ * are read in place when the lanes are four neighbouring channels (one
+ * strided VLDM per tap on an Arm FPU), otherwise through the lane table. */
 static void tq_dw_inplace_block(float *g, int32_t h, int32_t w, int32_t ch, const int32_t *lane,
                                 int32_t kh, int32_t kw, int32_t pt, int32_t pl, const float *wf,
                                 float *ring, int32_t ring_rows)
 {
     const size_t row = (size_t)w * (size_t)ch;
+    const int dense = lane[3] == lane[0] + 3;
     int32_t iy, ix, oy, ox, i;
     for (iy = 0; iy < h; iy++) {
         /* output rows iy - (kh - 1 - pt) .. iy + pt feed input row iy; the
@@ -69,6 +97,11 @@ static void tq_dw_inplace_block(float *g, int32_t h, int32_t w, int32_t ch, cons
         float *out = g + (size_t)iy * row;
         float *saved = ring + (size_t)(iy % ring_rows) * w * TQ_DW_LANES;
         for (ix = 0; ix < w; ix++) {
+            if (dense) {
+                memcpy(saved + ix * TQ_DW_LANES, out + (size_t)ix * ch + lane[0],
+                       sizeof(float) * TQ_DW_LANES);
+                continue;
+            }
             for (i = 0; i < TQ_DW_LANES; i++) {
                 saved[ix * TQ_DW_LANES + i] = out[(size_t)ix * ch + lane[i]];
             }
@@ -76,28 +109,23 @@ static void tq_dw_inplace_block(float *g, int32_t h, int32_t w, int32_t ch, cons
         for (ix = 0; ix < w; ix++) {
             const int32_t ox_lo = ix + pl - (kw - 1) < 0 ? 0 : ix + pl - (kw - 1);
             const int32_t ox_hi = ix + pl > w - 1 ? w - 1 : ix + pl;
-            float a0 = 0.0f, a1 = 0.0f, a2 = 0.0f, a3 = 0.0f;
+            TQ_DW_ACC4(0.0f, 0.0f, 0.0f, 0.0f);
             for (oy = oy_lo; oy <= oy_hi; oy++) {
-                const float *wrow = wf + (size_t)(iy - oy + pt) * kw * TQ_DW_LANES;
+                /* filter row iy - oy + pt, read backwards from tap ix - ox_lo + pl */
+                const float *w_end = wf + ((size_t)(iy - oy + pt) * kw + ix - ox_lo + pl + 1) * TQ_DW_LANES;
                 if (oy <= iy) {
-                    const float *src = ring + (size_t)(oy % ring_rows) * w * TQ_DW_LANES;
-                    for (ox = ox_lo; ox <= ox_hi; ox++) {
-                        const float *s = src + (size_t)ox * TQ_DW_LANES;
-                        const float *t = wrow + (size_t)(ix - ox + pl) * TQ_DW_LANES;
-                        TQ_MLA_F32(a0, s[0], t[0]);
-                        TQ_MLA_F32(a1, s[1], t[1]);
-                        TQ_MLA_F32(a2, s[2], t[2]);
-                        TQ_MLA_F32(a3, s[3], t[3]);
-                    }
+                    TQ_DW_ROW4(ring + ((size_t)(oy % ring_rows) * w + ox_lo) * TQ_DW_LANES, w_end,
+                               ox_hi - ox_lo + 1);
+                } else if (dense) {
+                    TQ_DW_ROW4_STEP(g + (size_t)oy * row + (size_t)ox_lo * ch + lane[0], ch, w_end,
+                                    ox_hi - ox_lo + 1);
                 } else {
                     const float *src = g + (size_t)oy * row;
                     for (ox = ox_lo; ox <= ox_hi; ox++) {
                         const float *s = src + (size_t)ox * ch;
-                        const float *t = wrow + (size_t)(ix - ox + pl) * TQ_DW_LANES;
-                        TQ_MLA_F32(a0, s[lane[0]], t[0]);
-                        TQ_MLA_F32(a1, s[lane[1]], t[1]);
-                        TQ_MLA_F32(a2, s[lane[2]], t[2]);
-                        TQ_MLA_F32(a3, s[lane[3]], t[3]);
+                        const float v[TQ_DW_LANES] = {s[lane[0]], s[lane[1]], s[lane[2]], s[lane[3]]};
+                        w_end -= TQ_DW_LANES;
+                        TQ_DW_TAP4(v, w_end);
                     }
                 }
             }

@@ -58,6 +58,9 @@ def _cases():
     ]
     # the in-place depthwise input gradient (one buffer, a row ring as scratch)
     cases.append(inplace_input_grad_case(rng, "dw5x5 in-place input grad", 7, 6, 10, 5, (2, 2, 2, 2)))
+    # 16 channels: whole mask bytes per pixel in the scaling pass, dense lanes
+    cases.append(inplace_input_grad_case(rng, "dw3x3 in-place input grad, 16 channels", 6, 7, 16, 3,
+                                         (1, 1, 1, 1)))
     # FC: input gradient, fused update (momentum), saturating at the int8 ends
     n_in, n_out = 23, 10
     x = rng.integers(-128, 128, (1, n_in), dtype=np.int8)
