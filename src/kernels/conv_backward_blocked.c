@@ -645,6 +645,96 @@ static void tq_dense_gin_1(const float *gs, int32_t nt, const int8_t *w, int32_t
     *gi = a;
 }
 
+/* The three-channel (RGB) input pixel gi: add gs[oc] * wt[3 oc + i] for
+ * oc < out_c (a multiple of 4) to the stored sums, in order of oc. On an Arm
+ * FPU one assembly loop: the sums in s16-s18, and per four output channels
+ * one VLDM of their scaled gradients, one VLDM of their 12 fp32 taps and 12
+ * VMLA.F32. */
+static void tq_dense_gin_rgb(const float *gs, const float *wt, int32_t out_c, float *gi)
+{
+#if defined(__ARM_FP) && (__ARM_FP & 4) && !defined(TQ_FORCE_PORTABLE)
+    int32_t n = out_c / 4;
+    __asm__ volatile("vldmia %[gi], {s16-s18}\n\t"
+                     "1:\n\t"
+                     "vldmia %[g]!, {s0-s3}\n\t"
+                     "vldmia %[w]!, {s4-s15}\n\t"
+                     "vmla.f32 s16, s0, s4\n\t" "vmla.f32 s17, s0, s5\n\t" "vmla.f32 s18, s0, s6\n\t"
+                     "vmla.f32 s16, s1, s7\n\t" "vmla.f32 s17, s1, s8\n\t" "vmla.f32 s18, s1, s9\n\t"
+                     "vmla.f32 s16, s2, s10\n\t" "vmla.f32 s17, s2, s11\n\t" "vmla.f32 s18, s2, s12\n\t"
+                     "vmla.f32 s16, s3, s13\n\t" "vmla.f32 s17, s3, s14\n\t" "vmla.f32 s18, s3, s15\n\t"
+                     "subs %[n], %[n], #1\n\t"
+                     "bne 1b\n\t"
+                     "vstmia %[gi], {s16-s18}"
+                     : [g] "+r"(gs), [w] "+r"(wt), [n] "+r"(n)
+                     : [gi] "r"(gi)
+                     : "s0", "s1", "s2", "s3", "s4", "s5", "s6", "s7", "s8", "s9", "s10", "s11",
+                       "s12", "s13", "s14", "s15", "s16", "s17", "s18", "cc", "memory");
+#else
+    float a0 = gi[0], a1 = gi[1], a2 = gi[2];
+    int32_t oc;
+    for (oc = 0; oc < out_c; oc++, wt += 3) {
+        TQ_MLA_F32(a0, gs[oc], wt[0]);
+        TQ_MLA_F32(a1, gs[oc], wt[1]);
+        TQ_MLA_F32(a2, gs[oc], wt[2]);
+    }
+    gi[0] = a0;
+    gi[1] = a1;
+    gi[2] = a2;
+#endif
+}
+
+/* tq_conv_backward_input_blocked for three input channels and a multiple of
+ * 4 output channels, at most TQ_PW_OCT, whose taps fit TQ_DENSE_RGB_WT
+ * floats: the filter is converted once to fp32 as wt[(tap * out_c + oc) *
+ * 3 + ci], each output pixel's scaled gradients are formed once, and each
+ * tap inside the input adds all of them to its pixel's three sums. */
+#define TQ_DENSE_RGB_WT 768
+static void tq_dense_gin_rgb_conv(const tq_conv_params *p, const float *w_scale,
+                                  const tq_dims *out_d, const float *grad_out,
+                                  const uint8_t *mask, const tq_dims *f_d,
+                                  const int8_t *filter, const tq_dims *in_d, float *grad_in)
+{
+    const int32_t in_h = in_d->h, in_w = in_d->w, k_h = f_d->h, k_w = f_d->w, out_c = out_d->c;
+    const int32_t taps = k_h * k_w;
+    float wt[TQ_DENSE_RGB_WT], gs[TQ_PW_OCT];
+    int32_t b, oy, ox, ky, kx, oc, t;
+    for (t = 0; t < taps; t++) {
+        for (oc = 0; oc < out_c; oc++) {
+            const int8_t *w = filter + ((size_t)oc * taps + t) * 3;
+            float *d = wt + ((size_t)t * out_c + oc) * 3;
+            d[0] = (float)w[0];
+            d[1] = (float)w[1];
+            d[2] = (float)w[2];
+        }
+    }
+    for (b = 0; b < out_d->n; b++) {
+        float *gin_b = grad_in + (size_t)b * in_h * in_w * 3;
+        for (oy = 0; oy < out_d->h; oy++) {
+            const int32_t y0 = oy * p->stride_h - p->pad_top;
+            for (ox = 0; ox < out_d->w; ox++) {
+                const int32_t x0 = ox * p->stride_w - p->pad_left;
+                const int32_t o = ((b * out_d->h + oy) * out_d->w + ox) * out_c;
+                for (oc = 0; oc < out_c; oc++) {
+                    gs[oc] = tq_mask_pass(mask, o + oc) ? grad_out[o + oc] * w_scale[oc] : 0.0f;
+                }
+                for (ky = 0; ky < k_h; ky++) {
+                    const int32_t iy = y0 + ky * p->dilation_h;
+                    if (iy < 0 || iy >= in_h) {
+                        continue;
+                    }
+                    for (kx = 0; kx < k_w; kx++) {
+                        const int32_t ix = x0 + kx * p->dilation_w;
+                        if (ix >= 0 && ix < in_w) {
+                            tq_dense_gin_rgb(gs, wt + (size_t)(ky * k_w + kx) * out_c * 3, out_c,
+                                             gin_b + ((size_t)iy * in_w + ix) * 3);
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
 void tq_conv_backward_input_blocked(const tq_conv_params *p, const float *w_scale,
                                     const tq_dims *out_d, const float *grad_out,
                                     const uint8_t *mask, const tq_dims *f_d,
@@ -656,6 +746,11 @@ void tq_conv_backward_input_blocked(const tq_conv_params *p, const float *w_scal
     float gs[TQ_PW_OCT];
     int32_t b, oy, ox, ky, kx, oc0, t, ic;
     memset(grad_in, 0, (size_t)tq_dims_count(in_d) * sizeof(float));
+    if (in_c == 3 && out_c % 4 == 0 && out_c <= TQ_PW_OCT &&
+        (int64_t)k_h * k_w * 3 * out_c <= TQ_DENSE_RGB_WT) {
+        tq_dense_gin_rgb_conv(p, w_scale, out_d, grad_out, mask, f_d, filter, in_d, grad_in);
+        return;
+    }
     for (b = 0; b < out_d->n; b++) {
         float *gin_b = grad_in + (size_t)b * in_h * in_w * in_c;
         for (oy = 0; oy < out_d->h; oy++) {

@@ -27,6 +27,10 @@ def _cases():
         input_grad_case(rng, "conv3x3 s2 same input grad", 9, 8, 5, 7, 3, 2, (1, 1, 1, 1)),
         input_grad_case(rng, "conv5x5 s1 input grad", 7, 7, 3, 4, 5, 1, (2, 2, 2, 2)),
         input_grad_case(rng, "conv7x7 s2 valid input grad", 11, 9, 2, 3, 7, 2, (0, 0, 0, 0)),
+        # RGB first layers: fp32 taps converted once, four output channels per loop step
+        input_grad_case(rng, "conv3x3 s2 input grad, RGB to 16", 9, 11, 3, 16, 3, 2, (0, 1, 0, 1)),
+        input_grad_case(rng, "conv7x7 s2 input grad, RGB to 16 (taps too many to convert)", 9, 9, 3, 16, 7, 2,
+                        (3, 3, 3, 3)),
         input_grad_case(rng, "conv1x1 s1 input grad", 5, 6, 19, 13, 1, 1, (0, 0, 0, 0)),
         input_grad_case(rng, "conv1x1 s2 input grad, 40 out channels", 7, 9, 23, 40, 1, 2, (0, 0, 0, 0)),
         input_grad_case(rng, "conv1x1 input grad, subnormal terms", 4, 5, 8, 6, 1, 1, (0, 0, 0, 0),
