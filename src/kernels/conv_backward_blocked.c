@@ -255,6 +255,7 @@ void tq_pw_backward_input_blocked(const tq_conv_params *p, const float *w_scale,
 
 #if defined(__ARM_FP) && (__ARM_FP & 4) && defined(__ARM_FEATURE_DSP) && !defined(TQ_FORCE_PORTABLE)
 #define TQ_WROW_ASM 1
+#define TQ_WROW_SCALES 1 /* the loops apply the input scale on the last tile */
 /* Row r's sums of saved channels from j on <-> the registers regs:
  * xt = rp[r] + j floats, then VLDM / VSTM. */
 #define TQ_WROW_ROW(op, r, regs)                                                       \
@@ -284,9 +285,15 @@ void tq_pw_backward_input_blocked(const tq_conv_params *p, const float *w_scale,
     "vmla.f32 s26, s5, " sa "\n\t" "vmla.f32 s27, s5, " sb "\n\t"                      \
     "vmla.f32 s28, s6, " sa "\n\t" "vmla.f32 s29, s6, " sb "\n\t"                      \
     "vmla.f32 s30, s7, " sa "\n\t" "vmla.f32 s31, s7, " sb "\n\t"
-/* Saved channels j, j + 1 of the eight rows rp[0..7]: from 0 (first) or
- * their stored partial sums, add gt[8t + r] * (xp[t][j + i] + off) for
- * t < npx (npx >= 1), in order of t. One assembly loop: the 16 sums stay in
+/* Eight sums times the scale operand (one VMUL.F32 each). */
+#define TQ_WROW_SCALE(a, b, c, d, e, f, g, h)                                          \
+    "vmul.f32 " a ", " a ", %[sc]\n\t" "vmul.f32 " b ", " b ", %[sc]\n\t"               \
+    "vmul.f32 " c ", " c ", %[sc]\n\t" "vmul.f32 " d ", " d ", %[sc]\n\t"               \
+    "vmul.f32 " e ", " e ", %[sc]\n\t" "vmul.f32 " f ", " f ", %[sc]\n\t"               \
+    "vmul.f32 " g ", " g ", %[sc]\n\t" "vmul.f32 " h ", " h ", %[sc]\n\t"
+/* Saved channels j, j + 1 of the eight rows rp[0..7]: from 0 (flags bit 0)
+ * or their stored partial sums, add gt[8t + r] * (xp[t][j + i] + off) for
+ * t < npx (npx >= 1), in order of t, then (flags bit 1) multiply by scale. One assembly loop: the 16 sums stay in
  * s16-s31; two pixels per iteration are one LDRD of their input pointers,
  * two LDRH of their saved int8 pairs (SXTAB adds the offset, VMOV moves
  * two, VCVT), two VLDM of eight gradients and 32 VMLA.F32: 49 instructions
@@ -294,11 +301,11 @@ void tq_pw_backward_input_blocked(const tq_conv_params *p, const float *w_scale,
  * Cortex-M4/M7/M55 allow unless CCR.UNALIGN_TRP is set (the DSP forward
  * kernels' word reads make the same assumption). */
 static void tq_wrow_8x2(const float *gt, const int8_t *const *xp, int32_t npx, int32_t j,
-                        int32_t off, float *const *rp, int first)
+                        int32_t off, float *const *rp, int flags, float scale)
 {
     int32_t x0, x1, xt;
     __asm__ volatile(
-        "cmp %[first], #0\n\t"
+        "tst %[flags], #1\n\t"
         "beq 1f\n\t"
         "movs %[xt], #0\n\t"
         "vmov s16, s17, %[xt], %[xt]\n\t"
@@ -345,24 +352,30 @@ static void tq_wrow_8x2(const float *gt, const int8_t *const *xp, int32_t npx, i
         "vcvt.f32.s32 s9, s9\n\t"
         TQ_WROW_MLA("s8", "s9")
         "5:\n\t"
+        "tst %[flags], #2\n\t"
+        "beq 6f\n\t"
+        TQ_WROW_SCALE("s16", "s17", "s18", "s19", "s20", "s21", "s22", "s23")
+        TQ_WROW_SCALE("s24", "s25", "s26", "s27", "s28", "s29", "s30", "s31")
+        "6:\n\t"
         TQ_WROW_ROWS("vstmia")
         : [g] "+r"(gt), [xp] "+r"(xp), [n] "+r"(npx), [x0] "=&r"(x0), [x1] "=&r"(x1), [xt] "=&r"(xt)
-        : [off] "r"(off), [j] "r"(j), [rp] "r"(rp), [first] "r"(first)
+        : [off] "r"(off), [j] "r"(j), [rp] "r"(rp), [flags] "r"(flags), [sc] "t"(scale)
         : "s0", "s1", "s2", "s3", "s4", "s5", "s6", "s7", "s8", "s9", "s10", "s11", "s16", "s17",
           "s18", "s19", "s20", "s21", "s22", "s23", "s24", "s25", "s26", "s27", "s28", "s29", "s30",
           "s31", "cc", "memory");
 }
 
 /* Saved channel j of the eight rows rp[0..7] (an odd n_sel's last one):
- * from 0 (first) or the stored partial sums, add gt[8t + r] *
- * (xp[t][j] + off) for t < npx (npx >= 1), in order of t. Per pixel: LDR,
+ * from 0 (flags bit 0) or the stored partial sums, add gt[8t + r] *
+ * (xp[t][j] + off) for t < npx (npx >= 1), in order of t, then (flags bit
+ * 1) multiply by scale. Per pixel: LDR,
  * LDRSB, ADD, VMOV, VCVT, one VLDM of the eight gradients, 8 VMLA.F32. */
 static void tq_wrow_8x1(const float *gt, const int8_t *const *xp, int32_t npx, int32_t j,
-                        int32_t off, float *const *rp, int first)
+                        int32_t off, float *const *rp, int flags, float scale)
 {
     int32_t xt;
     __asm__ volatile(
-        "cmp %[first], #0\n\t"
+        "tst %[flags], #1\n\t"
         "beq 1f\n\t"
         "movs %[xt], #0\n\t"
         "vmov s16, s17, %[xt], %[xt]\n\t"
@@ -389,13 +402,18 @@ static void tq_wrow_8x1(const float *gt, const int8_t *const *xp, int32_t npx, i
         "vmla.f32 s23, s7, s8\n\t"
         "subs %[n], %[n], #1\n\t"
         "bne 2b\n\t"
+        "tst %[flags], #2\n\t"
+        "beq 3f\n\t"
+        TQ_WROW_SCALE("s16", "s17", "s18", "s19", "s20", "s21", "s22", "s23")
+        "3:\n\t"
         TQ_WROW_ROWS1("vstmia")
         : [g] "+r"(gt), [xp] "+r"(xp), [n] "+r"(npx), [xt] "=&r"(xt)
-        : [off] "r"(off), [j] "r"(j), [rp] "r"(rp), [first] "r"(first)
+        : [off] "r"(off), [j] "r"(j), [rp] "r"(rp), [flags] "r"(flags), [sc] "t"(scale)
         : "s0", "s1", "s2", "s3", "s4", "s5", "s6", "s7", "s8", "s16", "s17", "s18", "s19",
           "s20", "s21", "s22", "s23", "cc", "memory");
 }
 #else
+#define TQ_WROW_SCALES 0
 /* Saved channels [j, j + 4) of rows r0..r3, whose gradients are gt[8t + k]
  * (k < 4): from 0 (first) or their stored partial sums, add
  * gt[8t + k] * (xp[t][j + i] + off) for t < npx. */
@@ -479,20 +497,39 @@ static void tq_rows_gather(const float *grad_out, const uint8_t *mask, int32_t q
 
 /* All n_sel saved channels of the eight rows rp[0..7] over the npx pixels
  * (gradients gt, inputs xp), from 0 (first) or the stored partial sums.
- * Rows that repeat the last channel get the same sums again. */
+ * Rows that repeat the last channel get the same sums again. On the last
+ * tile (last) the assembly loops also multiply the sums by scale before
+ * storing them (tq_rows_finish does it for the C loops). */
 static void tq_rows_add(const float *gt, const int8_t *const *xp, int32_t npx, int32_t n_sel,
-                        int32_t off, float *const *rp, int first)
+                        int32_t off, float *const *rp, int first, int last, float scale)
 {
     int32_t j = 0, r;
+#ifdef TQ_WROW_ASM
+    const int flags = (first ? 1 : 0) | (last && scale != 1.0f ? 2 : 0);
+#else
+    (void)last;
+    (void)scale;
+#endif
     if (npx == 0) { /* no pixel reaches this tap in this tile */
-        for (r = 0; r < TQ_PW_ROWS && first; r++) {
-            memset(rp[r], 0, sizeof(float) * (size_t)n_sel);
+        for (r = 0; r < TQ_PW_ROWS; r++) {
+            if (first) {
+                memset(rp[r], 0, sizeof(float) * (size_t)n_sel);
+            }
+#ifdef TQ_WROW_ASM
+            /* rows repeating the one before are the same memory: scale it once */
+            for (j = 0; (flags & 2) && (r == 0 || rp[r] != rp[r - 1]) && j < n_sel; j++) {
+                rp[r][j] *= scale;
+            }
+#endif
         }
         return;
     }
 #ifdef TQ_WROW_ASM
     for (; j + 2 <= n_sel; j += 2) {
-        tq_wrow_8x2(gt, xp, npx, j, off, rp, first);
+        tq_wrow_8x2(gt, xp, npx, j, off, rp, flags, scale);
+    }
+    if (j < n_sel) {
+        tq_wrow_8x1(gt, xp, npx, j, off, rp, flags, scale);
     }
 #else
     for (; j + 4 <= n_sel; j += 4) {
@@ -503,20 +540,20 @@ static void tq_rows_add(const float *gt, const int8_t *const *xp, int32_t npx, i
             tq_wrow_4x4(gt + 4, xp, npx, j, off, rp[4] + j, rp[5] + j, rp[6] + j, rp[7] + j, first);
         }
     }
-#endif
     for (; j < n_sel; j++) {
         tq_wrow_8x1(gt, xp, npx, j, off, rp, first);
     }
+#endif
 }
 
-/* rows *= input_scale (n_oc rows of row_len; 1.0f, an exact no-op, is
- * skipped), grad_b <- gb. */
+/* rows *= input_scale (n_oc rows of row_len) unless the assembly loops did
+ * it (or input_scale is 1.0f, an exact no-op), grad_b <- gb. */
 static void tq_rows_finish(float *rows, int32_t n_oc, int32_t row_len, float input_scale,
                            const float *gb, float *grad_b)
 {
     int32_t r, i;
     for (r = 0; r < n_oc; r++) {
-        for (i = 0; i < row_len && input_scale != 1.0f; i++) {
+        for (i = 0; i < row_len && !TQ_WROW_SCALES && input_scale != 1.0f; i++) {
             rows[(size_t)r * row_len + i] *= input_scale;
         }
         grad_b[r] = gb[r];
@@ -547,7 +584,7 @@ void tq_pw_weight_rows(const tq_conv_params *p, float input_scale, const tq_dims
                         : input + tq_pw_in_pixel(p, out_d, in_d, p0 + t) * (size_t)n_sel;
         }
         tq_rows_gather(grad_out, mask, p0, npx, out_d->c, oc0, n_oc, gt, gb);
-        tq_rows_add(gt, xp, npx, n_sel, p->input_offset, rp, p0 == 0);
+        tq_rows_add(gt, xp, npx, n_sel, p->input_offset, rp, p0 == 0, p0 + npx == pixels, input_scale);
     }
     tq_rows_finish(rows, n_oc, n_sel, input_scale, gb, grad_b);
 }
@@ -606,7 +643,7 @@ void tq_conv_weight_rows(const tq_conv_params *p, float input_scale, const tq_di
                 for (r = 0; r < TQ_PW_ROWS; r++) {
                     rp[r] = rows + (size_t)tq_min_i32(r, n_oc - 1) * row_len + tap;
                 }
-                tq_rows_add(g, xp, n, n_sel, p->input_offset, rp, p0 == 0);
+                tq_rows_add(g, xp, n, n_sel, p->input_offset, rp, p0 == 0, p0 + npx == pixels, input_scale);
             }
         }
     }
