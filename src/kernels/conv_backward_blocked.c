@@ -29,7 +29,8 @@
  * 8x8x64->192 input gradient ran 0.545 MAC/instruction on M7, with 3 KB 0.569. */
 #define TQ_PW_GS 768
 #define TQ_PW_SUB 16
-#define TQ_PW_PT 64   /* output pixels of a weight-gradient tile */
+#define TQ_PW_PT 64   /* output pixels of a 1x1 weight-gradient tile */
+#define TQ_CONV_PT 32 /* output pixels of a dense weight-gradient tile (it keeps two copies) */
 
 /* The 4 x 4 register block a<row><col> of both micro-kernels: declared,
  * started from 0 (first) or from the partial sums at p0..p3, advanced by one
@@ -293,11 +294,12 @@ void tq_pw_backward_input_blocked(const tq_conv_params *p, const float *w_scale,
     "vmul.f32 " g ", " g ", %[sc]\n\t" "vmul.f32 " h ", " h ", %[sc]\n\t"
 /* Saved channels j, j + 1 of the eight rows rp[0..7]: from 0 (flags bit 0)
  * or their stored partial sums, add gt[8t + r] * (xp[t][j + i] + off) for
- * t < npx (npx >= 1), in order of t, then (flags bit 1) multiply by scale. One assembly loop: the 16 sums stay in
- * s16-s31; two pixels per iteration are one LDRD of their input pointers,
- * two LDRH of their saved int8 pairs (SXTAB adds the offset, VMOV moves
- * two, VCVT), two VLDM of eight gradients and 32 VMLA.F32: 49 instructions
- * per 32 terms. With an odd n_sel the LDRH is unaligned, which
+ * t < npx (npx >= 1), in order of t, then (flags bit 1) multiply by scale.
+ * One assembly loop: the 16 sums stay in s16-s31; two pixels per iteration
+ * are one LDRD of their input pointers, two LDRH of their saved int8 pairs
+ * (SXTAB adds the offset, VMOV moves two, VCVT), two VLDM of eight
+ * gradients and 32 VMLA.F32: 49 instructions per 32 terms. With an odd
+ * n_sel the LDRH is unaligned, which
  * Cortex-M4/M7/M55 allow unless CCR.UNALIGN_TRP is set (the DSP forward
  * kernels' word reads make the same assumption). */
 static void tq_wrow_8x2(const float *gt, const int8_t *const *xp, int32_t npx, int32_t j,
@@ -597,14 +599,14 @@ void tq_conv_weight_rows(const tq_conv_params *p, float input_scale, const tq_di
     const int32_t n_sel = in_d->c;
     const int32_t pixels = out_d->n * out_d->h * out_d->w, per_image = out_d->h * out_d->w;
     const int32_t row_len = k_h * k_w * n_sel;
-    float gt[TQ_PW_PT * TQ_PW_ROWS], gc[TQ_PW_PT * TQ_PW_ROWS];
-    const int8_t *xp[TQ_PW_PT];
-    int32_t iy0[TQ_PW_PT], ix0[TQ_PW_PT], img[TQ_PW_PT], kept[TQ_PW_PT];
+    float gt[TQ_CONV_PT * TQ_PW_ROWS], gc[TQ_CONV_PT * TQ_PW_ROWS];
+    const int8_t *xp[TQ_CONV_PT];
+    int32_t iy0[TQ_CONV_PT], ix0[TQ_CONV_PT], img[TQ_CONV_PT], kept[TQ_CONV_PT];
     float gb[TQ_PW_ROWS] = {0.0f};
     float *rp[TQ_PW_ROWS];
     int32_t r, t, p0, ky, kx;
-    for (p0 = 0; p0 < pixels; p0 += TQ_PW_PT) {
-        const int32_t npx = tq_min_i32(pixels - p0, TQ_PW_PT);
+    for (p0 = 0; p0 < pixels; p0 += TQ_CONV_PT) {
+        const int32_t npx = tq_min_i32(pixels - p0, TQ_CONV_PT);
         /* the tile's first pixel; the others follow in row-major order */
         int32_t b = p0 / per_image, oy = (p0 - b * per_image) / out_d->w;
         int32_t ox = p0 - b * per_image - oy * out_d->w;

@@ -151,6 +151,7 @@ static void tq_dw_store_lanes(float *gi, int32_t valid, float a0, float a1, floa
 /* One input pixel of the gather, any stride and dilation: its nx column
  * taps (factor offsets xo, filter offsets xk, in increasing output column)
  * in each of the nrow output rows frow (filter rows kyl). */
+__attribute__((noinline))
 static void tq_dw_gather_pixel(const float *const *frow, const int32_t *kyl, int32_t nrow,
                                const float *wf, int32_t kw, const int16_t *xo, const int16_t *xk,
                                int32_t nx, float *gi, int32_t valid)
@@ -204,35 +205,37 @@ static void tq_dw_gather_pixel(const float *const *frow, const int32_t *kyl, int
                        "cc", "memory")
 #endif
 
+/* TQ_DWG_TAPS packed taps at most: two output rows x two taps x 4 lanes. */
+#define TQ_DWG_TAPS 16
+
 /* count (>= 1) members of a column class in a row, all of whose m taps are
  * inside the output: member k is gi + k * step floats and reads factor
  * columns ox0 + k .. ox0 + k + m - 1 of each row frow[r] (r < nrow), with
- * the packed taps wpk[(r * m + t) * 4 + i]. On an Arm FPU with nrow, m <= 2
- * the taps stay in registers: a member is two VMOV (zero sums), one VLDM
- * and 4m VMLA per row, one VSTM. */
+ * the packed taps wpk[(r * m + t) * 4 + i]; 1 <= nrow, m <= 2. On an Arm
+ * FPU the taps stay in registers: a member is two VMOV (zero sums), one
+ * VLDM and 4m VMLA per row, one VSTM. */
 static void tq_dw_gather_run(const float *const *frow, int32_t nrow, int32_t m, int32_t ox0,
                              const float *wpk, float *gi, int32_t step, int32_t count)
 {
     int32_t k, r;
 #ifdef TQ_DWG_ASM
-    if (nrow >= 1 && nrow <= 2 && m <= 2) {
-        const float *f0 = frow[0] + (size_t)ox0 * TQ_DW_LANES;
-        const float *f1 = frow[nrow - 1] + (size_t)ox0 * TQ_DW_LANES;
-        step *= (int32_t)sizeof(float);
-        if (nrow == 1 && m == 1) {
-            TQ_DWG_RUN(TQ_DWG_ROW_M1("f0", "s16", "s17", "s18", "s19"));
-        } else if (nrow == 1) {
-            TQ_DWG_RUN(TQ_DWG_ROW_M2("f0", "s16", "s17", "s18", "s19", "s20", "s21", "s22", "s23"));
-        } else if (m == 1) {
-            TQ_DWG_RUN(TQ_DWG_ROW_M1("f0", "s16", "s17", "s18", "s19")
-                       TQ_DWG_ROW_M1("f1", "s20", "s21", "s22", "s23"));
-        } else {
-            TQ_DWG_RUN(TQ_DWG_ROW_M2("f0", "s16", "s17", "s18", "s19", "s20", "s21", "s22", "s23")
-                       TQ_DWG_ROW_M2("f1", "s24", "s25", "s26", "s27", "s28", "s29", "s30", "s31"));
-        }
-        return;
+    const float *f0 = frow[0] + (size_t)ox0 * TQ_DW_LANES;
+    const float *f1 = frow[nrow - 1] + (size_t)ox0 * TQ_DW_LANES;
+    (void)k;
+    (void)r;
+    step *= (int32_t)sizeof(float);
+    if (nrow == 1 && m == 1) {
+        TQ_DWG_RUN(TQ_DWG_ROW_M1("f0", "s16", "s17", "s18", "s19"));
+    } else if (nrow == 1) {
+        TQ_DWG_RUN(TQ_DWG_ROW_M2("f0", "s16", "s17", "s18", "s19", "s20", "s21", "s22", "s23"));
+    } else if (m == 1) {
+        TQ_DWG_RUN(TQ_DWG_ROW_M1("f0", "s16", "s17", "s18", "s19")
+                   TQ_DWG_ROW_M1("f1", "s20", "s21", "s22", "s23"));
+    } else {
+        TQ_DWG_RUN(TQ_DWG_ROW_M2("f0", "s16", "s17", "s18", "s19", "s20", "s21", "s22", "s23")
+                   TQ_DWG_ROW_M2("f1", "s24", "s25", "s26", "s27", "s28", "s29", "s30", "s31"));
     }
-#endif
+#else
     for (k = 0; k < count; k++, gi += step) {
         TQ_DW_ACC4(0.0f, 0.0f, 0.0f, 0.0f);
         for (r = 0; r < nrow; r++) {
@@ -244,16 +247,19 @@ static void tq_dw_gather_run(const float *const *frow, int32_t nrow, int32_t m, 
         gi[2] = a2;
         gi[3] = a3;
     }
+#endif
 }
 
 /* One input row of a strided (sw > 1), dilation-1 gather with four valid
  * lanes, by column class: the input columns ix = cls, cls + sw, ... share
  * their taps kx0, kx0 - sw, ... (m of them), which read m neighbouring
- * output columns from ox0 on, and ox0 grows by one per member. The class's
- * filter taps are packed in that order (rows, then taps) once; the members
- * whose m columns are all inside the output run as tq_dw_gather_run, the
- * ones at the edges take tq_dw_gather_pixel. The terms and their order are
- * the per-pixel path's. */
+ * output columns from ox0 on, and ox0 grows by one per member. When the
+ * row has at most two output rows and the class at most two taps (every
+ * class of a 3x3 or 4x4 stride-2 window), its filter taps are packed in that
+ * order (rows, then taps) once and the members whose m columns are all
+ * inside the output run as tq_dw_gather_run; the others take
+ * tq_dw_gather_pixel. The terms and their order are the per-pixel path's. */
+__attribute__((noinline))
 static void tq_dw_gather_row_classes(const tq_conv_params *p, int32_t ow, int32_t in_w, int32_t ch,
                                      int32_t kw, const float *const *frow, const int32_t *kyl,
                                      int32_t nrow, const float *wf, float *gin_row,
@@ -261,7 +267,7 @@ static void tq_dw_gather_row_classes(const tq_conv_params *p, int32_t ow, int32_
                                      const uint8_t *col_n)
 {
     const int32_t sw = p->stride_w, pl = p->pad_left;
-    float wpk[TQ_DW_BWD_MAX_TAPS * TQ_DW_LANES];
+    float wpk[TQ_DWG_TAPS];
     int32_t cls, ix, r, t, i;
     for (cls = 0; cls < sw && cls < in_w; cls++) {
         /* taps of this class: kx = kx0 - t * sw, t < m, kx0 the largest one */
@@ -270,7 +276,8 @@ static void tq_dw_gather_row_classes(const tq_conv_params *p, int32_t ow, int32_
         /* members from ix_a on read output columns >= 0, before ix_b end inside */
         const int32_t ix_a = kx0 - pl > cls ? cls + (kx0 - pl - cls + sw - 1) / sw * sw : cls;
         const int32_t ix_b = (ow - m) * sw + kx0 - pl + 1;
-        for (r = 0; r < nrow; r++) {
+        const int run = nrow >= 1 && nrow * m * TQ_DW_LANES <= TQ_DWG_TAPS && m <= 2 && nrow <= 2;
+        for (r = 0; r < nrow && run; r++) {
             for (t = 0; t < m; t++) {
                 for (i = 0; i < TQ_DW_LANES; i++) {
                     wpk[(r * m + t) * TQ_DW_LANES + i] =
@@ -279,7 +286,7 @@ static void tq_dw_gather_row_classes(const tq_conv_params *p, int32_t ow, int32_
             }
         }
         for (ix = cls; ix < in_w; ix += sw) {
-            if (m > 0 && nrow > 0 && ix >= ix_a && ix < ix_b) {
+            if (run && m > 0 && ix >= ix_a && ix < ix_b) {
                 const int32_t end = ix_b < in_w ? ix_b : in_w, count = (end - ix + sw - 1) / sw;
                 tq_dw_gather_run(frow, nrow, m, (ix + pl - kx0) / sw, wpk, gin_row + (size_t)ix * ch,
                                  sw * ch, count);

@@ -36,14 +36,12 @@
             : [fp] "r"(f), [wp] "r"(w), "m"(*(const float(*)[4])(f)),                 \
               "m"(*(const float(*)[4])(w))                                            \
             : "s0", "s1", "s2", "s3", "s4", "s5", "s6", "s7")
-#define TQ_DW_ROW4(f, w_end, count) TQ_DW_ROW4_ASM(f, w_end, count, "vldmia %[fp]!, {s0-s3}\n\t", 0)
-#define TQ_DW_ROW4_STEP(f, step, w_end, count)                                            \
-    TQ_DW_ROW4_ASM(f, w_end, count, "vldmia %[fp], {s0-s3}\n\tadd %[fp], %[fp], %[st]\n\t", \
-                   (step) * (int32_t)sizeof(float))
-#define TQ_DW_ROW4_ASM(f, w_end, count, load_f, step_bytes)                                       \
+/* the row loops: load_f brings f's four values into s0-s3 and advances f;
+ * extra_in is the input operands it needs (may be empty) */
+#define TQ_DW_ROW4_ASM(f, w_end, count, load_f, extra_in)                                 \
     do {                                                                              \
         const float *fp_ = (f), *wp_ = (w_end);                                       \
-        int32_t n_ = (count), st_ = (step_bytes);                                             \
+        int32_t n_ = (count);                                                         \
         __asm__ volatile("1:\n\t"                                                     \
                          load_f                                                       \
                          "vldmdb %[wp]!, {s4-s7}\n\t"                                 \
@@ -55,10 +53,14 @@
                          "bne 1b"                                                     \
                          : [x0] "+t"(a0), [x1] "+t"(a1), [x2] "+t"(a2), [x3] "+t"(a3), \
                            [fp] "+r"(fp_), [wp] "+r"(wp_), [n] "+r"(n_)               \
-                         : [st] "r"(st_)                                              \
+                         : extra_in                                                   \
                          : "s0", "s1", "s2", "s3", "s4", "s5", "s6", "s7", "cc",      \
                            "memory");                                                 \
     } while (0)
+#define TQ_DW_ROW4(f, w_end, count) TQ_DW_ROW4_ASM(f, w_end, count, "vldmia %[fp]!, {s0-s3}\n\t", )
+#define TQ_DW_ROW4_STEP(f, step, w_end, count)                                            \
+    TQ_DW_ROW4_ASM(f, w_end, count, "vldmia %[fp], {s0-s3}\n\tadd %[fp], %[fp], %[st]\n\t", \
+                   [st] "r"((step) * (int32_t)sizeof(float)))
 #define TQ_DW_STRIDED4(f, x, step, count)                                               \
     do {                                                                              \
         const float *fp_ = (f), *xp_ = (x);                                           \
