@@ -286,6 +286,16 @@ void tq_pw_backward_input_blocked(const tq_conv_params *p, const float *w_scale,
     "vmla.f32 s26, s5, " sa "\n\t" "vmla.f32 s27, s5, " sb "\n\t"                      \
     "vmla.f32 s28, s6, " sa "\n\t" "vmla.f32 s29, s6, " sb "\n\t"                      \
     "vmla.f32 s30, s7, " sa "\n\t" "vmla.f32 s31, s7, " sb "\n\t"
+/* Unless flags bit 0 (first pass) is clear (then on at label 1), s16-s23
+ * <- +0.0f through xt. */
+#define TQ_WROW_ZERO_S16_S23                                                           \
+    "tst %[flags], #1\n\t"                                                             \
+    "beq 1f\n\t"                                                                       \
+    "movs %[xt], #0\n\t"                                                               \
+    "vmov s16, s17, %[xt], %[xt]\n\t"                                                  \
+    "vmov s18, s19, %[xt], %[xt]\n\t"                                                  \
+    "vmov s20, s21, %[xt], %[xt]\n\t"                                                  \
+    "vmov s22, s23, %[xt], %[xt]\n\t"
 /* Eight sums times the scale operand (one VMUL.F32 each). */
 #define TQ_WROW_SCALE(a, b, c, d, e, f, g, h)                                          \
     "vmul.f32 " a ", " a ", %[sc]\n\t" "vmul.f32 " b ", " b ", %[sc]\n\t"               \
@@ -307,13 +317,7 @@ static void tq_wrow_8x2(const float *gt, const int8_t *const *xp, int32_t npx, i
 {
     int32_t x0, x1, xt;
     __asm__ volatile(
-        "tst %[flags], #1\n\t"
-        "beq 1f\n\t"
-        "movs %[xt], #0\n\t"
-        "vmov s16, s17, %[xt], %[xt]\n\t"
-        "vmov s18, s19, %[xt], %[xt]\n\t"
-        "vmov s20, s21, %[xt], %[xt]\n\t"
-        "vmov s22, s23, %[xt], %[xt]\n\t"
+        TQ_WROW_ZERO_S16_S23
         "vmov s24, s25, %[xt], %[xt]\n\t"
         "vmov s26, s27, %[xt], %[xt]\n\t"
         "vmov s28, s29, %[xt], %[xt]\n\t"
@@ -377,13 +381,7 @@ static void tq_wrow_8x1(const float *gt, const int8_t *const *xp, int32_t npx, i
 {
     int32_t xt;
     __asm__ volatile(
-        "tst %[flags], #1\n\t"
-        "beq 1f\n\t"
-        "movs %[xt], #0\n\t"
-        "vmov s16, s17, %[xt], %[xt]\n\t"
-        "vmov s18, s19, %[xt], %[xt]\n\t"
-        "vmov s20, s21, %[xt], %[xt]\n\t"
-        "vmov s22, s23, %[xt], %[xt]\n\t"
+        TQ_WROW_ZERO_S16_S23
         "b 2f\n\t"
         "1:\n\t"
         TQ_WROW_ROWS1("vldmia")
@@ -722,53 +720,18 @@ static void tq_dense_gin_rgb(const float *gs, const float *wt, int32_t out_c, fl
 #endif
 }
 
-/* tq_conv_backward_input_blocked for three input channels and a multiple of
- * 4 output channels, at most TQ_PW_OCT, whose taps fit TQ_DENSE_RGB_WT
- * floats: the filter is converted once to fp32 as wt[(tap * out_c + oc) *
- * 3 + ci], each output pixel's scaled gradients are formed once, and each
- * tap inside the input adds all of them to its pixel's three sums. */
+/* The RGB path of tq_conv_backward_input_blocked (three input channels, a
+ * multiple of 4 output channels, at most TQ_PW_OCT) takes filters of up to
+ * TQ_DENSE_RGB_WT taps, converted once to fp32 as
+ * wt[(tap * out_c + oc) * 3 + ci]. */
 #define TQ_DENSE_RGB_WT 768
-static void tq_dense_gin_rgb_conv(const tq_conv_params *p, const float *w_scale,
-                                  const tq_dims *out_d, const float *grad_out,
-                                  const uint8_t *mask, const tq_dims *f_d,
-                                  const int8_t *filter, const tq_dims *in_d, float *grad_in)
+static void tq_dense_rgb_taps(const int8_t *filter, int32_t taps, int32_t out_c, float *wt)
 {
-    const int32_t in_h = in_d->h, in_w = in_d->w, k_h = f_d->h, k_w = f_d->w, out_c = out_d->c;
-    const int32_t taps = k_h * k_w;
-    float wt[TQ_DENSE_RGB_WT], gs[TQ_PW_OCT];
-    int32_t b, oy, ox, ky, kx, oc, t;
+    int32_t t, oc, ci;
     for (t = 0; t < taps; t++) {
         for (oc = 0; oc < out_c; oc++) {
-            const int8_t *w = filter + ((size_t)oc * taps + t) * 3;
-            float *d = wt + ((size_t)t * out_c + oc) * 3;
-            d[0] = (float)w[0];
-            d[1] = (float)w[1];
-            d[2] = (float)w[2];
-        }
-    }
-    for (b = 0; b < out_d->n; b++) {
-        float *gin_b = grad_in + (size_t)b * in_h * in_w * 3;
-        for (oy = 0; oy < out_d->h; oy++) {
-            const int32_t y0 = oy * p->stride_h - p->pad_top;
-            for (ox = 0; ox < out_d->w; ox++) {
-                const int32_t x0 = ox * p->stride_w - p->pad_left;
-                const int32_t o = ((b * out_d->h + oy) * out_d->w + ox) * out_c;
-                for (oc = 0; oc < out_c; oc++) {
-                    gs[oc] = tq_mask_pass(mask, o + oc) ? grad_out[o + oc] * w_scale[oc] : 0.0f;
-                }
-                for (ky = 0; ky < k_h; ky++) {
-                    const int32_t iy = y0 + ky * p->dilation_h;
-                    if (iy < 0 || iy >= in_h) {
-                        continue;
-                    }
-                    for (kx = 0; kx < k_w; kx++) {
-                        const int32_t ix = x0 + kx * p->dilation_w;
-                        if (ix >= 0 && ix < in_w) {
-                            tq_dense_gin_rgb(gs, wt + (size_t)(ky * k_w + kx) * out_c * 3, out_c,
-                                             gin_b + ((size_t)iy * in_w + ix) * 3);
-                        }
-                    }
-                }
+            for (ci = 0; ci < 3; ci++) {
+                wt[((size_t)t * out_c + oc) * 3 + ci] = (float)filter[((size_t)oc * taps + t) * 3 + ci];
             }
         }
     }
@@ -782,13 +745,14 @@ void tq_conv_backward_input_blocked(const tq_conv_params *p, const float *w_scal
     const int32_t in_h = in_d->h, in_w = in_d->w, in_c = in_d->c;
     const int32_t k_h = f_d->h, k_w = f_d->w, out_c = out_d->c;
     const int32_t w_stride = k_h * k_w * in_c;
-    float gs[TQ_PW_OCT];
+    /* three input channels: each tap adds all (one block of) output channels at once */
+    const int rgb = in_c == 3 && out_c % 4 == 0 && out_c <= TQ_PW_OCT &&
+                    (int64_t)k_h * k_w * 3 * out_c <= TQ_DENSE_RGB_WT;
+    float gs[TQ_PW_OCT], wt[TQ_DENSE_RGB_WT];
     int32_t b, oy, ox, ky, kx, oc0, t, ic;
     memset(grad_in, 0, (size_t)tq_dims_count(in_d) * sizeof(float));
-    if (in_c == 3 && out_c % 4 == 0 && out_c <= TQ_PW_OCT &&
-        (int64_t)k_h * k_w * 3 * out_c <= TQ_DENSE_RGB_WT) {
-        tq_dense_gin_rgb_conv(p, w_scale, out_d, grad_out, mask, f_d, filter, in_d, grad_in);
-        return;
+    if (rgb) {
+        tq_dense_rgb_taps(filter, k_h * k_w, out_c, wt);
     }
     for (b = 0; b < out_d->n; b++) {
         float *gin_b = grad_in + (size_t)b * in_h * in_w * in_c;
@@ -810,12 +774,17 @@ void tq_conv_backward_input_blocked(const tq_conv_params *p, const float *w_scal
                         }
                         for (kx = 0; kx < k_w; kx++) {
                             const int32_t ix = x0 + kx * p->dilation_w;
-                            const int8_t *w = filter + (size_t)oc0 * w_stride + ((size_t)ky * k_w + kx) * in_c;
+                            const int8_t *w =
+                                filter + (size_t)oc0 * w_stride + ((size_t)ky * k_w + kx) * in_c;
                             float *gi;
                             if (ix < 0 || ix >= in_w) {
                                 continue;
                             }
                             gi = gin_b + ((size_t)iy * in_w + ix) * in_c;
+                            if (rgb) {
+                                tq_dense_gin_rgb(gs, wt + (size_t)(ky * k_w + kx) * out_c * 3, out_c, gi);
+                                continue;
+                            }
                             for (ic = 0; ic + 4 <= in_c; ic += 4) {
                                 tq_dense_gin_4(gs, nt, w + ic, w_stride, gi + ic);
                             }

@@ -36,15 +36,16 @@
             : [fp] "r"(f), [wp] "r"(w), "m"(*(const float(*)[4])(f)),                 \
               "m"(*(const float(*)[4])(w))                                            \
             : "s0", "s1", "s2", "s3", "s4", "s5", "s6", "s7")
-/* the row loops: load_f brings f's four values into s0-s3 and advances f;
- * extra_in is the input operands it needs (may be empty) */
-#define TQ_DW_ROW4_ASM(f, w_end, count, load_f, extra_in)                                 \
+/* The loops: load_f brings f's four values into s0-s3 and load_w w's into
+ * s4-s7, each advancing its pointer; extra_in is the input operands they
+ * need (may be empty). */
+#define TQ_DW_LOOP4(f, w, count, load_f, load_w, extra_in)                               \
     do {                                                                              \
-        const float *fp_ = (f), *wp_ = (w_end);                                       \
+        const float *fp_ = (f), *wp_ = (w);                                           \
         int32_t n_ = (count);                                                         \
         __asm__ volatile("1:\n\t"                                                     \
                          load_f                                                       \
-                         "vldmdb %[wp]!, {s4-s7}\n\t"                                 \
+                         load_w                                                       \
                          "vmla.f32 %[x0], s0, s4\n\t"                                 \
                          "vmla.f32 %[x1], s1, s5\n\t"                                 \
                          "vmla.f32 %[x2], s2, s6\n\t"                                 \
@@ -57,30 +58,15 @@
                          : "s0", "s1", "s2", "s3", "s4", "s5", "s6", "s7", "cc",      \
                            "memory");                                                 \
     } while (0)
-#define TQ_DW_ROW4(f, w_end, count) TQ_DW_ROW4_ASM(f, w_end, count, "vldmia %[fp]!, {s0-s3}\n\t", )
+#define TQ_DW_ROW4(f, w_end, count)                                                       \
+    TQ_DW_LOOP4(f, w_end, count, "vldmia %[fp]!, {s0-s3}\n\t", "vldmdb %[wp]!, {s4-s7}\n\t", )
 #define TQ_DW_ROW4_STEP(f, step, w_end, count)                                            \
-    TQ_DW_ROW4_ASM(f, w_end, count, "vldmia %[fp], {s0-s3}\n\tadd %[fp], %[fp], %[st]\n\t", \
-                   [st] "r"((step) * (int32_t)sizeof(float)))
+    TQ_DW_LOOP4(f, w_end, count, "vldmia %[fp], {s0-s3}\n\tadd %[fp], %[fp], %[st]\n\t",   \
+                "vldmdb %[wp]!, {s4-s7}\n\t", [st] "r"((step) * (int32_t)sizeof(float)))
 #define TQ_DW_STRIDED4(f, x, step, count)                                               \
-    do {                                                                              \
-        const float *fp_ = (f), *xp_ = (x);                                           \
-        int32_t n_ = (count), st_ = (step) * (int32_t)sizeof(float);                  \
-        __asm__ volatile("1:\n\t"                                                     \
-                         "vldmia %[fp]!, {s0-s3}\n\t"                                 \
-                         "vldmia %[xp], {s4-s7}\n\t"                                  \
-                         "add %[xp], %[xp], %[st]\n\t"                                \
-                         "vmla.f32 %[x0], s0, s4\n\t"                                 \
-                         "vmla.f32 %[x1], s1, s5\n\t"                                 \
-                         "vmla.f32 %[x2], s2, s6\n\t"                                 \
-                         "vmla.f32 %[x3], s3, s7\n\t"                                 \
-                         "subs %[n], %[n], #1\n\t"                                    \
-                         "bne 1b"                                                     \
-                         : [x0] "+t"(a0), [x1] "+t"(a1), [x2] "+t"(a2), [x3] "+t"(a3), \
-                           [fp] "+r"(fp_), [xp] "+r"(xp_), [n] "+r"(n_)               \
-                         : [st] "r"(st_)                                              \
-                         : "s0", "s1", "s2", "s3", "s4", "s5", "s6", "s7", "cc",      \
-                           "memory");                                                 \
-    } while (0)
+    TQ_DW_LOOP4(f, x, count, "vldmia %[fp]!, {s0-s3}\n\t",                             \
+                "vldmia %[wp], {s4-s7}\n\tadd %[wp], %[wp], %[st]\n\t",               \
+                [st] "r"((step) * (int32_t)sizeof(float)))
 #else
 #define TQ_DW_ACC4(v0, v1, v2, v3) float a0 = (v0), a1 = (v1), a2 = (v2), a3 = (v3)
 #define TQ_DW_TAP4(f, w)                                                              \
