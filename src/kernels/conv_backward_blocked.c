@@ -286,8 +286,9 @@ void tq_pw_backward_input_blocked(const tq_conv_params *p, const float *w_scale,
     "vmla.f32 s26, s5, " sa "\n\t" "vmla.f32 s27, s5, " sb "\n\t"                      \
     "vmla.f32 s28, s6, " sa "\n\t" "vmla.f32 s29, s6, " sb "\n\t"                      \
     "vmla.f32 s30, s7, " sa "\n\t" "vmla.f32 s31, s7, " sb "\n\t"
-/* Unless flags bit 0 (first pass) is clear (then on at label 1), s16-s23
- * <- +0.0f through xt. */
+/* A first pass (flags bit 0) sets s16-s23 to +0.0f through xt and goes on
+ * (the caller zeroes any other sums and branches past the loads); any
+ * other pass jumps to label 1, the loads of the stored sums. */
 #define TQ_WROW_ZERO_S16_S23                                                           \
     "tst %[flags], #1\n\t"                                                             \
     "beq 1f\n\t"                                                                       \
@@ -309,9 +310,9 @@ void tq_pw_backward_input_blocked(const tq_conv_params *p, const float *w_scale,
  * are one LDRD of their input pointers, two LDRH of their saved int8 pairs
  * (SXTAB adds the offset, VMOV moves two, VCVT), two VLDM of eight
  * gradients and 32 VMLA.F32: 49 instructions per 32 terms. With an odd
- * n_sel the LDRH is unaligned, which
- * Cortex-M4/M7/M55 allow unless CCR.UNALIGN_TRP is set (the DSP forward
- * kernels' word reads make the same assumption). */
+ * n_sel the LDRH is unaligned, which Cortex-M4/M7/M55 allow unless
+ * CCR.UNALIGN_TRP is set (the DSP forward kernels' word reads make the same
+ * assumption). */
 static void tq_wrow_8x2(const float *gt, const int8_t *const *xp, int32_t npx, int32_t j,
                         int32_t off, float *const *rp, int flags, float scale)
 {
@@ -374,8 +375,8 @@ static void tq_wrow_8x2(const float *gt, const int8_t *const *xp, int32_t npx, i
 /* Saved channel j of the eight rows rp[0..7] (an odd n_sel's last one):
  * from 0 (flags bit 0) or the stored partial sums, add gt[8t + r] *
  * (xp[t][j] + off) for t < npx (npx >= 1), in order of t, then (flags bit
- * 1) multiply by scale. Per pixel: LDR,
- * LDRSB, ADD, VMOV, VCVT, one VLDM of the eight gradients, 8 VMLA.F32. */
+ * 1) multiply by scale. Per pixel: LDR, LDRSB, ADD, VMOV, VCVT, one VLDM
+ * of the eight gradients, 8 VMLA.F32. */
 static void tq_wrow_8x1(const float *gt, const int8_t *const *xp, int32_t npx, int32_t j,
                         int32_t off, float *const *rp, int flags, float scale)
 {

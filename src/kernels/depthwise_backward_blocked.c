@@ -276,7 +276,7 @@ static void tq_dw_gather_row_classes(const tq_conv_params *p, int32_t ow, int32_
         /* members from ix_a on read output columns >= 0, before ix_b end inside */
         const int32_t ix_a = kx0 - pl > cls ? cls + (kx0 - pl - cls + sw - 1) / sw * sw : cls;
         const int32_t ix_b = (ow - m) * sw + kx0 - pl + 1;
-        const int run = nrow >= 1 && nrow * m * TQ_DW_LANES <= TQ_DWG_TAPS && m <= 2 && nrow <= 2;
+        const int run = nrow >= 1 && nrow <= 2 && m <= 2; /* nrow * m * 4 <= TQ_DWG_TAPS */
         for (r = 0; r < nrow && run; r++) {
             for (t = 0; t < m; t++) {
                 for (i = 0; i < TQ_DW_LANES; i++) {

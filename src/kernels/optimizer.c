@@ -161,10 +161,10 @@ static float tq_delta(float lr, int qas, float g, float step)
 }
 
 /* round_half_away(v) saturated to [-127, 127], for any v but NaN. Clamping
- * first keeps the conversion in range;
- * adding the float just below 0.5 with v's sign and truncating rounds half
- * away from zero exactly for |v| <= 127 (checked over every float in that
- * range; plain 0.5f would round 0.5 - 2^-25 up). Branch-free on the FPU. */
+ * first keeps the conversion in range; adding the float just below 0.5 with
+ * v's sign and truncating rounds half away from zero exactly for |v| <= 127
+ * (checked over every float in that range; plain 0.5f would round
+ * 0.5 - 2^-25 up). Branch-free on the FPU. */
 static int8_t tq_nearest_s8(float v)
 {
     const float c = v > 127.0f ? 127.0f : (v < -127.0f ? -127.0f : v);
@@ -215,9 +215,8 @@ void tq_sgd_channel(const tq_sgd_params *opt, const tq_sgd_state *state, float i
     int32_t t, j;
     if (mu == 0.0f && rounding == TQ_ROUND_NEAREST) {
         tq_sgd_nearest(lr, qas, w_scale, w, n_taps, tap_stride, n_sel, sel, grad, grad_scale);
-        n_taps = 0;
     }
-    for (t = 0; t < n_taps; t++) {
+    for (t = 0; t < n_taps && (mu != 0.0f || rounding != TQ_ROUND_NEAREST); t++) {
         int8_t *w_t = w + (size_t)t * tap_stride;
         for (j = 0; j < n_sel; j++) {
             const int32_t e = elem0 + t * n_sel + j;
