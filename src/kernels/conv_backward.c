@@ -438,19 +438,17 @@ static tq_status tq_conv_bwd_update_impl(int pointwise, const tq_conv_params *pa
         const int32_t n_oc = filter_dims->n - oc < TQ_PW_ROWS ? filter_dims->n - oc : TQ_PW_ROWS;
         float gb[TQ_PW_ROWS];
         int32_t r;
-        /* rows left unscaled (1.0f): the update multiplies by input_scale as it reads them */
         if (pointwise) {
-            tq_pw_weight_rows(params, 1.0f, input_dims, input, output_dims, grad_out, mask,
+            tq_pw_weight_rows(params, input_scale, input_dims, input, output_dims, grad_out, mask,
                               oc, n_oc, (float *)scratch, gb);
         } else {
-            tq_conv_weight_rows(params, 1.0f, input_dims, input, output_dims, grad_out, mask,
+            tq_conv_weight_rows(params, input_scale, input_dims, input, output_dims, grad_out, mask,
                                 filter_dims->h, filter_dims->w, oc, n_oc, (float *)scratch, gb);
         }
         for (r = 0; r < n_oc; r++) {
             tq_sgd_channel(opt, state, input_scale, w_scale[oc + r],
                            filter + (size_t)(oc + r) * taps * filter_dims->c, taps, filter_dims->c,
-                           n_sel, sel, (const float *)scratch + (size_t)r * row, input_scale,
-                           (oc + r) * row,
+                           n_sel, sel, (const float *)scratch + (size_t)r * row, (oc + r) * row,
                            bias != NULL ? bias + oc + r : NULL, gb[r], oc + r);
         }
     }
@@ -537,7 +535,7 @@ tq_status tq_depthwise_conv_backward_weight_update(const tq_conv_params *params,
         for (r = 0; r < n; r++) {
             const int32_t c = cl[r], t = t0 + r;
             tq_sgd_channel(opt, state, input_scale, w_scale[c], filter + c, taps, out_c, 1, NULL,
-                           (const float *)scratch + (size_t)r * taps, 1.0f, t * taps,
+                           (const float *)scratch + (size_t)r * taps, t * taps,
                            bias != NULL ? bias + c : NULL, gb[r], t);
         }
     }

@@ -506,7 +506,7 @@ static void tq_rows_add(const float *gt, const int8_t *const *xp, int32_t npx, i
 {
     int32_t j = 0, r;
 #ifdef TQ_WROW_ASM
-    const int flags = (first ? 1 : 0) | (last && scale != 1.0f ? 2 : 0);
+    const int flags = (first ? 1 : 0) | (last ? 2 : 0);
 #else
     (void)last;
     (void)scale;
@@ -548,13 +548,13 @@ static void tq_rows_add(const float *gt, const int8_t *const *xp, int32_t npx, i
 }
 
 /* rows *= input_scale (n_oc rows of row_len) unless the assembly loops did
- * it (or input_scale is 1.0f, an exact no-op), grad_b <- gb. */
+ * it, grad_b <- gb. */
 static void tq_rows_finish(float *rows, int32_t n_oc, int32_t row_len, float input_scale,
                            const float *gb, float *grad_b)
 {
     int32_t r, i;
     for (r = 0; r < n_oc; r++) {
-        for (i = 0; i < row_len && !TQ_WROW_SCALES && input_scale != 1.0f; i++) {
+        for (i = 0; i < row_len && !TQ_WROW_SCALES; i++) {
             rows[(size_t)r * row_len + i] *= input_scale;
         }
         grad_b[r] = gb[r];

@@ -166,7 +166,7 @@ tq_status tq_fc_backward_weight_update(int32_t input_offset, float input_scale,
         tq_fc_weight_row(input_offset, input_scale, batches, n_sel, out_features, input,
                          grad_out, mask, o, (float *)scratch, &gb);
         tq_sgd_channel(opt, state, input_scale, w_scale[o], weights + (size_t)o * in_features,
-                       1, 0, n_sel, sel, (const float *)scratch, 1.0f, o * n_sel,
+                       1, 0, n_sel, sel, (const float *)scratch, o * n_sel,
                        bias != NULL ? bias + o : NULL, gb, o);
     }
     return TQ_OK;

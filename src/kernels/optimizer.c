@@ -177,14 +177,14 @@ static int8_t tq_nearest_s8(float v)
  * reloads. */
 static void tq_sgd_nearest(float lr, int qas, float w_scale, int8_t *w, int32_t n_taps,
                            int32_t tap_stride, int32_t n_sel, const int32_t *sel,
-                           const float *grad, float grad_scale)
+                           const float *grad)
 {
     int32_t t, j;
     for (t = 0; t < n_taps; t++, grad += n_sel) {
         int8_t *w_t = w + (size_t)t * tap_stride;
         for (j = 0; j < n_sel; j++) {
             int8_t *wp = w_t + (sel != NULL ? sel[j] : j);
-            const float d = tq_delta(lr, qas, grad[j] * grad_scale, w_scale);
+            const float d = tq_delta(lr, qas, grad[j], w_scale);
             const float v = (float)*wp + d;
             uint32_t u;
             memcpy(&u, &v, sizeof u);
@@ -204,8 +204,8 @@ static void tq_sgd_nearest(float lr, int qas, float w_scale, int8_t *w, int32_t 
 
 void tq_sgd_channel(const tq_sgd_params *opt, const tq_sgd_state *state, float input_scale,
                     float w_scale, int8_t *w, int32_t n_taps, int32_t tap_stride,
-                    int32_t n_sel, const int32_t *sel, const float *grad, float grad_scale,
-                    int32_t elem0, int32_t *bias, float grad_b, int32_t bias_index)
+                    int32_t n_sel, const int32_t *sel, const float *grad, int32_t elem0,
+                    int32_t *bias, float grad_b, int32_t bias_index)
 {
     const float mu = opt->momentum, lr = opt->lr;
     const int qas = opt->qas, rounding = opt->rounding;
@@ -214,14 +214,14 @@ void tq_sgd_channel(const tq_sgd_params *opt, const tq_sgd_state *state, float i
     uint32_t *const rng = state->rng;
     int32_t t, j;
     if (mu == 0.0f && rounding == TQ_ROUND_NEAREST) {
-        tq_sgd_nearest(lr, qas, w_scale, w, n_taps, tap_stride, n_sel, sel, grad, grad_scale);
+        tq_sgd_nearest(lr, qas, w_scale, w, n_taps, tap_stride, n_sel, sel, grad);
     }
     for (t = 0; t < n_taps && (mu != 0.0f || rounding != TQ_ROUND_NEAREST); t++) {
         int8_t *w_t = w + (size_t)t * tap_stride;
         for (j = 0; j < n_sel; j++) {
             const int32_t e = elem0 + t * n_sel + j;
             int8_t *wp = w_t + (sel != NULL ? sel[j] : j);
-            float g = grad[t * n_sel + j] * grad_scale;
+            float g = grad[t * n_sel + j];
             float d, u = 0.0f;
             if (mu > 0.0f) {
                 g = mu * w_momentum[e] + g;
@@ -293,7 +293,7 @@ tq_status tq_sgd_update_conv(const tq_sgd_params *opt, const tq_sgd_state *state
     for (c = 0; c < filter_dims->n; c++) {
         tq_sgd_channel(opt, state, input_scale, w_scale[c],
                        filter + (size_t)c * taps * filter_dims->c, taps, filter_dims->c, n_sel,
-                       sel, grad_w + (size_t)c * row, 1.0f, c * row, bias != NULL ? bias + c : NULL,
+                       sel, grad_w + (size_t)c * row, c * row, bias != NULL ? bias + c : NULL,
                        bias != NULL ? grad_b[c] : 0.0f, c);
     }
     return TQ_OK;
@@ -334,7 +334,7 @@ tq_status tq_sgd_update_depthwise(const tq_sgd_params *opt, const tq_sgd_state *
         for (m = 0; m < mult; m++) {
             const int32_t c = ic * mult + m, t = j * mult + m;
             tq_sgd_channel(opt, state, input_scale, w_scale[c], filter + c, taps, out_c, 1,
-                           NULL, grad_w + (size_t)t * taps, 1.0f, t * taps,
+                           NULL, grad_w + (size_t)t * taps, t * taps,
                            bias != NULL ? bias + c : NULL, bias != NULL ? grad_b[t] : 0.0f, t);
         }
     }
@@ -361,7 +361,7 @@ tq_status tq_sgd_update_bias(const tq_sgd_params *opt, const tq_sgd_state *state
         return TQ_ERR_PARAM;
     }
     for (c = 0; c < channels; c++) {
-        tq_sgd_channel(opt, state, input_scale, w_scale[c], NULL, 0, 0, 0, NULL, NULL, 1.0f, 0,
+        tq_sgd_channel(opt, state, input_scale, w_scale[c], NULL, 0, 0, 0, NULL, NULL, 0,
                        bias + c, grad_b[c], c);
     }
     return TQ_OK;

@@ -37,9 +37,8 @@ void tq_pw_backward_input_blocked(const tq_conv_params *p, const float *w_scale,
  * masked g[p, oc0 + r], where input is [N, H, W, n_sel] (the saved
  * channels, in_d->c = n_sel). The general tq_conv_weight_rows computes the
  * same bits; this one skips its per-tap bookkeeping (about 10% fewer
- * instructions on the 1x1 layers that dominate training). input_scale
- * 1.0f leaves the sums unscaled (the fused update scales them as it reads
- * them). Arguments are checked by the caller. */
+ * instructions on the 1x1 layers that dominate training). Arguments are
+ * checked by the caller. */
 void tq_pw_weight_rows(const tq_conv_params *p, float input_scale, const tq_dims *in_d,
                        const int8_t *input, const tq_dims *out_d, const float *grad_out,
                        const uint8_t *mask, int32_t oc0, int32_t n_oc, float *rows,
@@ -52,8 +51,8 @@ void tq_pw_weight_rows(const tq_conv_params *p, float input_scale, const tq_dims
  * output pixels p (in order) of g[p, oc0 + r] * (x[q(p, ky, kx), j] +
  * input_offset) over the windows whose tap (ky, kx) is inside the input, and
  * grad_b[r] = sum of the masked g[p, oc0 + r], where input is [N, H, W,
- * n_sel] (the saved channels, in_d->c = n_sel). input_scale 1.0f leaves
- * the sums unscaled. Arguments are checked by the caller. */
+ * n_sel] (the saved channels, in_d->c = n_sel). Arguments are checked by
+ * the caller. */
 void tq_conv_weight_rows(const tq_conv_params *p, float input_scale, const tq_dims *in_d,
                          const int8_t *input, const tq_dims *out_d, const float *grad_out,
                          const uint8_t *mask, int32_t k_h, int32_t k_w, int32_t oc0,

@@ -20,15 +20,13 @@ tq_status tq_check_selection(int32_t n_sel, const int32_t *sel, int32_t channels
 
 /* Updates one trained output channel (no checks). Its weights are
  * w[t * tap_stride + (sel ? sel[j] : j)] for t < n_taps, j < n_sel, with
- * gradients grad[t * n_sel + j] * grad_scale (1.0f: as stored; the fused
- * conv update passes the input scale its rows still lack); momentum /
- * master of element (t, j) at index elem0 + t * n_sel + j. Then, if
- * bias != NULL, *bias with grad_b and b_momentum[bias_index]. The order is
- * the documented PRNG order. */
+ * gradients grad[t * n_sel + j]; momentum / master of element (t, j) at
+ * index elem0 + t * n_sel + j. Then, if bias != NULL, *bias with grad_b and
+ * b_momentum[bias_index]. The order is the documented PRNG order. */
 void tq_sgd_channel(const tq_sgd_params *opt, const tq_sgd_state *state, float input_scale,
                     float w_scale, int8_t *w, int32_t n_taps, int32_t tap_stride,
-                    int32_t n_sel, const int32_t *sel, const float *grad, float grad_scale,
-                    int32_t elem0, int32_t *bias, float grad_b, int32_t bias_index);
+                    int32_t n_sel, const int32_t *sel, const float *grad, int32_t elem0,
+                    int32_t *bias, float grad_b, int32_t bias_index);
 
 /* mask bit i (1 when mask == NULL). */
 static inline int tq_mask_pass(const uint8_t *mask, int32_t i)
