@@ -160,15 +160,26 @@ static float tq_delta(float lr, int qas, float g, float step)
     return qas ? -lg / step : -lg * step;
 }
 
-/* round_half_away(v) saturated to [-127, 127], for any v but NaN. Clamping
- * first keeps the conversion in range; adding the float just below 0.5 with
- * v's sign and truncating rounds half away from zero exactly for |v| <= 127
- * (checked over every float in that range; plain 0.5f would round
- * 0.5 - 2^-25 up). Branch-free on the FPU. */
-static int8_t tq_nearest_s8(float v)
+/* round_half_away(v) saturated to [-127, 127]; if_nan when v is NaN. One
+ * integer test on v's bits finds |v| < 127.5, where no saturation is
+ * needed: adding the float just below 0.5 with v's sign (built from the
+ * sign bit) and truncating rounds half away from zero exactly there
+ * (checked over every float with |v| < 127.5; plain 0.5f would round
+ * 0.5 - 2^-25 up). Larger magnitudes (and NaN) take the other branch. */
+static int8_t tq_nearest_s8(float v, int8_t if_nan)
 {
-    const float c = v > 127.0f ? 127.0f : (v < -127.0f ? -127.0f : v);
-    return (int8_t)(int32_t)(c + (c < 0.0f ? -0.49999997f : 0.49999997f));
+    uint32_t u, hb;
+    float h;
+    memcpy(&u, &v, sizeof u);
+    if (__builtin_expect((u << 1) < (0x42FF0000u << 1), 1)) { /* the common case falls through */
+        hb = (u & 0x80000000u) | 0x3EFFFFFFu;
+        memcpy(&h, &hb, sizeof h);
+        return (int8_t)(int32_t)(v + h);
+    }
+    if (v != v) {
+        return if_nan;
+    }
+    return v > 0.0f ? 127 : -127;
 }
 
 /* Round-to-nearest update without momentum (what the training plans run):
@@ -184,20 +195,8 @@ static void tq_sgd_nearest(float lr, int qas, float w_scale, int8_t *w, int32_t 
         int8_t *w_t = w + (size_t)t * tap_stride;
         for (j = 0; j < n_sel; j++) {
             int8_t *wp = w_t + (sel != NULL ? sel[j] : j);
-            const float d = tq_delta(lr, qas, grad[j], w_scale);
-            const float v = (float)*wp + d;
-            uint32_t u;
-            memcpy(&u, &v, sizeof u);
-            if ((u << 1) < (0x42FF0000u << 1)) {
-                /* |v| < 127.5 (and not NaN): tq_nearest_s8 without its
-                 * clamp, the signed 0.5f - 2^-25 built from v's sign bit */
-                const uint32_t hb = (u & 0x80000000u) | 0x3EFFFFFFu;
-                float h;
-                memcpy(&h, &hb, sizeof h);
-                *wp = (int8_t)(int32_t)(v + h);
-            } else if (d == d) {
-                *wp = v > 0.0f ? 127 : -127;
-            }
+            /* a NaN delta (the only way to a NaN sum) leaves the weight */
+            *wp = tq_nearest_s8((float)*wp + tq_delta(lr, qas, grad[j], w_scale), *wp);
         }
     }
 }
@@ -238,10 +237,10 @@ void tq_sgd_channel(const tq_sgd_params *opt, const tq_sgd_state *state, float i
                 float m = w_master[e] + d;
                 m = m > 127.0f ? 127.0f : (m < -127.0f ? -127.0f : m);
                 w_master[e] = m;
-                *wp = tq_nearest_s8(m);
+                *wp = tq_nearest_s8(m, *wp);
             } else {
                 const float v = (float)*wp + d;
-                *wp = stochastic ? tq_floor_s8(v + u) : tq_nearest_s8(v);
+                *wp = stochastic ? tq_floor_s8(v + u) : tq_nearest_s8(v, *wp);
             }
         }
     }
