@@ -472,13 +472,8 @@ static void tq_rows_gather(const float *grad_out, const uint8_t *mask, int32_t q
             const int32_t o = (q0 + t) * out_c + oc0;
             const uint32_t bits = mask != NULL ? mask[o >> 3] : 0xFFu;
             for (r = 0; r < TQ_PW_ROWS; r++) {
-                uint32_t u;
-                float v;
-                memcpy(&u, grad_out + o + r, sizeof u);
-                u &= 0u - ((bits >> r) & 1u);
-                memcpy(&v, &u, sizeof v);
-                gt[r] = v;
-                s[r] += v;
+                gt[r] = tq_f32_keep(grad_out[o + r], (bits >> r) & 1u);
+                s[r] += gt[r];
             }
         }
         for (r = 0; r < TQ_PW_ROWS; r++) {

@@ -526,12 +526,9 @@ static void tq_dw_factor_lanes(const float *grad_out, const uint8_t *mask, int32
         for (ox = 0; ox < ow; ox++, f += TQ_DW_LANES) {
             const int32_t e = o + ox * out_c + ln->cl[0];
             const uint32_t bits = mask != NULL ? (uint32_t)mask[e >> 3] >> (e & 7) : 0xFu;
-            uint32_t u[TQ_DW_LANES];
-            memcpy(u, grad_out + e, sizeof u);
             for (i = 0; i < TQ_DW_LANES; i++) {
-                u[i] &= 0u - ((bits >> i) & 1u);
+                f[i] = tq_f32_keep(grad_out[e + i], (bits >> i) & 1u);
             }
-            memcpy(f, u, sizeof u);
             s0 += f[0];
             s1 += f[1];
             s2 += f[2];

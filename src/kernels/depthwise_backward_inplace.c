@@ -40,17 +40,13 @@ int32_t tq_depthwise_conv_backward_input_inplace_get_buffer_size(const tq_conv_p
            (int32_t)sizeof(float);
 }
 
-/* g[k] <- bit k of bits ? g[k] * ws[k] : +0.0f for k < n: the product is
- * computed for each and a cleared bit ANDs its bits to +0.0f. */
+/* g[k] <- bit k of bits ? g[k] * ws[k] : +0.0f for k < n (the product is
+ * computed for each, then kept or not). */
 static void tq_dw_scale_mask8(float *g, const float *ws, uint32_t bits, int32_t n)
 {
     int32_t k;
     for (k = 0; k < n; k++) {
-        const float v = g[k] * ws[k];
-        uint32_t u;
-        memcpy(&u, &v, sizeof u);
-        u &= 0u - ((bits >> k) & 1u);
-        memcpy(&g[k], &u, sizeof u);
+        g[k] = tq_f32_keep(g[k] * ws[k], (bits >> k) & 1u);
     }
 }
 

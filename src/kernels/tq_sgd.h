@@ -3,6 +3,8 @@
 #ifndef TINYQT_SGD_H
 #define TINYQT_SGD_H
 
+#include <string.h>
+
 #include "tinyqt/backward.h"
 
 /* Checks opt / state for an update of weights (has_weights) and/or biases
@@ -27,6 +29,18 @@ void tq_sgd_channel(const tq_sgd_params *opt, const tq_sgd_state *state, float i
                     float w_scale, int8_t *w, int32_t n_taps, int32_t tap_stride,
                     int32_t n_sel, const int32_t *sel, const float *grad, int32_t elem0,
                     int32_t *bias, float grad_b, int32_t bias_index);
+
+/* v when keep is 1, +0.0f when keep is 0: an AND on v's bits, so a masked
+ * term costs no branch and is +0.0f whatever v is (the kernels' masked
+ * zero). */
+static inline float tq_f32_keep(float v, uint32_t keep)
+{
+    uint32_t u;
+    memcpy(&u, &v, sizeof u);
+    u &= 0u - keep;
+    memcpy(&v, &u, sizeof v);
+    return v;
+}
 
 /* mask bit i (1 when mask == NULL). */
 static inline int tq_mask_pass(const uint8_t *mask, int32_t i)
