@@ -217,12 +217,9 @@ static void tq_dw_gather_pixel(const float *const *frow, const int32_t *kyl, int
 static void tq_dw_gather_run(const float *const *frow, int32_t nrow, int32_t m, int32_t ox0,
                              const float *wpk, float *gi, int32_t step, int32_t count)
 {
-    int32_t k, r;
 #ifdef TQ_DWG_ASM
     const float *f0 = frow[0] + (size_t)ox0 * TQ_DW_LANES;
     const float *f1 = frow[nrow - 1] + (size_t)ox0 * TQ_DW_LANES;
-    (void)k;
-    (void)r;
     step *= (int32_t)sizeof(float);
     if (nrow == 1 && m == 1) {
         TQ_DWG_RUN(TQ_DWG_ROW_M1("f0", "s16", "s17", "s18", "s19"));
@@ -236,6 +233,7 @@ static void tq_dw_gather_run(const float *const *frow, int32_t nrow, int32_t m, 
                    TQ_DWG_ROW_M2("f1", "s24", "s25", "s26", "s27", "s28", "s29", "s30", "s31"));
     }
 #else
+    int32_t k, r;
     for (k = 0; k < count; k++, gi += step) {
         TQ_DW_ACC4(0.0f, 0.0f, 0.0f, 0.0f);
         for (r = 0; r < nrow; r++) {
