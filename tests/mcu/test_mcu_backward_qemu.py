@@ -41,7 +41,7 @@ def _cases():
         weight_grad_case(rng, "conv7x7 s2 weight grad, taps off the map, 3 channels", 2, 9, 3, 10, 7, 2,
                          (3, 3, 3, 3)),
         weight_grad_case(rng, "dw3x3 s2 weight grad", 9, 8, 6, 6, 3, 2, (1, 1, 1, 1), depthwise=True),
-        # 72 output pixels: the second tile (the bottom row) reaches no bottom tap, whose rows
+        # 72 output pixels: the last tile (the bottom row) reaches no bottom tap, whose rows
         # still get the input scale
         weight_grad_case(rng, "conv3x3 weight grad, last tile misses the bottom taps", 9, 8, 5, 6, 3, 1,
                          (1, 1, 1, 1)),
