@@ -14,12 +14,13 @@
 
 int32_t tq_conv_1x1_s8_get_buffer_size(const tq_dims *input, const tq_dims *filter)
 {
-    /* Four int16 input columns of C_in values, rounded up to whole groups of
-     * 4 (the DSP path's layout, tq_simd.h); the same on every path. */
+    /* One tile of 4-pixel int16 column blocks of C_in values, rounded up
+     * to whole groups of 4 (the DSP path's layout, tq_simd.h); the same on
+     * every path. */
     if (input == NULL || filter == NULL || !tq_dims_valid(filter)) {
         return 0;
     }
-    return 32 * ((filter->c + 3) / 4);
+    return tq_tile_bytes(filter->c);
 }
 
 #if !TQ_USE_DSP
@@ -114,9 +115,10 @@ static void tq_conv_1x1_s8_mve(const tq_conv_params *p, const tq_channel_quant *
 #endif
 
 #if TQ_USE_DSP && !TQ_USE_MVE
-/* DSP path: gathers 4 output pixels' input vectors (offset added, int16)
- * into the scratch, then one pass over the filter rows computes the 4
- * pixels of each output channel with SMLAD (tq_cols_mat_mult). */
+/* DSP path: gathers a tile of output pixels' input vectors (offset added,
+ * int16, tq_tile_blocks(C_in) blocks of 4) into the scratch, then one pass
+ * over the filter rows computes the tile's outputs with SMLAD
+ * (tq_cols_tile). */
 static void tq_conv_1x1_s8_dsp(const tq_conv_params *p, const tq_channel_quant *q,
                                const tq_dims *in_d, const int8_t *input,
                                const int8_t *filter, const int32_t *bias,
@@ -124,14 +126,15 @@ static void tq_conv_1x1_s8_dsp(const tq_conv_params *p, const tq_channel_quant *
 {
     const int32_t in_c = in_d->c, out_c = out_d->c;
     const int32_t total = out_d->n * out_d->h * out_d->w;
+    const int32_t tile = 4 * tq_tile_blocks(in_c), block_words = TQ_COLS_WORDS(in_c);
     int32_t b = 0, oy = 0, ox = 0, pix, j, n;
     tq_col_packer pk;
-    for (pix = 0; pix < total; pix += 4) {
-        n = total - pix < 4 ? total - pix : 4;
+    for (pix = 0; pix < total; pix += tile) {
+        n = total - pix < tile ? total - pix : tile;
         for (j = 0; j < n; j++) {
             const int8_t *x = input + (((size_t)b * in_d->h + (size_t)oy * p->stride_h) * in_d->w +
                                        (size_t)ox * p->stride_w) * in_c;
-            tq_col_begin(&pk, cols, j, p->input_offset);
+            tq_col_begin(&pk, cols + (j >> 2) * block_words, j & 3, p->input_offset);
             tq_col_push(&pk, x, in_c);
             tq_col_end(&pk);
             if (++ox == out_d->w) {
@@ -142,10 +145,7 @@ static void tq_conv_1x1_s8_dsp(const tq_conv_params *p, const tq_channel_quant *
                 }
             }
         }
-        for (; j < 4; j++) {
-            tq_col_zero(cols, j, in_c);
-        }
-        tq_cols_mat_mult(cols, in_c, filter, bias, q, p, out_c, output + (size_t)pix * out_c, n);
+        tq_cols_tile(cols, n, in_c, filter, bias, q, p, out_c, output + (size_t)pix * out_c);
     }
 }
 #endif

@@ -12,13 +12,13 @@
 
 int32_t tq_conv_s8_get_buffer_size(const tq_dims *input, const tq_dims *filter)
 {
-    /* Four int16 im2col columns of KH*KW*C_in values, rounded up to whole
-     * groups of 4 (the DSP path's layout, tq_simd.h); the same on every
-     * path. */
+    /* One tile of 4-pixel int16 im2col blocks of KH*KW*C_in values,
+     * rounded up to whole groups of 4 (the DSP path's layout, tq_simd.h);
+     * the same on every path. */
     if (input == NULL || filter == NULL || !tq_dims_valid(filter)) {
         return 0;
     }
-    return 32 * ((filter->h * filter->w * filter->c + 3) / 4);
+    return tq_tile_bytes(filter->h * filter->w * filter->c);
 }
 
 #if !TQ_USE_DSP
@@ -105,9 +105,9 @@ static void tq_conv_s8_gather(tq_col_packer *pk, const tq_conv_params *p, const 
     tq_col_end(pk);
 }
 
-/* DSP path: im2col of 4 output pixels at a time into the scratch (int16,
- * offset added, padding 0), then SMLAD over the filter rows
- * (tq_cols_mat_mult). */
+/* DSP path: im2col of a tile of output pixels (tq_tile_blocks(K) blocks of
+ * 4) into the scratch (int16, offset added, padding 0), then SMLAD over
+ * the filter rows (tq_cols_tile). */
 static void tq_conv_s8_dsp(const tq_conv_params *p, const tq_channel_quant *q,
                            const tq_dims *in_d, const int8_t *input,
                            const tq_dims *f_d, const int8_t *filter,
@@ -116,12 +116,13 @@ static void tq_conv_s8_dsp(const tq_conv_params *p, const tq_channel_quant *q,
 {
     const int32_t k = f_d->h * f_d->w * f_d->c, out_c = out_d->c;
     const int32_t total = out_d->n * out_d->h * out_d->w;
+    const int32_t tile = 4 * tq_tile_blocks(k), block_words = TQ_COLS_WORDS(k);
     int32_t b = 0, oy = 0, ox = 0, pix, j, n;
     tq_col_packer pk;
-    for (pix = 0; pix < total; pix += 4) {
-        n = total - pix < 4 ? total - pix : 4;
+    for (pix = 0; pix < total; pix += tile) {
+        n = total - pix < tile ? total - pix : tile;
         for (j = 0; j < n; j++) {
-            tq_col_begin(&pk, cols, j, p->input_offset);
+            tq_col_begin(&pk, cols + (j >> 2) * block_words, j & 3, p->input_offset);
             tq_conv_s8_gather(&pk, p, in_d, input + (size_t)b * in_d->h * in_d->w * in_d->c, f_d,
                               oy * p->stride_h - p->pad_top, ox * p->stride_w - p->pad_left);
             if (++ox == out_d->w) {
@@ -132,10 +133,7 @@ static void tq_conv_s8_dsp(const tq_conv_params *p, const tq_channel_quant *q,
                 }
             }
         }
-        for (; j < 4; j++) {
-            tq_col_zero(cols, j, k);
-        }
-        tq_cols_mat_mult(cols, k, filter, bias, q, p, out_c, output + (size_t)pix * out_c, n);
+        tq_cols_tile(cols, n, k, filter, bias, q, p, out_c, output + (size_t)pix * out_c);
     }
 }
 #endif

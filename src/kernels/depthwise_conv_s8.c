@@ -2,6 +2,8 @@
  * dilation and depth multiplier. Reference C path; the ARM DSP path
  * (__ARM_FEATURE_DSP), the Helium path and the x86-64 AVX2 host path live
  * beside it and give identical bytes. */
+#include <stddef.h>
+
 #include "tinyqt/kernels.h"
 #include "tinyqt/requant.h"
 #include "tq_check.h"
@@ -132,6 +134,119 @@ tq_dw3x3_run(const int8_t *xp, int32_t n, int32_t x_stride, int32_t ch, int32_t 
     }
 }
 
+/* One 4-channel group's run of 3x3 windows for tq_dw3x3_run_asm, with the
+ * byte offsets its assembly uses (checked below). rq holds, per channel,
+ * tq_rq_neg_s8's multiplier, chi and rsh (tq_dw_job_rq). n is counted down
+ * by the run. */
+typedef struct {
+    int32_t w[18];       /* 0: per tap, (w0, w2) and (w1, w3) sign-extended */
+    int32_t bias[4];     /* 72 */
+    int32_t rq[12];      /* 88: mult, chi, rsh for channels 0..3 */
+    const int8_t *x;     /* 136: first window's top-left input, channel 0 */
+    int8_t *out;         /* 140: first output, channel 0 */
+    int32_t n;           /* 144: windows (>= 1) */
+    int32_t x_stride;    /* 148: bytes from one window to the next */
+    int32_t ch;          /* 152: bytes between horizontal taps */
+    int32_t row_step;    /* 156: bytes between rows */
+    int32_t off2;        /* 160: input offset in both int16 lanes */
+} tq_dw3x3_job;
+
+#define TQ_DW_JOB_CHECK(field, off) \
+    typedef char tq_dw_job_at_##field[(offsetof(tq_dw3x3_job, field) == (off)) ? 1 : -1]
+TQ_DW_JOB_CHECK(bias, 72);
+TQ_DW_JOB_CHECK(rq, 88);
+TQ_DW_JOB_CHECK(x, 136);
+TQ_DW_JOB_CHECK(out, 140);
+TQ_DW_JOB_CHECK(n, 144);
+TQ_DW_JOB_CHECK(x_stride, 148);
+TQ_DW_JOB_CHECK(ch, 152);
+TQ_DW_JOB_CHECK(row_step, 156);
+TQ_DW_JOB_CHECK(off2, 160);
+
+/* Fills job->rq for the 4 channels from c (tq_rq_neg_chi); 0 when one of
+ * them is outside what the assembly run handles. */
+static int tq_dw_job_rq(tq_dw3x3_job *job, const tq_channel_quant *q, int32_t c,
+                        const tq_conv_params *p)
+{
+    int32_t i;
+    int ok;
+    for (i = 0; i < 4; i++) {
+        job->rq[3 * i] = q->multiplier[c + i];
+        job->rq[3 * i + 1] = (int32_t)tq_rq_neg_chi(q->shift[c + i], p, &ok);
+        job->rq[3 * i + 2] = -q->shift[c + i] - 1;
+        if (!ok) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+/* One tap: the input word at ADDR (4 channels), offset added by SXTAB16,
+ * times the tap's expanded weights at job + WOFF. */
+#define TQ_DW_ASM_TAP(addr, woff)                  \
+    "ldr r4, " addr "\n\t"                         \
+    "ldrd r6, r7, [lr, #" #woff "]\n\t"            \
+    "sxtab16 r5, r10, r4\n\t"                      \
+    "sxtab16 r4, r10, r4, ror #8\n\t"              \
+    "smlabb r0, r5, r6, r0\n\t"                    \
+    "smlatt r2, r5, r6, r2\n\t"                    \
+    "smlabb r1, r4, r7, r1\n\t"                    \
+    "smlatt r3, r4, r7, r3\n\t"
+
+/* Requantizes accumulator ACC (tq_rq_neg_s8)
+ * with the constants at job + ROFF and stores it at out + J. */
+#define TQ_DW_ASM_RQ(acc, roff, j)                 \
+    "and r4, " acc ", #0x80000000\n\t"             \
+    "ldrd r6, r7, [lr, #" #roff "]\n\t"            \
+    "orr r4, r4, #0x40000000\n\t"                  \
+    "add r5, r7, " acc ", asr #31\n\t"             \
+    "smlal r4, r5, " acc ", r6\n\t"                \
+    "ldr r7, [lr, #(" #roff " + 8)]\n\t"             \
+    "asr r5, r5, r7\n\t"                           \
+    "ssat r5, #8, r5\n\t"                          \
+    "strb r5, [r9, #" #j "]\n\t"
+
+/* The 3x3 windows of one 4-channel group along an output row, all inside
+ * the input (tq_dw3x3_run's sums and requantization, in assembly: the
+ * accumulators, the input offset, the strides and the pointers stay in
+ * registers; the taps and constants are read from the job). */
+__attribute__((naked, noinline)) static void tq_dw3x3_run_asm(tq_dw3x3_job *job __attribute__((unused)))
+{
+    __asm__ volatile(
+        "push {r4-r11, lr}\n\t"
+        "mov lr, r0\n\t"
+        "ldrd r8, r9, [lr, #136]\n\t"
+        "ldr r10, [lr, #160]\n\t"
+        "ldrd r11, r12, [lr, #152]\n\t"
+        "1:\n\t"
+        "ldrd r0, r1, [lr, #72]\n\t"
+        "ldrd r2, r3, [lr, #80]\n\t"
+        TQ_DW_ASM_TAP("[r8]", 0)
+        TQ_DW_ASM_TAP("[r8, r11]", 8)
+        TQ_DW_ASM_TAP("[r8, r11, lsl #1]", 16)
+        "add r8, r8, r12\n\t"
+        TQ_DW_ASM_TAP("[r8]", 24)
+        TQ_DW_ASM_TAP("[r8, r11]", 32)
+        TQ_DW_ASM_TAP("[r8, r11, lsl #1]", 40)
+        "add r8, r8, r12\n\t"
+        TQ_DW_ASM_TAP("[r8]", 48)
+        TQ_DW_ASM_TAP("[r8, r11]", 56)
+        TQ_DW_ASM_TAP("[r8, r11, lsl #1]", 64)
+        "sub r8, r8, r12, lsl #1\n\t"
+        "ldr r4, [lr, #148]\n\t"
+        "add r8, r8, r4\n\t"
+        TQ_DW_ASM_RQ("r0", 88, 0)
+        TQ_DW_ASM_RQ("r1", 100, 1)
+        TQ_DW_ASM_RQ("r2", 112, 2)
+        TQ_DW_ASM_RQ("r3", 124, 3)
+        "add r9, r9, r11\n\t"
+        "ldr r4, [lr, #144]\n\t"
+        "subs r4, r4, #1\n\t"
+        "str r4, [lr, #144]\n\t"
+        "bne 1b\n\t"
+        "pop {r4-r11, pc}\n\t");
+}
+
 /* DSP path (depth multiplier 1, KH*KW <= TQ_DW_DSP_MAX_TAPS; anything else
  * takes the reference path). Channels outer, 4 at a time: the 4 channels'
  * filter taps are sign-extended once ((w0, w2) and (w1, w3) per tap) and
@@ -158,11 +273,14 @@ static void tq_depthwise_conv_s8_dsp(const tq_conv_params *p, const tq_channel_q
     const int32_t ox_lo = (p->pad_left + sw - 1) / sw;
     const int32_t ox_hi_ = in_w - 3 + p->pad_left >= 0 ? (in_w - 3 + p->pad_left) / sw + 1 : 0;
     const int32_t ox_hi = ox_hi_ < out_d->w ? ox_hi_ : out_d->w;
-    int32_t wexp[2 * TQ_DW_DSP_MAX_TAPS];
-    int32_t b4[4];
+    int32_t wexp_big[2 * TQ_DW_DSP_MAX_TAPS];
+    tq_dw3x3_job job;
+    int32_t *const wexp = is_3x3 ? job.w : wexp_big;
+    int32_t *const b4 = job.bias;
     tq_rq rq[4];
     int32_t c, t, i, b, oy, ox, ky, kx;
     for (c = 0; c + 4 <= ch; c += 4) {
+        const int asm_run = is_3x3 && tq_dw_job_rq(&job, q, c, p);
         for (t = 0; t < taps; t++) {
             const int32_t wv = tq_read_s8x4(filter + (size_t)t * ch + c);
             wexp[2 * t] = tq_sxtb16(wv);
@@ -189,7 +307,16 @@ static void tq_depthwise_conv_s8_dsp(const tq_conv_params *p, const tq_channel_q
                     const int8_t *xrow;
                     if (fast_row && ox == ox_lo) {
                         const int8_t *xp = in_b + ((size_t)y0 * in_w + x0) * ch;
-                        if (full_range) {
+                        if (asm_run) {
+                            job.x = xp;
+                            job.out = out;
+                            job.n = ox_hi - ox_lo;
+                            job.x_stride = sw * ch;
+                            job.ch = ch;
+                            job.row_step = row_step;
+                            job.off2 = off2;
+                            tq_dw3x3_run_asm(&job);
+                        } else if (full_range) {
                             tq_dw3x3_run(xp, ox_hi - ox_lo, sw * ch, ch, row_step, wexp, b4, rq, p,
                                          off2, out, 1);
                         } else {

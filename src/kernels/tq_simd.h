@@ -2,7 +2,8 @@
  * tinyqt: ARM DSP (v7E-M / v8-M DSP extension) helpers shared by the conv,
  * 1x1 conv, depthwise and fully connected kernels (private header).
  *
- * Everything here is compiled only when TQ_USE_DSP is 1, i.e. when the
+ * Everything but the scratch tile sizes (which every path's buffer-size
+ * query uses) is compiled only when TQ_USE_DSP is 1, i.e. when the
  * target has the DSP extension (__ARM_FEATURE_DSP) and TQ_FORCE_PORTABLE is
  * not defined. Only GCC/Clang's <arm_acle.h> intrinsics are used, plus two
  * one-instruction inline asm forms (SXTB16/SXTAB16 with ROR #8) that the
@@ -38,6 +39,32 @@
 #else
 #define TQ_USE_DSP 0
 #endif
+
+#define TQ_COLS_GROUPS(k) (((k) + 3) / 4)
+#define TQ_COLS_WORDS(k) (8 * TQ_COLS_GROUPS(k))
+
+/* ---- column tiles -------------------------------------------------------
+ * A tile is up to tq_tile_blocks(k) 4-pixel column blocks (TQ_COLS_WORDS(k)
+ * words each) back to back: the conv and 1x1 kernels' scratch. The filter
+ * rows are the outer loop, so each channel's bias and requantization are
+ * set up once per tile and stay in registers over its pixels. */
+#define TQ_TILE_BYTES 2048
+#define TQ_TILE_MAX_BLOCKS 8
+
+/* 4-pixel blocks per tile for K = k: as many as fit TQ_TILE_BYTES, 1..8. */
+static inline int32_t tq_tile_blocks(int32_t k)
+{
+    const int64_t n = TQ_TILE_BYTES / (32 * TQ_COLS_GROUPS((int64_t)k));
+    return n < 1 ? 1 : (n > TQ_TILE_MAX_BLOCKS ? TQ_TILE_MAX_BLOCKS : (int32_t)n);
+}
+
+/* Scratch bytes of one tile for K = k (the conv and 1x1 kernels' buffer
+ * size on every path); 0 when it overflows int32. */
+static inline int32_t tq_tile_bytes(int32_t k)
+{
+    const int64_t n = (int64_t)32 * TQ_COLS_GROUPS((int64_t)k) * tq_tile_blocks(k);
+    return n > INT32_MAX ? 0 : (int32_t)n;
+}
 
 #if TQ_USE_DSP
 
@@ -207,8 +234,6 @@ static inline int32_t tq_read_s8_tail(const int8_t *p, int32_t n)
  * TQ_COLS_WORDS(K) words: for each group g of four k values and each pixel
  * p, two words: (x[4g]+off, x[4g+2]+off) and (x[4g+1]+off, x[4g+3]+off),
  * i.e. word index 8g + 2p (+1). Padding and the k >= K tail hold 0. */
-#define TQ_COLS_GROUPS(k) (((k) + 3) / 4)
-#define TQ_COLS_WORDS(k) (8 * TQ_COLS_GROUPS(k))
 
 typedef struct {
     uint32_t *dst;  /* next group's even word of this pixel */
@@ -291,16 +316,6 @@ static inline void tq_col_end(tq_col_packer *pk)
     }
 }
 
-/* Fills pixel slot `pixel` with zeros (unused slots of a partial block). */
-static inline void tq_col_zero(uint32_t *cols, int32_t pixel, int32_t k)
-{
-    int32_t g;
-    for (g = 0; g < TQ_COLS_GROUPS(k); g++) {
-        cols[8 * g + 2 * pixel] = 0;
-        cols[8 * g + 2 * pixel + 1] = 0;
-    }
-}
-
 /* One group of four k values of the 4 pixels: 8 SMLAD. */
 #define TQ_COLS_GROUP(x, words, wv)                                                  \
     do {                                                                             \
@@ -320,73 +335,136 @@ static inline void tq_col_zero(uint32_t *cols, int32_t pixel, int32_t k)
         a3 = tq_smlad(o_, wo_, a3);                                                  \
     } while (0)
 
-/* Multiplies the columns of n_pix (1..4) pixels by every filter row
- * (row oc = filter + oc * k, k int8 values) and writes the requantized
- * outputs out[p * out_c + oc]. */
+/* The dot products of one 4-pixel block of columns x with the filter row
+ * w (k int8 values) added to *a0..*a3. */
 __attribute__((always_inline)) static inline void
-tq_cols_mat_mult_n(const uint32_t *cols, int32_t k, const int8_t *filter, const int32_t *bias,
-                   const tq_channel_quant *q, const tq_conv_params *prm, int32_t out_c,
-                   int8_t *out, int32_t n_pix, int full_range)
+tq_cols_dot4(const uint32_t *x, const int8_t *w, int32_t k, int32_t *acc0, int32_t *acc1,
+             int32_t *acc2, int32_t *acc3)
 {
     const int32_t groups = k >> 2, rem = k & 3;
+    int32_t a0 = *acc0, a1 = *acc1, a2 = *acc2, a3 = *acc3;
+    int32_t g;
+    for (g = groups >> 1; g > 0; g--) {
+        int32_t wv = tq_read_s8x4(w);
+        TQ_COLS_GROUP(x, 0, wv);
+        wv = tq_read_s8x4(w + 4);
+        TQ_COLS_GROUP(x, 8, wv);
+        x += 16;
+        w += 8;
+    }
+    if (groups & 1) {
+        const int32_t wv = tq_read_s8x4(w);
+        TQ_COLS_GROUP(x, 0, wv);
+        x += 8;
+        w += 4;
+    }
+    if (rem > 0) {
+        const int32_t wv = tq_read_s8_tail(w, rem);
+        TQ_COLS_GROUP(x, 0, wv);
+    }
+    *acc0 = a0;
+    *acc1 = a1;
+    *acc2 = a2;
+    *acc3 = a3;
+}
+
+/* tq_requantize(acc, mult, -r) + out_offset saturated to int8, for
+ * 2 <= r <= 23 (tq_rq_apply's negative-shift form with its constants in
+ * registers): rsh = r - 1 and chi = 2^(r-2) + (out_offset << rsh), which
+ * adds the offset inside the high word; for r <= 23 that sum cannot
+ * overflow (|high word| <= 2^30 + 2^21, |offset << rsh| <= 2^29). */
+static inline int32_t tq_rq_neg_s8(int32_t acc, int32_t mult, uint32_t chi, int32_t rsh)
+{
+    uint32_t lo = ((uint32_t)acc & 0x80000000u) | 0x40000000u;
+    uint32_t hi = chi + (uint32_t)(acc >> 31);
+    TQ_SMLAL(lo, hi, acc, mult);
+    return __ssat((int32_t)hi >> rsh, 8);
+}
+
+/* chi of tq_rq_neg_s8 for shift -r, or 0 with *ok = 0 when r is outside
+ * [2, 23] or the output range is not the whole int8 range. */
+static inline uint32_t tq_rq_neg_chi(int32_t shift, const tq_conv_params *prm, int *ok)
+{
+    const int32_t r = -shift;
+    *ok = r >= 2 && r <= 23 && prm->act_min == -128 && prm->act_max == 127;
+    return *ok ? (1u << (r - 2)) + ((uint32_t)prm->output_offset << (r - 1)) : 0u;
+}
+
+/* Multiplies the tile's n_pix pixels (nblk = ceil(n_pix / 4) blocks) by
+ * every filter row (row oc = filter + oc * k) and writes the requantized
+ * outputs out[p * out_c + oc]. Called with a constant k, the row's words
+ * stay in registers over the blocks. */
+__attribute__((always_inline)) static inline void
+tq_cols_tile_n(const uint32_t *cols, int32_t n_pix, int32_t k, const int8_t *filter,
+               const int32_t *bias, const tq_channel_quant *q, const tq_conv_params *prm,
+               int32_t out_c, int8_t *out)
+{
     const int32_t out_offset = prm->output_offset, act_min = prm->act_min,
                   act_max = prm->act_max;
-    int32_t oc;
+    const int32_t nfull = n_pix >> 2, tail = n_pix & 3;
+    const int32_t block_words = TQ_COLS_WORDS(k), out_step = 4 * out_c;
+    int32_t oc, blk;
     for (oc = 0; oc < out_c; oc++) {
         const int8_t *w = filter + (size_t)oc * k;
         const uint32_t *x = cols;
         const int32_t b = bias != NULL ? bias[oc] : 0;
-        int32_t a0 = b, a1 = b, a2 = b, a3 = b;
-        int32_t g;
+        const int32_t mult = q->multiplier[oc], shift = q->shift[oc];
+        int8_t *o = out + oc;
+        int32_t a0, a1, a2, a3;
         tq_rq rq;
-        for (g = groups >> 1; g > 0; g--) {
-            int32_t wv = tq_read_s8x4(w);
-            TQ_COLS_GROUP(x, 0, wv);
-            wv = tq_read_s8x4(w + 4);
-            TQ_COLS_GROUP(x, 8, wv);
-            x += 16;
-            w += 8;
+        int fast;
+        const uint32_t chi = tq_rq_neg_chi(shift, prm, &fast);
+        if (fast) {
+            const int32_t rsh = -shift - 1;
+            for (blk = 0; blk < nfull; blk++) {
+                a0 = a1 = a2 = a3 = b;
+                tq_cols_dot4(x, w, k, &a0, &a1, &a2, &a3);
+                o[0] = (int8_t)tq_rq_neg_s8(a0, mult, chi, rsh);
+                o[out_c] = (int8_t)tq_rq_neg_s8(a1, mult, chi, rsh);
+                o[2 * out_c] = (int8_t)tq_rq_neg_s8(a2, mult, chi, rsh);
+                o[3 * out_c] = (int8_t)tq_rq_neg_s8(a3, mult, chi, rsh);
+                o += out_step;
+                x += block_words;
+            }
+        } else {
+            tq_rq_init(&rq, mult, shift);
+            for (blk = 0; blk < nfull; blk++) {
+                a0 = a1 = a2 = a3 = b;
+                tq_cols_dot4(x, w, k, &a0, &a1, &a2, &a3);
+                o[0] = (int8_t)tq_rq_apply(&rq, a0, out_offset, act_min, act_max, 0);
+                o[out_c] = (int8_t)tq_rq_apply(&rq, a1, out_offset, act_min, act_max, 0);
+                o[2 * out_c] = (int8_t)tq_rq_apply(&rq, a2, out_offset, act_min, act_max, 0);
+                o[3 * out_c] = (int8_t)tq_rq_apply(&rq, a3, out_offset, act_min, act_max, 0);
+                o += out_step;
+                x += block_words;
+            }
         }
-        if (groups & 1) {
-            const int32_t wv = tq_read_s8x4(w);
-            TQ_COLS_GROUP(x, 0, wv);
-            x += 8;
-            w += 4;
-        }
-        if (rem > 0) {
-            const int32_t wv = tq_read_s8_tail(w, rem);
-            TQ_COLS_GROUP(x, 0, wv);
-        }
-        tq_rq_init(&rq, q->multiplier[oc], q->shift[oc]);
-        out[oc] = (int8_t)tq_rq_apply(&rq, a0, out_offset, act_min, act_max, full_range);
-        if (n_pix > 1) {
-            out[out_c + oc] =
-                (int8_t)tq_rq_apply(&rq, a1, out_offset, act_min, act_max, full_range);
-        }
-        if (n_pix > 2) {
-            out[2 * out_c + oc] =
-                (int8_t)tq_rq_apply(&rq, a2, out_offset, act_min, act_max, full_range);
-        }
-        if (n_pix > 3) {
-            out[3 * out_c + oc] =
-                (int8_t)tq_rq_apply(&rq, a3, out_offset, act_min, act_max, full_range);
+        if (tail > 0) {
+            tq_rq_init(&rq, mult, shift);
+            a0 = a1 = a2 = a3 = b;
+            tq_cols_dot4(x, w, k, &a0, &a1, &a2, &a3);
+            o[0] = (int8_t)tq_rq_apply(&rq, a0, out_offset, act_min, act_max, 0);
+            if (tail > 1) {
+                o[out_c] = (int8_t)tq_rq_apply(&rq, a1, out_offset, act_min, act_max, 0);
+            }
+            if (tail > 2) {
+                o[2 * out_c] = (int8_t)tq_rq_apply(&rq, a2, out_offset, act_min, act_max, 0);
+            }
         }
     }
 }
 
-/* tq_cols_mat_mult_n specialized for full blocks and the common clamp. */
-static inline void tq_cols_mat_mult(const uint32_t *cols, int32_t k, const int8_t *filter,
-                                    const int32_t *bias, const tq_channel_quant *q,
-                                    const tq_conv_params *prm, int32_t out_c, int8_t *out,
-                                    int32_t n_pix)
+/* tq_cols_tile_n, with the expand layers' K = 8 and 16 specialized. */
+static inline void tq_cols_tile(const uint32_t *cols, int32_t n_pix, int32_t k, const int8_t *filter,
+                                const int32_t *bias, const tq_channel_quant *q,
+                                const tq_conv_params *prm, int32_t out_c, int8_t *out)
 {
-    const int full_range = prm->act_min == -128 && prm->act_max == 127;
-    if (n_pix == 4 && full_range) {
-        tq_cols_mat_mult_n(cols, k, filter, bias, q, prm, out_c, out, 4, 1);
-    } else if (n_pix == 4) {
-        tq_cols_mat_mult_n(cols, k, filter, bias, q, prm, out_c, out, 4, 0);
+    if (k == 8) {
+        tq_cols_tile_n(cols, n_pix, 8, filter, bias, q, prm, out_c, out);
+    } else if (k == 16) {
+        tq_cols_tile_n(cols, n_pix, 16, filter, bias, q, prm, out_c, out);
     } else {
-        tq_cols_mat_mult_n(cols, k, filter, bias, q, prm, out_c, out, n_pix, 0);
+        tq_cols_tile_n(cols, n_pix, k, filter, bias, q, prm, out_c, out);
     }
 }
 
