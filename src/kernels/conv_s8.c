@@ -2,6 +2,8 @@
  * Reference C path; the ARM DSP path (__ARM_FEATURE_DSP), the Helium path
  * (__ARM_FEATURE_MVE) and the x86-64 AVX2 host path live beside it and give
  * identical bytes. */
+#include <string.h>
+
 #include "tinyqt/kernels.h"
 #include "tinyqt/requant.h"
 #include "tq_check.h"
@@ -72,37 +74,80 @@ static void tq_conv_s8_portable(const tq_conv_params *p, const tq_channel_quant 
 #endif
 
 #if TQ_USE_DSP && !TQ_USE_MVE
-/* Appends one output pixel's input window (filter order ky, kx, c; outside
- * pixels as padding) to a column. */
-static void tq_conv_s8_gather(tq_col_packer *pk, const tq_conv_params *p, const tq_dims *in_d,
-                              const int8_t *in_b, const tq_dims *f_d, int32_t y0, int32_t x0)
+/* d[0 .. n) <- s[0 .. n), a word at a time. */
+static inline void tq_bytes_copy(int8_t *d, const int8_t *s, int32_t n)
+{
+    int32_t j;
+    for (j = 0; j + 4 <= n; j += 4) {
+        memcpy(d + j, s + j, 4);
+    }
+    for (; j < n; j++) {
+        d[j] = s[j];
+    }
+}
+
+/* d[0 .. n) <- the byte in every byte of v4, a word at a time. */
+static inline void tq_bytes_fill(int8_t *d, uint32_t v4, int32_t n)
+{
+    int32_t j;
+    for (j = 0; j + 4 <= n; j += 4) {
+        memcpy(d + j, &v4, 4);
+    }
+    for (; j < n; j++) {
+        d[j] = (int8_t)v4;
+    }
+}
+
+/* Column slot `slot` of a 4-pixel block <- the K window bytes staged in
+ * stage[0 .. K) (followed by 4 bytes of padding), offset added. */
+static inline void tq_conv_s8_emit(uint32_t *block, int32_t slot, const int8_t *stage,
+                                   int32_t groups, int32_t off2)
+{
+    uint32_t *dst = block + 2 * slot;
+    int32_t g;
+    for (g = 0; g < groups; g++, dst += 8) {
+        const int32_t v = tq_read_s8x4(stage + 4 * g);
+        TQ_STRD(tq_sxtab16(off2, v), tq_sxtab16_ror8(off2, v), dst);
+    }
+}
+
+/* stage[0 .. K + 4) <- one output pixel's input window (filter order ky,
+ * kx, c; outside pixels and the 4 bytes after the window as pad4's
+ * byte, which the input offset turns into 0), for windows that cross the
+ * input's edges or are dilated. */
+static __attribute__((noinline)) void
+tq_conv_s8_stage_window(int8_t *stage, uint32_t pad4, const tq_conv_params *p,
+                        const tq_dims *in_d, const int8_t *in_b, const tq_dims *f_d,
+                        int32_t y0, int32_t x0)
 {
     const int32_t in_h = in_d->h, in_w = in_d->w, in_c = in_d->c;
     const int32_t k_h = f_d->h, k_w = f_d->w, dw = p->dilation_w;
     const int32_t row_inside = dw == 1 && x0 >= 0 && x0 + k_w <= in_w;
+    const int32_t run = k_w * in_c;
+    int8_t *d = stage;
     int32_t ky, kx;
-    for (ky = 0; ky < k_h; ky++) {
+    for (ky = 0; ky < k_h; ky++, d += run) {
         const int32_t iy = y0 + ky * p->dilation_h;
         const int8_t *row;
         if (iy < 0 || iy >= in_h) {
-            tq_col_push_pad(pk, k_w * in_c);
+            tq_bytes_fill(d, pad4, run);
             continue;
         }
         row = in_b + (size_t)iy * in_w * in_c;
         if (row_inside) {
-            tq_col_push(pk, row + (size_t)x0 * in_c, k_w * in_c);
+            tq_bytes_copy(d, row + (size_t)x0 * in_c, run);
         } else {
             for (kx = 0; kx < k_w; kx++) {
                 const int32_t ix = x0 + kx * dw;
                 if (ix < 0 || ix >= in_w) {
-                    tq_col_push_pad(pk, in_c);
+                    tq_bytes_fill(d + kx * in_c, pad4, in_c);
                 } else {
-                    tq_col_push(pk, row + (size_t)ix * in_c, in_c);
+                    tq_bytes_copy(d + kx * in_c, row + (size_t)ix * in_c, in_c);
                 }
             }
         }
     }
-    tq_col_end(pk);
+    memcpy(d, &pad4, 4);
 }
 
 /* DSP path: im2col of a tile of output pixels (tq_tile_blocks(K) blocks of
@@ -114,17 +159,33 @@ static void tq_conv_s8_dsp(const tq_conv_params *p, const tq_channel_quant *q,
                            const int32_t *bias, const tq_dims *out_d, int8_t *output,
                            uint32_t *cols)
 {
-    const int32_t k = f_d->h * f_d->w * f_d->c, out_c = out_d->c;
+    const int32_t in_h = in_d->h, in_w = in_d->w, in_c = in_d->c, k_h = f_d->h, k_w = f_d->w;
+    const int32_t k = k_h * k_w * in_c, out_c = out_d->c;
     const int32_t total = out_d->n * out_d->h * out_d->w;
     const int32_t tile = 4 * tq_tile_blocks(k), block_words = TQ_COLS_WORDS(k);
-    int32_t b = 0, oy = 0, ox = 0, pix, j, n;
-    tq_col_packer pk;
+    const int32_t groups = TQ_COLS_GROUPS(k), run = k_w * in_c, row_bytes = in_w * in_c;
+    const int32_t off2 = tq_offset_x2(p->input_offset);
+    const uint32_t pad4 = (uint32_t)(uint8_t)(int8_t)(-p->input_offset) * 0x01010101u;
+    const int dilated = p->dilation_h != 1 || p->dilation_w != 1;
+    int8_t *const stage = tq_tile_stage(cols, k);
+    int32_t b = 0, oy = 0, ox = 0, pix, j, n, ky;
     for (pix = 0; pix < total; pix += tile) {
         n = total - pix < tile ? total - pix : tile;
         for (j = 0; j < n; j++) {
-            tq_col_begin(&pk, cols + (j >> 2) * block_words, j & 3, p->input_offset);
-            tq_conv_s8_gather(&pk, p, in_d, input + (size_t)b * in_d->h * in_d->w * in_d->c, f_d,
-                              oy * p->stride_h - p->pad_top, ox * p->stride_w - p->pad_left);
+            const int8_t *in_b = input + (size_t)b * in_h * row_bytes;
+            const int32_t y0 = oy * p->stride_h - p->pad_top, x0 = ox * p->stride_w - p->pad_left;
+            if (!dilated && y0 >= 0 && y0 + k_h <= in_h && x0 >= 0 && x0 + k_w <= in_w) {
+                /* the window lies inside the input: k_h runs of K_W * C_in bytes */
+                const int8_t *src = in_b + (size_t)y0 * row_bytes + (size_t)x0 * in_c;
+                int8_t *d = stage;
+                for (ky = 0; ky < k_h; ky++, d += run, src += row_bytes) {
+                    tq_bytes_copy(d, src, run);
+                }
+                memcpy(d, &pad4, 4);
+            } else {
+                tq_conv_s8_stage_window(stage, pad4, p, in_d, in_b, f_d, y0, x0);
+            }
+            tq_conv_s8_emit(cols + (j >> 2) * block_words, j & 3, stage, groups, off2);
             if (++ox == out_d->w) {
                 ox = 0;
                 if (++oy == out_d->h) {

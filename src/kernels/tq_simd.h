@@ -48,21 +48,22 @@
  * words each) back to back: the conv and 1x1 kernels' scratch. The filter
  * rows are the outer loop, so each channel's bias and requantization are
  * set up once per tile and stay in registers over its pixels. */
-#define TQ_TILE_BYTES 2048
+#define TQ_TILE_BYTES 4096
 #define TQ_TILE_MAX_BLOCKS 8
 
 /* 4-pixel blocks per tile for K = k: as many as fit TQ_TILE_BYTES, 1..8. */
 static inline int32_t tq_tile_blocks(int32_t k)
 {
-    const int64_t n = TQ_TILE_BYTES / (32 * TQ_COLS_GROUPS((int64_t)k));
-    return n < 1 ? 1 : (n > TQ_TILE_MAX_BLOCKS ? TQ_TILE_MAX_BLOCKS : (int32_t)n);
+    const int32_t n = k > TQ_TILE_BYTES ? 1 : TQ_TILE_BYTES / (32 * TQ_COLS_GROUPS(k));
+    return n < 1 ? 1 : (n > TQ_TILE_MAX_BLOCKS ? TQ_TILE_MAX_BLOCKS : n);
 }
 
-/* Scratch bytes of one tile for K = k (the conv and 1x1 kernels' buffer
- * size on every path); 0 when it overflows int32. */
+/* Scratch bytes of one tile for K = k and one expanded filter row (the
+ * conv and 1x1 kernels' buffer size on every path); 0 when it overflows
+ * int32. */
 static inline int32_t tq_tile_bytes(int32_t k)
 {
-    const int64_t n = (int64_t)32 * TQ_COLS_GROUPS((int64_t)k) * tq_tile_blocks(k);
+    const int64_t n = (int64_t)8 * TQ_COLS_GROUPS((int64_t)k) * (4 * tq_tile_blocks(k) + 1);
     return n > INT32_MAX ? 0 : (int32_t)n;
 }
 
@@ -316,10 +317,30 @@ static inline void tq_col_end(tq_col_packer *pk)
     }
 }
 
-/* One group of four k values of the 4 pixels: 8 SMLAD. */
-#define TQ_COLS_GROUP(x, words, wv)                                                  \
+/* The filter row w (k int8 values) in the columns' even/odd int16 layout:
+ * for each group of 4, (w[4g], w[4g+2]) and (w[4g+1], w[4g+3]); the k >= K
+ * tail is 0. TQ_COLS_GROUPS(k) * 2 words. */
+static inline void tq_row_expand(const int8_t *w, int32_t k, uint32_t *wx)
+{
+    const int32_t groups = k >> 2, rem = k & 3;
+    int32_t g;
+    for (g = 0; g < groups; g++) {
+        const int32_t v = tq_read_s8x4(w + 4 * g);
+        wx[2 * g] = (uint32_t)tq_sxtb16(v);
+        wx[2 * g + 1] = (uint32_t)tq_sxtb16_ror8(v);
+    }
+    if (rem > 0) {
+        const int32_t v = tq_read_s8_tail(w + 4 * groups, rem);
+        wx[2 * groups] = (uint32_t)tq_sxtb16(v);
+        wx[2 * groups + 1] = (uint32_t)tq_sxtb16_ror8(v);
+    }
+}
+
+/* One group of four k values of the 4 pixels (expanded weights we, wo):
+ * 8 SMLAD. */
+#define TQ_COLS_GROUP(x, words, we, wo)                                              \
     do {                                                                             \
-        const int32_t we_ = tq_sxtb16(wv), wo_ = tq_sxtb16_ror8(wv);                 \
+        const int32_t we_ = (we), wo_ = (wo);                                        \
         int32_t e_, o_;                                                              \
         TQ_LDRD(e_, o_, x, (words));                                                 \
         a0 = tq_smlad(e_, we_, a0);                                                  \
@@ -335,37 +356,73 @@ static inline void tq_col_end(tq_col_packer *pk)
         a3 = tq_smlad(o_, wo_, a3);                                                  \
     } while (0)
 
-/* The dot products of one 4-pixel block of columns x with the filter row
- * w (k int8 values) added to *a0..*a3. */
+/* The dot products of one 4-pixel block of columns x with an expanded
+ * filter row wx (tq_row_expand; groups = TQ_COLS_GROUPS(k)) added to
+ * *acc0..*acc3. */
 __attribute__((always_inline)) static inline void
-tq_cols_dot4(const uint32_t *x, const int8_t *w, int32_t k, int32_t *acc0, int32_t *acc1,
+tq_cols_dot4(const uint32_t *x, const uint32_t *wx, int32_t groups, int32_t *acc0, int32_t *acc1,
              int32_t *acc2, int32_t *acc3)
 {
-    const int32_t groups = k >> 2, rem = k & 3;
     int32_t a0 = *acc0, a1 = *acc1, a2 = *acc2, a3 = *acc3;
-    int32_t g;
+    int32_t g, we, wo;
     for (g = groups >> 1; g > 0; g--) {
-        int32_t wv = tq_read_s8x4(w);
-        TQ_COLS_GROUP(x, 0, wv);
-        wv = tq_read_s8x4(w + 4);
-        TQ_COLS_GROUP(x, 8, wv);
+        TQ_LDRD(we, wo, wx, 0);
+        TQ_COLS_GROUP(x, 0, we, wo);
+        TQ_LDRD(we, wo, wx, 2);
+        TQ_COLS_GROUP(x, 8, we, wo);
         x += 16;
-        w += 8;
+        wx += 4;
     }
     if (groups & 1) {
-        const int32_t wv = tq_read_s8x4(w);
-        TQ_COLS_GROUP(x, 0, wv);
-        x += 8;
-        w += 4;
-    }
-    if (rem > 0) {
-        const int32_t wv = tq_read_s8_tail(w, rem);
-        TQ_COLS_GROUP(x, 0, wv);
+        TQ_LDRD(we, wo, wx, 0);
+        TQ_COLS_GROUP(x, 0, we, wo);
     }
     *acc0 = a0;
     *acc1 = a1;
     *acc2 = a2;
     *acc3 = a3;
+}
+
+/* tq_cols_dot4 with the filter row as int8 (w, k values): each group's
+ * weights are sign-extended on the way (tq_cols_tile's choice for tiles
+ * too short to repay expanding the row). */
+__attribute__((always_inline)) static inline void
+tq_cols_dot4_s8(const uint32_t *x, const int8_t *w, int32_t k, int32_t *acc0, int32_t *acc1,
+                int32_t *acc2, int32_t *acc3)
+{
+    const int32_t groups = k >> 2, rem = k & 3;
+    int32_t a0 = *acc0, a1 = *acc1, a2 = *acc2, a3 = *acc3;
+    int32_t g, wv;
+    for (g = groups >> 1; g > 0; g--) {
+        wv = tq_read_s8x4(w);
+        TQ_COLS_GROUP(x, 0, tq_sxtb16(wv), tq_sxtb16_ror8(wv));
+        wv = tq_read_s8x4(w + 4);
+        TQ_COLS_GROUP(x, 8, tq_sxtb16(wv), tq_sxtb16_ror8(wv));
+        x += 16;
+        w += 8;
+    }
+    if (groups & 1) {
+        wv = tq_read_s8x4(w);
+        TQ_COLS_GROUP(x, 0, tq_sxtb16(wv), tq_sxtb16_ror8(wv));
+        x += 8;
+        w += 4;
+    }
+    if (rem > 0) {
+        wv = tq_read_s8_tail(w, rem);
+        TQ_COLS_GROUP(x, 0, tq_sxtb16(wv), tq_sxtb16_ror8(wv));
+    }
+    *acc0 = a0;
+    *acc1 = a1;
+    *acc2 = a2;
+    *acc3 = a3;
+}
+
+/* The scratch after the tile's largest size: TQ_COLS_GROUPS(k) * 8 bytes,
+ * 4-byte aligned, where tq_cols_tile expands each filter row (and a
+ * gather may stage a window's bytes before that). */
+static inline int8_t *tq_tile_stage(uint32_t *cols, int32_t k)
+{
+    return (int8_t *)(cols + tq_tile_blocks(k) * TQ_COLS_WORDS(k));
 }
 
 /* tq_requantize(acc, mult, -r) + out_offset saturated to int8, for
@@ -390,22 +447,33 @@ static inline uint32_t tq_rq_neg_chi(int32_t shift, const tq_conv_params *prm, i
     return *ok ? (1u << (r - 2)) + ((uint32_t)prm->output_offset << (r - 1)) : 0u;
 }
 
-/* Multiplies the tile's n_pix pixels (nblk = ceil(n_pix / 4) blocks) by
- * every filter row (row oc = filter + oc * k) and writes the requantized
- * outputs out[p * out_c + oc]. Called with a constant k, the row's words
- * stay in registers over the blocks. */
+/* Multiplies the tile's n_pix pixels (ceil(n_pix / 4) blocks) by every
+ * filter row (row oc = filter + oc * k) and writes the requantized outputs
+ * out[p * out_c + oc]. With expand (a constant), each row is expanded once
+ * per tile (tq_row_expand) into the scratch after the tile's largest
+ * size. */
 __attribute__((always_inline)) static inline void
-tq_cols_tile_n(const uint32_t *cols, int32_t n_pix, int32_t k, const int8_t *filter,
+tq_cols_tile_n(uint32_t *cols, int32_t n_pix, int32_t k, const int8_t *filter,
                const int32_t *bias, const tq_channel_quant *q, const tq_conv_params *prm,
-               int32_t out_c, int8_t *out)
+               int32_t out_c, int8_t *out, int expand)
 {
     const int32_t out_offset = prm->output_offset, act_min = prm->act_min,
                   act_max = prm->act_max;
     const int32_t nfull = n_pix >> 2, tail = n_pix & 3;
-    const int32_t block_words = TQ_COLS_WORDS(k), out_step = 4 * out_c;
+    const int32_t block_words = TQ_COLS_WORDS(k), groups = TQ_COLS_GROUPS(k);
+    uint32_t *const wx = (uint32_t *)tq_tile_stage(cols, k);
     int32_t oc, blk;
+#define TQ_TILE_DOT(x)                                                               \
+    do {                                                                             \
+        a0 = a1 = a2 = a3 = b;                                                       \
+        if (expand) {                                                                \
+            tq_cols_dot4(x, wx, groups, &a0, &a1, &a2, &a3);                         \
+        } else {                                                                     \
+            tq_cols_dot4_s8(x, w, k, &a0, &a1, &a2, &a3);                            \
+        }                                                                            \
+    } while (0)
     for (oc = 0; oc < out_c; oc++) {
-        const int8_t *w = filter + (size_t)oc * k;
+        const int8_t *const w = filter + (size_t)oc * k;
         const uint32_t *x = cols;
         const int32_t b = bias != NULL ? bias[oc] : 0;
         const int32_t mult = q->multiplier[oc], shift = q->shift[oc];
@@ -414,35 +482,41 @@ tq_cols_tile_n(const uint32_t *cols, int32_t n_pix, int32_t k, const int8_t *fil
         tq_rq rq;
         int fast;
         const uint32_t chi = tq_rq_neg_chi(shift, prm, &fast);
+        if (expand) {
+            tq_row_expand(w, k, wx);
+        }
         if (fast) {
             const int32_t rsh = -shift - 1;
             for (blk = 0; blk < nfull; blk++) {
-                a0 = a1 = a2 = a3 = b;
-                tq_cols_dot4(x, w, k, &a0, &a1, &a2, &a3);
-                o[0] = (int8_t)tq_rq_neg_s8(a0, mult, chi, rsh);
-                o[out_c] = (int8_t)tq_rq_neg_s8(a1, mult, chi, rsh);
-                o[2 * out_c] = (int8_t)tq_rq_neg_s8(a2, mult, chi, rsh);
-                o[3 * out_c] = (int8_t)tq_rq_neg_s8(a3, mult, chi, rsh);
-                o += out_step;
+                TQ_TILE_DOT(x);
+                *o = (int8_t)tq_rq_neg_s8(a0, mult, chi, rsh);
+                o += out_c;
+                *o = (int8_t)tq_rq_neg_s8(a1, mult, chi, rsh);
+                o += out_c;
+                *o = (int8_t)tq_rq_neg_s8(a2, mult, chi, rsh);
+                o += out_c;
+                *o = (int8_t)tq_rq_neg_s8(a3, mult, chi, rsh);
+                o += out_c;
                 x += block_words;
             }
         } else {
             tq_rq_init(&rq, mult, shift);
             for (blk = 0; blk < nfull; blk++) {
-                a0 = a1 = a2 = a3 = b;
-                tq_cols_dot4(x, w, k, &a0, &a1, &a2, &a3);
-                o[0] = (int8_t)tq_rq_apply(&rq, a0, out_offset, act_min, act_max, 0);
-                o[out_c] = (int8_t)tq_rq_apply(&rq, a1, out_offset, act_min, act_max, 0);
-                o[2 * out_c] = (int8_t)tq_rq_apply(&rq, a2, out_offset, act_min, act_max, 0);
-                o[3 * out_c] = (int8_t)tq_rq_apply(&rq, a3, out_offset, act_min, act_max, 0);
-                o += out_step;
+                TQ_TILE_DOT(x);
+                *o = (int8_t)tq_rq_apply(&rq, a0, out_offset, act_min, act_max, 0);
+                o += out_c;
+                *o = (int8_t)tq_rq_apply(&rq, a1, out_offset, act_min, act_max, 0);
+                o += out_c;
+                *o = (int8_t)tq_rq_apply(&rq, a2, out_offset, act_min, act_max, 0);
+                o += out_c;
+                *o = (int8_t)tq_rq_apply(&rq, a3, out_offset, act_min, act_max, 0);
+                o += out_c;
                 x += block_words;
             }
         }
         if (tail > 0) {
             tq_rq_init(&rq, mult, shift);
-            a0 = a1 = a2 = a3 = b;
-            tq_cols_dot4(x, w, k, &a0, &a1, &a2, &a3);
+            TQ_TILE_DOT(x);
             o[0] = (int8_t)tq_rq_apply(&rq, a0, out_offset, act_min, act_max, 0);
             if (tail > 1) {
                 o[out_c] = (int8_t)tq_rq_apply(&rq, a1, out_offset, act_min, act_max, 0);
@@ -452,19 +526,24 @@ tq_cols_tile_n(const uint32_t *cols, int32_t n_pix, int32_t k, const int8_t *fil
             }
         }
     }
+#undef TQ_TILE_DOT
 }
 
-/* tq_cols_tile_n, with the expand layers' K = 8 and 16 specialized. */
-static inline void tq_cols_tile(const uint32_t *cols, int32_t n_pix, int32_t k, const int8_t *filter,
+/* tq_cols_tile_n: rows expanded once per tile where the tile has 4 or more
+ * blocks (expanding costs about two blocks' weight sign-extensions), and
+ * the expand layers' K = 8 and 16 specialized. */
+static inline void tq_cols_tile(uint32_t *cols, int32_t n_pix, int32_t k, const int8_t *filter,
                                 const int32_t *bias, const tq_channel_quant *q,
                                 const tq_conv_params *prm, int32_t out_c, int8_t *out)
 {
     if (k == 8) {
-        tq_cols_tile_n(cols, n_pix, 8, filter, bias, q, prm, out_c, out);
+        tq_cols_tile_n(cols, n_pix, 8, filter, bias, q, prm, out_c, out, 1);
     } else if (k == 16) {
-        tq_cols_tile_n(cols, n_pix, 16, filter, bias, q, prm, out_c, out);
+        tq_cols_tile_n(cols, n_pix, 16, filter, bias, q, prm, out_c, out, 1);
+    } else if (tq_tile_blocks(k) >= 4) {
+        tq_cols_tile_n(cols, n_pix, k, filter, bias, q, prm, out_c, out, 1);
     } else {
-        tq_cols_tile_n(cols, n_pix, k, filter, bias, q, prm, out_c, out);
+        tq_cols_tile_n(cols, n_pix, k, filter, bias, q, prm, out_c, out, 0);
     }
 }
 
