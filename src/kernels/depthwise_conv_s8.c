@@ -149,6 +149,11 @@ typedef struct {
     int32_t ch;          /* 152: bytes between horizontal taps */
     int32_t row_step;    /* 156: bytes between rows */
     int32_t off2;        /* 160: input offset in both int16 lanes */
+    const int32_t *wp;   /* 164: tq_dw_window_asm: first tap's expanded weights */
+    int32_t cols;        /* 168: taps per row (>= 1) */
+    int32_t rows;        /* 172: rows (>= 1) */
+    int32_t row_adv;     /* 176: bytes from past a row's last tap to the next row's first */
+    int32_t w_skip;      /* 180: weight bytes skipped between rows */
 } tq_dw3x3_job;
 
 #define TQ_DW_JOB_CHECK(field, off) \
@@ -162,6 +167,11 @@ TQ_DW_JOB_CHECK(x_stride, 148);
 TQ_DW_JOB_CHECK(ch, 152);
 TQ_DW_JOB_CHECK(row_step, 156);
 TQ_DW_JOB_CHECK(off2, 160);
+TQ_DW_JOB_CHECK(wp, 164);
+TQ_DW_JOB_CHECK(cols, 168);
+TQ_DW_JOB_CHECK(rows, 172);
+TQ_DW_JOB_CHECK(row_adv, 176);
+TQ_DW_JOB_CHECK(w_skip, 180);
 
 /* Fills job->rq for the 4 channels from c (tq_rq_neg_chi); 0 when one of
  * them is outside what the assembly run handles. */
@@ -247,6 +257,54 @@ __attribute__((naked, noinline)) static void tq_dw3x3_run_asm(tq_dw3x3_job *job 
         "pop {r4-r11, pc}\n\t");
 }
 
+/* One output pixel of a 4-channel group over a window clipped to the input
+ * (any kernel size and dilation): job->rows rows of job->cols taps from
+ * job->x, taps job->ch bytes apart, weights from job->wp; the sums, the
+ * requantization (tq_rq_neg_s8) and the stores at job->out as in
+ * tq_dw3x3_run_asm. Uses job->n as its row counter. */
+__attribute__((naked, noinline)) static void tq_dw_window_asm(tq_dw3x3_job *job __attribute__((unused)))
+{
+    __asm__ volatile(
+        "push {r4-r11, lr}\n\t"
+        "mov lr, r0\n\t"
+        "ldr r8, [lr, #136]\n\t"
+        "ldr r9, [lr, #164]\n\t"
+        "ldr r10, [lr, #160]\n\t"
+        "ldr r11, [lr, #152]\n\t"
+        "ldrd r0, r1, [lr, #72]\n\t"
+        "ldrd r2, r3, [lr, #80]\n\t"
+        "ldr r12, [lr, #172]\n\t"
+        "str r12, [lr, #144]\n\t"
+        "2:\n\t"
+        "ldr r12, [lr, #168]\n\t"
+        "3:\n\t"
+        "ldr r4, [r8]\n\t"
+        "add r8, r8, r11\n\t"
+        "ldrd r6, r7, [r9], #8\n\t"
+        "sxtab16 r5, r10, r4\n\t"
+        "sxtab16 r4, r10, r4, ror #8\n\t"
+        "smlabb r0, r5, r6, r0\n\t"
+        "smlatt r2, r5, r6, r2\n\t"
+        "smlabb r1, r4, r7, r1\n\t"
+        "smlatt r3, r4, r7, r3\n\t"
+        "subs r12, r12, #1\n\t"
+        "bne 3b\n\t"
+        "ldr r4, [lr, #176]\n\t"
+        "add r8, r8, r4\n\t"
+        "ldr r4, [lr, #180]\n\t"
+        "add r9, r9, r4\n\t"
+        "ldr r4, [lr, #144]\n\t"
+        "subs r4, r4, #1\n\t"
+        "str r4, [lr, #144]\n\t"
+        "bne 2b\n\t"
+        "ldr r9, [lr, #140]\n\t"
+        TQ_DW_ASM_RQ("r0", 88, 0)
+        TQ_DW_ASM_RQ("r1", 100, 1)
+        TQ_DW_ASM_RQ("r2", 112, 2)
+        TQ_DW_ASM_RQ("r3", 124, 3)
+        "pop {r4-r11, pc}\n\t");
+}
+
 /* DSP path (depth multiplier 1, KH*KW <= TQ_DW_DSP_MAX_TAPS; anything else
  * takes the reference path). Channels outer, 4 at a time: the 4 channels'
  * filter taps are sign-extended once ((w0, w2) and (w1, w3) per tap) and
@@ -280,7 +338,8 @@ static void tq_depthwise_conv_s8_dsp(const tq_conv_params *p, const tq_channel_q
     tq_rq rq[4];
     int32_t c, t, i, b, oy, ox, ky, kx;
     for (c = 0; c + 4 <= ch; c += 4) {
-        const int asm_run = is_3x3 && tq_dw_job_rq(&job, q, c, p);
+        const int rq_fast = tq_dw_job_rq(&job, q, c, p);
+        const int asm_run = is_3x3 && rq_fast;
         for (t = 0; t < taps; t++) {
             const int32_t wv = tq_read_s8x4(filter + (size_t)t * ch + c);
             wexp[2 * t] = tq_sxtb16(wv);
@@ -331,6 +390,21 @@ static void tq_depthwise_conv_s8_dsp(const tq_conv_params *p, const tq_channel_q
                     kx1 = dw == 1 ? in_w - x0 : (in_w - x0 + dw - 1) / dw;
                     kx1 = kx1 < k_w ? kx1 : k_w;
                     xrow = in_b + ((size_t)(y0 + ky0 * dh) * in_w + (size_t)(x0 + kx0 * dw)) * ch;
+                    if (rq_fast && ky1 > ky0 && kx1 > kx0) {
+                        job.x = xrow;
+                        job.out = out;
+                        job.ch = x_step;
+                        job.off2 = off2;
+                        job.wp = wexp + 2 * (ky0 * k_w + kx0);
+                        job.cols = kx1 - kx0;
+                        job.rows = ky1 - ky0;
+                        job.row_adv = row_step - job.cols * x_step;
+                        job.w_skip = 8 * (k_w - job.cols);
+                        tq_dw_window_asm(&job);
+                        out += ch;
+                        ox++;
+                        continue;
+                    }
                     a0 = b4[0];
                     a1 = b4[1];
                     a2 = b4[2];

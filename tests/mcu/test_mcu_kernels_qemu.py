@@ -126,6 +126,15 @@ def make_cases(seed=1234):
     cases.append(_conv(rng, "dw3_mixed_shifts_c11", 6, 6, 11, 11, 3, 1, (1, 1, 1, 1), depthwise=True,
                        shifts=(-14, -1, 0, 1, 3, -20), act=(-100, 90)))
     cases.append(_conv(rng, "pw_mixed_shifts_c9", 5, 5, 21, 9, 1, shifts=(-15, 0, 2, -1, -25)))
+    # the fast requantization's shift range [-23, -2] with the whole int8 range, and the
+    # channels just outside it, in one 4-channel group (offset folded into the high word)
+    cases.append(_conv(rng, "dw3_fast_rq_edges_c8", 7, 9, 8, 8, 3, 1, (1, 1, 1, 1), depthwise=True,
+                       shifts=(-2, -23, -9, -5, -24, -1, -2, -23), output_offset=127))
+    cases.append(_conv(rng, "pw_fast_rq_edges_c8", 5, 6, 8, 8, 1, shifts=(-2, -23, -24, -1, -12, -13, -14, -11),
+                       output_offset=-128))
+    # a dilated depthwise window (clipped windows with taps 2 pixels apart)
+    cases.append(_conv(rng, "dw3_dilation2_c12", 9, 10, 12, 12, 3, 1, (2, 2, 2, 2), dilation=2,
+                       depthwise=True))
     # fully connected.
     for batches, n_in, n_out in ((1, 1, 1), (1, 7, 10), (3, 17, 5), (1, 64, 70), (2, 70, 13),
                                  (1, 280, 10)):
