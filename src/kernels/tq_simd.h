@@ -182,26 +182,29 @@ static inline void tq_rq_init(tq_rq *rq, int32_t mult, int32_t shift)
     }
 }
 
-/* tq_requantize(acc, mult, shift) + output_offset, clamped to
- * [act_min, act_max]; full_range != 0 promises [-128, 127] (one SSAT). */
-static inline int32_t tq_rq_apply(const tq_rq *rq, int32_t acc, int32_t out_offset,
-                                  int32_t act_min, int32_t act_max, int full_range)
+/* tq_requantize(acc, mult, shift). */
+static inline int32_t tq_rq_raw(const tq_rq *rq, int32_t acc)
 {
     uint32_t lo, hi;
-    int32_t v;
     if (rq->left >= 0) {
         const int32_t x = (int32_t)((uint32_t)acc << rq->left);
         lo = 1u << 30;
         hi = 0;
         TQ_SMLAL(lo, hi, x, rq->mult);
-        v = (int32_t)((lo >> 31) | (hi << 1));
-    } else {
-        lo = rq->clo ^ ((uint32_t)acc & 0x80000000u);
-        hi = rq->chi + ((uint32_t)(acc >> 31) & rq->hmask);
-        TQ_SMLAL(lo, hi, acc, rq->mult);
-        v = (int32_t)hi >> rq->rsh;
+        return (int32_t)((lo >> 31) | (hi << 1));
     }
-    v += out_offset;
+    lo = rq->clo ^ ((uint32_t)acc & 0x80000000u);
+    hi = rq->chi + ((uint32_t)(acc >> 31) & rq->hmask);
+    TQ_SMLAL(lo, hi, acc, rq->mult);
+    return (int32_t)hi >> rq->rsh;
+}
+
+/* tq_requantize(acc, mult, shift) + output_offset, clamped to
+ * [act_min, act_max]; full_range != 0 promises [-128, 127] (one SSAT). */
+static inline int32_t tq_rq_apply(const tq_rq *rq, int32_t acc, int32_t out_offset,
+                                  int32_t act_min, int32_t act_max, int full_range)
+{
+    int32_t v = tq_rq_raw(rq, acc) + out_offset;
     if (full_range) {
         return __ssat(v, 8);
     }
