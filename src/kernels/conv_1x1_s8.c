@@ -115,10 +115,36 @@ static void tq_conv_1x1_s8_mve(const tq_conv_params *p, const tq_channel_quant *
 #endif
 
 #if TQ_USE_DSP && !TQ_USE_MVE
+/* tq_cols_tile, with the input channel counts of the expand and project
+ * layers of the small networks this library targets (8 to 48) as
+ * constants, so their dot products unroll fully. */
+static void tq_pw_tile(uint32_t *cols, int32_t n_pix, int32_t k, const int8_t *filter,
+                       const int32_t *bias, const tq_channel_quant *q, const tq_conv_params *prm,
+                       int32_t out_c, int8_t *out)
+{
+    switch (k) {
+#define TQ_PW_TILE_K(kc)                                                          \
+    case kc:                                                                      \
+        tq_cols_tile_n(cols, n_pix, kc, filter, bias, q, prm, out_c, out, 1);     \
+        break;
+        TQ_PW_TILE_K(8)
+        TQ_PW_TILE_K(16)
+        TQ_PW_TILE_K(24)
+        TQ_PW_TILE_K(32)
+        TQ_PW_TILE_K(40)
+        TQ_PW_TILE_K(48)
+#undef TQ_PW_TILE_K
+    default:
+        tq_cols_tile(cols, n_pix, k, filter, bias, q, prm, out_c, out);
+    }
+}
+#endif
+
+#if TQ_USE_DSP && !TQ_USE_MVE
 /* DSP path: gathers a tile of output pixels' input vectors (offset added,
  * int16, tq_tile_blocks(C_in) blocks of 4) into the scratch, then one pass
  * over the filter rows computes the tile's outputs with SMLAD
- * (tq_cols_tile). */
+ * (tq_pw_tile). */
 static void tq_conv_1x1_s8_dsp(const tq_conv_params *p, const tq_channel_quant *q,
                                const tq_dims *in_d, const int8_t *input,
                                const int8_t *filter, const int32_t *bias,
@@ -145,7 +171,7 @@ static void tq_conv_1x1_s8_dsp(const tq_conv_params *p, const tq_channel_quant *
                 }
             }
         }
-        tq_cols_tile(cols, n, in_c, filter, bias, q, p, out_c, output + (size_t)pix * out_c);
+        tq_pw_tile(cols, n, in_c, filter, bias, q, p, out_c, output + (size_t)pix * out_c);
     }
 }
 #endif

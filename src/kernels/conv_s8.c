@@ -194,7 +194,11 @@ static void tq_conv_s8_dsp(const tq_conv_params *p, const tq_channel_quant *q,
                 }
             }
         }
-        tq_cols_tile(cols, n, k, filter, bias, q, p, out_c, output + (size_t)pix * out_c);
+        if (k == 27) { /* the RGB 3x3 stem: a constant K unrolls its dot product */
+            tq_cols_tile_n(cols, n, 27, filter, bias, q, p, out_c, output + (size_t)pix * out_c, 1);
+        } else {
+            tq_cols_tile(cols, n, k, filter, bias, q, p, out_c, output + (size_t)pix * out_c);
+        }
     }
 }
 #endif

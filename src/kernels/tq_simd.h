@@ -532,18 +532,15 @@ tq_cols_tile_n(uint32_t *cols, int32_t n_pix, int32_t k, const int8_t *filter,
 #undef TQ_TILE_DOT
 }
 
-/* tq_cols_tile_n: rows expanded once per tile where the tile has 4 or more
- * blocks (expanding costs about two blocks' weight sign-extensions), and
- * the expand layers' K = 8 and 16 specialized. */
+/* tq_cols_tile_n with rows expanded once per tile where the tile has 4 or
+ * more blocks (expanding costs about two blocks' weight sign-extensions).
+ * Callers that know their common K pass it as a constant instead (a fully
+ * unrolled dot product: tq_pw_tile, tq_conv_tile). */
 static inline void tq_cols_tile(uint32_t *cols, int32_t n_pix, int32_t k, const int8_t *filter,
                                 const int32_t *bias, const tq_channel_quant *q,
                                 const tq_conv_params *prm, int32_t out_c, int8_t *out)
 {
-    if (k == 8) {
-        tq_cols_tile_n(cols, n_pix, 8, filter, bias, q, prm, out_c, out, 1);
-    } else if (k == 16) {
-        tq_cols_tile_n(cols, n_pix, 16, filter, bias, q, prm, out_c, out, 1);
-    } else if (tq_tile_blocks(k) >= 4) {
+    if (tq_tile_blocks(k) >= 4) {
         tq_cols_tile_n(cols, n_pix, k, filter, bias, q, prm, out_c, out, 1);
     } else {
         tq_cols_tile_n(cols, n_pix, k, filter, bias, q, prm, out_c, out, 0);

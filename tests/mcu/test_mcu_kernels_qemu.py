@@ -73,7 +73,11 @@ def make_cases(seed=1234):
     for c_in, c_out, h, w, s in ((1, 1, 5, 7, 1), (3, 5, 7, 5, 1), (4, 8, 6, 6, 1),
                                  (5, 7, 9, 9, 2), (16, 17, 5, 5, 1), (33, 64, 3, 5, 1),
                                  (64, 70, 4, 4, 1), (70, 33, 7, 7, 2), (70, 70, 3, 3, 1),
-                                 (17, 3, 11, 1, 2), (8, 16, 8, 8, 1)):
+                                 (17, 3, 11, 1, 2), (8, 16, 8, 8, 1),
+                                 # the DSP path's unrolled input channel counts, over
+                                 # more than one 32-pixel tile with a partial last block
+                                 (16, 9, 7, 9, 1), (24, 13, 5, 9, 1), (32, 6, 7, 7, 1),
+                                 (40, 5, 6, 7, 1), (48, 7, 9, 5, 1)):
         cases.append(_conv(rng, f"pw{c_in}to{c_out}_{h}x{w}_s{s}", h, w, c_in, c_out, 1, s))
     cases.append(_conv(rng, "pw_batch2_nobias_relu", 5, 5, 12, 10, 1, batch=2, bias=False,
                        act=(-128, 0), input_offset=128, output_offset=-128))
@@ -83,6 +87,7 @@ def make_cases(seed=1234):
             ("conv1x1_dil2_s2", 9, 7, 3, 4, 1, 2, (0, 0, 0, 0), 2),
             ("conv3_s1_same_c1", 9, 9, 1, 4, 3, 1, None, 1),
             ("conv3_s2_same_c3", 15, 13, 3, 16, 3, 2, None, 1),
+            ("conv3_s1_same_c3_k27_tiles", 9, 11, 3, 7, 3, 1, None, 1),
             ("conv3_s1_valid_c5", 7, 9, 5, 7, 3, 1, (0, 0, 0, 0), 1),
             ("conv3_s2_pad1_c17", 10, 10, 17, 9, 3, 2, (1, 1, 1, 1), 1),
             ("conv3_s1_dil2", 11, 9, 4, 5, 3, 1, (2, 2, 2, 2), 2),
