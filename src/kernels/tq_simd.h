@@ -368,7 +368,19 @@ tq_cols_dot4(const uint32_t *x, const uint32_t *wx, int32_t groups, int32_t *acc
 {
     int32_t a0 = *acc0, a1 = *acc1, a2 = *acc2, a3 = *acc3;
     int32_t g, we, wo;
-    for (g = groups >> 1; g > 0; g--) {
+    for (g = groups >> 2; g > 0; g--) {
+        TQ_LDRD(we, wo, wx, 0);
+        TQ_COLS_GROUP(x, 0, we, wo);
+        TQ_LDRD(we, wo, wx, 2);
+        TQ_COLS_GROUP(x, 8, we, wo);
+        TQ_LDRD(we, wo, wx, 4);
+        TQ_COLS_GROUP(x, 16, we, wo);
+        TQ_LDRD(we, wo, wx, 6);
+        TQ_COLS_GROUP(x, 24, we, wo);
+        x += 32;
+        wx += 8;
+    }
+    if (groups & 2) {
         TQ_LDRD(we, wo, wx, 0);
         TQ_COLS_GROUP(x, 0, we, wo);
         TQ_LDRD(we, wo, wx, 2);
