@@ -154,6 +154,8 @@ typedef struct {
     int32_t rows;        /* 172: rows (>= 1) */
     int32_t row_adv;     /* 176: bytes from past a row's last tap to the next row's first */
     int32_t w_skip;      /* 180: weight bytes skipped between rows */
+    int32_t out_step;    /* 184: tq_dw_run_asm: bytes from one output to the next */
+    int32_t px;          /* 188: tq_dw_run_asm: windows (>= 1), counted down */
 } tq_dw3x3_job;
 
 #define TQ_DW_JOB_CHECK(field, off) \
@@ -172,6 +174,8 @@ TQ_DW_JOB_CHECK(cols, 168);
 TQ_DW_JOB_CHECK(rows, 172);
 TQ_DW_JOB_CHECK(row_adv, 176);
 TQ_DW_JOB_CHECK(w_skip, 180);
+TQ_DW_JOB_CHECK(out_step, 184);
+TQ_DW_JOB_CHECK(px, 188);
 
 /* Fills job->rq for the 4 channels from c (tq_rq_neg_chi); 0 when one of
  * them is outside what the assembly run handles. */
@@ -257,51 +261,107 @@ __attribute__((naked, noinline)) static void tq_dw3x3_run_asm(tq_dw3x3_job *job 
         "pop {r4-r11, pc}\n\t");
 }
 
-/* One output pixel of a 4-channel group over a window clipped to the input
- * (any kernel size and dilation): job->rows rows of job->cols taps from
- * job->x, taps job->ch bytes apart, weights from job->wp; the sums, the
- * requantization (tq_rq_neg_s8) and the stores at job->out as in
- * tq_dw3x3_run_asm. Uses job->n as its row counter. */
-__attribute__((naked, noinline)) static void tq_dw_window_asm(tq_dw3x3_job *job __attribute__((unused)))
+/* One tap of tq_dw_run_asm at ADDR: weights from r9 (post-incremented). */
+#define TQ_DW_RUN_TAP(addr)                        \
+    "ldr r4, " addr "\n\t"                         \
+    "ldrd r6, r7, [r9], #8\n\t"                    \
+    "sxtab16 r5, r10, r4\n\t"                      \
+    "sxtab16 r4, r10, r4, ror #8\n\t"              \
+    "smlabb r0, r5, r6, r0\n\t"                    \
+    "smlatt r2, r5, r6, r2\n\t"                    \
+    "smlabb r1, r4, r7, r1\n\t"                    \
+    "smlatt r3, r4, r7, r3\n\t"
+/* Two taps, then r8 two taps on. */
+#define TQ_DW_RUN_TAP2                             \
+    TQ_DW_RUN_TAP("[r8]") TQ_DW_RUN_TAP("[r8, r11]") "add r8, r8, r11, lsl #1\n\t"
+/* One tap, then r8 one tap on. */
+#define TQ_DW_RUN_TAP1 TQ_DW_RUN_TAP("[r8]") "add r8, r8, r11\n\t"
+/* Row bodies: r8 ends job->cols taps on. */
+#define TQ_DW_ROW_2 TQ_DW_RUN_TAP2
+#define TQ_DW_ROW_3 TQ_DW_RUN_TAP2 TQ_DW_RUN_TAP1
+#define TQ_DW_ROW_4 TQ_DW_RUN_TAP2 TQ_DW_RUN_TAP2
+#define TQ_DW_ROW_5 TQ_DW_RUN_TAP2 TQ_DW_RUN_TAP2 TQ_DW_RUN_TAP1
+#define TQ_DW_ROW_6 TQ_DW_RUN_TAP2 TQ_DW_RUN_TAP2 TQ_DW_RUN_TAP2
+#define TQ_DW_ROW_7 TQ_DW_RUN_TAP2 TQ_DW_RUN_TAP2 TQ_DW_RUN_TAP2 TQ_DW_RUN_TAP1
+#define TQ_DW_ROW_N                                \
+    "ldr r12, [lr, #168]\n\t"                      \
+    "3:\n\t"                                       \
+    TQ_DW_RUN_TAP1                                 \
+    "subs r12, r12, #1\n\t"                        \
+    "bne 3b\n\t"
+/* The run over job->px windows with the row body ROW (label L: a number
+ * unique to the body). */
+#define TQ_DW_RUN(L, ROW)                          \
+    #L ":\n\t"                                     \
+    "ldr r8, [lr, #136]\n\t"                       \
+    "ldr r9, [lr, #164]\n\t"                       \
+    "ldrd r0, r1, [lr, #72]\n\t"                   \
+    "ldrd r2, r3, [lr, #80]\n\t"                   \
+    "ldr r4, [lr, #172]\n\t"                       \
+    "str r4, [lr, #144]\n\t"                       \
+    "2:\n\t"                                       \
+    ROW                                            \
+    "ldr r4, [lr, #176]\n\t"                       \
+    "add r8, r8, r4\n\t"                           \
+    "ldr r4, [lr, #180]\n\t"                       \
+    "add r9, r9, r4\n\t"                           \
+    "ldr r4, [lr, #144]\n\t"                       \
+    "subs r4, r4, #1\n\t"                          \
+    "str r4, [lr, #144]\n\t"                       \
+    "bne 2b\n\t"                                   \
+    "ldr r9, [lr, #140]\n\t"                       \
+    TQ_DW_ASM_RQ("r0", 88, 0)                      \
+    TQ_DW_ASM_RQ("r1", 100, 1)                     \
+    TQ_DW_ASM_RQ("r2", 112, 2)                     \
+    TQ_DW_ASM_RQ("r3", 124, 3)                     \
+    "ldr r4, [lr, #188]\n\t"                       \
+    "subs r4, r4, #1\n\t"                          \
+    "beq 9f\n\t"                                   \
+    "str r4, [lr, #188]\n\t"                       \
+    "ldr r4, [lr, #184]\n\t"                       \
+    "add r9, r9, r4\n\t"                           \
+    "str r9, [lr, #140]\n\t"                       \
+    "ldr r8, [lr, #136]\n\t"                       \
+    "ldr r4, [lr, #148]\n\t"                       \
+    "add r8, r8, r4\n\t"                           \
+    "str r8, [lr, #136]\n\t"                       \
+    "b " #L "b\n\t"
+
+/* job->px consecutive output pixels of a 4-channel group whose windows,
+ * clipped to the input the same way, have job->rows rows of job->cols
+ * taps (any kernel size and dilation): from job->x, taps job->ch bytes
+ * apart, weights from job->wp, the next window job->x_stride bytes on; the
+ * sums, the requantization (tq_rq_neg_s8) and the stores at job->out
+ * (job->out_step apart) as in tq_dw3x3_run_asm. Rows of 2 to 7 taps are
+ * unrolled. Uses job->n as its row counter; advances x, out and px. */
+__attribute__((naked, noinline)) static void tq_dw_run_asm(tq_dw3x3_job *job __attribute__((unused)))
 {
     __asm__ volatile(
         "push {r4-r11, lr}\n\t"
         "mov lr, r0\n\t"
-        "ldr r8, [lr, #136]\n\t"
-        "ldr r9, [lr, #164]\n\t"
         "ldr r10, [lr, #160]\n\t"
         "ldr r11, [lr, #152]\n\t"
-        "ldrd r0, r1, [lr, #72]\n\t"
-        "ldrd r2, r3, [lr, #80]\n\t"
-        "ldr r12, [lr, #172]\n\t"
-        "str r12, [lr, #144]\n\t"
-        "2:\n\t"
         "ldr r12, [lr, #168]\n\t"
-        "3:\n\t"
-        "ldr r4, [r8]\n\t"
-        "add r8, r8, r11\n\t"
-        "ldrd r6, r7, [r9], #8\n\t"
-        "sxtab16 r5, r10, r4\n\t"
-        "sxtab16 r4, r10, r4, ror #8\n\t"
-        "smlabb r0, r5, r6, r0\n\t"
-        "smlatt r2, r5, r6, r2\n\t"
-        "smlabb r1, r4, r7, r1\n\t"
-        "smlatt r3, r4, r7, r3\n\t"
-        "subs r12, r12, #1\n\t"
-        "bne 3b\n\t"
-        "ldr r4, [lr, #176]\n\t"
-        "add r8, r8, r4\n\t"
-        "ldr r4, [lr, #180]\n\t"
-        "add r9, r9, r4\n\t"
-        "ldr r4, [lr, #144]\n\t"
-        "subs r4, r4, #1\n\t"
-        "str r4, [lr, #144]\n\t"
-        "bne 2b\n\t"
-        "ldr r9, [lr, #140]\n\t"
-        TQ_DW_ASM_RQ("r0", 88, 0)
-        TQ_DW_ASM_RQ("r1", 100, 1)
-        TQ_DW_ASM_RQ("r2", 112, 2)
-        TQ_DW_ASM_RQ("r3", 124, 3)
+        "cmp r12, #3\n\t"
+        "beq 30f\n\t"
+        "cmp r12, #5\n\t"
+        "beq 50f\n\t"
+        "cmp r12, #7\n\t"
+        "beq 70f\n\t"
+        "cmp r12, #2\n\t"
+        "beq 20f\n\t"
+        "cmp r12, #4\n\t"
+        "beq 40f\n\t"
+        "cmp r12, #6\n\t"
+        "beq 60f\n\t"
+        TQ_DW_RUN(90, TQ_DW_ROW_N)
+        TQ_DW_RUN(20, TQ_DW_ROW_2)
+        TQ_DW_RUN(30, TQ_DW_ROW_3)
+        TQ_DW_RUN(40, TQ_DW_ROW_4)
+        TQ_DW_RUN(50, TQ_DW_ROW_5)
+        TQ_DW_RUN(60, TQ_DW_ROW_6)
+        TQ_DW_RUN(70, TQ_DW_ROW_7)
+        "9:\n\t"
         "pop {r4-r11, pc}\n\t");
 }
 
@@ -331,6 +391,9 @@ static void tq_depthwise_conv_s8_dsp(const tq_conv_params *p, const tq_channel_q
     const int32_t ox_lo = (p->pad_left + sw - 1) / sw;
     const int32_t ox_hi_ = in_w - 3 + p->pad_left >= 0 ? (in_w - 3 + p->pad_left) / sw + 1 : 0;
     const int32_t ox_hi = ox_hi_ < out_d->w ? ox_hi_ : out_d->w;
+    /* output columns before which every window is whole across (any kernel) */
+    const int32_t full_end = in_w - 1 - (k_w - 1) * dw + p->pad_left;
+    const int32_t ox_full_hi = full_end < 0 ? 0 : (full_end / sw + 1 < out_d->w ? full_end / sw + 1 : out_d->w);
     int32_t wexp_big[2 * TQ_DW_DSP_MAX_TAPS];
     tq_dw3x3_job job;
     int32_t *const wexp = is_3x3 ? job.w : wexp_big;
@@ -391,6 +454,9 @@ static void tq_depthwise_conv_s8_dsp(const tq_conv_params *p, const tq_channel_q
                     kx1 = kx1 < k_w ? kx1 : k_w;
                     xrow = in_b + ((size_t)(y0 + ky0 * dh) * in_w + (size_t)(x0 + kx0 * dw)) * ch;
                     if (rq_fast && ky1 > ky0 && kx1 > kx0) {
+                        /* this window, and when it is whole across, the
+                         * following ones that are too, in one run */
+                        job.px = kx0 == 0 && kx1 == k_w && ox_full_hi > ox ? ox_full_hi - ox : 1;
                         job.x = xrow;
                         job.out = out;
                         job.ch = x_step;
@@ -400,9 +466,11 @@ static void tq_depthwise_conv_s8_dsp(const tq_conv_params *p, const tq_channel_q
                         job.rows = ky1 - ky0;
                         job.row_adv = row_step - job.cols * x_step;
                         job.w_skip = 8 * (k_w - job.cols);
-                        tq_dw_window_asm(&job);
-                        out += ch;
-                        ox++;
+                        job.out_step = ch;
+                        job.x_stride = sw * ch;
+                        out += (size_t)job.px * ch;
+                        ox += job.px;
+                        tq_dw_run_asm(&job);
                         continue;
                     }
                     a0 = b4[0];
