@@ -8,22 +8,50 @@
 #include "tq_simd.h"
 
 #if TQ_USE_DSP
+/* Whether input k's requantization is exactly a halving: multiplier 2^30
+ * (1/2) with shift 0, the larger input scale's in TFLite's add, on a value
+ * shifted left by at least 1, hence even, where rounding never acts. */
+static int tq_add_is_half(const tq_add_params *p, int k)
+{
+    return p->left_shift >= 1 && (k == 1 ? p->input1_multiplier : p->input2_multiplier) == (1 << 30) &&
+           (k == 1 ? p->input1_shift : p->input2_shift) == 0;
+}
+
 /* DSP path: the same three requantizations, each one SMLAL with its
- * constants set up once (tq_rq). */
+ * constants set up once. The residual adds' usual case (one input's term
+ * a halving, the other's a right shift, the output's a right shift with
+ * the whole int8 range) has a loop of its own: the halving is a shift and
+ * the output requantization takes the tq_rq_neg form. */
 static void tq_add_s8_dsp(const tq_add_params *p, int32_t size, const int8_t *input1,
                           const int8_t *input2, int8_t *output)
 {
     const int32_t scale = 1 << p->left_shift, off1 = p->input1_offset, off2 = p->input2_offset;
     const int32_t out_offset = p->output_offset, act_min = p->act_min, act_max = p->act_max;
-    tq_rq r1, r2, ro;
+    const int half1 = tq_add_is_half(p, 1), half2 = !half1 && tq_add_is_half(p, 2);
+    int fast;
+    const uint32_t co = tq_rq_neg_chi_s8(p->output_shift, out_offset, act_min, act_max, &fast);
+    tq_rq r1q, r2q, roq;
     int32_t i;
-    tq_rq_init(&r1, p->input1_multiplier, p->input1_shift);
-    tq_rq_init(&r2, p->input2_multiplier, p->input2_shift);
-    tq_rq_init(&ro, p->output_multiplier, p->output_shift);
+    tq_rq_init(&r1q, p->input1_multiplier, p->input1_shift);
+    tq_rq_init(&r2q, p->input2_multiplier, p->input2_shift);
+    if (fast && (half1 ? r2q.left : r1q.left) < 0 && (half1 || half2)) {
+        /* sum = (h + off_h) << (left_shift - 1) + the other input's term */
+        const int8_t *h = half1 ? input1 : input2, *o = half1 ? input2 : input1;
+        const int32_t off_h = half1 ? off1 : off2, off_o = half1 ? off2 : off1;
+        const tq_rq rq = half1 ? r2q : r1q;
+        const int32_t half_scale = scale >> 1, mo = p->output_multiplier,
+                      so = -p->output_shift - 1;
+        for (i = 0; i < size; i++) {
+            const int32_t sb = tq_rq_raw_neg(&rq, (o[i] + off_o) * scale);
+            output[i] = (int8_t)tq_rq_neg_s8((h[i] + off_h) * half_scale + sb, mo, co, so);
+        }
+        return;
+    }
+    tq_rq_init(&roq, p->output_multiplier, p->output_shift);
     for (i = 0; i < size; i++) {
-        const int32_t sa = tq_rq_raw(&r1, (input1[i] + off1) * scale);
-        const int32_t sb = tq_rq_raw(&r2, (input2[i] + off2) * scale);
-        output[i] = (int8_t)tq_rq_apply(&ro, sa + sb, out_offset, act_min, act_max, 0);
+        const int32_t sa = tq_rq_raw(&r1q, (input1[i] + off1) * scale);
+        const int32_t sb = tq_rq_raw(&r2q, (input2[i] + off2) * scale);
+        output[i] = (int8_t)tq_rq_apply(&roq, sa + sb, out_offset, act_min, act_max, 0);
     }
 }
 #endif

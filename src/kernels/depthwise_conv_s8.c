@@ -365,6 +365,19 @@ __attribute__((naked, noinline)) static void tq_dw_run_asm(tq_dw3x3_job *job __a
         "pop {r4-r11, pc}\n\t");
 }
 
+/* wexp[2t], wexp[2t + 1] <- (w0, w2) and (w1, w3) of the 4 channels at
+ * f + t * ch, for the taps t < taps (a function of its own: inlined into
+ * the row loops, its registers spill). */
+static __attribute__((noinline)) void tq_dw_expand_taps(const int8_t *f, int32_t ch, int32_t taps,
+                                                        int32_t *wexp)
+{
+    for (; taps > 0; taps--, f += ch, wexp += 2) {
+        const int32_t wv = tq_read_s8x4(f);
+        wexp[0] = tq_sxtb16(wv);
+        wexp[1] = tq_sxtb16_ror8(wv);
+    }
+}
+
 /* DSP path (depth multiplier 1, KH*KW <= TQ_DW_DSP_MAX_TAPS; anything else
  * takes the reference path). Channels outer, 4 at a time: the 4 channels'
  * filter taps are sign-extended once ((w0, w2) and (w1, w3) per tap) and
@@ -399,15 +412,11 @@ static void tq_depthwise_conv_s8_dsp(const tq_conv_params *p, const tq_channel_q
     int32_t *const wexp = is_3x3 ? job.w : wexp_big;
     int32_t *const b4 = job.bias;
     tq_rq rq[4];
-    int32_t c, t, i, b, oy, ox, ky, kx;
+    int32_t c, i, b, oy, ox, ky, kx;
     for (c = 0; c + 4 <= ch; c += 4) {
         const int rq_fast = tq_dw_job_rq(&job, q, c, p);
         const int asm_run = is_3x3 && rq_fast;
-        for (t = 0; t < taps; t++) {
-            const int32_t wv = tq_read_s8x4(filter + (size_t)t * ch + c);
-            wexp[2 * t] = tq_sxtb16(wv);
-            wexp[2 * t + 1] = tq_sxtb16_ror8(wv);
-        }
+        tq_dw_expand_taps(filter + c, ch, taps, wexp);
         for (i = 0; i < 4; i++) {
             tq_rq_init(&rq[i], q->multiplier[c + i], q->shift[c + i]);
             b4[i] = bias != NULL ? bias[c + i] : 0;

@@ -182,6 +182,15 @@ static inline void tq_rq_init(tq_rq *rq, int32_t mult, int32_t shift)
     }
 }
 
+/* tq_requantize(acc, mult, shift) for a right shift (rq->left < 0). */
+static inline int32_t tq_rq_raw_neg(const tq_rq *rq, int32_t acc)
+{
+    uint32_t lo = rq->clo ^ ((uint32_t)acc & 0x80000000u);
+    uint32_t hi = rq->chi + ((uint32_t)(acc >> 31) & rq->hmask);
+    TQ_SMLAL(lo, hi, acc, rq->mult);
+    return (int32_t)hi >> rq->rsh;
+}
+
 /* tq_requantize(acc, mult, shift). */
 static inline int32_t tq_rq_raw(const tq_rq *rq, int32_t acc)
 {
@@ -193,10 +202,7 @@ static inline int32_t tq_rq_raw(const tq_rq *rq, int32_t acc)
         TQ_SMLAL(lo, hi, x, rq->mult);
         return (int32_t)((lo >> 31) | (hi << 1));
     }
-    lo = rq->clo ^ ((uint32_t)acc & 0x80000000u);
-    hi = rq->chi + ((uint32_t)(acc >> 31) & rq->hmask);
-    TQ_SMLAL(lo, hi, acc, rq->mult);
-    return (int32_t)hi >> rq->rsh;
+    return tq_rq_raw_neg(rq, acc);
 }
 
 /* tq_requantize(acc, mult, shift) + output_offset, clamped to
@@ -440,26 +446,41 @@ static inline int8_t *tq_tile_stage(uint32_t *cols, int32_t k)
     return (int8_t *)(cols + tq_tile_blocks(k) * TQ_COLS_WORDS(k));
 }
 
-/* tq_requantize(acc, mult, -r) + out_offset saturated to int8, for
- * 2 <= r <= 23 (tq_rq_apply's negative-shift form with its constants in
- * registers): rsh = r - 1 and chi = 2^(r-2) + (out_offset << rsh), which
- * adds the offset inside the high word; for r <= 23 that sum cannot
- * overflow (|high word| <= 2^30 + 2^21, |offset << rsh| <= 2^29). */
-static inline int32_t tq_rq_neg_s8(int32_t acc, int32_t mult, uint32_t chi, int32_t rsh)
+/* tq_requantize(acc, mult, -r) + offset for r >= 2 (tq_rq_apply's
+ * negative-shift form with its constants in registers): rsh = r - 1 and
+ * chi = 2^(r-2) + (offset << rsh), which adds the offset inside the high
+ * word. With offset 0 any r in [2, 31] is exact; with an int8 offset,
+ * r <= 23 keeps the sum from overflowing (|high word| <= 2^30 + 2^21,
+ * |offset << rsh| <= 2^29). */
+static inline int32_t tq_rq_neg(int32_t acc, int32_t mult, uint32_t chi, int32_t rsh)
 {
     uint32_t lo = ((uint32_t)acc & 0x80000000u) | 0x40000000u;
     uint32_t hi = chi + (uint32_t)(acc >> 31);
     TQ_SMLAL(lo, hi, acc, mult);
-    return __ssat((int32_t)hi >> rsh, 8);
+    return (int32_t)hi >> rsh;
 }
 
-/* chi of tq_rq_neg_s8 for shift -r, or 0 with *ok = 0 when r is outside
- * [2, 23] or the output range is not the whole int8 range. */
-static inline uint32_t tq_rq_neg_chi(int32_t shift, const tq_conv_params *prm, int *ok)
+/* tq_rq_neg saturated to int8. */
+static inline int32_t tq_rq_neg_s8(int32_t acc, int32_t mult, uint32_t chi, int32_t rsh)
+{
+    return __ssat(tq_rq_neg(acc, mult, chi, rsh), 8);
+}
+
+/* chi of tq_rq_neg_s8 for shift -r and an int8 output offset, or 0 with
+ * *ok = 0 when r is outside [2, 23] or [act_min, act_max] is not the whole
+ * int8 range (which the SSAT stands for). */
+static inline uint32_t tq_rq_neg_chi_s8(int32_t shift, int32_t out_offset, int32_t act_min,
+                                        int32_t act_max, int *ok)
 {
     const int32_t r = -shift;
-    *ok = r >= 2 && r <= 23 && prm->act_min == -128 && prm->act_max == 127;
-    return *ok ? (1u << (r - 2)) + ((uint32_t)prm->output_offset << (r - 1)) : 0u;
+    *ok = r >= 2 && r <= 23 && act_min == -128 && act_max == 127;
+    return *ok ? (1u << (r - 2)) + ((uint32_t)out_offset << (r - 1)) : 0u;
+}
+
+/* tq_rq_neg_chi_s8 with a conv's output offset and range. */
+static inline uint32_t tq_rq_neg_chi(int32_t shift, const tq_conv_params *prm, int *ok)
+{
+    return tq_rq_neg_chi_s8(shift, prm->output_offset, prm->act_min, prm->act_max, ok);
 }
 
 /* Multiplies the tile's n_pix pixels (ceil(n_pix / 4) blocks) by every

@@ -169,7 +169,12 @@ def make_cases(seed=1234):
     # add.
     for name, size, qp in (("add_1", 1, (0.1, 0, 0.1, 0, 0.2, 0)),
                            ("add_17", 17, (0.05, -3, 0.08, 10, 0.1, -5)),
-                           ("add_1000", 1000, (0.02, -128, 0.03, -128, 0.04, -128))):
+                           ("add_1000", 1000, (0.02, -128, 0.03, -128, 0.04, -128)),
+                           # residual adds as in the paper's models: the larger input
+                           # scale's term a halving (first or second input), the other's
+                           # a right shift of 1 or 2, the output's about 19
+                           ("add_residual_half1_600", 600, (0.05, -3, 0.03, 5, 0.06, -10)),
+                           ("add_residual_half2_333", 333, (0.02, 7, 0.045, -128, 0.05, 3))):
         a = rng.integers(-128, 128, size, dtype=np.int8)
         b = rng.integers(-128, 128, size, dtype=np.int8)
         cases.append(add_case(name, a, b, quant.add_params(*qp, -128, 127)))
