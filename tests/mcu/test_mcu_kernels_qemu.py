@@ -137,6 +137,11 @@ def make_cases(seed=1234):
                        shifts=(-2, -23, -9, -5, -24, -1, -2, -23), output_offset=127))
     cases.append(_conv(rng, "pw_fast_rq_edges_c8", 5, 6, 8, 8, 1, shifts=(-2, -23, -24, -1, -12, -13, -14, -11),
                        output_offset=-128))
+    # rows of 16+ outputs, where Cortex-M55 takes its Helium path for 3x3 windows
+    # (the DSP path elsewhere); their own generator keeps the other cases' data
+    rng_rows = np.random.default_rng(seed + 1)
+    cases.append(_conv(rng_rows, "dw3_s2_c8_rows17", 6, 34, 8, 8, 3, 2, (1, 1, 1, 1), depthwise=True))
+    cases.append(_conv(rng_rows, "dw5_s1_c8_rows18", 5, 18, 8, 8, 5, 1, (2, 2, 2, 2), depthwise=True))
     # a dilated depthwise window (clipped windows with taps 2 pixels apart)
     cases.append(_conv(rng, "dw3_dilation2_c12", 9, 10, 12, 12, 3, 1, (2, 2, 2, 2), dilation=2,
                        depthwise=True))
