@@ -378,6 +378,16 @@ static __attribute__((noinline)) void tq_dw_expand_taps(const int8_t *f, int32_t
     }
 }
 
+/* rq[0..3] <- the requantizations of channels c..c+3 unless *ready. */
+static void tq_dw_rq_ready(tq_rq *rq, const tq_channel_quant *q, int32_t c, int *ready)
+{
+    int32_t i;
+    for (i = 0; !*ready && i < 4; i++) {
+        tq_rq_init(&rq[i], q->multiplier[c + i], q->shift[c + i]);
+    }
+    *ready = 1;
+}
+
 /* DSP path (depth multiplier 1, KH*KW <= TQ_DW_DSP_MAX_TAPS; anything else
  * takes the reference path). Channels outer, 4 at a time: the 4 channels'
  * filter taps are sign-extended once ((w0, w2) and (w1, w3) per tap) and
@@ -416,9 +426,12 @@ static void tq_depthwise_conv_s8_dsp(const tq_conv_params *p, const tq_channel_q
     for (c = 0; c + 4 <= ch; c += 4) {
         const int rq_fast = tq_dw_job_rq(&job, q, c, p);
         const int asm_run = is_3x3 && rq_fast;
+        /* the C loops' requantization, set up when first needed: with
+         * rq_fast the assembly runs requantize, and only windows with no
+         * tap inside the input reach the C loop */
+        int rq_ready = 0;
         tq_dw_expand_taps(filter + c, ch, taps, wexp);
         for (i = 0; i < 4; i++) {
-            tq_rq_init(&rq[i], q->multiplier[c + i], q->shift[c + i]);
             b4[i] = bias != NULL ? bias[c + i] : 0;
         }
         for (b = 0; b < out_d->n; b++) {
@@ -447,12 +460,15 @@ static void tq_depthwise_conv_s8_dsp(const tq_conv_params *p, const tq_channel_q
                             job.row_step = row_step;
                             job.off2 = off2;
                             tq_dw3x3_run_asm(&job);
-                        } else if (full_range) {
-                            tq_dw3x3_run(xp, ox_hi - ox_lo, sw * ch, ch, row_step, wexp, b4, rq, p,
-                                         off2, out, 1);
                         } else {
-                            tq_dw3x3_run(xp, ox_hi - ox_lo, sw * ch, ch, row_step, wexp, b4, rq, p,
-                                         off2, out, 0);
+                            tq_dw_rq_ready(rq, q, c, &rq_ready);
+                            if (full_range) {
+                                tq_dw3x3_run(xp, ox_hi - ox_lo, sw * ch, ch, row_step, wexp, b4, rq,
+                                             p, off2, out, 1);
+                            } else {
+                                tq_dw3x3_run(xp, ox_hi - ox_lo, sw * ch, ch, row_step, wexp, b4, rq,
+                                             p, off2, out, 0);
+                            }
                         }
                         out += (size_t)(ox_hi - ox_lo) * ch;
                         ox = ox_hi;
@@ -496,6 +512,7 @@ static void tq_depthwise_conv_s8_dsp(const tq_conv_params *p, const tq_channel_q
                         }
                         xrow += row_step;
                     }
+                    tq_dw_rq_ready(rq, q, c, &rq_ready);
                     TQ_DW_STORE4(out, 0);
                     out += ch;
                     ox++;
