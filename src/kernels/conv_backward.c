@@ -544,21 +544,6 @@ tq_status tq_depthwise_conv_backward_weight_update(const tq_conv_params *params,
 
 /* ---- bias gradient alone ------------------------------------------------- */
 
-/* The 8 mask bits of elements o..o+7 (all ones without a mask); reads the
- * byte after o's only when o is not a multiple of 8, so within the mask. */
-static inline uint32_t tq_mask_bits8(const uint8_t *mask, int32_t o)
-{
-    uint32_t m;
-    if (mask == NULL) {
-        return 0xFFu;
-    }
-    m = mask[o >> 3];
-    if ((o & 7) != 0) {
-        m = (m | ((uint32_t)mask[(o >> 3) + 1] << 8)) >> (o & 7);
-    }
-    return m & 0xFFu;
-}
-
 tq_status tq_bias_backward_f32(const tq_dims *output_dims, const float *grad_out,
                                const uint8_t *mask, float *grad_b)
 {
@@ -579,7 +564,7 @@ tq_status tq_bias_backward_f32(const tq_dims *output_dims, const float *grad_out
         float s[8] = {0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f};
         for (i = 0; i < pixels; i++) {
             const float *g = grad_out + (size_t)i * ch + c;
-            const uint32_t m = tq_mask_bits8(mask, i * ch + c);
+            const uint32_t m = tq_mask_bits(mask, i * ch + c, 8);
             if (m == 0xFFu) {
                 for (j = 0; j < 8; j++) {
                     s[j] += g[j];

@@ -48,4 +48,20 @@ static inline int tq_mask_pass(const uint8_t *mask, int32_t i)
     return mask == NULL || ((mask[i >> 3] >> (i & 7)) & 1u) != 0;
 }
 
+/* Mask bits o .. o + n - 1 (1 <= n <= 8) as bits 0 .. n - 1 (all ones
+ * without a mask); reads the byte after o's only when the bits reach into
+ * it, so never past the mask. */
+static inline uint32_t tq_mask_bits(const uint8_t *mask, int32_t o, int32_t n)
+{
+    uint32_t m;
+    if (mask == NULL) {
+        return 0xFFu;
+    }
+    m = (uint32_t)mask[o >> 3] >> (o & 7);
+    if ((o & 7) + n > 8) {
+        m |= (uint32_t)mask[(o >> 3) + 1] << (8 - (o & 7));
+    }
+    return m & ((1u << n) - 1u);
+}
+
 #endif /* TINYQT_SGD_H */
