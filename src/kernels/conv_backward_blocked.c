@@ -179,15 +179,41 @@ static void tq_pw_gin_4x1(const float *gs, int32_t nt, const int8_t *w, int32_t 
 }
 
 /* The scaled, masked gradients of output channels oc0 .. oc0 + nt - 1 at
- * the four pixels po[0..3], as gs[4t + k]. */
+ * the four pixels po[0..3], as gs[4t + k]. A masked gradient is +0.0f
+ * (tq_f32_keep of the product); the mask bits of each pixel's channels are
+ * read eight at a time. */
 static void tq_pw_gin_gather(const float *grad_out, const uint8_t *mask, const float *w_scale,
                              const int32_t *po, int32_t out_c, int32_t oc0, int32_t nt, float *gs)
 {
-    int32_t t, k;
-    for (t = 0; t < nt; t++) {
-        for (k = 0; k < TQ_PW_PIX; k++) {
-            const int32_t o = po[k] * out_c + oc0 + t;
-            gs[t * TQ_PW_PIX + k] = tq_mask_pass(mask, o) ? grad_out[o] * w_scale[oc0 + t] : 0.0f;
+    const float *ws = w_scale + oc0;
+    const int32_t o0 = po[0] * out_c + oc0, o1 = po[1] * out_c + oc0;
+    const int32_t o2 = po[2] * out_c + oc0, o3 = po[3] * out_c + oc0;
+    const float *g0 = grad_out + o0, *g1 = grad_out + o1, *g2 = grad_out + o2, *g3 = grad_out + o3;
+    int32_t t, j;
+    if (mask == NULL) {
+        for (t = 0; t < nt; t++, gs += TQ_PW_PIX) {
+            const float w = ws[t];
+            gs[0] = g0[t] * w;
+            gs[1] = g1[t] * w;
+            gs[2] = g2[t] * w;
+            gs[3] = g3[t] * w;
+        }
+        return;
+    }
+    for (t = 0; t < nt; t += 8) {
+        const int32_t n = tq_min_i32(nt - t, 8);
+        uint32_t m0 = tq_mask_bits(mask, o0 + t, n), m1 = tq_mask_bits(mask, o1 + t, n);
+        uint32_t m2 = tq_mask_bits(mask, o2 + t, n), m3 = tq_mask_bits(mask, o3 + t, n);
+        for (j = t; j < t + n; j++, gs += TQ_PW_PIX) {
+            const float w = ws[j];
+            gs[0] = tq_f32_keep(g0[j] * w, m0 & 1u);
+            gs[1] = tq_f32_keep(g1[j] * w, m1 & 1u);
+            gs[2] = tq_f32_keep(g2[j] * w, m2 & 1u);
+            gs[3] = tq_f32_keep(g3[j] * w, m3 & 1u);
+            m0 >>= 1;
+            m1 >>= 1;
+            m2 >>= 1;
+            m3 >>= 1;
         }
     }
 }
