@@ -80,9 +80,21 @@ static size_t tq_pw_in_pixel(const tq_conv_params *p, const tq_dims *out_d, cons
  * their stored partial sums, add gs[4t + k] * wf[4t + i] for t < nt
  * (nt >= 1), where wf holds the weights already converted to fp32. On an
  * Arm FPU the whole block is one assembly loop: the 16 sums stay in s8-s23
- * and each t is one VLDM of the four gradients, one VLDM of the four
- * weights and 16 VMLA.F32 (compiled C spends a VLDR per value); elsewhere
- * it is the same sums in C. */
+ * and each pair of t is one VLDM of the eight gradients, one VLDM of the
+ * eight weights and 32 VMLA.F32 (an odd nt takes one t first; compiled C
+ * spends a VLDR per value); elsewhere it is the same sums in C. */
+/* The 16 terms of one t: gradients G0..G3 (pixels) times weights W0..W3
+ * (input channels) into s8-s23 (pixel-major). */
+#define TQ_GIN_MLA16(G0, G1, G2, G3, W0, W1, W2, W3)                                  \
+    "vmla.f32 s8, " G0 ", " W0 "\n\t" "vmla.f32 s9, " G0 ", " W1 "\n\t"               \
+    "vmla.f32 s10, " G0 ", " W2 "\n\t" "vmla.f32 s11, " G0 ", " W3 "\n\t"             \
+    "vmla.f32 s12, " G1 ", " W0 "\n\t" "vmla.f32 s13, " G1 ", " W1 "\n\t"             \
+    "vmla.f32 s14, " G1 ", " W2 "\n\t" "vmla.f32 s15, " G1 ", " W3 "\n\t"             \
+    "vmla.f32 s16, " G2 ", " W0 "\n\t" "vmla.f32 s17, " G2 ", " W1 "\n\t"             \
+    "vmla.f32 s18, " G2 ", " W2 "\n\t" "vmla.f32 s19, " G2 ", " W3 "\n\t"             \
+    "vmla.f32 s20, " G3 ", " W0 "\n\t" "vmla.f32 s21, " G3 ", " W1 "\n\t"             \
+    "vmla.f32 s22, " G3 ", " W2 "\n\t" "vmla.f32 s23, " G3 ", " W3 "\n\t"
+
 static void tq_pw_gin_4x4(const float *gs, const float *wf, int32_t nt, float *const *gi,
                           int32_t ic, int first)
 {
@@ -109,26 +121,21 @@ static void tq_pw_gin_4x4(const float *gs, const float *wf, int32_t nt, float *c
         "add %[p], %[p], %[ic]\n\t"
         "vldmia %[p], {s20-s23}\n\t"
         "1:\n\t"
+        "tst %[n], #1\n\t"
+        "beq 3f\n\t"
         "vldmia %[g]!, {s0-s3}\n\t"
         "vldmia %[w]!, {s4-s7}\n\t"
-        "vmla.f32 s8, s0, s4\n\t"
-        "vmla.f32 s9, s0, s5\n\t"
-        "vmla.f32 s10, s0, s6\n\t"
-        "vmla.f32 s11, s0, s7\n\t"
-        "vmla.f32 s12, s1, s4\n\t"
-        "vmla.f32 s13, s1, s5\n\t"
-        "vmla.f32 s14, s1, s6\n\t"
-        "vmla.f32 s15, s1, s7\n\t"
-        "vmla.f32 s16, s2, s4\n\t"
-        "vmla.f32 s17, s2, s5\n\t"
-        "vmla.f32 s18, s2, s6\n\t"
-        "vmla.f32 s19, s2, s7\n\t"
-        "vmla.f32 s20, s3, s4\n\t"
-        "vmla.f32 s21, s3, s5\n\t"
-        "vmla.f32 s22, s3, s6\n\t"
-        "vmla.f32 s23, s3, s7\n\t"
+        TQ_GIN_MLA16("s0", "s1", "s2", "s3", "s4", "s5", "s6", "s7")
         "subs %[n], %[n], #1\n\t"
-        "bne 1b\n\t"
+        "beq 4f\n\t"
+        "3:\n\t"
+        "vldmia %[g]!, {s0-s7}\n\t"
+        "vldmia %[w]!, {s24-s31}\n\t"
+        TQ_GIN_MLA16("s0", "s1", "s2", "s3", "s24", "s25", "s26", "s27")
+        TQ_GIN_MLA16("s4", "s5", "s6", "s7", "s28", "s29", "s30", "s31")
+        "subs %[n], %[n], #2\n\t"
+        "bne 3b\n\t"
+        "4:\n\t"
         "ldr %[p], [%[gi], #0]\n\t"
         "add %[p], %[p], %[ic]\n\t"
         "vstmia %[p], {s8-s11}\n\t"
@@ -144,8 +151,8 @@ static void tq_pw_gin_4x4(const float *gs, const float *wf, int32_t nt, float *c
         : [g] "+r"(gs), [w] "+r"(wf), [n] "+r"(nt), [p] "=&r"(p)
         : [gi] "r"(gi), [ic] "r"(ic_bytes), [first] "r"(first), [z] "r"(zero)
         : "s0", "s1", "s2", "s3", "s4", "s5", "s6", "s7", "s8", "s9", "s10", "s11", "s12",
-          "s13", "s14", "s15", "s16", "s17", "s18", "s19", "s20", "s21", "s22", "s23", "cc",
-          "memory");
+          "s13", "s14", "s15", "s16", "s17", "s18", "s19", "s20", "s21", "s22", "s23", "s24",
+          "s25", "s26", "s27", "s28", "s29", "s30", "s31", "cc", "memory");
 #else
     float *g0 = gi[0] + ic, *g1 = gi[1] + ic, *g2 = gi[2] + ic, *g3 = gi[3] + ic;
     TQ_BLOCK4X4_DECLARE;
