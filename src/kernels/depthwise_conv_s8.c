@@ -134,32 +134,33 @@ tq_dw3x3_run(const int8_t *xp, int32_t n, int32_t x_stride, int32_t ch, int32_t 
     }
 }
 
-/* One 4-channel group's run of 3x3 windows for tq_dw3x3_run_asm, with the
- * byte offsets its assembly uses (checked below). rq holds, per channel,
- * tq_rq_neg_s8's multiplier, chi and rsh (tq_dw_job_rq). n is counted down
- * by the run. */
+/* One 4-channel group's work for the assembly runs (tq_dw3x3_run_asm,
+ * tq_dw_run_asm), at the byte offsets their assembly uses (checked below).
+ * The fields up to off2 serve both runs; the rest only tq_dw_run_asm. rq
+ * holds, per channel, tq_rq_neg_s8's multiplier, chi and rsh
+ * (tq_dw_job_rq). The runs count n (and px) down. */
 typedef struct {
-    int32_t w[18];       /* 0: per tap, (w0, w2) and (w1, w3) sign-extended */
+    int32_t w[18];       /* 0: 3x3 run: per tap, (w0, w2) and (w1, w3) sign-extended */
     int32_t bias[4];     /* 72 */
     int32_t rq[12];      /* 88: mult, chi, rsh for channels 0..3 */
-    const int8_t *x;     /* 136: first window's top-left input, channel 0 */
+    const int8_t *x;     /* 136: first window's top-left input (its first tap), channel 0 */
     int8_t *out;         /* 140: first output, channel 0 */
-    int32_t n;           /* 144: windows (>= 1) */
+    int32_t n;           /* 144: 3x3 run: windows (>= 1); the other run's row counter */
     int32_t x_stride;    /* 148: bytes from one window to the next */
-    int32_t ch;          /* 152: bytes between horizontal taps */
-    int32_t row_step;    /* 156: bytes between rows */
+    int32_t ch;          /* 152: bytes between horizontal taps (and, in the 3x3 run, outputs) */
+    int32_t row_step;    /* 156: 3x3 run: bytes between rows */
     int32_t off2;        /* 160: input offset in both int16 lanes */
-    const int32_t *wp;   /* 164: tq_dw_window_asm: first tap's expanded weights */
+    const int32_t *wp;   /* 164: first tap's expanded weights */
     int32_t cols;        /* 168: taps per row (>= 1) */
     int32_t rows;        /* 172: rows (>= 1) */
     int32_t row_adv;     /* 176: bytes from past a row's last tap to the next row's first */
     int32_t w_skip;      /* 180: weight bytes skipped between rows */
-    int32_t out_step;    /* 184: tq_dw_run_asm: bytes from one output to the next */
-    int32_t px;          /* 188: tq_dw_run_asm: windows (>= 1), counted down */
-} tq_dw3x3_job;
+    int32_t out_step;    /* 184: bytes from one output to the next */
+    int32_t px;          /* 188: windows (>= 1) */
+} tq_dw_job;
 
 #define TQ_DW_JOB_CHECK(field, off) \
-    typedef char tq_dw_job_at_##field[(offsetof(tq_dw3x3_job, field) == (off)) ? 1 : -1]
+    typedef char tq_dw_job_at_##field[(offsetof(tq_dw_job, field) == (off)) ? 1 : -1]
 TQ_DW_JOB_CHECK(bias, 72);
 TQ_DW_JOB_CHECK(rq, 88);
 TQ_DW_JOB_CHECK(x, 136);
@@ -179,7 +180,7 @@ TQ_DW_JOB_CHECK(px, 188);
 
 /* Fills job->rq for the 4 channels from c (tq_rq_neg_chi); 0 when one of
  * them is outside what the assembly run handles. */
-static int tq_dw_job_rq(tq_dw3x3_job *job, const tq_channel_quant *q, int32_t c,
+static int tq_dw_job_rq(tq_dw_job *job, const tq_channel_quant *q, int32_t c,
                         const tq_conv_params *p)
 {
     int32_t i;
@@ -224,7 +225,7 @@ static int tq_dw_job_rq(tq_dw3x3_job *job, const tq_channel_quant *q, int32_t c,
  * the input (tq_dw3x3_run's sums and requantization, in assembly: the
  * accumulators, the input offset, the strides and the pointers stay in
  * registers; the taps and constants are read from the job). */
-__attribute__((naked, noinline)) static void tq_dw3x3_run_asm(tq_dw3x3_job *job __attribute__((unused)))
+__attribute__((naked, noinline)) static void tq_dw3x3_run_asm(tq_dw_job *job __attribute__((unused)))
 {
     __asm__ volatile(
         "push {r4-r11, lr}\n\t"
@@ -334,7 +335,7 @@ __attribute__((naked, noinline)) static void tq_dw3x3_run_asm(tq_dw3x3_job *job 
  * sums, the requantization (tq_rq_neg_s8) and the stores at job->out
  * (job->out_step apart) as in tq_dw3x3_run_asm. Rows of 2 to 7 taps are
  * unrolled. Uses job->n as its row counter; advances x, out and px. */
-__attribute__((naked, noinline)) static void tq_dw_run_asm(tq_dw3x3_job *job __attribute__((unused)))
+__attribute__((naked, noinline)) static void tq_dw_run_asm(tq_dw_job *job __attribute__((unused)))
 {
     __asm__ volatile(
         "push {r4-r11, lr}\n\t"
@@ -418,7 +419,7 @@ static void tq_depthwise_conv_s8_dsp(const tq_conv_params *p, const tq_channel_q
     const int32_t full_end = in_w - 1 - (k_w - 1) * dw + p->pad_left;
     const int32_t ox_full_hi = full_end < 0 ? 0 : (full_end / sw + 1 < out_d->w ? full_end / sw + 1 : out_d->w);
     int32_t wexp_big[2 * TQ_DW_DSP_MAX_TAPS];
-    tq_dw3x3_job job;
+    tq_dw_job job;
     int32_t *const wexp = is_3x3 ? job.w : wexp_big;
     int32_t *const b4 = job.bias;
     tq_rq rq[4];

@@ -243,7 +243,9 @@ static inline int32_t tq_read_s8_tail(const int8_t *p, int32_t n)
  * (K = KH*KW*C_in values each, in filter order) into a buffer of
  * TQ_COLS_WORDS(K) words: for each group g of four k values and each pixel
  * p, two words: (x[4g]+off, x[4g+2]+off) and (x[4g+1]+off, x[4g+3]+off),
- * i.e. word index 8g + 2p (+1). Padding and the k >= K tail hold 0. */
+ * i.e. word index 8g + 2p (+1). Padding and the k >= K tail hold 0. The
+ * unused pixel slots of a tile's last, partial block keep whatever they
+ * held: their sums are computed and never stored. */
 
 typedef struct {
     uint32_t *dst;  /* next group's even word of this pixel */
