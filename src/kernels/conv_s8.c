@@ -244,10 +244,14 @@ static void tq_conv_s8_window_mve(const tq_conv_params *p, const tq_dims *in_d, 
     }
 }
 
-/* Output pixels whose windows the Helium path gathers at once: the
- * scratch (tq_conv_s8_get_buffer_size, 32 bytes per 4 window values
- * rounded up) holds 8 windows of int8. */
-#define TQ_CONV_MVE_PIXELS 8
+/* Output pixels whose windows the Helium path gathers at once: as many
+ * int8 windows of K values as the scratch (tq_conv_s8_get_buffer_size,
+ * which holds at least 8) has room for, at most 32. */
+static int32_t tq_conv_mve_pixels(int32_t k)
+{
+    const int32_t n = tq_tile_bytes(k) / k;
+    return n > 32 ? 32 : n;
+}
 
 /* Helium path: the windows of up to 8 output pixels go to the scratch
  * (tq_conv_s8_window_mve); then for each block of output channels (tq_oc4:
@@ -262,9 +266,10 @@ static void tq_conv_s8_mve(const tq_conv_params *p, const tq_channel_quant *q, c
     const int32_t total = out_d->n * out_d->h * out_d->w;
     const int8_t pad = (int8_t)(-p->input_offset);
     const mve_pred16_t tail = vctp8q((uint32_t)(k & 15)); /* the last k % 16 values */
+    const int32_t tile = tq_conv_mve_pixels(k);
     int32_t b = 0, oy = 0, ox = 0, pix, j, n, oc;
-    for (pix = 0; pix < total; pix += TQ_CONV_MVE_PIXELS) {
-        n = total - pix < TQ_CONV_MVE_PIXELS ? total - pix : TQ_CONV_MVE_PIXELS;
+    for (pix = 0; pix < total; pix += tile) {
+        n = total - pix < tile ? total - pix : tile;
         for (j = 0; j < n; j++) {
             tq_conv_s8_window_mve(p, in_d, input + (size_t)b * in_d->h * in_d->w * in_d->c, f_d,
                                   oy * p->stride_h - p->pad_top, ox * p->stride_w - p->pad_left, pad,
