@@ -197,16 +197,18 @@ static int tq_dw_job_rq(tq_dw_job *job, const tq_channel_quant *q, int32_t c,
 }
 
 /* One tap: the input word at ADDR (4 channels), offset added by SXTAB16,
- * times the tap's expanded weights at job + WOFF. */
-#define TQ_DW_ASM_TAP(addr, woff)                  \
+ * times the tap's expanded weights, which WLOAD puts in r6, r7. */
+#define TQ_DW_ASM_TAP_W(addr, wload)               \
     "ldr r4, " addr "\n\t"                         \
-    "ldrd r6, r7, [lr, #" #woff "]\n\t"            \
+    wload "\n\t"                                   \
     "sxtab16 r5, r10, r4\n\t"                      \
     "sxtab16 r4, r10, r4, ror #8\n\t"              \
     "smlabb r0, r5, r6, r0\n\t"                    \
     "smlatt r2, r5, r6, r2\n\t"                    \
     "smlabb r1, r4, r7, r1\n\t"                    \
     "smlatt r3, r4, r7, r3\n\t"
+/* The 3x3 run's tap: weights at job + WOFF. */
+#define TQ_DW_ASM_TAP(addr, woff) TQ_DW_ASM_TAP_W(addr, "ldrd r6, r7, [lr, #" #woff "]")
 
 /* Requantizes accumulator ACC (tq_rq_neg_s8)
  * with the constants at job + ROFF and stores it at out + J. */
@@ -263,15 +265,7 @@ __attribute__((naked, noinline)) static void tq_dw3x3_run_asm(tq_dw_job *job __a
 }
 
 /* One tap of tq_dw_run_asm at ADDR: weights from r9 (post-incremented). */
-#define TQ_DW_RUN_TAP(addr)                        \
-    "ldr r4, " addr "\n\t"                         \
-    "ldrd r6, r7, [r9], #8\n\t"                    \
-    "sxtab16 r5, r10, r4\n\t"                      \
-    "sxtab16 r4, r10, r4, ror #8\n\t"              \
-    "smlabb r0, r5, r6, r0\n\t"                    \
-    "smlatt r2, r5, r6, r2\n\t"                    \
-    "smlabb r1, r4, r7, r1\n\t"                    \
-    "smlatt r3, r4, r7, r3\n\t"
+#define TQ_DW_RUN_TAP(addr) TQ_DW_ASM_TAP_W(addr, "ldrd r6, r7, [r9], #8")
 /* Two taps, then r8 two taps on. */
 #define TQ_DW_RUN_TAP2                             \
     TQ_DW_RUN_TAP("[r8]") TQ_DW_RUN_TAP("[r8, r11]") "add r8, r8, r11, lsl #1\n\t"

@@ -523,47 +523,43 @@ tq_cols_tile_n(uint32_t *cols, int32_t n_pix, int32_t k, const int8_t *filter,
         if (expand) {
             tq_row_expand(w, k, wx);
         }
+/* The blocks' four outputs, one out_c apart, requantized by RQ(acc). */
+#define TQ_TILE_BLOCKS(RQ)                                                           \
+    for (blk = 0; blk < nfull; blk++, x += block_words) {                            \
+        TQ_TILE_DOT(x);                                                              \
+        *o = (int8_t)RQ(a0);                                                         \
+        o += out_c;                                                                  \
+        *o = (int8_t)RQ(a1);                                                         \
+        o += out_c;                                                                  \
+        *o = (int8_t)RQ(a2);                                                         \
+        o += out_c;                                                                  \
+        *o = (int8_t)RQ(a3);                                                         \
+        o += out_c;                                                                  \
+    }
+#define TQ_TILE_RQ_FAST(acc) tq_rq_neg_s8(acc, mult, chi, rsh)
+#define TQ_TILE_RQ(acc) tq_rq_apply(&rq, acc, out_offset, act_min, act_max, 0)
         if (fast) {
             const int32_t rsh = -shift - 1;
-            for (blk = 0; blk < nfull; blk++) {
-                TQ_TILE_DOT(x);
-                *o = (int8_t)tq_rq_neg_s8(a0, mult, chi, rsh);
-                o += out_c;
-                *o = (int8_t)tq_rq_neg_s8(a1, mult, chi, rsh);
-                o += out_c;
-                *o = (int8_t)tq_rq_neg_s8(a2, mult, chi, rsh);
-                o += out_c;
-                *o = (int8_t)tq_rq_neg_s8(a3, mult, chi, rsh);
-                o += out_c;
-                x += block_words;
-            }
+            TQ_TILE_BLOCKS(TQ_TILE_RQ_FAST)
         } else {
             tq_rq_init(&rq, mult, shift);
-            for (blk = 0; blk < nfull; blk++) {
-                TQ_TILE_DOT(x);
-                *o = (int8_t)tq_rq_apply(&rq, a0, out_offset, act_min, act_max, 0);
-                o += out_c;
-                *o = (int8_t)tq_rq_apply(&rq, a1, out_offset, act_min, act_max, 0);
-                o += out_c;
-                *o = (int8_t)tq_rq_apply(&rq, a2, out_offset, act_min, act_max, 0);
-                o += out_c;
-                *o = (int8_t)tq_rq_apply(&rq, a3, out_offset, act_min, act_max, 0);
-                o += out_c;
-                x += block_words;
-            }
+            TQ_TILE_BLOCKS(TQ_TILE_RQ)
         }
         if (tail > 0) {
             tq_rq_init(&rq, mult, shift);
             TQ_TILE_DOT(x);
-            o[0] = (int8_t)tq_rq_apply(&rq, a0, out_offset, act_min, act_max, 0);
+            o[0] = (int8_t)TQ_TILE_RQ(a0);
             if (tail > 1) {
-                o[out_c] = (int8_t)tq_rq_apply(&rq, a1, out_offset, act_min, act_max, 0);
+                o[out_c] = (int8_t)TQ_TILE_RQ(a1);
             }
             if (tail > 2) {
-                o[2 * out_c] = (int8_t)tq_rq_apply(&rq, a2, out_offset, act_min, act_max, 0);
+                o[2 * out_c] = (int8_t)TQ_TILE_RQ(a2);
             }
         }
     }
+#undef TQ_TILE_RQ
+#undef TQ_TILE_RQ_FAST
+#undef TQ_TILE_BLOCKS
 #undef TQ_TILE_DOT
 }
 
