@@ -376,30 +376,30 @@ tq_cols_dot4(const uint32_t *x, const uint32_t *wx, int32_t groups, int32_t *acc
 {
     int32_t a0 = *acc0, a1 = *acc1, a2 = *acc2, a3 = *acc3;
     int32_t g, we, wo;
+/* group g: the columns at x + 8g words, the expanded weights at wx + 2g */
+#define TQ_COLS_XGROUP(g)                                                            \
+    do {                                                                             \
+        TQ_LDRD(we, wo, wx, 2 * (g));                                                \
+        TQ_COLS_GROUP(x, 8 * (g), we, wo);                                           \
+    } while (0)
     for (g = groups >> 2; g > 0; g--) {
-        TQ_LDRD(we, wo, wx, 0);
-        TQ_COLS_GROUP(x, 0, we, wo);
-        TQ_LDRD(we, wo, wx, 2);
-        TQ_COLS_GROUP(x, 8, we, wo);
-        TQ_LDRD(we, wo, wx, 4);
-        TQ_COLS_GROUP(x, 16, we, wo);
-        TQ_LDRD(we, wo, wx, 6);
-        TQ_COLS_GROUP(x, 24, we, wo);
+        TQ_COLS_XGROUP(0);
+        TQ_COLS_XGROUP(1);
+        TQ_COLS_XGROUP(2);
+        TQ_COLS_XGROUP(3);
         x += 32;
         wx += 8;
     }
     if (groups & 2) {
-        TQ_LDRD(we, wo, wx, 0);
-        TQ_COLS_GROUP(x, 0, we, wo);
-        TQ_LDRD(we, wo, wx, 2);
-        TQ_COLS_GROUP(x, 8, we, wo);
+        TQ_COLS_XGROUP(0);
+        TQ_COLS_XGROUP(1);
         x += 16;
         wx += 4;
     }
     if (groups & 1) {
-        TQ_LDRD(we, wo, wx, 0);
-        TQ_COLS_GROUP(x, 0, we, wo);
+        TQ_COLS_XGROUP(0);
     }
+#undef TQ_COLS_XGROUP
     *acc0 = a0;
     *acc1 = a1;
     *acc2 = a2;
