@@ -142,6 +142,16 @@ def make_cases(seed=1234):
     rng_rows = np.random.default_rng(seed + 1)
     cases.append(_conv(rng_rows, "dw3_s2_c8_rows17", 6, 34, 8, 8, 3, 2, (1, 1, 1, 1), depthwise=True))
     cases.append(_conv(rng_rows, "dw5_s1_c8_rows18", 5, 18, 8, 8, 5, 1, (2, 2, 2, 2), depthwise=True))
+    # right shifts of 1 and 2 beside each other on small accumulators, so that the
+    # outputs do not saturate: a shift of 1 must not take the fast requantization
+    for name, dw in (("pw_shift1_small_acc_c8", False), ("dw_shift1_small_acc_c8", True)):
+        x = rng_rows.integers(-3, 4, (1, 6, 7, 8), dtype=np.int8)
+        w = rng_rows.integers(-3, 4, (1, 3, 3, 8) if dw else (8, 1, 1, 8), dtype=np.int8)
+        mult = rng_rows.integers(1 << 30, (1 << 31) - 1, 8, dtype=np.int64).astype(np.int32)
+        shift = np.array([-1, -2, -1, -3, -2, -1, -2, -1], np.int32)
+        pad = (1, 1, 1, 1) if dw else (0, 0, 0, 0)
+        cases.append(conv_case(name, x, w, rng_rows.integers(-20, 21, 8, dtype=np.int32), mult, shift,
+                               padding=pad, input_offset=1, output_offset=5, depthwise=dw))
     # a dilated depthwise window (clipped windows with taps 2 pixels apart)
     cases.append(_conv(rng, "dw3_dilation2_c12", 9, 10, 12, 12, 3, 1, (2, 2, 2, 2), dilation=2,
                        depthwise=True))
