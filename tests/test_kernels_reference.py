@@ -192,3 +192,19 @@ def test_vectorized_multipliers_equal_the_scalar_formula():
     m, s = quant.quantize_multipliers(reals)
     want = [quant.quantize_multiplier(r) for r in reals]
     assert [(int(a), int(b)) for a, b in zip(m, s)] == want
+
+
+def test_conv_scratch_size_is_a_tile_and_reports_overflow():
+    """The conv and 1x1 scratch holds 4-pixel blocks of K int16 values (as many
+    as fit 4 KB, 1 to 8) plus one expanded filter row; a K whose scratch does
+    not fit int32 gets 0, which the kernels turn into TQ_ERR_SHAPE."""
+    from tinyqt import _ckernels
+    # K = 8: 8 blocks of 4 pixels x 2 groups x 8 words, then 2 groups x 2 words
+    assert _ckernels.conv_buffer_size("1x1", (1, 4, 4, 8), (16, 1, 1, 8)) == 8 * 64 + 16
+    # K = 27 (the RGB stem): 7 groups, 8 blocks
+    assert _ckernels.conv_buffer_size("conv", (1, 9, 9, 3), (8, 3, 3, 3)) == 8 * 224 + 56
+    # K = 576: one block
+    assert _ckernels.conv_buffer_size("1x1", (1, 2, 2, 576), (8, 1, 1, 576)) == 32 * 144 + 8 * 144
+    big = (1, 1, 1, 1 << 30)
+    assert _ckernels.conv_buffer_size("1x1", big, big) == 0
+    assert _ckernels.conv_buffer_size("conv", big, big) == 0

@@ -182,13 +182,17 @@ static tq_status tq_conv_1x1_s8_run(const tq_conv_params *params, const tq_chann
                                     const int32_t *bias, const tq_dims *output_dims,
                                     int8_t *output, void *scratch, int32_t scratch_size)
 {
+    int32_t need;
     tq_status st = tq_check_conv(TQ_CONV_POINTWISE, params, quant, input_dims, input, filter_dims,
                                  filter, output_dims, output);
     if (st != TQ_OK) {
         return st;
     }
-    st = tq_check_scratch(scratch, scratch_size,
-                          tq_conv_1x1_s8_get_buffer_size(input_dims, filter_dims));
+    need = tq_conv_1x1_s8_get_buffer_size(input_dims, filter_dims);
+    if (need == 0) {
+        return TQ_ERR_SHAPE; /* the scratch size overflows int32 */
+    }
+    st = tq_check_scratch(scratch, scratch_size, need);
     if (st != TQ_OK) {
         return st;
     }
