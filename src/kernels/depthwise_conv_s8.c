@@ -390,6 +390,10 @@ static void tq_dw_rq_ready(tq_rq *rq, const tq_channel_quant *q, int32_t c, int 
  * pixel each tap is one word of 4 input channels split by SXTAB16 (which
  * adds the input offset) and four SMLABB / SMLATT. The window is clipped to
  * the input, so padding contributes nothing, as in the reference path.
+ * With every channel's shift in tq_rq_neg_s8's range and the whole int8
+ * output range, the pixels run in assembly: whole 3x3 windows along a row
+ * in tq_dw3x3_run_asm, every other window in tq_dw_run_asm (one call per
+ * stretch of windows clipped alike); otherwise in the C loops below.
  * Channels beyond the last multiple of 4 take a scalar loop. */
 static void tq_depthwise_conv_s8_dsp(const tq_conv_params *p, const tq_channel_quant *q,
                                      const tq_dims *in_d, const int8_t *input,
