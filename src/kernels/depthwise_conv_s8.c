@@ -422,6 +422,14 @@ static void tq_depthwise_conv_s8_dsp(const tq_conv_params *p, const tq_channel_q
     int32_t *const b4 = job.bias;
     tq_rq rq[4];
     int32_t c, i, b, oy, ox, ky, kx;
+    /* the assembly runs' strides, the same for every group (the 3x3 run,
+     * whose windows are undilated, reads ch as both its tap and its output
+     * step: x_step == ch there) */
+    job.x_stride = sw * ch;
+    job.ch = x_step;
+    job.row_step = row_step;
+    job.off2 = off2;
+    job.out_step = ch;
     for (c = 0; c + 4 <= ch; c += 4) {
         const int rq_fast = tq_dw_job_rq(&job, q, c, p);
         const int asm_run = is_3x3 && rq_fast;
@@ -454,10 +462,6 @@ static void tq_depthwise_conv_s8_dsp(const tq_conv_params *p, const tq_channel_q
                             job.x = xp;
                             job.out = out;
                             job.n = ox_hi - ox_lo;
-                            job.x_stride = sw * ch;
-                            job.ch = ch;
-                            job.row_step = row_step;
-                            job.off2 = off2;
                             tq_dw3x3_run_asm(&job);
                         } else {
                             tq_dw_rq_ready(rq, q, c, &rq_ready);
@@ -483,15 +487,11 @@ static void tq_depthwise_conv_s8_dsp(const tq_conv_params *p, const tq_channel_q
                         job.px = kx0 == 0 && kx1 == k_w && ox_full_hi > ox ? ox_full_hi - ox : 1;
                         job.x = xrow;
                         job.out = out;
-                        job.ch = x_step;
-                        job.off2 = off2;
                         job.wp = wexp + 2 * (ky0 * k_w + kx0);
                         job.cols = kx1 - kx0;
                         job.rows = ky1 - ky0;
                         job.row_adv = row_step - job.cols * x_step;
                         job.w_skip = 8 * (k_w - job.cols);
-                        job.out_step = ch;
-                        job.x_stride = sw * ch;
                         out += (size_t)job.px * ch;
                         ox += job.px;
                         tq_dw_run_asm(&job);
