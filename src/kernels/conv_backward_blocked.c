@@ -165,6 +165,104 @@ static void tq_pw_gin_4x4(const float *gs, const float *wf, int32_t nt, float *c
 #endif
 }
 
+#if TQ_USE_MVE_F32
+/* tq_pw_gin_4x4 with Helium floating point (tq_f32.h): pixel k's four sums
+ * in q(4 + k), the four weights of a t in q0, each product one VMUL.F32 by
+ * the gradient in a core register and one VADD.F32, so 16 terms cost one
+ * VLDRW, two LDRD and eight vector instructions, in the same order as the
+ * scalar block. Returns 0 with the sums stored, or nonzero after a
+ * subnormal flush, with nothing stored (the caller runs tq_pw_gin_4x4). */
+static int tq_pw_gin_4x4_helium(const float *gs, const float *wf, int32_t nt, float *const *gi,
+                                int32_t ic, int first)
+{
+    const int32_t ic_bytes = ic * (int32_t)sizeof(float);
+    int32_t flush = first;
+    uint32_t g0, g1, g2, g3;
+    __asm__ volatile(
+        ".arch_extension mve.fp\n\t"
+        "ldrd %[g0], %[g1], [%[gi]]\n\t"
+        "ldrd %[g2], %[g3], [%[gi], #8]\n\t"
+        "cmp %[fl], #0\n\t"
+        "beq 2f\n\t"
+        "vmov.i32 q4, #0\n\t"
+        "vmov.i32 q5, #0\n\t"
+        "vmov.i32 q6, #0\n\t"
+        "vmov.i32 q7, #0\n\t"
+        "b 1f\n\t"
+        "2:\n\t"
+        "add %[g0], %[g0], %[ic]\n\t"
+        "vldrw.32 q4, [%[g0]]\n\t"
+        "add %[g1], %[g1], %[ic]\n\t"
+        "vldrw.32 q5, [%[g1]]\n\t"
+        "add %[g2], %[g2], %[ic]\n\t"
+        "vldrw.32 q6, [%[g2]]\n\t"
+        "add %[g3], %[g3], %[ic]\n\t"
+        "vldrw.32 q7, [%[g3]]\n\t"
+        "1:\n\t"
+        "dls lr, %[n]\n\t"
+        "3:\n\t"
+        "vldrw.32 q0, [%[w]], #16\n\t"
+        "ldrd %[g0], %[g1], [%[g]], #8\n\t"
+        "ldrd %[g2], %[g3], [%[g]], #8\n\t"
+        "vmul.f32 q1, q0, %[g0]\n\t"
+        "vadd.f32 q4, q4, q1\n\t"
+        "vmul.f32 q2, q0, %[g1]\n\t"
+        "vadd.f32 q5, q5, q2\n\t"
+        "vmul.f32 q3, q0, %[g2]\n\t"
+        "vadd.f32 q6, q6, q3\n\t"
+        "vmul.f32 q1, q0, %[g3]\n\t"
+        "vadd.f32 q7, q7, q1\n\t"
+        "le lr, 3b\n\t"
+        TQ_MVEF_CHECK("%[fl]")
+        "ldrd %[g0], %[g1], [%[gi]]\n\t"
+        "ldrd %[g2], %[g3], [%[gi], #8]\n\t"
+        "add %[g0], %[g0], %[ic]\n\t"
+        "vstrw.32 q4, [%[g0]]\n\t"
+        "add %[g1], %[g1], %[ic]\n\t"
+        "vstrw.32 q5, [%[g1]]\n\t"
+        "add %[g2], %[g2], %[ic]\n\t"
+        "vstrw.32 q6, [%[g2]]\n\t"
+        "add %[g3], %[g3], %[ic]\n\t"
+        "vstrw.32 q7, [%[g3]]\n\t"
+        "9:"
+        : [g] "+r"(gs), [w] "+r"(wf), [fl] "+r"(flush), [g0] "=&r"(g0), [g1] "=&r"(g1),
+          [g2] "=&r"(g2), [g3] "=&r"(g3)
+        : [gi] "r"(gi), [ic] "r"(ic_bytes), [n] "r"(nt)
+        : "q0", "q1", "q2", "q3", "q4", "q5", "q6", "q7", "lr", "cc", "memory");
+    return flush;
+}
+
+#endif
+
+/* wf[4t + i] = (float)w[t * w_stride + i] for t < nt (nt >= 1), i < 4. With
+ * Helium one VLDRB.S32, one VCVT and one VSTRW per t (the conversions are of
+ * integers, so exact and flag-free). */
+static void tq_pw_weights_f32(const int8_t *w, int32_t w_stride, int32_t nt, float *wf)
+{
+#if TQ_USE_MVE_F32
+    __asm__ volatile(
+        ".arch_extension mve.fp\n\t"
+        "1:\n\t"
+        "vldrb.s32 q0, [%[w]]\n\t"
+        "add %[w], %[w], %[st]\n\t"
+        "vcvt.f32.s32 q0, q0\n\t"
+        "vstrw.32 q0, [%[wf]], #16\n\t"
+        "subs %[n], %[n], #1\n\t"
+        "bne 1b"
+        : [w] "+r"(w), [wf] "+r"(wf), [n] "+r"(nt)
+        : [st] "r"(w_stride)
+        : "q0", "cc", "memory");
+#else
+    int32_t t;
+    for (t = 0; t < nt; t++, w += w_stride, wf += 4) {
+        wf[0] = (float)w[0];
+        wf[1] = (float)w[1];
+        wf[2] = (float)w[2];
+        wf[3] = (float)w[3];
+    }
+#endif
+}
+
 /* One channel of the four pixel rows (the in_c % 4 tail). */
 static void tq_pw_gin_4x1(const float *gs, int32_t nt, const int8_t *w, int32_t w_stride,
                           float *g0, float *g1, float *g2, float *g3, int first)
@@ -259,19 +357,18 @@ void tq_pw_backward_input_blocked(const tq_conv_params *p, const float *w_scale,
             const int32_t nt = tq_min_i32(out_c - oc0, TQ_PW_OCT);
             const int8_t *w = filter + (size_t)oc0 * in_c;
             const int first = oc0 == 0 && !accumulate;
-            int32_t t, ic;
+            int32_t ic;
             for (b = 0; b < nb; b++) {
                 tq_pw_gin_gather(grad_out, mask, w_scale, po[b], out_c, oc0, nt, gs + b * nt * TQ_PW_PIX);
             }
             for (ic = 0; ic + 4 <= in_c; ic += 4) {
-                for (t = 0; t < nt; t++) {
-                    const int8_t *wt = w + (size_t)t * in_c + ic;
-                    wf[4 * t] = (float)wt[0];
-                    wf[4 * t + 1] = (float)wt[1];
-                    wf[4 * t + 2] = (float)wt[2];
-                    wf[4 * t + 3] = (float)wt[3];
-                }
+                tq_pw_weights_f32(w + ic, in_c, nt, wf);
                 for (b = 0; b < nb; b++) {
+#if TQ_USE_MVE_F32
+                    if (!tq_pw_gin_4x4_helium(gs + b * nt * TQ_PW_PIX, wf, nt, gi[b], ic, first)) {
+                        continue;
+                    }
+#endif
                     tq_pw_gin_4x4(gs + b * nt * TQ_PW_PIX, wf, nt, gi[b], ic, first);
                 }
             }
@@ -448,6 +545,9 @@ static void tq_wrow_8x1(const float *gt, const int8_t *const *xp, int32_t npx, i
 }
 #else
 #define TQ_WROW_SCALES 0
+#endif
+
+#if !defined(TQ_WROW_ASM) || TQ_USE_MVE_F32
 /* Saved channels [j, j + 4) of rows r0..r3, whose gradients are gt[8t + k]
  * (k < 4): from 0 (first) or their stored partial sums, add
  * gt[8t + k] * (xp[t][j + i] + off) for t < npx. */
@@ -465,7 +565,85 @@ static void tq_wrow_4x4(const float *gt, const int8_t *const *xp, int32_t npx, i
     }
     TQ_BLOCK4X4_STORE(r0, r1, r2, r3);
 }
+#endif
 
+#if TQ_USE_MVE_F32
+/* Helium: rows rp[0..3] at channel j <-> q4..q7 (op is vldrw.32 / vstrw.32) */
+#define TQ_WROW_HELIUM_ROWS(op)                                                        \
+    "ldrd %[g0], %[g1], [%[rp]]\n\t"                                                   \
+    "ldrd %[g2], %[g3], [%[rp], #8]\n\t"                                               \
+    "add %[g0], %[g0], %[j], lsl #2\n\t"                                               \
+    "add %[g1], %[g1], %[j], lsl #2\n\t"                                               \
+    "add %[g2], %[g2], %[j], lsl #2\n\t"                                               \
+    "add %[g3], %[g3], %[j], lsl #2\n\t"                                               \
+    op " q4, [%[g0]]\n\t"                                                              \
+    op " q5, [%[g1]]\n\t"                                                              \
+    op " q6, [%[g2]]\n\t"                                                              \
+    op " q7, [%[g3]]\n\t"
+/* tq_wrow_4x4 with Helium floating point (tq_f32.h): rows rp[0..3], saved
+ * channels [j, j + 4); row k's four sums in q(4 + k). Per pixel one
+ * VLDRB.S32 of the four inputs, VADD of the offset and VCVT (exact), two
+ * LDRD of the four gradients and a VMUL.F32 + VADD.F32 per row: the scalar
+ * block's terms in its order. flags as tq_wrow_8x2's (bit 0: start from 0,
+ * bit 1: multiply by scale at the end). Returns 0 with the sums stored, or
+ * nonzero after a subnormal flush, with nothing stored (the caller runs
+ * tq_wrow_4x4 and the scaling). */
+static int tq_wrow_4x4_helium(const float *gt, const int8_t *const *xp, int32_t npx, int32_t j,
+                              int32_t off, float *const *rp, int flags, float scale)
+{
+    int32_t flush = flags, n = npx;
+    uint32_t g0 = (uint32_t)off, g1, g2, g3;
+    __asm__ volatile(
+        ".arch_extension mve.fp\n\t"
+        "vdup.32 q2, %[g0]\n\t"
+        "dls lr, %[n]\n\t"
+        "tst %[fl], #1\n\t"
+        "beq 2f\n\t"
+        "vmov.i32 q4, #0\n\t"
+        "vmov.i32 q5, #0\n\t"
+        "vmov.i32 q6, #0\n\t"
+        "vmov.i32 q7, #0\n\t"
+        "b 3f\n\t"
+        "2:\n\t"
+        TQ_WROW_HELIUM_ROWS("vldrw.32")
+        "3:\n\t"
+        "ldr %[n], [%[xp]], #4\n\t"
+        "add %[n], %[n], %[j]\n\t"
+        "vldrb.s32 q0, [%[n]]\n\t"
+        "vadd.i32 q0, q0, q2\n\t"
+        "vcvt.f32.s32 q0, q0\n\t"
+        "ldrd %[g0], %[g1], [%[gt]], #8\n\t"
+        "ldrd %[g2], %[g3], [%[gt]], #24\n\t"
+        "vmul.f32 q1, q0, %[g0]\n\t"
+        "vadd.f32 q4, q4, q1\n\t"
+        "vmul.f32 q3, q0, %[g1]\n\t"
+        "vadd.f32 q5, q5, q3\n\t"
+        "vmul.f32 q1, q0, %[g2]\n\t"
+        "vadd.f32 q6, q6, q1\n\t"
+        "vmul.f32 q3, q0, %[g3]\n\t"
+        "vadd.f32 q7, q7, q3\n\t"
+        "le lr, 3b\n\t"
+        "tst %[fl], #2\n\t"
+        "beq 4f\n\t"
+        "ldr %[g0], %[sc]\n\t"
+        "vmul.f32 q4, q4, %[g0]\n\t"
+        "vmul.f32 q5, q5, %[g0]\n\t"
+        "vmul.f32 q6, q6, %[g0]\n\t"
+        "vmul.f32 q7, q7, %[g0]\n\t"
+        "4:\n\t"
+        TQ_MVEF_CHECK("%[fl]")
+        TQ_WROW_HELIUM_ROWS("vstrw.32")
+        "9:"
+        : [gt] "+r"(gt), [xp] "+r"(xp), [n] "+r"(n), [fl] "+r"(flush), [g0] "+r"(g0),
+          [g1] "=&r"(g1), [g2] "=&r"(g2), [g3] "=&r"(g3)
+        : [j] "r"(j), [rp] "r"(rp), [sc] "m"(scale)
+        : "q0", "q1", "q2", "q3", "q4", "q5", "q6", "q7", "lr", "cc", "memory");
+    return flush;
+}
+#endif
+
+
+#ifndef TQ_WROW_ASM
 /* Saved channel j of the eight rows rp[0..7] (the tail the blocks leave). */
 static void tq_wrow_8x1(const float *gt, const int8_t *const *xp, int32_t npx, int32_t j,
                         int32_t off, float *const *rp, int first)
@@ -553,6 +731,24 @@ static void tq_rows_add(const float *gt, const int8_t *const *xp, int32_t npx, i
         }
         return;
     }
+#if TQ_USE_MVE_F32
+    for (; j + 4 <= n_sel; j += 4) {
+        /* with at most four channels rows 4..7 repeat row 3, whose sums the
+         * first block has already advanced: adding again would count twice */
+        int32_t h, i, k;
+        for (h = 0; h < TQ_PW_ROWS && (h == 0 || rp[h] != rp[h - 1]); h += 4) {
+            if (tq_wrow_4x4_helium(gt + h, xp, npx, j, off, rp + h, flags, scale)) {
+                tq_wrow_4x4(gt + h, xp, npx, j, off, rp[h] + j, rp[h + 1] + j, rp[h + 2] + j,
+                            rp[h + 3] + j, first);
+                for (k = 0; k < 4 && last && (k == 0 || rp[h + k] != rp[h + k - 1]); k++) {
+                    for (i = 0; i < 4; i++) {
+                        rp[h + k][j + i] *= scale;
+                    }
+                }
+            }
+        }
+    }
+#endif
 #ifdef TQ_WROW_ASM
     for (; j + 2 <= n_sel; j += 2) {
         tq_wrow_8x2(gt, xp, npx, j, off, rp, flags, scale);

@@ -21,6 +21,44 @@
 #error "tinyqt: compile with -mcpu=cortex-m55+nomve.fp: Helium floating point flushes subnormals to zero, which breaks host == device bit-exactness (define TQ_ALLOW_MVE_FLOAT to accept that)"
 #endif
 
+/* TQ_USE_MVE_F32 is 1 on a core with Helium floating point, told by
+ * -DTQ_HELIUM_F32 (the M55 target's flags; the compiler itself is kept at
+ * +nomve.fp, see above). Then the hottest fp32 blocks of the backward run
+ * Helium assembly (".arch_extension mve.fp" inside the asm) and still give
+ * the scalar FPU's bits: the only way Helium's arithmetic differs from the
+ * scalar FPU's (both round to nearest; products and sums are separate
+ * VMUL / VADD, never the fused VFMA) is the flush of a subnormal input or
+ * result, and every such flush sets FPSCR.IDC or FPSCR.UFC. Each Helium
+ * block keeps its sums in registers, reads those two cumulative flags
+ * before it stores anything, and on a flush stores nothing, clears the
+ * flags and returns nonzero, so that the caller runs the scalar block on the
+ * same, untouched memory. A flag left set by earlier scalar code only costs
+ * one block run twice. The flags are cleared only there. Helium also
+ * returns the default NaN where the scalar FPU propagates a NaN operand's
+ * payload: a NaN gradient is NaN on both, with other bits. */
+#if defined(__ARM_FEATURE_MVE) && defined(TQ_HELIUM_F32) && defined(__ARM_FP) && (__ARM_FP & 4) && \
+    !defined(TQ_FORCE_PORTABLE)
+#define TQ_USE_MVE_F32 1
+/* FPSCR.IDC (bit 7) | FPSCR.UFC (bit 3) */
+#define TQ_FPSCR_FLUSH_BITS "#0x88"
+/* Assembly check at the end of a Helium block's loop: when no flush
+ * happened, flush (a register operand) <- 0 and fall through to the stores;
+ * otherwise clear the two flags, flush <- 1 and branch to label 9, which the
+ * block puts after its stores. Uses local label 7. */
+#define TQ_MVEF_CHECK(flush)                                                           \
+    "vmrs " flush ", fpscr\n\t"                                                        \
+    "tst " flush ", " TQ_FPSCR_FLUSH_BITS "\n\t"                                       \
+    "beq 7f\n\t"                                                                      \
+    "bic " flush ", " flush ", " TQ_FPSCR_FLUSH_BITS "\n\t"                            \
+    "vmsr fpscr, " flush "\n\t"                                                        \
+    "movs " flush ", #1\n\t"                                                          \
+    "b 9f\n\t"                                                                        \
+    "7:\n\t"                                                                          \
+    "movs " flush ", #0\n\t"
+#else
+#define TQ_USE_MVE_F32 0
+#endif
+
 #if defined(__ARM_FP) && (__ARM_FP & 4) && !defined(TQ_FORCE_PORTABLE)
 #define TQ_MLA_F32(acc, a, b) __asm__("vmla.f32 %0, %1, %2" : "+t"(acc) : "t"(a), "t"(b))
 #else

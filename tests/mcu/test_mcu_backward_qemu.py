@@ -21,6 +21,14 @@ from mcu_support import require_build_tools, require_qemu
 
 pytestmark = pytest.mark.mcu
 
+def _tiny_at(shape, at):
+    """Gradient scales of the given shape: 1e-36 at flat positions at
+    (along the one axis longer than 1), 1 elsewhere."""
+    scale = np.ones(int(np.prod(shape)), np.float32)
+    scale[list(at)] = 1e-36
+    return scale.reshape(shape)
+
+
 def _cases():
     rng = np.random.default_rng(2022)
     cases = [
@@ -35,6 +43,13 @@ def _cases():
         input_grad_case(rng, "conv1x1 s2 input grad, 40 out channels", 7, 9, 23, 40, 1, 2, (0, 0, 0, 0)),
         input_grad_case(rng, "conv1x1 input grad, subnormal terms", 4, 5, 8, 6, 1, 1, (0, 0, 0, 0),
                         g_scale=1e-36),
+        # subnormal gradients at a few pixels (input gradient) or output channels (weight
+        # gradient) only: on M55 the Helium blocks that meet them fall back to the scalar
+        # ones, between blocks that store their own sums
+        input_grad_case(rng, "conv1x1 input grad, subnormal terms at 3 of 48 pixels", 6, 8, 12, 40, 1, 1,
+                        (0, 0, 0, 0), g_scale=_tiny_at((1, 48, 1), (5, 30, 47)).reshape(1, 6, 8, 1)),
+        weight_grad_case(rng, "conv1x1 weight grad, subnormal terms at 2 of 11 channels", 9, 9, 12, 11, 1, 1,
+                         g_scale=_tiny_at((1, 1, 1, 11), (2, 9))),
         weight_grad_case(rng, "conv1x1 weight grad", 9, 7, 13, 11, 1, 1),
         weight_grad_case(rng, "conv1x1 s2 weight grad, subnormal terms", 8, 9, 8, 5, 1, 2, g_scale=1e-36),
         # 2 input rows under a 7x7 window: most taps reach no pixel (their rows must be zeros)

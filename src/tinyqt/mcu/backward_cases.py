@@ -87,9 +87,10 @@ def _layer(rng, h, w, c_in, c_out, k, stride, padding, depthwise=False, n=1):
 
 
 def input_grad_case(rng, name, h, w, c_in, c_out, k, stride, padding, depthwise=False, g_scale=1.0):
-    """g_scale multiplies the output gradient (1e-36: subnormal terms and sums)."""
+    """g_scale multiplies the output gradient (1e-36: subnormal terms and sums;
+    an array broadcast against (1, oh, ow, c_out) scales some pixels only)."""
     x, wt, g, ws, mask = _layer(rng, h, w, c_in, c_out, k, stride, padding, depthwise)
-    g = (g * F32(g_scale)).astype(F32)
+    g = (g * np.asarray(g_scale, F32)).astype(F32)
     gi = B.conv2d_backward_input(g, wt, ws, x.shape, stride=(stride, stride), padding=padding,
                                  depthwise=depthwise, mask=mask)
     pointwise = not depthwise and k == 1 and not any(padding)
@@ -104,9 +105,10 @@ def input_grad_case(rng, name, h, w, c_in, c_out, k, stride, padding, depthwise=
 def weight_grad_case(rng, name, h, w, c_in, c_out, k, stride, padding=(0, 0, 0, 0), *, depthwise=False,
                      g_scale=1.0):
     """The weight and bias gradients alone (fp32 out, no update) of a conv
-    kxk / 1x1 / depthwise layer, g scaled by g_scale."""
+    kxk / 1x1 / depthwise layer, g scaled by g_scale (a number, or an array
+    broadcast against the gradient)."""
     x, wt, g, ws, mask = _layer(rng, h, w, c_in, c_out, k, stride, padding, depthwise)
-    g = (g * F32(g_scale)).astype(F32)
+    g = (g * np.asarray(g_scale, F32)).astype(F32)
     x_zp, x_scale = int(rng.integers(-20, 20)), F32(0.02)
     gw, gb = B.conv2d_backward_weight(g, x, k, x_scale=x_scale, x_zero_point=x_zp, stride=(stride, stride),
                                       padding=padding, depthwise=depthwise, in_channels=c_in, mask=mask)

@@ -111,8 +111,9 @@ TARGETS = {
         description="Cortex-M7 (FPv5-D16) on QEMU mps2-an500",
         aliases=("cortex-m7", "mps2-an500")),
     "m55": Target(
-        # +nomve.fp: Helium floating point flushes subnormals (tq_f32.h); integer Helium stays
-        "m55", "cortex-m55", ("-mcpu=cortex-m55+nomve.fp", "-mfloat-abi=hard"),
+        # +nomve.fp: Helium floating point flushes subnormals (tq_f32.h); integer Helium stays.
+        # TQ_HELIUM_F32: the core has it, for the fp32 backward's checked assembly blocks
+        "m55", "cortex-m55", ("-mcpu=cortex-m55+nomve.fp", "-mfloat-abi=hard", "-DTQ_HELIUM_F32"),
         "mps3-an547", "mps3_an547.ld", 32_000_000, has_dsp=True, has_mve=True, has_fpu=True,
         description="Cortex-M55 (Helium/MVE, FPv5) on QEMU mps3-an547",
         aliases=("cortex-m55", "mps3-an547")),
