@@ -283,6 +283,48 @@ static void tq_pw_gin_4x1(const float *gs, int32_t nt, const int8_t *w, int32_t 
     *g3 = a3;
 }
 
+#if TQ_USE_MVE_F32
+/* Four t of tq_pw_gin_gather with Helium: for pixel k, gradients
+ * g[k][0..3] times w_scale ws[0..3] (one VMUL.F32), the lanes whose mask bit
+ * (bit 8k + t of m) is clear set to +0.0f under a VPT predicate, and the
+ * four pixels' vectors stored interleaved as gs[4t + k] by VST40..VST43.
+ * The flags are the caller's to check. */
+static void tq_pw_gin_gather4_helium(float *const *g, const float *ws, uint32_t m, float *gs)
+{
+    static const uint32_t lane_bits[4] = {1u, 2u, 4u, 8u};
+    const uint32_t *tmp = lane_bits; /* then a scratch register */
+    uint32_t g0, g1, g2, g3;
+    /* pixel k: q<k> <- keep(g<k>[0..3] * ws[0..3]) with its 4 mask bits at bit sh of m */
+#define TQ_GATHER_PIXEL(k, gk, sh)                                                     \
+    "vldrw.32 q" #k ", [%[" gk "]]\n\t"                                                 \
+    "vmul.f32 q" #k ", q" #k ", q4\n\t"                                                 \
+    "lsr %[tmp], %[m], #" #sh "\n\t"                                                    \
+    "vdup.32 q5, %[tmp]\n\t"                                                           \
+    "vand q5, q5, q6\n\t"                                                              \
+    "vpt.i32 eq, q5, q7\n\t"                                                           \
+    "vorrt q" #k ", q7, q7\n\t"
+    __asm__ volatile(
+        ".arch_extension mve.fp\n\t"
+        "vldrw.32 q6, [%[tmp]]\n\t"
+        "vmov.i32 q7, #0\n\t"
+        "vldrw.32 q4, [%[ws]]\n\t"
+        "ldrd %[g0], %[g1], [%[g]]\n\t"
+        "ldrd %[g2], %[g3], [%[g], #8]\n\t"
+        TQ_GATHER_PIXEL(0, "g0", 0)
+        TQ_GATHER_PIXEL(1, "g1", 8)
+        TQ_GATHER_PIXEL(2, "g2", 16)
+        TQ_GATHER_PIXEL(3, "g3", 24)
+        "vst40.32 {q0, q1, q2, q3}, [%[gs]]\n\t"
+        "vst41.32 {q0, q1, q2, q3}, [%[gs]]\n\t"
+        "vst42.32 {q0, q1, q2, q3}, [%[gs]]\n\t"
+        "vst43.32 {q0, q1, q2, q3}, [%[gs]]"
+        : [tmp] "+r"(tmp), [g0] "=&r"(g0), [g1] "=&r"(g1), [g2] "=&r"(g2), [g3] "=&r"(g3)
+        : [g] "r"(g), [ws] "r"(ws), [gs] "r"(gs), [m] "r"(m)
+        : "q0", "q1", "q2", "q3", "q4", "q5", "q6", "q7", "memory");
+#undef TQ_GATHER_PIXEL
+}
+#endif
+
 /* The scaled, masked gradients of output channels oc0 .. oc0 + nt - 1 at
  * the four pixels po[0..3], as gs[4t + k]. A masked gradient is +0.0f
  * (tq_f32_keep of the product); the mask bits of each pixel's channels are
@@ -295,6 +337,27 @@ static void tq_pw_gin_gather(const float *grad_out, const uint8_t *mask, const f
     const int32_t o2 = po[2] * out_c + oc0, o3 = po[3] * out_c + oc0;
     const float *g0 = grad_out + o0, *g1 = grad_out + o1, *g2 = grad_out + o2, *g3 = grad_out + o3;
     int32_t t, j;
+#if TQ_USE_MVE_F32
+    /* groups of four t with Helium; the last nt % 4 in C. A flush (FPSCR
+     * flags, tq_f32.h) in any product redoes every t in C below. */
+    for (t = 0; t + 4 <= nt; t += 4) {
+        float *const g[4] = {(float *)g0 + t, (float *)g1 + t, (float *)g2 + t, (float *)g3 + t};
+        const uint32_t m = tq_mask_bits(mask, o0 + t, 4) | tq_mask_bits(mask, o1 + t, 4) << 8 |
+                           tq_mask_bits(mask, o2 + t, 4) << 16 | tq_mask_bits(mask, o3 + t, 4) << 24;
+        tq_pw_gin_gather4_helium(g, ws + t, m, gs + TQ_PW_PIX * t);
+    }
+    if (!tq_fpscr_flushed()) {
+        gs += TQ_PW_PIX * (nt & ~3);
+        for (t = nt & ~3; t < nt; t++, gs += TQ_PW_PIX) {
+            const float w = ws[t];
+            gs[0] = tq_mask_pass(mask, o0 + t) ? g0[t] * w : 0.0f;
+            gs[1] = tq_mask_pass(mask, o1 + t) ? g1[t] * w : 0.0f;
+            gs[2] = tq_mask_pass(mask, o2 + t) ? g2[t] * w : 0.0f;
+            gs[3] = tq_mask_pass(mask, o3 + t) ? g3[t] * w : 0.0f;
+        }
+        return;
+    }
+#endif
     if (mask == NULL) {
         for (t = 0; t < nt; t++, gs += TQ_PW_PIX) {
             const float w = ws[t];

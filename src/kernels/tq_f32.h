@@ -12,6 +12,8 @@
 #ifndef TINYQT_F32_H
 #define TINYQT_F32_H
 
+#include <stdint.h>
+
 /* Every file with fp32 arithmetic includes this header for the check below.
  * Helium floating point (MVE-F) flushes subnormal inputs and results to zero
  * (the scalar FPU and the host do not), so a compiler that auto-vectorizes an
@@ -55,6 +57,17 @@
     "b 9f\n\t"                                                                        \
     "7:\n\t"                                                                          \
     "movs " flush ", #0\n\t"
+/* 1 when FPSCR.IDC or FPSCR.UFC is set, which it then clears; else 0 */
+static inline int tq_fpscr_flushed(void)
+{
+    uint32_t fpscr;
+    __asm__ volatile("vmrs %0, fpscr" : "=r"(fpscr));
+    if ((fpscr & 0x88u) == 0) {
+        return 0;
+    }
+    __asm__ volatile("vmsr fpscr, %0" : : "r"(fpscr & ~0x88u));
+    return 1;
+}
 #else
 #define TQ_USE_MVE_F32 0
 #endif
