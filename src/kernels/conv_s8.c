@@ -246,18 +246,19 @@ static void tq_conv_s8_window_mve(const tq_conv_params *p, const tq_dims *in_d, 
 
 /* Output pixels whose windows the Helium path gathers at once: as many
  * int8 windows of K values as the scratch (tq_conv_s8_get_buffer_size,
- * which holds at least 8) has room for, at most 32. */
+ * which holds at least 8) has room for, at most TQ_OC4_PIXELS. */
 static int32_t tq_conv_mve_pixels(int32_t k)
 {
     const int32_t n = tq_tile_bytes(k) / k;
-    return n > 32 ? 32 : n;
+    return n > TQ_OC4_PIXELS ? TQ_OC4_PIXELS : n;
 }
 
 /* Helium path: the windows of up to 8 output pixels go to the scratch
  * (tq_conv_s8_window_mve); then for each block of output channels (tq_oc4:
  * rows, row sums for the input offset, bias and requantization set up once)
  * and each of those pixels, the dot products with the block's rows
- * (tq_dot4_mve) are requantized and stored together (tq_oc4_store). */
+ * (tq_dot4_mve), then all of them requantized and stored
+ * (tq_oc4_store_n). */
 static void tq_conv_s8_mve(const tq_conv_params *p, const tq_channel_quant *q, const tq_dims *in_d,
                            const int8_t *input, const tq_dims *f_d, const int8_t *filter,
                            const int32_t *bias, const tq_dims *out_d, int8_t *output, int8_t *cols)
@@ -283,13 +284,14 @@ static void tq_conv_s8_mve(const tq_conv_params *p, const tq_channel_quant *q, c
             }
         }
         for (oc = 0; oc < out_c; oc += 4) {
-            int8_t *out = output + (size_t)pix * out_c + oc;
+            int32_t acc[4 * TQ_OC4_PIXELS];
             tq_oc4 blk;
             tq_oc4_init(&blk, filter, k, oc, out_c, bias, q->multiplier, q->shift, p->input_offset);
-            for (j = 0; j < n; j++, out += out_c) {
-                tq_oc4_store(&blk, tq_dot4_mve(cols + (size_t)j * k, blk.w0, blk.w1, blk.w2, blk.w3, k, tail),
-                             p->output_offset, p->act_min, p->act_max, out);
+            for (j = 0; j < n; j++) {
+                tq_dot4_mve(cols + (size_t)j * k, blk.w0, blk.w1, blk.w2, blk.w3, k, tail, acc + 4 * j);
             }
+            tq_oc4_store_n(&blk, acc, n, p->output_offset, p->act_min, p->act_max,
+                           output + (size_t)pix * out_c + oc, out_c);
         }
     }
 }

@@ -71,12 +71,12 @@ static inline int32x4_t tq_lanes4(int32_t s0, int32_t s1, int32_t s2, int32_t s3
     v = vsetq_lane_s32(s2, v, 2);
     return vsetq_lane_s32(s3, v, 3);
 }
-/* (x.w0, x.w1, x.w2, x.w3): 4 dot products over k int8 values (VMLADAVA,
- * 16 values per step; tail = vctp8q(k % 16) predicates a last partial
- * step, so nothing past x[k - 1] or a row's end is read). */
-__attribute__((always_inline)) static inline int32x4_t
+/* acc[0..3] = (x.w0, x.w1, x.w2, x.w3): 4 dot products over k int8 values
+ * (VMLADAVA, 16 values per step; tail = vctp8q(k % 16) predicates a last
+ * partial step, so nothing past x[k - 1] or a row's end is read). */
+__attribute__((always_inline)) static inline void
 tq_dot4_mve(const int8_t *x, const int8_t *w0, const int8_t *w1, const int8_t *w2, const int8_t *w3, int32_t k,
-            mve_pred16_t tail)
+            mve_pred16_t tail, int32_t *acc)
 {
     int32_t s0 = 0, s1 = 0, s2 = 0, s3 = 0, i;
     for (i = 0; i + 16 <= k; i += 16) {
@@ -93,7 +93,10 @@ tq_dot4_mve(const int8_t *x, const int8_t *w0, const int8_t *w1, const int8_t *w
         s2 = vmladavaq_s8(s2, xv, vldrbq_z_s8(w2 + i, tail));
         s3 = vmladavaq_s8(s3, xv, vldrbq_z_s8(w3 + i, tail));
     }
-    return tq_lanes4(s0, s1, s2, s3);
+    acc[0] = s0;
+    acc[1] = s1;
+    acc[2] = s2;
+    acc[3] = s3;
 }
 
 /* A block of output channels oc .. oc + nc - 1 (nc <= 4) of a conv whose
@@ -106,7 +109,11 @@ typedef struct {
     int32x4_t base;
     tq_rq4 rq;
     mve_pred16_t pc;
+    int32_t full_right; /* 4 channels, none with a left shift: tq_oc4_store_n's assembly loop */
 } tq_oc4;
+
+/* Pixels whose sums a block keeps for one tq_oc4_store_n (int32 x 4 each). */
+#define TQ_OC4_PIXELS 32
 
 static inline void tq_oc4_init(tq_oc4 *b, const int8_t *filter, int32_t k, int32_t oc, int32_t out_c,
                                const int32_t *bias, const int32_t *mult, const int32_t *shift,
@@ -129,6 +136,7 @@ static inline void tq_oc4_init(tq_oc4 *b, const int8_t *filter, int32_t k, int32
     b->base = vmlaq_n_s32(bias != NULL ? vldrwq_z_s32(bias + oc, b->pc) : vdupq_n_s32(0),
                           tq_lanes4(r0, r1, r2, r3), input_offset);
     tq_rq4_init(&b->rq, mult + oc, shift + oc, nc);
+    b->full_right = nc == 4 && vmaxvq_s32(INT32_MIN, b->rq.left) == 0;
 }
 
 /* Requantizes acc + the block's base and stores the block's channels at
@@ -137,6 +145,54 @@ static inline void tq_oc4_store(const tq_oc4 *b, int32x4_t acc, int32_t out_offs
                                 int32_t act_max, int8_t *out)
 {
     vstrbq_p_s32(out, tq_rq4_apply(&b->rq, vaddq_s32(acc, b->base), out_offset, act_min, act_max), b->pc);
+}
+
+/* tq_oc4_store of n (>= 1) pixels' sums acc[4j .. 4j + 3] at out + j *
+ * out_stride. With four channels and no left shift (the usual case) one
+ * assembly loop keeps the block's base, multiplier, shift, rounding fix
+ * and clamp bounds in q2-q7: 13 instructions per pixel, where the
+ * intrinsics, short of Helium registers, reload them per pixel. */
+static inline void tq_oc4_store_n(const tq_oc4 *b, const int32_t *acc, int32_t n, int32_t out_offset,
+                                  int32_t act_min, int32_t act_max, int8_t *out, int32_t out_stride)
+{
+    if (b->full_right) {
+        const int32_t bounds[3] = {act_min, act_max, out_offset};
+        __asm__ volatile(
+            "vldrw.32 q2, [%[b], %[o_base]]\n\t"
+            "vldrw.32 q3, [%[b], %[o_mult]]\n\t"
+            "vldrw.32 q4, [%[b], %[o_right]]\n\t"
+            "vldrw.32 q5, [%[b], %[o_fix]]\n\t"
+            "dls lr, %[n]\n\t"
+            "ldr %[n], [%[c]]\n\t"
+            "vdup.32 q6, %[n]\n\t"
+            "ldr %[n], [%[c], #4]\n\t"
+            "vdup.32 q7, %[n]\n\t"
+            "ldr %[n], [%[c], #8]\n\t"
+            "1:\n\t"
+            "vldrw.32 q0, [%[acc]], #16\n\t"
+            "vadd.i32 q0, q0, q2\n\t"
+            "vqrdmulh.s32 q0, q0, q3\n\t"
+            "vshr.s32 q1, q0, #31\n\t"
+            "vand q1, q1, q5\n\t"
+            "vadd.i32 q0, q0, q1\n\t"
+            "vrshl.s32 q0, q0, q4\n\t"
+            "vadd.i32 q0, q0, %[n]\n\t"
+            "vmax.s32 q0, q0, q6\n\t"
+            "vmin.s32 q0, q0, q7\n\t"
+            "vstrb.32 q0, [%[out]]\n\t"
+            "add %[out], %[out], %[st]\n\t"
+            "le lr, 1b"
+            : [acc] "+r"(acc), [out] "+r"(out), [n] "+r"(n) /* then the output offset */
+            : [b] "r"(b), [c] "r"(bounds), [st] "r"(out_stride), [o_base] "i"(offsetof(tq_oc4, base)),
+              [o_mult] "i"(offsetof(tq_oc4, rq) + offsetof(tq_rq4, mult)),
+              [o_right] "i"(offsetof(tq_oc4, rq) + offsetof(tq_rq4, right)),
+              [o_fix] "i"(offsetof(tq_oc4, rq) + offsetof(tq_rq4, fix))
+            : "q0", "q1", "q2", "q3", "q4", "q5", "q6", "q7", "lr", "memory");
+        return;
+    }
+    for (; n > 0; n--, acc += 4, out += out_stride) {
+        tq_oc4_store(b, vldrwq_s32(acc), out_offset, act_min, act_max, out);
+    }
 }
 #endif
 
