@@ -590,6 +590,88 @@ tq_dw_mve_run(int32x4_t inner, const int8_t *x, const int8_t *w, int32_t k_h, in
     }
 }
 
+/* The constants of tq_dw3x3_mve_run: the 9 taps of 4 channels as int32
+ * (tap-major), then bias + offset * sum(w), multiplier, right shift,
+ * rounding fix, the clamp bounds and the output offset, 4 lanes each. */
+enum { TQ_DW3_TAPS = 0, TQ_DW3_INNER = 9, TQ_DW3_MULT, TQ_DW3_RIGHT, TQ_DW3_FIX, TQ_DW3_MIN, TQ_DW3_MAX,
+       TQ_DW3_OFFSET, TQ_DW3_VECTORS };
+
+/* count (>= 1) inner 3x3 windows of a row, 4 channels with no left shift
+ * (tq_dw_mve_run's arithmetic, lane for lane): x is the first window's
+ * top-left input, rows row_step and windows x_step bytes apart, outputs ch
+ * bytes apart from out. One assembly loop: the multiplier, shift, fix and
+ * bounds stay in q3-q7, each tap is a VLDRB.S32 of the input, a VLDRW of
+ * the tap from k (TQ_DW3_VECTORS x 4 int32, immediate offsets), VMUL and
+ * VADD, so 58 instructions per window of 36 MACs, where the intrinsics
+ * spilled to the stack (about 95). */
+static void tq_dw3x3_mve_run(const int8_t *x, int32_t ch, int32_t row_step, int32_t x_step, int32_t count,
+                             const int32_t *k, int8_t *out)
+{
+    const int32_t next_row = row_step - 2 * ch;  /* from a row's third tap to the next row */
+    const int32_t back = 2 * row_step + 2 * ch - x_step; /* from the last tap to the next window */
+    /* one row of taps: inputs at x, x + ch, x + 2ch (x is left at the third), tap vectors
+     * i0..i2 (TQ_DW3_TAPS is 0) */
+#define TQ_DW3_ROW(i0, i1, i2)                                                         \
+    "vldrb.s32 q0, [%[x]]\n\t"                                                         \
+    "vldrw.32 q2, [%[k], #" #i0 " * 16]\n\t"                                           \
+    "add %[x], %[x], %[ch]\n\t"                                                        \
+    "vmul.i32 q0, q0, q2\n\t"                                                          \
+    "vadd.i32 q1, q1, q0\n\t"                                                          \
+    "vldrb.s32 q0, [%[x]]\n\t"                                                         \
+    "vldrw.32 q2, [%[k], #" #i1 " * 16]\n\t"                                           \
+    "add %[x], %[x], %[ch]\n\t"                                                        \
+    "vmul.i32 q0, q0, q2\n\t"                                                          \
+    "vadd.i32 q1, q1, q0\n\t"                                                          \
+    "vldrb.s32 q0, [%[x]]\n\t"                                                         \
+    "vldrw.32 q2, [%[k], #" #i2 " * 16]\n\t"                                           \
+    "vmul.i32 q0, q0, q2\n\t"                                                          \
+    "vadd.i32 q1, q1, q0\n\t"
+    __asm__ volatile(
+        "vldrw.32 q3, [%[k], %[o_mult]]\n\t"
+        "vldrw.32 q4, [%[k], %[o_right]]\n\t"
+        "vldrw.32 q5, [%[k], %[o_fix]]\n\t"
+        "vldrw.32 q6, [%[k], %[o_min]]\n\t"
+        "vldrw.32 q7, [%[k], %[o_max]]\n\t"
+        "dls lr, %[n]\n\t"
+        "ldr %[n], [%[k], %[o_off]]\n\t"
+        "1:\n\t"
+        "vldrw.32 q1, [%[k], %[o_inner]]\n\t"
+        TQ_DW3_ROW(0, 1, 2)
+        "add %[x], %[x], %[nr]\n\t"
+        TQ_DW3_ROW(3, 4, 5)
+        "add %[x], %[x], %[nr]\n\t"
+        TQ_DW3_ROW(6, 7, 8)
+        TQ_MVE_RQ4_ASM("q1", "q0", "q3", "q4", "q5", "%[n]", "q6", "q7")
+        "vstrb.32 q1, [%[out]]\n\t"
+        "add %[out], %[out], %[ch]\n\t"
+        "sub %[x], %[x], %[back]\n\t"
+        "le lr, 1b"
+        : [x] "+l"(x), [out] "+r"(out), [n] "+r"(count) /* then the output offset */
+        : [ch] "r"(ch), [nr] "r"(next_row), [back] "r"(back), [k] "r"(k),
+          [o_inner] "i"(16 * TQ_DW3_INNER), [o_mult] "i"(16 * TQ_DW3_MULT), [o_right] "i"(16 * TQ_DW3_RIGHT),
+          [o_fix] "i"(16 * TQ_DW3_FIX), [o_min] "i"(16 * TQ_DW3_MIN), [o_max] "i"(16 * TQ_DW3_MAX),
+          [o_off] "i"(16 * TQ_DW3_OFFSET)
+        : "q0", "q1", "q2", "q3", "q4", "q5", "q6", "q7", "lr", "memory");
+#undef TQ_DW3_ROW
+}
+
+/* Packs tq_dw3x3_mve_run's constants for channels fc[0..3] (taps ch apart). */
+static void tq_dw3x3_mve_pack(const int8_t *fc, int32_t ch, int32x4_t inner, const tq_rq4 *rq,
+                              const tq_conv_params *p, int32_t *k)
+{
+    int32_t t;
+    for (t = 0; t < 9; t++) {
+        vstrwq_s32(k + 4 * (TQ_DW3_TAPS + t), vldrbq_s32(fc + (size_t)t * ch));
+    }
+    vstrwq_s32(k + 4 * TQ_DW3_INNER, inner);
+    vstrwq_s32(k + 4 * TQ_DW3_MULT, rq->mult);
+    vstrwq_s32(k + 4 * TQ_DW3_RIGHT, rq->right);
+    vstrwq_s32(k + 4 * TQ_DW3_FIX, rq->fix);
+    vstrwq_s32(k + 4 * TQ_DW3_MIN, vdupq_n_s32(p->act_min));
+    vstrwq_s32(k + 4 * TQ_DW3_MAX, vdupq_n_s32(p->act_max));
+    vstrwq_s32(k + 4 * TQ_DW3_OFFSET, vdupq_n_s32(p->output_offset));
+}
+
 /* Helium path (depth multiplier 1): 4 channels per vector, int32 lanes.
  * For each block of 4 channels the requantization and the input offset's
  * share (offset * sum of the filter taps) are set up once; windows inside
@@ -620,11 +702,17 @@ static void tq_depthwise_conv_s8_mve(const tq_conv_params *p, const tq_channel_q
         int32x4_t b4 = bias != NULL ? vldrwq_z_s32(bias + c, pr) : vdupq_n_s32(0);
         int32x4_t wsum = vdupq_n_s32(0), inner;
         tq_rq4 rq;
+        int32_t k3[4 * TQ_DW3_VECTORS];
+        int fast3;
         tq_rq4_init(&rq, q->multiplier + c, q->shift + c, n);
         for (t = 0; t < k_h * k_w; t++) {
             wsum = vaddq_s32(wsum, vldrbq_z_s32(fc + (size_t)t * ch, pr));
         }
         inner = vmlaq_n_s32(b4, wsum, p->input_offset);  /* bias + offset * sum(w) */
+        fast3 = k_h == 3 && k_w == 3 && n == 4 && vmaxvq_s32(INT32_MIN, rq.left) == 0;
+        if (fast3) {
+            tq_dw3x3_mve_pack(fc, ch, inner, &rq, p, k3);
+        }
         for (b = 0; b < out_d->n; b++) {
             const int8_t *in_b = input + (size_t)b * in_h * in_w * ch + c;
             int8_t *out = output + (size_t)b * out_d->h * out_d->w * ch + c;
@@ -638,7 +726,9 @@ static void tq_depthwise_conv_s8_mve(const tq_conv_params *p, const tq_channel_q
                         /* the row's inner windows in one run */
                         const int8_t *xw = in_b + ((size_t)y0 * in_w + x0) * ch;
                         const int32_t count = ox_hi - ox_lo, x_step = p->stride_w * ch;
-                        if (k_h == 3 && k_w == 3) {
+                        if (fast3) {
+                            tq_dw3x3_mve_run(xw, ch, row_step, x_step, count, k3, out);
+                        } else if (k_h == 3 && k_w == 3) {
                             tq_dw_mve_run(inner, xw, fc, 3, 3, ch, row_step, x_step, count, &rq, p, out);
                         } else {
                             tq_dw_mve_run(inner, xw, fc, k_h, k_w, ch, row_step, x_step, count, &rq, p, out);

@@ -63,6 +63,20 @@ static inline int32x4_t tq_rq4_apply(const tq_rq4 *rq, int32x4_t acc, int32_t ou
     return vminq_s32(vmaxq_s32(x, vdupq_n_s32(act_min)), vdupq_n_s32(act_max));
 }
 
+/* tq_rq4_apply in assembly, for a q register a that already holds acc (+
+ * base) and a shift with no left part: the operands name q registers (t a
+ * scratch one) holding the multiplier, right shift, fix and the bounds, off
+ * a core register with the output offset. 8 instructions. */
+#define TQ_MVE_RQ4_ASM(a, t, mult, right, fix, off, lo, hi)                            \
+    "vqrdmulh.s32 " a ", " a ", " mult "\n\t"                                          \
+    "vshr.s32 " t ", " a ", #31\n\t"                                                   \
+    "vand " t ", " t ", " fix "\n\t"                                                   \
+    "vadd.i32 " a ", " a ", " t "\n\t"                                                 \
+    "vrshl.s32 " a ", " a ", " right "\n\t"                                            \
+    "vadd.i32 " a ", " a ", " off "\n\t"                                               \
+    "vmax.s32 " a ", " a ", " lo "\n\t"                                                \
+    "vmin.s32 " a ", " a ", " hi "\n\t"
+
 /* The 4 lanes (s0, s1, s2, s3) of an int32 vector. */
 static inline int32x4_t tq_lanes4(int32_t s0, int32_t s1, int32_t s2, int32_t s3)
 {
@@ -171,14 +185,7 @@ static inline void tq_oc4_store_n(const tq_oc4 *b, const int32_t *acc, int32_t n
             "1:\n\t"
             "vldrw.32 q0, [%[acc]], #16\n\t"
             "vadd.i32 q0, q0, q2\n\t"
-            "vqrdmulh.s32 q0, q0, q3\n\t"
-            "vshr.s32 q1, q0, #31\n\t"
-            "vand q1, q1, q5\n\t"
-            "vadd.i32 q0, q0, q1\n\t"
-            "vrshl.s32 q0, q0, q4\n\t"
-            "vadd.i32 q0, q0, %[n]\n\t"
-            "vmax.s32 q0, q0, q6\n\t"
-            "vmin.s32 q0, q0, q7\n\t"
+            TQ_MVE_RQ4_ASM("q0", "q1", "q3", "q4", "q5", "%[n]", "q6", "q7")
             "vstrb.32 q0, [%[out]]\n\t"
             "add %[out], %[out], %[st]\n\t"
             "le lr, 1b"
