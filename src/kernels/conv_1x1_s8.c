@@ -57,66 +57,25 @@ static void tq_conv_1x1_s8_portable(const tq_conv_params *p, const tq_channel_qu
 #endif
 
 #if TQ_USE_MVE
-/* acc[4j + r] = x_j . v_r for n (>= 1) pixels x_j = x + j * x_step of at
- * most 16 channels (pk: their predicate, so that nothing past a pixel is
- * read; the rows v_r are zero past in_c). One assembly loop, 9
- * instructions a pixel: the predicate is set once (compiled intrinsics set
- * it again for every load) and the sums go out with two STRD. */
-static void tq_pw_mve_dots16(const int8_t *x, int32_t x_step, int32_t n, mve_pred16_t pk, int8x16_t v0,
-                             int8x16_t v1, int8x16_t v2, int8x16_t v3, int32_t *acc)
-{
-    int32_t s0, s1, s2, s3;
-    __asm__ volatile(
-        "vmsr p0, %[pk]\n\t"
-        "dls lr, %[n]\n\t"
-        "1:\n\t"
-        "vpst\n\t"
-        "vldrbt.8 q0, [%[x]]\n\t"
-        "add %[x], %[x], %[st]\n\t"
-        "vmladav.s8 %[s0], q0, %q[v0]\n\t"
-        "vmladav.s8 %[s1], q0, %q[v1]\n\t"
-        "vmladav.s8 %[s2], q0, %q[v2]\n\t"
-        "vmladav.s8 %[s3], q0, %q[v3]\n\t"
-        "strd %[s0], %[s1], [%[acc]], #8\n\t"
-        "strd %[s2], %[s3], [%[acc]], #8\n\t"
-        "le lr, 1b"
-        : [x] "+r"(x), [acc] "+r"(acc), [s0] "=&Te"(s0), [s1] "=&Te"(s1), [s2] "=&Te"(s2), [s3] "=&Te"(s3)
-        : [n] "r"(n), [st] "r"(x_step), [pk] "r"((uint32_t)pk), [v0] "w"(v0), [v1] "w"(v1), [v2] "w"(v2),
-          [v3] "w"(v3)
-        : "q0", "lr", "memory");
-}
-
 /* One block of output channels (tq_oc4) over every pixel, in runs of up to
- * TQ_OC4_PIXELS pixels of an output row: each pixel's dot products with the
- * block's rows (one_step: in_c <= 16, the rows loaded once; else
- * tq_dot4_mve) go to acc, then the run is requantized and stored
+ * TQ_OC4_PIXELS pixels of an output row: the run's dot products with the
+ * block's rows (tq_oc4_dots), then its requantization and stores
  * (tq_oc4_store_n). out points at the block's first channel of pixel 0. */
-__attribute__((always_inline)) static inline void
-tq_pw_mve_block(const tq_conv_params *p, const tq_dims *in_d, const int8_t *input, const tq_dims *out_d,
-                const tq_oc4 *blk, int8_t *out, int one_step)
+static void tq_pw_mve_block(const tq_conv_params *p, const tq_dims *in_d, const int8_t *input,
+                            const tq_dims *out_d, const tq_oc4 *blk, int8_t *out)
 {
     const int32_t in_c = in_d->c, out_c = out_d->c;
     const int32_t x_step = p->stride_w * in_c;
-    const mve_pred16_t pk = vctp8q((uint32_t)in_c);
-    const mve_pred16_t tail = vctp8q((uint32_t)(in_c & 15)); /* the last in_c % 16 channels */
-    const int8x16_t v0 = vldrbq_z_s8(blk->w0, pk), v1 = vldrbq_z_s8(blk->w1, pk),
-                    v2 = vldrbq_z_s8(blk->w2, pk), v3 = vldrbq_z_s8(blk->w3, pk);
     int32_t acc[4 * TQ_OC4_PIXELS];
-    int32_t b, oy, ox, j, n;
+    int32_t b, oy, ox, n;
     for (b = 0; b < out_d->n; b++) {
         for (oy = 0; oy < out_d->h; oy++) {
             const int8_t *x = input + (((size_t)b * in_d->h + (size_t)oy * p->stride_h) * in_d->w) * in_c;
             for (ox = 0; ox < out_d->w; ox += n) {
                 n = out_d->w - ox < TQ_OC4_PIXELS ? out_d->w - ox : TQ_OC4_PIXELS;
-                if (one_step) {
-                    tq_pw_mve_dots16(x, x_step, n, pk, v0, v1, v2, v3, acc);
-                    x += (size_t)n * x_step;
-                } else {
-                    for (j = 0; j < n; j++, x += x_step) {
-                        tq_dot4_mve(x, blk->w0, blk->w1, blk->w2, blk->w3, in_c, tail, acc + 4 * j);
-                    }
-                }
+                tq_oc4_dots(blk, x, x_step, in_c, n, acc);
                 tq_oc4_store_n(blk, acc, n, p->output_offset, p->act_min, p->act_max, out, out_c);
+                x += (size_t)n * x_step;
                 out += (size_t)n * out_c;
             }
         }
@@ -136,11 +95,7 @@ static void tq_conv_1x1_s8_mve(const tq_conv_params *p, const tq_channel_quant *
     for (oc = 0; oc < out_c; oc += 4) {
         tq_oc4 blk;
         tq_oc4_init(&blk, filter, in_c, oc, out_c, bias, q->multiplier, q->shift, p->input_offset);
-        if (in_c <= 16) {
-            tq_pw_mve_block(p, in_d, input, out_d, &blk, output + oc, 1);
-        } else {
-            tq_pw_mve_block(p, in_d, input, out_d, &blk, output + oc, 0);
-        }
+        tq_pw_mve_block(p, in_d, input, out_d, &blk, output + oc);
     }
 }
 #endif

@@ -320,7 +320,7 @@ static void tq_pw_gin_gather4_helium(float *const *g, const float *ws, uint32_t 
         "vst43.32 {q0, q1, q2, q3}, [%[gs]]"
         : [tmp] "+r"(tmp), [g0] "=&r"(g0), [g1] "=&r"(g1), [g2] "=&r"(g2), [g3] "=&r"(g3)
         : [g] "r"(g), [ws] "r"(ws), [gs] "r"(gs), [m] "r"(m)
-        : "q0", "q1", "q2", "q3", "q4", "q5", "q6", "q7", "memory");
+        : "q0", "q1", "q2", "q3", "q4", "q5", "q6", "q7", "p0", "memory"); /* p0: the VPR predicate */
 #undef TQ_GATHER_PIXEL
 }
 #endif

@@ -256,9 +256,8 @@ static int32_t tq_conv_mve_pixels(int32_t k)
 /* Helium path: the windows of up to 8 output pixels go to the scratch
  * (tq_conv_s8_window_mve); then for each block of output channels (tq_oc4:
  * rows, row sums for the input offset, bias and requantization set up once)
- * and each of those pixels, the dot products with the block's rows
- * (tq_dot4_mve), then all of them requantized and stored
- * (tq_oc4_store_n). */
+ * the dot products of those pixels with the block's rows (tq_oc4_dots),
+ * then all of them requantized and stored (tq_oc4_store_n). */
 static void tq_conv_s8_mve(const tq_conv_params *p, const tq_channel_quant *q, const tq_dims *in_d,
                            const int8_t *input, const tq_dims *f_d, const int8_t *filter,
                            const int32_t *bias, const tq_dims *out_d, int8_t *output, int8_t *cols)
@@ -266,7 +265,6 @@ static void tq_conv_s8_mve(const tq_conv_params *p, const tq_channel_quant *q, c
     const int32_t k = f_d->h * f_d->w * f_d->c, out_c = out_d->c;
     const int32_t total = out_d->n * out_d->h * out_d->w;
     const int8_t pad = (int8_t)(-p->input_offset);
-    const mve_pred16_t tail = vctp8q((uint32_t)(k & 15)); /* the last k % 16 values */
     const int32_t tile = tq_conv_mve_pixels(k);
     int32_t b = 0, oy = 0, ox = 0, pix, j, n, oc;
     for (pix = 0; pix < total; pix += tile) {
@@ -287,9 +285,7 @@ static void tq_conv_s8_mve(const tq_conv_params *p, const tq_channel_quant *q, c
             int32_t acc[4 * TQ_OC4_PIXELS];
             tq_oc4 blk;
             tq_oc4_init(&blk, filter, k, oc, out_c, bias, q->multiplier, q->shift, p->input_offset);
-            for (j = 0; j < n; j++) {
-                tq_dot4_mve(cols + (size_t)j * k, blk.w0, blk.w1, blk.w2, blk.w3, k, tail, acc + 4 * j);
-            }
+            tq_oc4_dots(&blk, cols, k, k, n, acc);
             tq_oc4_store_n(&blk, acc, n, p->output_offset, p->act_min, p->act_max,
                            output + (size_t)pix * out_c + oc, out_c);
         }

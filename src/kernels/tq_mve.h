@@ -161,6 +161,98 @@ static inline void tq_oc4_store(const tq_oc4 *b, int32x4_t acc, int32_t out_offs
     vstrbq_p_s32(out, tq_rq4_apply(&b->rq, vaddq_s32(acc, b->base), out_offset, act_min, act_max), b->pc);
 }
 
+/* acc[4j + r] = x_j . v_r (r < 4) for n (>= 1) vectors x_j = x + j * x_step
+ * of at most 16 values (pk: their predicate, so that nothing past one is
+ * read; the rows v_r are zero past it). One assembly loop, 9 instructions a
+ * vector: the predicate is set once (compiled intrinsics set it again for
+ * every load) and the sums go out with two STRD. */
+static inline void tq_dots16_mve(const int8_t *x, int32_t x_step, int32_t n, mve_pred16_t pk, int8x16_t v0,
+                                 int8x16_t v1, int8x16_t v2, int8x16_t v3, int32_t *acc)
+{
+    int32_t s0, s1, s2, s3;
+    __asm__ volatile(
+        "vmsr p0, %[pk]\n\t"
+        "dls lr, %[n]\n\t"
+        "1:\n\t"
+        "vpst\n\t"
+        "vldrbt.8 q0, [%[x]]\n\t"
+        "add %[x], %[x], %[st]\n\t"
+        "vmladav.s8 %[s0], q0, %q[v0]\n\t"
+        "vmladav.s8 %[s1], q0, %q[v1]\n\t"
+        "vmladav.s8 %[s2], q0, %q[v2]\n\t"
+        "vmladav.s8 %[s3], q0, %q[v3]\n\t"
+        "strd %[s0], %[s1], [%[acc]], #8\n\t"
+        "strd %[s2], %[s3], [%[acc]], #8\n\t"
+        "le lr, 1b"
+        : [x] "+r"(x), [acc] "+r"(acc), [s0] "=&Te"(s0), [s1] "=&Te"(s1), [s2] "=&Te"(s2), [s3] "=&Te"(s3)
+        : [n] "r"(n), [st] "r"(x_step), [pk] "r"((uint32_t)pk), [v0] "w"(v0), [v1] "w"(v1), [v2] "w"(v2),
+          [v3] "w"(v3)
+        : "q0", "lr", "p0", "memory"); /* p0: the VPR predicate */
+}
+
+/* acc[4j + r] = x_j . (a_r, b_r) (r < 2) for n (>= 1) vectors x_j = x + j *
+ * x_step of 17 to 32 values: 16 in a_r, the rest in b_r (zero past the
+ * end; pk predicates the second load). One assembly loop, 10 instructions
+ * a vector and two rows (an int32x4 per pixel of acc, two lanes written). */
+static inline void tq_dots32x2_mve(const int8_t *x, int32_t x_step, int32_t n, mve_pred16_t pk, int8x16_t a0,
+                                   int8x16_t b0, int8x16_t a1, int8x16_t b1, int32_t *acc)
+{
+    int32_t s0, s1;
+    __asm__ volatile(
+        "vmsr p0, %[pk]\n\t"
+        "dls lr, %[n]\n\t"
+        "1:\n\t"
+        "vldrb.8 q0, [%[x]]\n\t"
+        "vpst\n\t"
+        "vldrbt.8 q1, [%[x], #16]\n\t"
+        "add %[x], %[x], %[st]\n\t"
+        "vmladav.s8 %[s0], q0, %q[a0]\n\t"
+        "vmladava.s8 %[s0], q1, %q[b0]\n\t"
+        "vmladav.s8 %[s1], q0, %q[a1]\n\t"
+        "vmladava.s8 %[s1], q1, %q[b1]\n\t"
+        "strd %[s0], %[s1], [%[acc]], #16\n\t"
+        "le lr, 1b"
+        : [x] "+r"(x), [acc] "+r"(acc), [s0] "=&Te"(s0), [s1] "=&Te"(s1)
+        : [n] "r"(n), [st] "r"(x_step), [pk] "r"((uint32_t)pk), [a0] "w"(a0), [b0] "w"(b0), [a1] "w"(a1),
+          [b1] "w"(b1)
+        : "q0", "q1", "lr", "p0", "memory"); /* p0: the VPR predicate */
+}
+
+/* tq_dot4_mve of n (>= 1) vectors x + j * x_step into acc + 4j. A function
+ * of its own: inlined beside the assembly loops, GCC spilled its pointers
+ * (VMLADAVA needs even registers) and ran 1.5x slower. */
+__attribute__((noinline)) static void tq_dots_mve(const int8_t *x, int32_t x_step, int32_t k, int32_t n,
+                                                  const int8_t *w0, const int8_t *w1, const int8_t *w2,
+                                                  const int8_t *w3, int32_t *acc)
+{
+    const mve_pred16_t tail = vctp8q((uint32_t)(k & 15)); /* the last k % 16 values */
+    int32_t j;
+    for (j = 0; j < n; j++, x += x_step) {
+        tq_dot4_mve(x, w0, w1, w2, w3, k, tail, acc + 4 * j);
+    }
+}
+
+/* acc[4j .. 4j + 3] = the block's 4 dot products with x_j = x + j * x_step
+ * (k values each), j < n (n >= 1): assembly loops for k <= 32, whose rows
+ * stay in registers, else tq_dots_mve. */
+__attribute__((always_inline)) static inline void tq_oc4_dots(const tq_oc4 *b, const int8_t *x, int32_t x_step, int32_t k, int32_t n,
+                               int32_t *acc)
+{
+    if (k <= 16) {
+        const mve_pred16_t pk = vctp8q((uint32_t)k);
+        tq_dots16_mve(x, x_step, n, pk, vldrbq_z_s8(b->w0, pk), vldrbq_z_s8(b->w1, pk), vldrbq_z_s8(b->w2, pk),
+                      vldrbq_z_s8(b->w3, pk), acc);
+    } else if (k <= 32) {
+        const mve_pred16_t pk = vctp8q((uint32_t)(k - 16));
+        tq_dots32x2_mve(x, x_step, n, pk, vldrbq_s8(b->w0), vldrbq_z_s8(b->w0 + 16, pk), vldrbq_s8(b->w1),
+                        vldrbq_z_s8(b->w1 + 16, pk), acc);
+        tq_dots32x2_mve(x, x_step, n, pk, vldrbq_s8(b->w2), vldrbq_z_s8(b->w2 + 16, pk), vldrbq_s8(b->w3),
+                        vldrbq_z_s8(b->w3 + 16, pk), acc + 2);
+    } else {
+        tq_dots_mve(x, x_step, k, n, b->w0, b->w1, b->w2, b->w3, acc);
+    }
+}
+
 /* tq_oc4_store of n (>= 1) pixels' sums acc[4j .. 4j + 3] at out + j *
  * out_stride. With four channels and no left shift (the usual case) one
  * assembly loop keeps the block's base, multiplier, shift, rounding fix
