@@ -16,6 +16,7 @@
 #include "tq_dw_lanes4.h"
 #include "tq_check.h"
 #include "tq_f32.h"
+#include "tq_mve.h"
 #include "tq_sgd.h"
 
 /* The gather path's stack: factor floats (2 KB) and column taps. It runs
@@ -125,6 +126,35 @@ static void tq_dw_factor_row(const float *grad_out, const uint8_t *mask, int32_t
         }
     }
 }
+
+#if TQ_USE_MVE_F32
+/* tq_dw_factor_row for four valid lanes (channels lane[0] .. lane[0] + 3)
+ * with Helium floating point: per output pixel one VLDRW of the gradients,
+ * a VMUL.F32 by the four w_scale, the lanes whose mask bit is clear set to
+ * +0.0f under a VPT predicate, one VSTRW. The caller checks the flags. */
+static void tq_dw_factor_row_helium(const float *grad_out, const uint8_t *mask, int32_t o, int32_t ow,
+                                    int32_t ch, const int32_t *lane, const float *ws, float *f)
+{
+    const uint32_t bits[4] = {1u, 2u, 4u, 8u};
+    const int32x4_t scale = vldrwq_s32((const int32_t *)(const void *)ws);
+    const int32x4_t lane_bits = vldrwq_s32((const int32_t *)bits), zero = vdupq_n_s32(0);
+    int32_t ox;
+    for (ox = 0, o += lane[0]; ox < ow; ox++, o += ch, f += TQ_DW_LANES) {
+        __asm__ volatile(".arch_extension mve.fp\n\t"
+                         "vldrw.32 q0, [%[g]]\n\t"
+                         "vmul.f32 q0, q0, %q[sc]\n\t"
+                         "vdup.32 q1, %[m]\n\t"
+                         "vand q1, q1, %q[lb]\n\t"
+                         "vpt.i32 eq, q1, %q[z]\n\t"
+                         "vorrt q0, %q[z], %q[z]\n\t"
+                         "vstrw.32 q0, [%[f]]"
+                         :
+                         : [g] "r"(grad_out + o), [m] "r"(tq_mask_bits(mask, o, 4)), [f] "r"(f),
+                           [sc] "w"(scale), [lb] "w"(lane_bits), [z] "w"(zero)
+                         : "q0", "q1", "p0", "memory");
+    }
+}
+#endif
 
 /* Output rows of factors the gather path keeps: every output row whose
  * windows reach one input row. */
@@ -298,6 +328,70 @@ static void tq_dw_gather_row_classes(const tq_conv_params *p, int32_t ow, int32_
     }
 }
 
+#if TQ_USE_MVE_F32
+/* TQ_DW_ROW4 with Helium floating point into acc (the four fp32 lanes'
+ * bits in an int32x4): per tap a VLDRW of the factors, a VLDRW of the taps
+ * (walking backwards), VMUL.F32 and VADD.F32. The caller checks the flags. */
+#define TQ_DW_ROW4_HELIUM(acc, f, w_end, count)                                        \
+    do {                                                                              \
+        const float *fp_ = (f), *wp_ = (w_end);                                       \
+        int32_t n_ = (count);                                                         \
+        __asm__ volatile(".arch_extension mve.fp\n\t"                                 \
+                         "1:\n\t"                                                     \
+                         "vldrw.32 q0, [%[fp]], #16\n\t"                              \
+                         "vldrw.32 q1, [%[wp], #-16]!\n\t"                            \
+                         "vmul.f32 q0, q0, q1\n\t"                                    \
+                         "vadd.f32 %q[a], %q[a], q0\n\t"                              \
+                         "subs %[n], %[n], #1\n\t"                                    \
+                         "bne 1b"                                                     \
+                         : [a] "+w"(acc), [fp] "+r"(fp_), [wp] "+r"(wp_), [n] "+r"(n_) \
+                         :                                                            \
+                         : "q0", "q1", "cc", "memory");                               \
+    } while (0)
+#endif
+
+/* One input row of the gather path (stride 1 or not): the input columns in
+ * [ix_lo, ix_hi) have all kw taps on output columns (stride and dilation
+ * 1; pass ix_lo = ix_hi for none) and take a filter row per output row,
+ * in Helium when helium (four valid lanes); the others
+ * tq_dw_gather_pixel. gin_row is the row's first input pixel (lane 0). */
+static void tq_dw_gather_row(const float *const *frow, const int32_t *kyl, int32_t nrow, const float *wf,
+                             int32_t kw, int32_t pl, int32_t ix_lo, int32_t ix_hi, int32_t in_w, int32_t ch,
+                             const int16_t *col_off, const int16_t *col_tap, const uint8_t *col_n,
+                             float *gin_row, int32_t valid, int helium)
+{
+    int32_t ix, r;
+    (void)helium;
+    for (ix = 0; ix < in_w; ix++) {
+        float *gi = gin_row + (size_t)ix * ch;
+        if (ix < ix_lo || ix >= ix_hi) {
+            tq_dw_gather_pixel(frow, kyl, nrow, wf, kw, col_off + (size_t)ix * kw, col_tap + (size_t)ix * kw,
+                               col_n[ix], gi, valid);
+            continue;
+        }
+#if TQ_USE_MVE_F32
+        if (helium) {
+            int32x4_t acc = vdupq_n_s32(0); /* +0.0f */
+            for (r = 0; r < nrow; r++) {
+                TQ_DW_ROW4_HELIUM(acc, frow[r] + (size_t)(ix + pl - kw + 1) * TQ_DW_LANES,
+                                  wf + (size_t)(kyl[r] + 1) * kw * TQ_DW_LANES, kw);
+            }
+            vstrwq_s32((int32_t *)(void *)gi, acc);
+            continue;
+        }
+#endif
+        {
+            TQ_DW_ACC4(0.0f, 0.0f, 0.0f, 0.0f);
+            for (r = 0; r < nrow; r++) {
+                /* kw neighbouring output columns, filter row backwards */
+                TQ_DW_ROW4(frow[r] + (size_t)(ix + pl - kw + 1) * TQ_DW_LANES,
+                           wf + (size_t)(kyl[r] + 1) * kw * TQ_DW_LANES, kw);
+            }
+            tq_dw_store_lanes(gi, valid, a0, a1, a2, a3);
+        }
+    }
+}
+
 /* Gather path: each input pixel's four lanes are summed in registers over
  * the output pixels whose windows cover it, visited in row-major output
  * order (taps in decreasing ky, then decreasing kx), so every sum adds the
@@ -314,9 +408,9 @@ static void tq_dw_bwd_gather(const tq_conv_params *p, const float *w_scale,
     const int32_t pt = p->pad_top, pl = p->pad_left;
     const int32_t ring = tq_dw_gather_rows(p, f_d);
     /* input columns whose kw taps all land on output columns (stride and
-     * dilation 1) */
+     * dilation 1; none otherwise: ix_hi is 0) */
     const int32_t ix_lo = kw - 1 - pl > 0 ? kw - 1 - pl : 0;
-    const int32_t ix_hi = ow - pl < in_w ? ow - pl : in_w;
+    const int32_t ix_hi = sw == 1 && dw == 1 ? (ow - pl < in_w ? ow - pl : in_w) : 0;
     float wf[TQ_DW_BWD_MAX_TAPS * TQ_DW_LANES];
     float fbuf[TQ_DW_GATHER_FLOATS];
     /* per input column ix: its col_n[ix] taps, in increasing output column,
@@ -352,8 +446,18 @@ static void tq_dw_bwd_gather(const tq_conv_params *p, const float *w_scale,
                         continue;
                     }
                     while (next_oy <= oy) {
-                        tq_dw_factor_row(grad_out, mask, ((b * oh + next_oy) * ow) * ch, ow, ch, lane,
-                                         ws, valid, fbuf + (size_t)(next_oy % ring) * ow * TQ_DW_LANES);
+                        const int32_t o = ((b * oh + next_oy) * ow) * ch;
+                        float *f = fbuf + (size_t)(next_oy % ring) * ow * TQ_DW_LANES;
+#if TQ_USE_MVE_F32
+                        /* a flush (tq_f32.h) redoes the row in C */
+                        if (valid == TQ_DW_LANES) {
+                            tq_dw_factor_row_helium(grad_out, mask, o, ow, ch, lane, ws, f);
+                        }
+                        if (valid != TQ_DW_LANES || tq_fpscr_flushed())
+#endif
+                        {
+                            tq_dw_factor_row(grad_out, mask, o, ow, ch, lane, ws, valid, f);
+                        }
                         next_oy++;
                     }
                     frow[nrow] = fbuf + (size_t)(oy % ring) * ow * TQ_DW_LANES;
@@ -364,22 +468,18 @@ static void tq_dw_bwd_gather(const tq_conv_params *p, const float *w_scale,
                                              gin + (size_t)iy * in_w * ch, col_off, col_tap, col_n);
                     continue;
                 }
-                for (ix = 0; ix < in_w; ix++) {
-                    float *gi = gin + ((size_t)iy * in_w + ix) * ch;
-                    if (sw == 1 && dw == 1 && ix >= ix_lo && ix < ix_hi) {
-                        int32_t r;
-                        TQ_DW_ACC4(0.0f, 0.0f, 0.0f, 0.0f);
-                        for (r = 0; r < nrow; r++) {
-                            /* kw neighbouring output columns, filter row backwards */
-                            TQ_DW_ROW4(frow[r] + (size_t)(ix + pl - kw + 1) * TQ_DW_LANES,
-                                       wf + (size_t)(kyl[r] + 1) * kw * TQ_DW_LANES, kw);
-                        }
-                        tq_dw_store_lanes(gi, valid, a0, a1, a2, a3);
-                    } else {
-                        tq_dw_gather_pixel(frow, kyl, nrow, wf, kw, col_off + (size_t)ix * kw,
-                                           col_tap + (size_t)ix * kw, col_n[ix], gi, valid);
+#if TQ_USE_MVE_F32
+                /* Helium for the inner pixels; a flush (tq_f32.h) redoes the row */
+                if (ix_lo < ix_hi && valid == TQ_DW_LANES) {
+                    tq_dw_gather_row(frow, kyl, nrow, wf, kw, pl, ix_lo, ix_hi, in_w, ch, col_off, col_tap,
+                                     col_n, gin + (size_t)iy * in_w * ch, valid, 1);
+                    if (!tq_fpscr_flushed()) {
+                        continue;
                     }
                 }
+#endif
+                tq_dw_gather_row(frow, kyl, nrow, wf, kw, pl, ix_lo, ix_hi, in_w, ch, col_off, col_tap, col_n,
+                                 gin + (size_t)iy * in_w * ch, valid, 0);
             }
         }
     }

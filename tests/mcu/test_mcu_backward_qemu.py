@@ -50,6 +50,15 @@ def _cases():
                         (0, 0, 0, 0), g_scale=_tiny_at((1, 48, 1), (5, 30, 47)).reshape(1, 6, 8, 1)),
         weight_grad_case(rng, "conv1x1 weight grad, subnormal terms at 2 of 11 channels", 9, 9, 12, 11, 1, 1,
                          g_scale=_tiny_at((1, 1, 1, 11), (2, 9))),
+        # depthwise: the factor rows and the stride-1 gather rows each fall back on their own
+        # (a 3x3 patch of tiny pixels: the input pixel at its centre sums tiny terms only)
+        input_grad_case(rng, "dw3x3 s1 input grad, subnormal terms in a 3x3 patch of 56 pixels", 7, 8, 8, 8, 3,
+                        1, (1, 1, 1, 1), depthwise=True,
+                        g_scale=_tiny_at((1, 56, 1), [8 * r + c for r in (2, 3, 4) for c in (2, 3, 4)]
+                                         ).reshape(1, 7, 8, 1)),
+        input_grad_case(rng, "dw3x3 s2 input grad, subnormal terms at 2 of 20 pixels", 8, 10, 8, 8, 3, 2,
+                        (1, 1, 1, 1), depthwise=True,
+                        g_scale=_tiny_at((1, 20, 1), (3, 16)).reshape(1, 4, 5, 1)),
         weight_grad_case(rng, "conv1x1 weight grad", 9, 7, 13, 11, 1, 1),
         weight_grad_case(rng, "conv1x1 s2 weight grad, subnormal terms", 8, 9, 8, 5, 1, 2, g_scale=1e-36),
         # 2 input rows under a 7x7 window: most taps reach no pixel (their rows must be zeros)
