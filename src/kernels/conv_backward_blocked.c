@@ -231,7 +231,6 @@ static int tq_pw_gin_4x4_helium(const float *gs, const float *wf, int32_t nt, fl
         : "q0", "q1", "q2", "q3", "q4", "q5", "q6", "q7", "lr", "cc", "memory");
     return flush;
 }
-
 #endif
 
 /* wf[4t + i] = (float)w[t * w_stride + i] for t < nt (nt >= 1), i < 4. With
@@ -299,10 +298,7 @@ static void tq_pw_gin_gather4_helium(float *const *g, const float *ws, uint32_t 
     "vldrw.32 q" #k ", [%[" gk "]]\n\t"                                                 \
     "vmul.f32 q" #k ", q" #k ", q4\n\t"                                                 \
     "lsr %[tmp], %[m], #" #sh "\n\t"                                                    \
-    "vdup.32 q5, %[tmp]\n\t"                                                           \
-    "vand q5, q5, q6\n\t"                                                              \
-    "vpt.i32 eq, q5, q7\n\t"                                                           \
-    "vorrt q" #k ", q7, q7\n\t"
+    TQ_MVEF_KEEP4("q" #k, "%[tmp]", "q5", "q6", "q7")
     __asm__ volatile(
         ".arch_extension mve.fp\n\t"
         "vldrw.32 q6, [%[tmp]]\n\t"

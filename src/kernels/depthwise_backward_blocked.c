@@ -143,10 +143,7 @@ static void tq_dw_factor_row_helium(const float *grad_out, const uint8_t *mask, 
         __asm__ volatile(".arch_extension mve.fp\n\t"
                          "vldrw.32 q0, [%[g]]\n\t"
                          "vmul.f32 q0, q0, %q[sc]\n\t"
-                         "vdup.32 q1, %[m]\n\t"
-                         "vand q1, q1, %q[lb]\n\t"
-                         "vpt.i32 eq, q1, %q[z]\n\t"
-                         "vorrt q0, %q[z], %q[z]\n\t"
+                         TQ_MVEF_KEEP4("q0", "%[m]", "q1", "%q[lb]", "%q[z]")
                          "vstrw.32 q0, [%[f]]"
                          :
                          : [g] "r"(grad_out + o), [m] "r"(tq_mask_bits(mask, o, 4)), [f] "r"(f),

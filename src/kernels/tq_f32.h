@@ -57,6 +57,15 @@
     "b 9f\n\t"                                                                        \
     "7:\n\t"                                                                          \
     "movs " flush ", #0\n\t"
+/* Assembly: the fp32 lanes of q register q whose bit in core register m is
+ * clear (lane i: bit i) become +0.0f, under a VPT predicate; t is a scratch
+ * q register, lb holds the lanes' bits {1, 2, 4, 8} and z zeros. */
+#define TQ_MVEF_KEEP4(q, m, t, lb, z)                                                  \
+    "vdup.32 " t ", " m "\n\t"                                                         \
+    "vand " t ", " t ", " lb "\n\t"                                                    \
+    "vpt.i32 eq, " t ", " z "\n\t"                                                     \
+    "vorrt " q ", " z ", " z "\n\t"
+
 /* 1 when FPSCR.IDC or FPSCR.UFC is set, which it then clears; else 0 */
 static inline int tq_fpscr_flushed(void)
 {
