@@ -14,16 +14,24 @@ from .core import build, get_target, run_qemu
 from .cgen import emit_firmware, parse_results
 
 VARIANTS = ("dsp", "portable")
+# Extra compiler flags of a variant: "scalar-fp" is the DSP build without
+# Helium floating point (an M55 whose Helium is integer-only), whose fp32
+# backward runs the scalar FPU blocks.
+VARIANT_CFLAGS = {"dsp": (), "portable": (), "scalar-fp": ("-UTQ_HELIUM_F32",)}
 
 
 def build_cases(target, cases, variant="dsp", out_dir=None, opt="-O3", name="cases"):
-    """Writes the cases' firmware C file and builds it; returns the ELF path."""
+    """Writes the cases' firmware C file and builds it; returns the ELF path.
+    variant: a key of VARIANT_CFLAGS."""
     t = get_target(target)
+    if variant not in VARIANT_CFLAGS:
+        raise ValueError(f"unknown variant {variant!r}; known: {', '.join(VARIANT_CFLAGS)}")
     out = Path(out_dir or tempfile.mkdtemp(prefix="tq-cases-")) / f"{t.name}-{variant}"
     out.mkdir(parents=True, exist_ok=True)
     src = out / f"{name}.c"
     src.write_text(emit_firmware(cases))
-    return build(t, [src], out_dir=out, opt=opt, portable=(variant == "portable"), name=name)
+    return build(t, [src], out_dir=out, opt=opt, portable=(variant == "portable"), name=name,
+                 extra_cflags=VARIANT_CFLAGS[variant])
 
 
 def run_cases(cases, targets=("m4",), variants=VARIANTS, opt="-O3", out_dir=None,
