@@ -103,3 +103,27 @@ def test_output_written_over_the_dying_input_keeps_the_bytes():
         if not np.array_equal(_run_over_input(model, block, x, delta + 8 * (-(-row_out // 8)) * 2), ref):
             clobbered += 1
     assert overlapped >= 10 and clobbered >= 1
+
+
+@pytest.mark.parametrize("stage", ["pw1", "dw", "pw2"])
+@pytest.mark.parametrize("field", [1, 2])  # the multiplier, the shift
+def test_a_bad_multiplier_is_found_before_anything_is_written(stage, field):
+    """The block checks each stage's per-channel multipliers and shifts once,
+    up front (its row calls skip that loop): a bad value in any stage's last
+    channel is TQ_ERR_PARAM with the output untouched."""
+    from tinyqt import _ckernels
+    from tinyqt.compiler.fusion import _stage
+    seed, (model, x) = next((s, c) for s, c in _chains(8) if c[0].ops[0].weight.shape[0] > 1)
+    block = find_blocks(model)[0]
+    stages = {name: list(_stage(model, getattr(block, name))) for name in ("pw1", "dw", "pw2")}
+    bad = np.array(stages[stage][field], dtype=np.int32, copy=True)
+    bad[-1] = -5 if field == 1 else 31
+    stages[stage][field] = bad
+    mid = model.tensors[block.dw.inputs[0]].shape
+    spec = _ckernels.BottleneckSpec(tuple(stages["pw1"]), tuple(stages["dw"]), tuple(stages["pw2"]), None, 0,
+                                    model.tensors[block.dw.output].shape[2], mid[1], mid[2])
+    t_in = model.tensors[block.input].shape
+    scratch = np.zeros(spec.buffer_size(tuple(t_in)), np.uint8)
+    out = np.full(model.tensors[block.output].shape, 99, np.int8)
+    assert spec.run(tuple(t_in), x.reshape(-1), out.shape, out.reshape(-1), scratch) == -3  # TQ_ERR_PARAM
+    assert (out == 99).all()

@@ -9,6 +9,7 @@
 
 #include "tinyqt/fused.h"
 #include "tq_check.h"
+#include "tq_checked.h"
 
 static int32_t tq_round4(int32_t n)
 {
@@ -105,6 +106,13 @@ tq_status tq_bottleneck_s8(const tq_bottleneck_params *p, const tq_dims *input_d
         p->pw2_params.clamp_mask != NULL || p->add_params.clamp_mask != NULL) {
         return TQ_ERR_PARAM; /* a streamed block's tensors never exist whole: no clamp masks */
     }
+    /* every stage runs once per output row: their quantization is checked
+     * here, once, and the row calls check the rest (tq_checked.h) */
+    if ((p->has_expand && (st = tq_check_quant(&p->pw1_quant, p->pw1_filter_dims.n)) != TQ_OK) ||
+        (st = tq_check_quant(&p->dw_quant, p->dw_filter_dims.c)) != TQ_OK ||
+        (st = tq_check_quant(&p->pw2_quant, p->pw2_filter_dims.n)) != TQ_OK) {
+        return st;
+    }
     mid = p->dw_filter_dims.c;
     tq_mid_hw(p, input_dims, &h, &mid_w);
     need = tq_bottleneck_parts(p, input_dims, &band_b, &dw_row_b, &pw2_row_b, &conv_b);
@@ -146,9 +154,10 @@ tq_status tq_bottleneck_s8(const tq_bottleneck_params *p, const tq_dims *input_d
             } else if (tq_expand_is_pointwise(p)) {
                 /* expanded row r comes from input row r alone */
                 tq_dims row_in = {1, 1, input_dims->w, input_dims->c};
-                st = tq_conv_1x1_s8(&p->pw1_params, &p->pw1_quant, &row_in,
-                                    input + (size_t)r * input_dims->w * input_dims->c, &p->pw1_filter_dims,
-                                    p->pw1_filter, p->pw1_bias, &row_out, dst, conv_scratch, conv_b);
+                st = tq_conv_1x1_s8_checked(&p->pw1_params, &p->pw1_quant, &row_in,
+                                            input + (size_t)r * input_dims->w * input_dims->c,
+                                            &p->pw1_filter_dims, p->pw1_filter, p->pw1_bias, &row_out, dst,
+                                            conv_scratch, conv_b, 0);
             } else {
                 /* one output row of the dense conv over the input rows its
                  * windows cover; rows past the input's edges are padding */
@@ -161,9 +170,10 @@ tq_status tq_bottleneck_s8(const tq_bottleneck_params *p, const tq_dims *input_d
                 }
                 band_in.h = e1 - e0;
                 cp.pad_top = e0 - top;
-                st = tq_conv_s8(&cp, &p->pw1_quant, &band_in,
-                                input + (size_t)e0 * input_dims->w * input_dims->c, &p->pw1_filter_dims,
-                                p->pw1_filter, p->pw1_bias, &row_out, dst, conv_scratch, conv_b);
+                st = tq_conv_s8_checked(&cp, &p->pw1_quant, &band_in,
+                                        input + (size_t)e0 * input_dims->w * input_dims->c,
+                                        &p->pw1_filter_dims, p->pw1_filter, p->pw1_bias, &row_out, dst,
+                                        conv_scratch, conv_b, 0);
             }
             if (st != TQ_OK) {
                 return st;
@@ -175,14 +185,14 @@ tq_status tq_bottleneck_s8(const tq_bottleneck_params *p, const tq_dims *input_d
          * band's missing rows are the padding */
         dwp.stride_h = 1;
         dwp.pad_top = r0 - top;
-        st = tq_depthwise_conv_s8(&dwp, &p->dw_quant, &band_dims, band, &p->dw_filter_dims, p->dw_filter,
-                                  p->dw_bias, &dw_out, dw_row, NULL, 0);
+        st = tq_depthwise_conv_s8_checked(&dwp, &p->dw_quant, &band_dims, band, &p->dw_filter_dims,
+                                          p->dw_filter, p->dw_bias, &dw_out, dw_row, NULL, 0, 0);
         if (st != TQ_OK) {
             return st;
         }
-        st = tq_conv_1x1_s8(&p->pw2_params, &p->pw2_quant, &dw_out, dw_row, &p->pw2_filter_dims,
-                            p->pw2_filter, p->pw2_bias, &pw2_out, p->has_residual ? pw2_row : out_row,
-                            conv_scratch, conv_b);
+        st = tq_conv_1x1_s8_checked(&p->pw2_params, &p->pw2_quant, &dw_out, dw_row, &p->pw2_filter_dims,
+                                    p->pw2_filter, p->pw2_bias, &pw2_out,
+                                    p->has_residual ? pw2_row : out_row, conv_scratch, conv_b, 0);
         if (st != TQ_OK) {
             return st;
         }

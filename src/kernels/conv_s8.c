@@ -7,6 +7,7 @@
 #include "tinyqt/kernels.h"
 #include "tinyqt/requant.h"
 #include "tq_check.h"
+#include "tq_checked.h"
 #include "tq_mask.h"
 #include "tq_mve.h"
 #include "tq_simd.h"
@@ -297,11 +298,11 @@ static tq_status tq_conv_s8_run(const tq_conv_params *params, const tq_channel_q
                                 const tq_dims *input_dims, const int8_t *input,
                                 const tq_dims *filter_dims, const int8_t *filter,
                                 const int32_t *bias, const tq_dims *output_dims, int8_t *output,
-                                void *scratch, int32_t scratch_size)
+                                void *scratch, int32_t scratch_size, int check_quant)
 {
     int32_t need;
-    tq_status st = tq_check_conv(TQ_CONV_DENSE, params, quant, input_dims, input, filter_dims,
-                                 filter, output_dims, output);
+    tq_status st = (check_quant ? tq_check_conv : tq_check_conv_shape)(
+        TQ_CONV_DENSE, params, quant, input_dims, input, filter_dims, filter, output_dims, output);
     if (st != TQ_OK) {
         return st;
     }
@@ -333,6 +334,19 @@ static tq_status tq_conv_s8_run(const tq_conv_params *params, const tq_channel_q
     return TQ_OK;
 }
 
+tq_status tq_conv_s8_checked(const tq_conv_params *params, const tq_channel_quant *quant,
+                             const tq_dims *input_dims, const int8_t *input, const tq_dims *filter_dims,
+                             const int8_t *filter, const int32_t *bias, const tq_dims *output_dims,
+                             int8_t *output, void *scratch, int32_t scratch_size, int check_quant)
+{
+    const tq_status st = tq_conv_s8_run(params, quant, input_dims, input, filter_dims, filter, bias,
+                                        output_dims, output, scratch, scratch_size, check_quant);
+    if (st == TQ_OK) {
+        tq_forward_mask(params, output, tq_dims_count(output_dims));
+    }
+    return st;
+}
+
 tq_status tq_conv_s8(const tq_conv_params *params, const tq_channel_quant *quant,
                      const tq_dims *input_dims, const int8_t *input,
                      const tq_dims *filter_dims, const int8_t *filter,
@@ -340,10 +354,6 @@ tq_status tq_conv_s8(const tq_conv_params *params, const tq_channel_quant *quant
                      const tq_dims *output_dims, int8_t *output,
                      void *scratch, int32_t scratch_size)
 {
-    const tq_status st = tq_conv_s8_run(params, quant, input_dims, input, filter_dims, filter, bias,
-                                        output_dims, output, scratch, scratch_size);
-    if (st == TQ_OK) {
-        tq_forward_mask(params, output, tq_dims_count(output_dims));
-    }
-    return st;
+    return tq_conv_s8_checked(params, quant, input_dims, input, filter_dims, filter, bias, output_dims,
+                              output, scratch, scratch_size, 1);
 }

@@ -48,13 +48,39 @@ static int tq_axis_valid(int32_t in, int32_t out, int32_t k, int32_t stride, int
     return pad < eff_k && last_start < in && eff_k <= INT32_MAX;
 }
 
+tq_status tq_check_quant(const tq_channel_quant *quant, int32_t out_c)
+{
+    int32_t c;
+    if (quant == NULL || quant->multiplier == NULL || quant->shift == NULL) {
+        return TQ_ERR_NULL;
+    }
+    for (c = 0; c < out_c; c++) {
+        const tq_status st = tq_check_multiplier(quant->multiplier[c], quant->shift[c]);
+        if (st != TQ_OK) {
+            return st;
+        }
+    }
+    return TQ_OK;
+}
+
 tq_status tq_check_conv(tq_conv_kind kind, const tq_conv_params *params,
                         const tq_channel_quant *quant,
                         const tq_dims *input_dims, const void *input,
                         const tq_dims *filter_dims, const void *filter,
                         const tq_dims *output_dims, const void *output)
 {
-    int32_t c, out_c;
+    const tq_status st = tq_check_conv_shape(kind, params, quant, input_dims, input, filter_dims,
+                                             filter, output_dims, output);
+    return st != TQ_OK ? st : tq_check_quant(quant, output_dims->c);
+}
+
+tq_status tq_check_conv_shape(tq_conv_kind kind, const tq_conv_params *params,
+                              const tq_channel_quant *quant,
+                              const tq_dims *input_dims, const void *input,
+                              const tq_dims *filter_dims, const void *filter,
+                              const tq_dims *output_dims, const void *output)
+{
+    int32_t out_c;
     tq_status st;
     if (params == NULL || quant == NULL || quant->multiplier == NULL || quant->shift == NULL ||
         input == NULL || filter == NULL || output == NULL) {
@@ -102,12 +128,6 @@ tq_status tq_check_conv(tq_conv_kind kind, const tq_conv_params *params,
         !tq_axis_valid(input_dims->w, output_dims->w, filter_dims->w, params->stride_w,
                        params->dilation_w, params->pad_left)) {
         return TQ_ERR_SHAPE;
-    }
-    for (c = 0; c < out_c; c++) {
-        st = tq_check_multiplier(quant->multiplier[c], quant->shift[c]);
-        if (st != TQ_OK) {
-            return st;
-        }
     }
     return TQ_OK;
 }

@@ -31,6 +31,18 @@ tq_status tq_check_conv(tq_conv_kind kind, const tq_conv_params *params,
                         const tq_dims *filter_dims, const void *filter,
                         const tq_dims *output_dims, const void *output);
 
+/* tq_check_conv less the per-channel multiplier checks (tq_check_quant):
+ * for a caller that runs one layer many times on parts of its tensors
+ * (tq_bottleneck_s8, row by row) and checks its quantization once. */
+tq_status tq_check_conv_shape(tq_conv_kind kind, const tq_conv_params *params,
+                              const tq_channel_quant *quant,
+                              const tq_dims *input_dims, const void *input,
+                              const tq_dims *filter_dims, const void *filter,
+                              const tq_dims *output_dims, const void *output);
+
+/* Checks quant's pointers and its out_c multiplier/shift pairs. */
+tq_status tq_check_quant(const tq_channel_quant *quant, int32_t out_c);
+
 /* Checks a caller's scratch buffer against the size the query gave. */
 tq_status tq_check_scratch(const void *scratch, int32_t scratch_size, int32_t needed);
 
