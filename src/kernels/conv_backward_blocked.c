@@ -321,6 +321,46 @@ static void tq_pw_gin_gather4_helium(float *const *g, const float *ws, uint32_t 
 }
 #endif
 
+#if !TQ_USE_MVE_F32 && defined(__ARM_FP) && (__ARM_FP & 4) && !defined(TQ_FORCE_PORTABLE)
+#define TQ_GATHER4_FPU 1
+/* Four t of tq_pw_gin_gather on the scalar FPU: one VLDM of each pixel's
+ * four gradients and of the four w_scale, then per t four VMUL.F32, each
+ * masked lane set to +0.0f by TST + IT + VMOV (mask bit 8k + t of m), and
+ * one VSTM of the four pixels' values (about 5 instructions a value, where
+ * compiled C spends 8-11). */
+#define TQ_GATHER4_T(t, s0, s1, s2, s3, sw, b0, b1, b2, b3)                            \
+    "vmul.f32 s20, " s0 ", " sw "\n\t" "vmul.f32 s21, " s1 ", " sw "\n\t"               \
+    "vmul.f32 s22, " s2 ", " sw "\n\t" "vmul.f32 s23, " s3 ", " sw "\n\t"               \
+    "tst %[m], #" b0 "\n\t" "it eq\n\t" "vmoveq.f32 s20, s24\n\t"                      \
+    "tst %[m], #" b1 "\n\t" "it eq\n\t" "vmoveq.f32 s21, s24\n\t"                      \
+    "tst %[m], #" b2 "\n\t" "it eq\n\t" "vmoveq.f32 s22, s24\n\t"                      \
+    "tst %[m], #" b3 "\n\t" "it eq\n\t" "vmoveq.f32 s23, s24\n\t"                      \
+    "vstmia %[gs]!, {s20-s23}\n\t"
+static void tq_pw_gin_gather4_fpu(float *const *g, const float *ws, uint32_t m, float *gs)
+{
+    uint32_t g0, g1, g2, g3;
+    __asm__ volatile(
+        "ldrd %[g0], %[g1], [%[g]]\n\t"
+        "ldrd %[g2], %[g3], [%[g], #8]\n\t"
+        "vldmia %[g0], {s0-s3}\n\t"
+        "vldmia %[g1], {s4-s7}\n\t"
+        "vldmia %[g2], {s8-s11}\n\t"
+        "vldmia %[g3], {s12-s15}\n\t"
+        "vldmia %[ws], {s16-s19}\n\t"
+        "movs %[g0], #0\n\t"
+        "vmov s24, %[g0]\n\t"
+        TQ_GATHER4_T(0, "s0", "s4", "s8", "s12", "s16", "0x1", "0x100", "0x10000", "0x1000000")
+        TQ_GATHER4_T(1, "s1", "s5", "s9", "s13", "s17", "0x2", "0x200", "0x20000", "0x2000000")
+        TQ_GATHER4_T(2, "s2", "s6", "s10", "s14", "s18", "0x4", "0x400", "0x40000", "0x4000000")
+        TQ_GATHER4_T(3, "s3", "s7", "s11", "s15", "s19", "0x8", "0x800", "0x80000", "0x8000000")
+        : [gs] "+r"(gs), [g0] "=&r"(g0), [g1] "=&r"(g1), [g2] "=&r"(g2), [g3] "=&r"(g3)
+        : [g] "r"(g), [ws] "r"(ws), [m] "r"(m)
+        : "s0", "s1", "s2", "s3", "s4", "s5", "s6", "s7", "s8", "s9", "s10", "s11", "s12", "s13",
+          "s14", "s15", "s16", "s17", "s18", "s19", "s20", "s21", "s22", "s23", "s24", "cc", "memory");
+}
+#undef TQ_GATHER4_T
+#endif
+
 /* The scaled, masked gradients of output channels oc0 .. oc0 + nt - 1 at
  * the four pixels po[0..3], as gs[4t + k]. A masked gradient is +0.0f
  * (tq_f32_keep of the product); the mask bits of each pixel's channels are
@@ -333,14 +373,19 @@ static void tq_pw_gin_gather(const float *grad_out, const uint8_t *mask, const f
     const int32_t o2 = po[2] * out_c + oc0, o3 = po[3] * out_c + oc0;
     const float *g0 = grad_out + o0, *g1 = grad_out + o1, *g2 = grad_out + o2, *g3 = grad_out + o3;
     int32_t t, j;
-#if TQ_USE_MVE_F32
-    /* groups of four t with Helium; the last nt % 4 in C. A flush (FPSCR
-     * flags, tq_f32.h) in any product redoes every t in C below. */
+#if TQ_USE_MVE_F32 || defined(TQ_GATHER4_FPU)
+    /* groups of four t in assembly; the last nt % 4 in C. With Helium a
+     * flush (FPSCR flags, tq_f32.h) in any product redoes every t in C
+     * below. */
     for (t = 0; t + 4 <= nt; t += 4) {
         float *const g[4] = {(float *)g0 + t, (float *)g1 + t, (float *)g2 + t, (float *)g3 + t};
         const uint32_t m = tq_mask_bits(mask, o0 + t, 4) | tq_mask_bits(mask, o1 + t, 4) << 8 |
                            tq_mask_bits(mask, o2 + t, 4) << 16 | tq_mask_bits(mask, o3 + t, 4) << 24;
+#if TQ_USE_MVE_F32
         tq_pw_gin_gather4_helium(g, ws + t, m, gs + TQ_PW_PIX * t);
+#else
+        tq_pw_gin_gather4_fpu(g, ws + t, m, gs + TQ_PW_PIX * t);
+#endif
     }
     if (!tq_fpscr_flushed()) {
         gs += TQ_PW_PIX * (nt & ~3);

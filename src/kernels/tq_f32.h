@@ -79,6 +79,12 @@ static inline int tq_fpscr_flushed(void)
 }
 #else
 #define TQ_USE_MVE_F32 0
+/* Without Helium floating point nothing flushes: the scalar FPU keeps
+ * subnormals, so a caller's flush check is always 0. */
+static inline int tq_fpscr_flushed(void)
+{
+    return 0;
+}
 #endif
 
 #if defined(__ARM_FP) && (__ARM_FP & 4) && !defined(TQ_FORCE_PORTABLE)
