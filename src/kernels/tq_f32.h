@@ -30,12 +30,16 @@
  * the scalar FPU's bits: the only way Helium's arithmetic differs from the
  * scalar FPU's (both round to nearest; products and sums are separate
  * VMUL / VADD, never the fused VFMA) is the flush of a subnormal input or
- * result, and every such flush sets FPSCR.IDC or FPSCR.UFC. Each Helium
- * block keeps its sums in registers, reads those two cumulative flags
- * before it stores anything, and on a flush stores nothing, clears the
- * flags and returns nonzero, so that the caller runs the scalar block on the
- * same, untouched memory. A flag left set by earlier scalar code only costs
- * one block run twice. The flags are cleared only there. Helium also
+ * result, and every such flush sets FPSCR.IDC or FPSCR.UFC. Two forms:
+ * - a block that adds to sums in memory keeps them in registers, reads the
+ *   two cumulative flags before it stores anything (TQ_MVEF_CHECK) and on
+ *   a flush stores nothing, clears the flags and returns nonzero, so that
+ *   the caller runs the scalar block on the same, untouched memory;
+ * - a loop whose outputs are fresh values nothing has read yet (gathered
+ *   factors, a row of input gradients) stores them, and its caller then
+ *   asks tq_fpscr_flushed() and redoes the loop with the scalar code.
+ * A flag left set by earlier scalar code only costs one block or row run
+ * twice; the flags are cleared only by these two checks. Helium also
  * returns the default NaN where the scalar FPU propagates a NaN operand's
  * payload: a NaN gradient is NaN on both, with other bits. */
 #if defined(__ARM_FEATURE_MVE) && defined(TQ_HELIUM_F32) && defined(__ARM_FP) && (__ARM_FP & 4) && \

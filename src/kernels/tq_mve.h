@@ -7,8 +7,9 @@
  * the DSP extension, so a kernel without an MVE path keeps its DSP path.
  *
  * Bytes: the MVE paths accumulate the same int32 sums as the portable path
- * (integer additions, any order, wrapping alike) and requantize with the
- * shared scalar tq_requantize_s8, so every path gives identical outputs.
+ * (integer additions, any order, wrapping alike) and requantize four lanes
+ * exactly as tq_requantize does one (tq_rq4_apply; in assembly
+ * TQ_MVE_RQ4_ASM), so every path gives identical outputs.
  * Tails use predicated loads (vctp8q): lanes past the end read no memory.
  */
 #ifndef TINYQT_MVE_H
