@@ -182,10 +182,67 @@ static int8_t tq_nearest_s8(float v, int8_t if_nan)
     return v > 0.0f ? 127 : -127;
 }
 
+#if TQ_USE_MVE_F32
+/* tq_sgd_nearest of n4 groups of 4 consecutive weights w with Helium
+ * floating point (tq_f32.h): the deltas -(lr * g) / step (QAS: four scalar
+ * VDIV.F32 on the vector's lanes, Helium has no vector divide) or
+ * -(lr * g) * step, the sums with the converted weights, VCVTA (round half
+ * away from zero, what tq_nearest_s8 does), the clamp to [-127, 127], and
+ * the old weight kept where the sum is NaN. Each group reads FPSCR.IDC/UFC
+ * before it stores; returns the groups stored (n4, or the flushed one's
+ * index: the caller updates the rest with the scalar code). */
+static int32_t tq_sgd_nearest4_helium(float neg_lr, int qas, float step, int8_t *w, const float *g,
+                                      int32_t n4)
+{
+    int32_t done = 0;
+    __asm__ volatile(
+        ".arch_extension mve.fp\n\t"
+        "vmov.i32 q5, #0\n\t"
+        "vmov.i32 q6, #127\n\t"
+        "vsub.i32 q5, q5, q6\n\t"
+        "vmov s28, %[st]\n\t"
+        "1:\n\t"
+        "vldrw.32 q0, [%[g]], #16\n\t"
+        "vmul.f32 q0, q0, %[nlr]\n\t"
+        "cmp %[qas], #0\n\t"
+        "beq 2f\n\t"
+        "vdiv.f32 s0, s0, s28\n\t"
+        "vdiv.f32 s1, s1, s28\n\t"
+        "vdiv.f32 s2, s2, s28\n\t"
+        "vdiv.f32 s3, s3, s28\n\t"
+        "b 3f\n\t"
+        "2:\n\t"
+        "vmul.f32 q0, q0, %[st]\n\t"
+        "3:\n\t"
+        "vldrb.s32 q4, [%[w]]\n\t"
+        "vcvt.f32.s32 q1, q4\n\t"
+        "vadd.f32 q1, q1, q0\n\t"
+        "vcvta.s32.f32 q3, q1\n\t"
+        "vmax.s32 q3, q3, q5\n\t"
+        "vmin.s32 q3, q3, q6\n\t"
+        "vpt.f32 ne, q1, q1\n\t"
+        "vorrt q3, q4, q4\n\t"
+        "vmrs r12, fpscr\n\t"
+        "tst r12, " TQ_FPSCR_FLUSH_BITS "\n\t"
+        "bne 9f\n\t"
+        "vstrb.32 q3, [%[w]]\n\t"
+        "adds %[w], %[w], #4\n\t"
+        "adds %[done], %[done], #1\n\t"
+        "cmp %[done], %[n]\n\t"
+        "bne 1b\n\t"
+        "9:"
+        : [w] "+l"(w), [g] "+r"(g), [done] "+r"(done)
+        : [nlr] "r"(neg_lr), [st] "r"(step), [qas] "r"(qas), [n] "r"(n4)
+        : "q0", "q1", "q3", "q4", "q5", "q6", "q7", "r12", "p0", "cc", "memory");
+    return done;
+}
+#endif
+
 /* Round-to-nearest update without momentum (what the training plans run):
  * the same arithmetic as tq_sgd_channel's general loop, with every option in
  * a local so that the int8 stores (which may alias anything) force no
- * reloads. */
+ * reloads. With Helium floating point, consecutive weights (no sel) go four
+ * at a time through tq_sgd_nearest4_helium first. */
 static void tq_sgd_nearest(float lr, int qas, float w_scale, int8_t *w, int32_t n_taps,
                            int32_t tap_stride, int32_t n_sel, const int32_t *sel,
                            const float *grad)
@@ -193,7 +250,14 @@ static void tq_sgd_nearest(float lr, int qas, float w_scale, int8_t *w, int32_t 
     int32_t t, j;
     for (t = 0; t < n_taps; t++, grad += n_sel) {
         int8_t *w_t = w + (size_t)t * tap_stride;
-        for (j = 0; j < n_sel; j++) {
+        j = 0;
+#if TQ_USE_MVE_F32
+        if (sel == NULL && n_sel >= 4) {
+            j = 4 * tq_sgd_nearest4_helium(-lr, qas, w_scale, w_t, grad, n_sel / 4);
+            (void)tq_fpscr_flushed(); /* clears a flush's flags: the scalar loop takes over */
+        }
+#endif
+        for (; j < n_sel; j++) {
             int8_t *wp = w_t + (sel != NULL ? sel[j] : j);
             /* a NaN delta (the only way to a NaN sum) leaves the weight */
             *wp = tq_nearest_s8((float)*wp + tq_delta(lr, qas, grad[j], w_scale), *wp);

@@ -120,6 +120,29 @@ def _cases():
         f"{{cn}}_x, {{cn}}_g, NULL, w, b, {c_sgd(opt)}, {c_state('rng', 'wm', 'bm')}, scratch, scratch_size)",
         {"ws": ws, "sel": sel, "x": np.ascontiguousarray(x[:, sel]), "g": g}, before, after,
         scratch=4 * len(sel)))
+    # QAS nearest update of every input channel (sel NULL, what the training plans pass),
+    # with and without QAS: weights at the int8 ends and large steps (saturation), a NaN
+    # gradient (its weight stays), and in channel 2 subnormal gradients over a scale just
+    # above the smallest normal float, so that each delta is about one step: on M55 the
+    # Helium groups that read them flush and fall back to the scalar update
+    for qas in (True, False):
+        n_in = 13
+        wt = rng.integers(-127, 128, (3, 1, 1, n_in), dtype=np.int8)
+        wt[0, 0, 0, :4] = (127, -127, 126, -126)
+        g = rng.normal(0, 0.3, wt.shape).astype(F32)
+        g[0, 0, 0, :4] = (-50.0, 50.0, -0.1, 0.1)
+        g[1, 0, 0, 5] = np.nan
+        ws = np.array([0.01, 0.02, 1.5e-38 if qas else 1.0], F32)
+        g[2, 0, 0, :] = (rng.uniform(0.4, 0.9, n_in) * 1.1e-38).astype(F32)
+        opt = SGD(1.0 if qas else 1e38)
+        before = {"w": wt.copy(), "rng": opt.rng.copy()}
+        w2 = wt.copy()
+        B.sgd_update(w2, None, g, None, ws, F32(0.02), opt)
+        assert (w2[2] != wt[2]).any()  # the subnormal gradients move channel 2
+        cases.append(raw_case(
+            f"sgd update nearest, all channels, {'QAS' if qas else 'no QAS'}",
+            f"tq_sgd_update_conv({c_sgd(opt)}, {c_state()}, 0.0199999996f, {{cn}}_ws, {c_dims(wt.shape)}, w, "
+            f"NULL, {n_in}, NULL, {{cn}}_g, NULL)", {"ws": ws, "g": g}, before, {"w": w2, "rng": opt.rng.copy()}))
     # bias-only update, stochastic
     opt = SGD(0.7, rounding="stochastic", seed=99)
     gb = rng.normal(0, 0.3, 12).astype(F32)
@@ -191,3 +214,16 @@ def test_backward_kernels_build_for_cortex_m0plus(cases, tmp_path):
     require_build_tools()
     elf = build_cases(mcu.get_target("m0plus"), cases, "portable", out_dir=str(tmp_path))
     assert elf.exists() and elf.stat().st_size > 0
+
+
+def test_non_finite_floats_reach_the_firmware_exactly_or_not_at_all():
+    """The case generator writes the infinities and the default quiet NaN as
+    GCC constants (the NaN gradient of the update cases above) and refuses a
+    NaN whose payload no literal reproduces."""
+    from tinyqt.mcu.cgen import c_array, c_float
+    assert c_float(np.float32("nan")) == '__builtin_nanf("")'
+    assert c_float(np.float32("-inf")) == "-__builtin_inff()"
+    assert c_float(np.float32(-0.0)) == "-0.0f"
+    payload = np.array([0x7FC00001], np.uint32).view(np.float32)
+    with pytest.raises(ValueError, match="g: float32 0x7fc00001"):
+        c_array("float", "g", payload)

@@ -166,9 +166,20 @@ def _emit_raw(cn, case, out):
     return body
 
 
+_NONFINITE = {0x7FC00000: '__builtin_nanf("")', 0xFFC00000: '-__builtin_nanf("")',
+              0x7F800000: "__builtin_inff()", 0xFF800000: "-__builtin_inff()"}
+
+
 def c_float(v):
-    """An exact C literal of a finite float32 value (sign of zero kept)."""
+    """An exact C literal (a GCC constant for the infinities and the default
+    quiet NaN) of a float32 value, sign of zero kept. Raises ValueError for a
+    NaN with another payload, which no literal gives exactly."""
     v = np.float32(v)
+    if not np.isfinite(v):
+        bits = int(np.array(v, np.float32).view(np.uint32))
+        if bits not in _NONFINITE:
+            raise ValueError(f"float32 0x{bits:08x}: only the default quiet NaN has a C literal here")
+        return _NONFINITE[bits]
     if v == int(v) and abs(v) <= 2**24:
         return f"{'-' if np.signbit(v) else ''}{abs(int(v))}.0f"
     return f"{float(v):.9g}f"
@@ -176,12 +187,14 @@ def c_float(v):
 
 def c_array(ctype, name, arr, align=4):
     """`static const <ctype> name[n] = {...};` with 24 values a line (floats
-    with 9 significant digits: exact for float32)."""
+    with 9 significant digits: exact for float32; see c_float for the
+    non-finite ones)."""
     flat = np.asarray(arr).reshape(-1)
     if ctype == "float":
-        if not np.all(np.isfinite(flat)):
-            raise ValueError(f"{name}: non-finite floats cannot be written as C literals")
-        vals = [c_float(v) for v in flat]
+        try:
+            vals = [c_float(v) for v in flat]
+        except ValueError as exc:
+            raise ValueError(f"{name}: {exc}") from None
     else:
         vals = [str(int(v)) for v in flat]
     if ctype == "int32_t":
