@@ -328,7 +328,7 @@ static void tq_pw_gin_gather4_helium(float *const *g, const float *ws, uint32_t 
  * masked lane set to +0.0f by TST + IT + VMOV (mask bit 8k + t of m), and
  * one VSTM of the four pixels' values (about 5 instructions a value, where
  * compiled C spends 8-11). */
-#define TQ_GATHER4_T(t, s0, s1, s2, s3, sw, b0, b1, b2, b3)                            \
+#define TQ_GATHER4_T(s0, s1, s2, s3, sw, b0, b1, b2, b3)                               \
     "vmul.f32 s20, " s0 ", " sw "\n\t" "vmul.f32 s21, " s1 ", " sw "\n\t"               \
     "vmul.f32 s22, " s2 ", " sw "\n\t" "vmul.f32 s23, " s3 ", " sw "\n\t"               \
     "tst %[m], #" b0 "\n\t" "it eq\n\t" "vmoveq.f32 s20, s24\n\t"                      \
@@ -349,10 +349,10 @@ static void tq_pw_gin_gather4_fpu(float *const *g, const float *ws, uint32_t m, 
         "vldmia %[ws], {s16-s19}\n\t"
         "movs %[g0], #0\n\t"
         "vmov s24, %[g0]\n\t"
-        TQ_GATHER4_T(0, "s0", "s4", "s8", "s12", "s16", "0x1", "0x100", "0x10000", "0x1000000")
-        TQ_GATHER4_T(1, "s1", "s5", "s9", "s13", "s17", "0x2", "0x200", "0x20000", "0x2000000")
-        TQ_GATHER4_T(2, "s2", "s6", "s10", "s14", "s18", "0x4", "0x400", "0x40000", "0x4000000")
-        TQ_GATHER4_T(3, "s3", "s7", "s11", "s15", "s19", "0x8", "0x800", "0x80000", "0x8000000")
+        TQ_GATHER4_T("s0", "s4", "s8", "s12", "s16", "0x1", "0x100", "0x10000", "0x1000000")
+        TQ_GATHER4_T("s1", "s5", "s9", "s13", "s17", "0x2", "0x200", "0x20000", "0x2000000")
+        TQ_GATHER4_T("s2", "s6", "s10", "s14", "s18", "0x4", "0x400", "0x40000", "0x4000000")
+        TQ_GATHER4_T("s3", "s7", "s11", "s15", "s19", "0x8", "0x800", "0x80000", "0x8000000")
         : [gs] "+r"(gs), [g0] "=&r"(g0), [g1] "=&r"(g1), [g2] "=&r"(g2), [g3] "=&r"(g3)
         : [g] "r"(g), [ws] "r"(ws), [m] "r"(m)
         : "s0", "s1", "s2", "s3", "s4", "s5", "s6", "s7", "s8", "s9", "s10", "s11", "s12", "s13",
