@@ -248,7 +248,7 @@ static void tq_pw_weights_f32(const int8_t *w, int32_t w_stride, int32_t nt, flo
         "vstrw.32 q0, [%[wf]], #16\n\t"
         "subs %[n], %[n], #1\n\t"
         "bne 1b"
-        : [w] "+r"(w), [wf] "+r"(wf), [n] "+r"(nt)
+        : [w] "+l"(w), [wf] "+r"(wf), [n] "+r"(nt) /* VLDRB.S32 takes a low register */
         : [st] "r"(w_stride)
         : "q0", "cc", "memory");
 #else
@@ -738,8 +738,8 @@ static int tq_wrow_4x4_helium(const float *gt, const int8_t *const *xp, int32_t 
         TQ_MVEF_CHECK("%[fl]")
         TQ_WROW_HELIUM_ROWS("vstrw.32")
         "9:"
-        : [gt] "+r"(gt), [xp] "+r"(xp), [n] "+r"(n), [fl] "+r"(flush), [g0] "+r"(g0),
-          [g1] "=&r"(g1), [g2] "=&r"(g2), [g3] "=&r"(g3)
+        : [gt] "+r"(gt), [xp] "+r"(xp), [n] "+l"(n) /* VLDRB.S32: a low register */, [fl] "+r"(flush),
+          [g0] "+r"(g0), [g1] "=&r"(g1), [g2] "=&r"(g2), [g3] "=&r"(g3)
         : [j] "r"(j), [rp] "r"(rp), [sc] "m"(scale)
         : "q0", "q1", "q2", "q3", "q4", "q5", "q6", "q7", "lr", "cc", "memory");
     return flush;

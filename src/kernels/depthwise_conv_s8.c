@@ -3,6 +3,7 @@
  * (__ARM_FEATURE_DSP), the Helium path and the x86-64 AVX2 host path live
  * beside it and give identical bytes. */
 #include <stddef.h>
+#include <string.h>
 
 #include "tinyqt/kernels.h"
 #include "tinyqt/requant.h"
@@ -593,34 +594,44 @@ tq_dw_mve_run(int32x4_t inner, const int8_t *x, const int8_t *w, int32_t k_h, in
 
 /* The constants of tq_dw3x3_mve_run: the 9 taps of 4 channels as int32
  * (tap-major), then bias + offset * sum(w), multiplier, right shift,
- * rounding fix, the clamp bounds and the output offset, 4 lanes each. */
+ * rounding fix, the clamp bounds and the output offset, 4 lanes each; then
+ * the input walk's two steps (tq_dw3x3_mve_steps). */
 enum { TQ_DW3_TAPS = 0, TQ_DW3_INNER = 9, TQ_DW3_MULT, TQ_DW3_RIGHT, TQ_DW3_FIX, TQ_DW3_MIN, TQ_DW3_MAX,
-       TQ_DW3_OFFSET, TQ_DW3_VECTORS };
+       TQ_DW3_OFFSET, TQ_DW3_STEPS, TQ_DW3_VECTORS };
 
-/* count (>= 1) inner 3x3 windows of a row, 4 channels with no left shift
- * (tq_dw_mve_run's arithmetic, lane for lane): x is the first window's
- * top-left input, rows row_step and windows x_step bytes apart, outputs ch
- * bytes apart from out. One assembly loop: the multiplier, shift, fix and
- * bounds stay in q3-q7, each tap is a VLDRB.S32 of the input, a VLDRW of
- * the tap from k (TQ_DW3_VECTORS x 4 int32, immediate offsets), VMUL and
- * VADD, so 58 instructions per window of 36 MACs, where the intrinsics
- * spilled to the stack (about 95). */
-static void tq_dw3x3_mve_run(const int8_t *x, int32_t ch, int32_t row_step, int32_t x_step, int32_t count,
-                             const int32_t *k, int8_t *out)
+/* The input walk of tq_dw3x3_mve_run for inputs tap bytes apart along a
+ * row, rows row_step and windows x_step bytes apart: from a row's third tap
+ * to the next row, and from the window's last tap to the next window. */
+static void tq_dw3x3_mve_steps(int32_t tap, int32_t row_step, int32_t x_step, int32_t *k)
 {
-    const int32_t next_row = row_step - 2 * ch;  /* from a row's third tap to the next row */
-    const int32_t back = 2 * row_step + 2 * ch - x_step; /* from the last tap to the next window */
-    /* one row of taps: inputs at x, x + ch, x + 2ch (x is left at the third), tap vectors
+    k[4 * TQ_DW3_STEPS] = row_step - 2 * tap;
+    k[4 * TQ_DW3_STEPS + 1] = 2 * row_step + 2 * tap - x_step;
+}
+
+/* count (>= 1) 3x3 windows along a row, 4 channels with no left shift
+ * (tq_dw_mve_run's arithmetic, lane for lane): x is the first window's
+ * top-left input, its taps tap bytes apart, rows and windows as set by
+ * tq_dw3x3_mve_steps in k; outputs out_step bytes apart from out. One
+ * assembly loop: the multiplier, shift, fix and bounds stay in q3-q7, each
+ * tap is a VLDRB.S32 of the input, a VLDRW of the tap from k
+ * (TQ_DW3_VECTORS x 4 int32, immediate offsets), VMUL and VADD, so 61
+ * instructions per window of 36 MACs, where the intrinsics spilled to the
+ * stack (about 95). */
+static void tq_dw3x3_mve_run(const int8_t *x, int32_t tap, int32_t count, const int32_t *k, int8_t *out,
+                             int32_t out_step)
+{
+    int32_t step;
+    /* one row of taps: inputs at x, x + tap, x + 2 tap (x is left at the third), tap vectors
      * i0..i2 (TQ_DW3_TAPS is 0) */
 #define TQ_DW3_ROW(i0, i1, i2)                                                         \
     "vldrb.s32 q0, [%[x]]\n\t"                                                         \
     "vldrw.32 q2, [%[k], #" #i0 " * 16]\n\t"                                           \
-    "add %[x], %[x], %[ch]\n\t"                                                        \
+    "add %[x], %[x], %[tap]\n\t"                                                       \
     "vmul.i32 q0, q0, q2\n\t"                                                          \
     "vadd.i32 q1, q1, q0\n\t"                                                          \
     "vldrb.s32 q0, [%[x]]\n\t"                                                         \
     "vldrw.32 q2, [%[k], #" #i1 " * 16]\n\t"                                           \
-    "add %[x], %[x], %[ch]\n\t"                                                        \
+    "add %[x], %[x], %[tap]\n\t"                                                       \
     "vmul.i32 q0, q0, q2\n\t"                                                          \
     "vadd.i32 q1, q1, q0\n\t"                                                          \
     "vldrb.s32 q0, [%[x]]\n\t"                                                         \
@@ -637,21 +648,23 @@ static void tq_dw3x3_mve_run(const int8_t *x, int32_t ch, int32_t row_step, int3
         "ldr %[n], [%[k], %[o_off]]\n\t"
         "1:\n\t"
         "vldrw.32 q1, [%[k], %[o_inner]]\n\t"
+        "ldr %[st], [%[k], %[o_steps]]\n\t"
         TQ_DW3_ROW(0, 1, 2)
-        "add %[x], %[x], %[nr]\n\t"
+        "add %[x], %[x], %[st]\n\t"
         TQ_DW3_ROW(3, 4, 5)
-        "add %[x], %[x], %[nr]\n\t"
+        "add %[x], %[x], %[st]\n\t"
         TQ_DW3_ROW(6, 7, 8)
+        "ldr %[st], [%[k], %[o_back]]\n\t"
+        "sub %[x], %[x], %[st]\n\t"
         TQ_MVE_RQ4_ASM("q1", "q0", "q3", "q4", "q5", "%[n]", "q6", "q7")
         "vstrb.32 q1, [%[out]]\n\t"
-        "add %[out], %[out], %[ch]\n\t"
-        "sub %[x], %[x], %[back]\n\t"
+        "add %[out], %[out], %[os]\n\t"
         "le lr, 1b"
-        : [x] "+l"(x), [out] "+r"(out), [n] "+r"(count) /* then the output offset */
-        : [ch] "r"(ch), [nr] "r"(next_row), [back] "r"(back), [k] "r"(k),
-          [o_inner] "i"(16 * TQ_DW3_INNER), [o_mult] "i"(16 * TQ_DW3_MULT), [o_right] "i"(16 * TQ_DW3_RIGHT),
-          [o_fix] "i"(16 * TQ_DW3_FIX), [o_min] "i"(16 * TQ_DW3_MIN), [o_max] "i"(16 * TQ_DW3_MAX),
-          [o_off] "i"(16 * TQ_DW3_OFFSET)
+        : [x] "+l"(x), [out] "+l"(out), [n] "+r"(count) /* then the output offset */, [st] "=&r"(step)
+        : [tap] "r"(tap), [os] "r"(out_step), [k] "r"(k), [o_inner] "i"(16 * TQ_DW3_INNER),
+          [o_mult] "i"(16 * TQ_DW3_MULT), [o_right] "i"(16 * TQ_DW3_RIGHT), [o_fix] "i"(16 * TQ_DW3_FIX),
+          [o_min] "i"(16 * TQ_DW3_MIN), [o_max] "i"(16 * TQ_DW3_MAX), [o_off] "i"(16 * TQ_DW3_OFFSET),
+          [o_steps] "i"(16 * TQ_DW3_STEPS), [o_back] "i"(16 * TQ_DW3_STEPS + 4)
         : "q0", "q1", "q2", "q3", "q4", "q5", "q6", "q7", "lr", "memory");
 #undef TQ_DW3_ROW
 }
@@ -671,6 +684,88 @@ static void tq_dw3x3_mve_pack(const int8_t *fc, int32_t ch, int32x4_t inner, con
     vstrwq_s32(k + 4 * TQ_DW3_MIN, vdupq_n_s32(p->act_min));
     vstrwq_s32(k + 4 * TQ_DW3_MAX, vdupq_n_s32(p->act_max));
     vstrwq_s32(k + 4 * TQ_DW3_OFFSET, vdupq_n_s32(p->output_offset));
+}
+
+/* 1 when none of the n channels' shifts is positive (a left shift). */
+static int tq_no_left_shift(const int32_t *shift, int32_t n)
+{
+    int32_t c;
+    for (c = 0; c < n; c++) {
+        if (shift[c] > 0) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+/* The padded copy of tq_dw3x3_mve_padded: at most this many bytes (4
+ * channels of 20 x 20 input positions), on the stack. */
+#define TQ_DW3_PAD_BYTES 1600
+
+/* Padded rows and columns tq_dw3x3_mve_padded needs for a 3x3 depthwise
+ * layer with dilation 1: every window's rows and columns; 0 when the copy
+ * would not fit TQ_DW3_PAD_BYTES. */
+static int32_t tq_dw3x3_pad_extent(int32_t out, int32_t stride)
+{
+    return (out - 1) * stride + 3;
+}
+
+/* 1 when tq_dw3x3_mve_padded takes the layer: dilation 1, the copy fits,
+ * and at least 4 x 4 outputs, so that each copied input serves about two
+ * windows or more (the streamed blocks' one-row calls would copy each
+ * input row three times: they keep the row runs). */
+static int tq_dw3x3_pad_fits(const tq_conv_params *p, const tq_dims *out_d)
+{
+    return p->dilation_h == 1 && p->dilation_w == 1 && out_d->h >= 4 && out_d->w >= 4 &&
+           (int64_t)tq_dw3x3_pad_extent(out_d->h, p->stride_h) * tq_dw3x3_pad_extent(out_d->w, p->stride_w) *
+                   4 <= TQ_DW3_PAD_BYTES;
+}
+
+/* Every window of one image and one block of 4 channels (c .. c + 3 of
+ * in_b's ch) through tq_dw3x3_mve_run, borders included: the block's
+ * input is first copied with its padding (the byte -input_offset, whose
+ * terms cancel the offset's share in the constants, as a skipped tap
+ * would) into a dense buffer. For small maps, where the clipped windows
+ * are a third or more of all. k: packed by tq_dw3x3_mve_pack. */
+static void tq_dw3x3_mve_padded(const tq_conv_params *p, const tq_dims *in_d, const int8_t *in_b,
+                                const tq_dims *out_d, int32_t *k, int8_t *out)
+{
+    const int32_t ph = tq_dw3x3_pad_extent(out_d->h, p->stride_h);
+    const int32_t pw = tq_dw3x3_pad_extent(out_d->w, p->stride_w);
+    const int32_t ch = in_d->c;
+    const uint32_t pad = (uint8_t)(int8_t)(-p->input_offset) * 0x01010101u;
+    /* the input columns [x_lo, x_hi) of the padded rows */
+    const int32_t x_lo = p->pad_left < pw ? p->pad_left : pw;
+    const int32_t x_hi = p->pad_left + in_d->w < pw ? p->pad_left + in_d->w : pw;
+    uint32_t buf[TQ_DW3_PAD_BYTES / 4];
+    int32_t y, x, oy;
+    for (y = 0; y < ph; y++) {
+        const int32_t iy = y - p->pad_top;
+        uint32_t *row = buf + (size_t)y * pw;
+        if (iy < 0 || iy >= in_d->h) {
+            for (x = 0; x < pw; x++) {
+                row[x] = pad;
+            }
+            continue;
+        }
+        for (x = 0; x < x_lo; x++) {
+            row[x] = pad;
+        }
+        {
+            const int8_t *src = in_b + ((size_t)iy * in_d->w + (x_lo - p->pad_left)) * ch;
+            for (; x < x_hi; x++, src += ch) {
+                memcpy(row + x, src, 4);
+            }
+        }
+        for (; x < pw; x++) {
+            row[x] = pad;
+        }
+    }
+    tq_dw3x3_mve_steps(4, pw * 4, p->stride_w * 4, k);
+    for (oy = 0; oy < out_d->h; oy++) {
+        tq_dw3x3_mve_run((const int8_t *)(buf + (size_t)oy * p->stride_h * pw), 4, out_d->w, k,
+                         out + (size_t)oy * out_d->w * out_d->c, out_d->c);
+    }
 }
 
 /* Helium path (depth multiplier 1): 4 channels per vector, int32 lanes.
@@ -713,10 +808,15 @@ static void tq_depthwise_conv_s8_mve(const tq_conv_params *p, const tq_channel_q
         fast3 = k_h == 3 && k_w == 3 && n == 4 && vmaxvq_s32(INT32_MIN, rq.left) == 0;
         if (fast3) {
             tq_dw3x3_mve_pack(fc, ch, inner, &rq, p, k3);
+            tq_dw3x3_mve_steps(ch, row_step, p->stride_w * ch, k3);
         }
         for (b = 0; b < out_d->n; b++) {
             const int8_t *in_b = input + (size_t)b * in_h * in_w * ch + c;
             int8_t *out = output + (size_t)b * out_d->h * out_d->w * ch + c;
+            if (fast3 && tq_dw3x3_pad_fits(p, out_d)) {
+                tq_dw3x3_mve_padded(p, in_d, in_b, out_d, k3, out);
+                continue;
+            }
             for (oy = 0; oy < out_d->h; oy++) {
                 const int32_t y0 = oy * p->stride_h - p->pad_top;
                 const int32_t rows_in = dil1 && y0 >= 0 && y0 + eff_h <= in_h;
@@ -728,7 +828,7 @@ static void tq_depthwise_conv_s8_mve(const tq_conv_params *p, const tq_channel_q
                         const int8_t *xw = in_b + ((size_t)y0 * in_w + x0) * ch;
                         const int32_t count = ox_hi - ox_lo, x_step = p->stride_w * ch;
                         if (fast3) {
-                            tq_dw3x3_mve_run(xw, ch, row_step, x_step, count, k3, out);
+                            tq_dw3x3_mve_run(xw, ch, count, k3, out, ch);
                         } else if (k_h == 3 && k_w == 3) {
                             tq_dw_mve_run(inner, xw, fc, 3, 3, ch, row_step, x_step, count, &rq, p, out);
                         } else {
@@ -847,11 +947,15 @@ static tq_status tq_depthwise_conv_s8_run(const tq_conv_params *params,
         return st;
     }
 #if TQ_USE_MVE
-    /* Helium takes 3x3 windows along rows of 16 or more outputs; the DSP
-     * path's assembly runs are faster on every other shape whose channels
-     * come in fours (measured in QEMU, bench/mcu_bench.py). */
+    /* Helium takes 3x3 windows along rows of 16 or more outputs, and small
+     * 3x3 maps whose padded copy fits its stack buffer when no channel
+     * shifts left (tq_dw3x3_mve_padded); the DSP path's assembly runs are
+     * faster on every other shape whose channels come in fours (measured in
+     * QEMU, bench/mcu_bench.py). */
     if (filter_dims->c == input_dims->c &&
-        ((filter_dims->h == 3 && filter_dims->w == 3 && output_dims->w >= 16) ||
+        ((filter_dims->h == 3 && filter_dims->w == 3 &&
+          (output_dims->w >= 16 ||
+           (tq_dw3x3_pad_fits(params, output_dims) && tq_no_left_shift(quant->shift, output_dims->c)))) ||
          input_dims->c % 4 != 0 || filter_dims->h * filter_dims->w > TQ_DW_DSP_MAX_TAPS)) {
         tq_depthwise_conv_s8_mve(params, quant, input_dims, input, filter_dims, filter, bias,
                                  output_dims, output);

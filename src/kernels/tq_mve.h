@@ -282,7 +282,7 @@ static inline void tq_oc4_store_n(const tq_oc4 *b, const int32_t *acc, int32_t n
             "vstrb.32 q0, [%[out]]\n\t"
             "add %[out], %[out], %[st]\n\t"
             "le lr, 1b"
-            : [acc] "+r"(acc), [out] "+r"(out), [n] "+r"(n) /* then the output offset */
+            : [acc] "+r"(acc), [out] "+l"(out) /* VSTRB.32: a low register */, [n] "+r"(n) /* then the output offset */
             : [b] "r"(b), [c] "r"(bounds), [st] "r"(out_stride), [o_base] "i"(offsetof(tq_oc4, base)),
               [o_mult] "i"(offsetof(tq_oc4, rq) + offsetof(tq_rq4, mult)),
               [o_right] "i"(offsetof(tq_oc4, rq) + offsetof(tq_rq4, right)),
