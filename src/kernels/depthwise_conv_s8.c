@@ -686,6 +686,80 @@ static void tq_dw3x3_mve_pack(const int8_t *fc, int32_t ch, int32x4_t inner, con
     vstrwq_s32(k + 4 * TQ_DW3_OFFSET, vdupq_n_s32(p->output_offset));
 }
 
+/* The constants of tq_dwk_mve_run (K = 5 or 7), the 8 vectors before its
+ * k, which points at the K*K taps (int32, tap-major): bias + offset *
+ * sum(w), multiplier, right shift, rounding fix, the clamp bounds, the
+ * output offset, then the input steps {from a row's end to the next row,
+ * from the window's end to the next window}. */
+enum { TQ_DWK_INNER = -8, TQ_DWK_MULT, TQ_DWK_RIGHT, TQ_DWK_FIX, TQ_DWK_MIN, TQ_DWK_MAX, TQ_DWK_OFFSET,
+       TQ_DWK_STEPS, TQ_DWK_HEAD = 8 };
+
+/* One tap of tq_dwk_mve_run: the input at x (x advances by tap), the tap
+ * vector at k (k advances by 16). A row of K taps, then x to the next row. */
+#define TQ_DWK_TAP                                                                     \
+    "vldrb.s32 q0, [%[x]]\n\t"                                                         \
+    "vldrw.32 q2, [%[k]], #16\n\t"                                                     \
+    "add %[x], %[x], %[tap]\n\t"                                                       \
+    "vmul.i32 q0, q0, q2\n\t"                                                          \
+    "vadd.i32 q1, q1, q0\n\t"
+#define TQ_DWK_ROW5 TQ_DWK_TAP TQ_DWK_TAP TQ_DWK_TAP TQ_DWK_TAP TQ_DWK_TAP "add %[x], %[x], %[st]\n\t"
+#define TQ_DWK_ROW7 TQ_DWK_TAP TQ_DWK_TAP TQ_DWK_ROW5
+/* tq_dw3x3_mve_run for K x K windows (K = 5, 7; ROWS: K rows of K taps),
+ * with the constants before k (TQ_DWK_*): 5 instructions a tap. */
+#define TQ_DWK_RUN(K, ROWS)                                                            \
+    static void tq_dw##K##x##K##_mve_run(const int8_t *x, int32_t tap, int32_t count, const int32_t *k, \
+                                         int8_t *out, int32_t out_step)                \
+    {                                                                                  \
+        int32_t step;                                                                  \
+        __asm__ volatile(                                                              \
+            "vldrw.32 q3, [%[k], #-112]\n\t"                                           \
+            "vldrw.32 q4, [%[k], #-96]\n\t"                                            \
+            "vldrw.32 q5, [%[k], #-80]\n\t"                                            \
+            "vldrw.32 q6, [%[k], #-64]\n\t"                                            \
+            "vldrw.32 q7, [%[k], #-48]\n\t"                                            \
+            "dls lr, %[n]\n\t"                                                         \
+            "ldr %[n], [%[k], #-32]\n\t"                                               \
+            "1:\n\t"                                                                   \
+            "vldrw.32 q1, [%[k], #-128]\n\t"                                           \
+            "ldr %[st], [%[k], #-16]\n\t"                                              \
+            ROWS                                                                       \
+            "sub %[k], %[k], #" #K " * " #K " * 16\n\t"                                \
+            "ldr %[st], [%[k], #-12]\n\t"                                              \
+            "sub %[x], %[x], %[st]\n\t"                                                \
+            TQ_MVE_RQ4_ASM("q1", "q0", "q3", "q4", "q5", "%[n]", "q6", "q7")             \
+            "vstrb.32 q1, [%[out]]\n\t"                                                \
+            "add %[out], %[out], %[os]\n\t"                                            \
+            "le lr, 1b"                                                                \
+            : [x] "+l"(x), [out] "+l"(out), [n] "+r"(count), [st] "=&r"(step), [k] "+r"(k) \
+            : [tap] "r"(tap), [os] "r"(out_step)                                       \
+            : "q0", "q1", "q2", "q3", "q4", "q5", "q6", "q7", "lr", "memory");         \
+    }
+TQ_DWK_RUN(5, TQ_DWK_ROW5 TQ_DWK_ROW5 TQ_DWK_ROW5 TQ_DWK_ROW5 TQ_DWK_ROW5)
+TQ_DWK_RUN(7, TQ_DWK_ROW7 TQ_DWK_ROW7 TQ_DWK_ROW7 TQ_DWK_ROW7 TQ_DWK_ROW7 TQ_DWK_ROW7 TQ_DWK_ROW7)
+#undef TQ_DWK_RUN
+#undef TQ_DWK_ROW7
+#undef TQ_DWK_ROW5
+#undef TQ_DWK_TAP
+
+/* Packs tq_dwk_mve_run's constants for channels fc[0..3] (K x K taps, ch
+ * apart) into kb (TQ_DWK_HEAD + K*K vectors); returns its k. */
+static const int32_t *tq_dwk_mve_pack(const int8_t *fc, int32_t ch, int32_t kk, int32x4_t inner,
+                                      const tq_rq4 *rq, const tq_conv_params *p, int32_t *kb)
+{
+    int32_t *k = kb + 4 * TQ_DWK_HEAD, t;
+    for (t = 0; t < kk * kk; t++) {
+        vstrwq_s32(k + 4 * t, vldrbq_s32(fc + (size_t)t * ch));
+    }
+    vstrwq_s32(k + 4 * TQ_DWK_INNER, inner);
+    vstrwq_s32(k + 4 * TQ_DWK_MULT, rq->mult);
+    vstrwq_s32(k + 4 * TQ_DWK_RIGHT, rq->right);
+    vstrwq_s32(k + 4 * TQ_DWK_FIX, rq->fix);
+    vstrwq_s32(k + 4 * TQ_DWK_MIN, vdupq_n_s32(p->act_min));
+    vstrwq_s32(k + 4 * TQ_DWK_MAX, vdupq_n_s32(p->act_max));
+    vstrwq_s32(k + 4 * TQ_DWK_OFFSET, vdupq_n_s32(p->output_offset));
+    return k;
+}
+
 /* 1 when none of the n channels' shifts is positive (a left shift). */
 static int tq_no_left_shift(const int32_t *shift, int32_t n)
 {
@@ -698,46 +772,48 @@ static int tq_no_left_shift(const int32_t *shift, int32_t n)
     return 1;
 }
 
-/* The padded copy of tq_dw3x3_mve_padded: at most this many bytes (4
+/* The padded copy of tq_dw_mve_padded: at most this many bytes (4
  * channels of 20 x 20 input positions), on the stack. */
-#define TQ_DW3_PAD_BYTES 1600
+#define TQ_DW_PAD_BYTES 1600
 
-/* Padded rows and columns tq_dw3x3_mve_padded needs for a 3x3 depthwise
- * layer with dilation 1: every window's rows and columns; 0 when the copy
- * would not fit TQ_DW3_PAD_BYTES. */
-static int32_t tq_dw3x3_pad_extent(int32_t out, int32_t stride)
+/* Padded rows or columns a K-tap window axis needs (dilation 1). */
+static int32_t tq_dw_pad_extent(int32_t out, int32_t stride, int32_t k)
 {
-    return (out - 1) * stride + 3;
+    return (out - 1) * stride + k;
 }
 
-/* 1 when tq_dw3x3_mve_padded takes the layer: dilation 1, the copy fits,
- * and at least 4 x 4 outputs, so that each copied input serves about two
- * windows or more (the streamed blocks' one-row calls would copy each
- * input row three times: they keep the row runs). */
-static int tq_dw3x3_pad_fits(const tq_conv_params *p, const tq_dims *out_d)
+/* 1 when tq_dw_mve_padded takes a 3x3, 5x5 or 7x7 layer: dilation 1, the
+ * copy fits, and at least 4 x 4 outputs, so that each copied input serves
+ * about two windows or more (the streamed blocks' one-row calls would
+ * copy each input row K times: they keep the row runs). */
+static int tq_dw_pad_fits(const tq_conv_params *p, const tq_dims *f_d, const tq_dims *out_d)
 {
-    return p->dilation_h == 1 && p->dilation_w == 1 && out_d->h >= 4 && out_d->w >= 4 &&
-           (int64_t)tq_dw3x3_pad_extent(out_d->h, p->stride_h) * tq_dw3x3_pad_extent(out_d->w, p->stride_w) *
-                   4 <= TQ_DW3_PAD_BYTES;
+    const int32_t k = f_d->h;
+    return f_d->w == k && (k == 3 || k == 5 || k == 7) && p->dilation_h == 1 && p->dilation_w == 1 &&
+           out_d->h >= 4 && out_d->w >= 4 &&
+           (int64_t)tq_dw_pad_extent(out_d->h, p->stride_h, k) * tq_dw_pad_extent(out_d->w, p->stride_w, k) *
+                   4 <= TQ_DW_PAD_BYTES;
 }
 
 /* Every window of one image and one block of 4 channels (c .. c + 3 of
- * in_b's ch) through tq_dw3x3_mve_run, borders included: the block's
- * input is first copied with its padding (the byte -input_offset, whose
- * terms cancel the offset's share in the constants, as a skipped tap
- * would) into a dense buffer. For small maps, where the clipped windows
- * are a third or more of all. k: packed by tq_dw3x3_mve_pack. */
-static void tq_dw3x3_mve_padded(const tq_conv_params *p, const tq_dims *in_d, const int8_t *in_b,
-                                const tq_dims *out_d, int32_t *k, int8_t *out)
+ * in_b's ch) through the K x K assembly loop (K = 3: tq_dw3x3_mve_run with
+ * k3; 5, 7: tq_dwk_mve_run with kk), borders included: the block's input
+ * is first copied with its padding (the byte -input_offset, whose terms
+ * cancel the offset's share in the constants, as a skipped tap would) into
+ * a dense buffer. For small maps, where the clipped windows are a third or
+ * more of all. */
+__attribute__((noinline)) /* inlined, it cost the row runs' registers (+0.1M on mbv2) */
+static void tq_dw_mve_padded(const tq_conv_params *p, const tq_dims *in_d, const int8_t *in_b,
+                             const tq_dims *out_d, int32_t kdim, int32_t *k3, int32_t *kk, int8_t *out)
 {
-    const int32_t ph = tq_dw3x3_pad_extent(out_d->h, p->stride_h);
-    const int32_t pw = tq_dw3x3_pad_extent(out_d->w, p->stride_w);
+    const int32_t ph = tq_dw_pad_extent(out_d->h, p->stride_h, kdim);
+    const int32_t pw = tq_dw_pad_extent(out_d->w, p->stride_w, kdim);
     const int32_t ch = in_d->c;
     const uint32_t pad = (uint8_t)(int8_t)(-p->input_offset) * 0x01010101u;
     /* the input columns [x_lo, x_hi) of the padded rows */
     const int32_t x_lo = p->pad_left < pw ? p->pad_left : pw;
     const int32_t x_hi = p->pad_left + in_d->w < pw ? p->pad_left + in_d->w : pw;
-    uint32_t buf[TQ_DW3_PAD_BYTES / 4];
+    uint32_t buf[TQ_DW_PAD_BYTES / 4];
     int32_t y, x, oy;
     for (y = 0; y < ph; y++) {
         const int32_t iy = y - p->pad_top;
@@ -761,10 +837,22 @@ static void tq_dw3x3_mve_padded(const tq_conv_params *p, const tq_dims *in_d, co
             row[x] = pad;
         }
     }
-    tq_dw3x3_mve_steps(4, pw * 4, p->stride_w * 4, k);
+    if (kdim == 3) {
+        tq_dw3x3_mve_steps(4, pw * 4, p->stride_w * 4, k3);
+    } else {
+        kk[4 * TQ_DWK_STEPS] = pw * 4 - kdim * 4;
+        kk[4 * TQ_DWK_STEPS + 1] = kdim * pw * 4 - p->stride_w * 4;
+    }
     for (oy = 0; oy < out_d->h; oy++) {
-        tq_dw3x3_mve_run((const int8_t *)(buf + (size_t)oy * p->stride_h * pw), 4, out_d->w, k,
-                         out + (size_t)oy * out_d->w * out_d->c, out_d->c);
+        const int8_t *xr = (const int8_t *)(buf + (size_t)oy * p->stride_h * pw);
+        int8_t *o = out + (size_t)oy * out_d->w * out_d->c;
+        if (kdim == 3) {
+            tq_dw3x3_mve_run(xr, 4, out_d->w, k3, o, out_d->c);
+        } else if (kdim == 5) {
+            tq_dw5x5_mve_run(xr, 4, out_d->w, kk, o, out_d->c);
+        } else {
+            tq_dw7x7_mve_run(xr, 4, out_d->w, kk, o, out_d->c);
+        }
     }
 }
 
@@ -799,22 +887,27 @@ static void tq_depthwise_conv_s8_mve(const tq_conv_params *p, const tq_channel_q
         int32x4_t wsum = vdupq_n_s32(0), inner;
         tq_rq4 rq;
         int32_t k3[4 * TQ_DW3_VECTORS];
-        int fast3;
+        int32_t kkb[4 * (TQ_DWK_HEAD + 49)];
+        int32_t *kk = NULL;
+        int fast3, right_only;
         tq_rq4_init(&rq, q->multiplier + c, q->shift + c, n);
         for (t = 0; t < k_h * k_w; t++) {
             wsum = vaddq_s32(wsum, vldrbq_z_s32(fc + (size_t)t * ch, pr));
         }
         inner = vmlaq_n_s32(b4, wsum, p->input_offset);  /* bias + offset * sum(w) */
-        fast3 = k_h == 3 && k_w == 3 && n == 4 && vmaxvq_s32(INT32_MIN, rq.left) == 0;
+        right_only = n == 4 && vmaxvq_s32(INT32_MIN, rq.left) == 0;
+        fast3 = k_h == 3 && k_w == 3 && right_only;
         if (fast3) {
             tq_dw3x3_mve_pack(fc, ch, inner, &rq, p, k3);
             tq_dw3x3_mve_steps(ch, row_step, p->stride_w * ch, k3);
+        } else if (right_only && tq_dw_pad_fits(p, f_d, out_d)) { /* 5x5, 7x7 */
+            kk = (int32_t *)tq_dwk_mve_pack(fc, ch, k_h, inner, &rq, p, kkb);
         }
         for (b = 0; b < out_d->n; b++) {
             const int8_t *in_b = input + (size_t)b * in_h * in_w * ch + c;
             int8_t *out = output + (size_t)b * out_d->h * out_d->w * ch + c;
-            if (fast3 && tq_dw3x3_pad_fits(p, out_d)) {
-                tq_dw3x3_mve_padded(p, in_d, in_b, out_d, k3, out);
+            if ((fast3 || kk != NULL) && tq_dw_pad_fits(p, f_d, out_d)) {
+                tq_dw_mve_padded(p, in_d, in_b, out_d, k_h, k3, kk, out);
                 continue;
             }
             for (oy = 0; oy < out_d->h; oy++) {
@@ -948,14 +1041,13 @@ static tq_status tq_depthwise_conv_s8_run(const tq_conv_params *params,
     }
 #if TQ_USE_MVE
     /* Helium takes 3x3 windows along rows of 16 or more outputs, and small
-     * 3x3 maps whose padded copy fits its stack buffer when no channel
-     * shifts left (tq_dw3x3_mve_padded); the DSP path's assembly runs are
-     * faster on every other shape whose channels come in fours (measured in
-     * QEMU, bench/mcu_bench.py). */
+     * 3x3, 5x5 and 7x7 maps whose padded copy fits its stack buffer when no
+     * channel shifts left (tq_dw_mve_padded); the DSP path's assembly runs
+     * are faster on every other shape whose channels come in fours
+     * (measured in QEMU, bench/mcu_bench.py). */
     if (filter_dims->c == input_dims->c &&
-        ((filter_dims->h == 3 && filter_dims->w == 3 &&
-          (output_dims->w >= 16 ||
-           (tq_dw3x3_pad_fits(params, output_dims) && tq_no_left_shift(quant->shift, output_dims->c)))) ||
+        ((filter_dims->h == 3 && filter_dims->w == 3 && output_dims->w >= 16) ||
+         (tq_dw_pad_fits(params, filter_dims, output_dims) && tq_no_left_shift(quant->shift, output_dims->c)) ||
          input_dims->c % 4 != 0 || filter_dims->h * filter_dims->w > TQ_DW_DSP_MAX_TAPS)) {
         tq_depthwise_conv_s8_mve(params, quant, input_dims, input, filter_dims, filter, bias,
                                  output_dims, output);
