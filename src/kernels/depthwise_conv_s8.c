@@ -669,21 +669,25 @@ static void tq_dw3x3_mve_run(const int8_t *x, int32_t tap, int32_t count, const 
 #undef TQ_DW3_ROW
 }
 
-/* Packs tq_dw3x3_mve_run's constants for channels fc[0..3] (taps ch apart). */
-static void tq_dw3x3_mve_pack(const int8_t *fc, int32_t ch, int32x4_t inner, const tq_rq4 *rq,
-                              const tq_conv_params *p, int32_t *k)
+/* Packs the depthwise assembly loops' constants for channels fc[0..3]:
+ * the n_taps taps (ch apart) as int32 vectors at taps, and bias + offset *
+ * sum(w), multiplier, right shift, fix, the clamp bounds and the output
+ * offset as 7 consecutive vectors at c (both loops' layouts keep that
+ * order: TQ_DW3_INNER.., TQ_DWK_INNER..). */
+static void tq_dw_mve_pack(const int8_t *fc, int32_t ch, int32_t n_taps, int32x4_t inner, const tq_rq4 *rq,
+                           const tq_conv_params *p, int32_t *taps, int32_t *c)
 {
     int32_t t;
-    for (t = 0; t < 9; t++) {
-        vstrwq_s32(k + 4 * (TQ_DW3_TAPS + t), vldrbq_s32(fc + (size_t)t * ch));
+    for (t = 0; t < n_taps; t++) {
+        vstrwq_s32(taps + 4 * t, vldrbq_s32(fc + (size_t)t * ch));
     }
-    vstrwq_s32(k + 4 * TQ_DW3_INNER, inner);
-    vstrwq_s32(k + 4 * TQ_DW3_MULT, rq->mult);
-    vstrwq_s32(k + 4 * TQ_DW3_RIGHT, rq->right);
-    vstrwq_s32(k + 4 * TQ_DW3_FIX, rq->fix);
-    vstrwq_s32(k + 4 * TQ_DW3_MIN, vdupq_n_s32(p->act_min));
-    vstrwq_s32(k + 4 * TQ_DW3_MAX, vdupq_n_s32(p->act_max));
-    vstrwq_s32(k + 4 * TQ_DW3_OFFSET, vdupq_n_s32(p->output_offset));
+    vstrwq_s32(c, inner);
+    vstrwq_s32(c + 4, rq->mult);
+    vstrwq_s32(c + 8, rq->right);
+    vstrwq_s32(c + 12, rq->fix);
+    vstrwq_s32(c + 16, vdupq_n_s32(p->act_min));
+    vstrwq_s32(c + 20, vdupq_n_s32(p->act_max));
+    vstrwq_s32(c + 24, vdupq_n_s32(p->output_offset));
 }
 
 /* The constants of tq_dwk_mve_run (K = 5 or 7), the 8 vectors before its
@@ -712,26 +716,30 @@ enum { TQ_DWK_INNER = -8, TQ_DWK_MULT, TQ_DWK_RIGHT, TQ_DWK_FIX, TQ_DWK_MIN, TQ_
     {                                                                                  \
         int32_t step;                                                                  \
         __asm__ volatile(                                                              \
-            "vldrw.32 q3, [%[k], #-112]\n\t"                                           \
-            "vldrw.32 q4, [%[k], #-96]\n\t"                                            \
-            "vldrw.32 q5, [%[k], #-80]\n\t"                                            \
-            "vldrw.32 q6, [%[k], #-64]\n\t"                                            \
-            "vldrw.32 q7, [%[k], #-48]\n\t"                                            \
+            "vldrw.32 q3, [%[k], %[o_mult]]\n\t"                                           \
+            "vldrw.32 q4, [%[k], %[o_right]]\n\t"                                            \
+            "vldrw.32 q5, [%[k], %[o_fix]]\n\t"                                            \
+            "vldrw.32 q6, [%[k], %[o_min]]\n\t"                                            \
+            "vldrw.32 q7, [%[k], %[o_max]]\n\t"                                            \
             "dls lr, %[n]\n\t"                                                         \
-            "ldr %[n], [%[k], #-32]\n\t"                                               \
+            "ldr %[n], [%[k], %[o_off]]\n\t"                                               \
             "1:\n\t"                                                                   \
-            "vldrw.32 q1, [%[k], #-128]\n\t"                                           \
-            "ldr %[st], [%[k], #-16]\n\t"                                              \
+            "vldrw.32 q1, [%[k], %[o_inner]]\n\t"                                           \
+            "ldr %[st], [%[k], %[o_steps]]\n\t"                                              \
             ROWS                                                                       \
             "sub %[k], %[k], #" #K " * " #K " * 16\n\t"                                \
-            "ldr %[st], [%[k], #-12]\n\t"                                              \
+            "ldr %[st], [%[k], %[o_back]]\n\t"                                              \
             "sub %[x], %[x], %[st]\n\t"                                                \
             TQ_MVE_RQ4_ASM("q1", "q0", "q3", "q4", "q5", "%[n]", "q6", "q7")             \
             "vstrb.32 q1, [%[out]]\n\t"                                                \
             "add %[out], %[out], %[os]\n\t"                                            \
             "le lr, 1b"                                                                \
             : [x] "+l"(x), [out] "+l"(out), [n] "+r"(count), [st] "=&r"(step), [k] "+r"(k) \
-            : [tap] "r"(tap), [os] "r"(out_step)                                       \
+            : [tap] "r"(tap), [os] "r"(out_step), [o_inner] "i"(16 * TQ_DWK_INNER),      \
+              [o_mult] "i"(16 * TQ_DWK_MULT), [o_right] "i"(16 * TQ_DWK_RIGHT),          \
+              [o_fix] "i"(16 * TQ_DWK_FIX), [o_min] "i"(16 * TQ_DWK_MIN),                \
+              [o_max] "i"(16 * TQ_DWK_MAX), [o_off] "i"(16 * TQ_DWK_OFFSET),             \
+              [o_steps] "i"(16 * TQ_DWK_STEPS), [o_back] "i"(16 * TQ_DWK_STEPS + 4)      \
             : "q0", "q1", "q2", "q3", "q4", "q5", "q6", "q7", "lr", "memory");         \
     }
 TQ_DWK_RUN(5, TQ_DWK_ROW5 TQ_DWK_ROW5 TQ_DWK_ROW5 TQ_DWK_ROW5 TQ_DWK_ROW5)
@@ -741,24 +749,6 @@ TQ_DWK_RUN(7, TQ_DWK_ROW7 TQ_DWK_ROW7 TQ_DWK_ROW7 TQ_DWK_ROW7 TQ_DWK_ROW7 TQ_DWK
 #undef TQ_DWK_ROW5
 #undef TQ_DWK_TAP
 
-/* Packs tq_dwk_mve_run's constants for channels fc[0..3] (K x K taps, ch
- * apart) into kb (TQ_DWK_HEAD + K*K vectors); returns its k. */
-static const int32_t *tq_dwk_mve_pack(const int8_t *fc, int32_t ch, int32_t kk, int32x4_t inner,
-                                      const tq_rq4 *rq, const tq_conv_params *p, int32_t *kb)
-{
-    int32_t *k = kb + 4 * TQ_DWK_HEAD, t;
-    for (t = 0; t < kk * kk; t++) {
-        vstrwq_s32(k + 4 * t, vldrbq_s32(fc + (size_t)t * ch));
-    }
-    vstrwq_s32(k + 4 * TQ_DWK_INNER, inner);
-    vstrwq_s32(k + 4 * TQ_DWK_MULT, rq->mult);
-    vstrwq_s32(k + 4 * TQ_DWK_RIGHT, rq->right);
-    vstrwq_s32(k + 4 * TQ_DWK_FIX, rq->fix);
-    vstrwq_s32(k + 4 * TQ_DWK_MIN, vdupq_n_s32(p->act_min));
-    vstrwq_s32(k + 4 * TQ_DWK_MAX, vdupq_n_s32(p->act_max));
-    vstrwq_s32(k + 4 * TQ_DWK_OFFSET, vdupq_n_s32(p->output_offset));
-    return k;
-}
 
 /* 1 when none of the n channels' shifts is positive (a left shift). */
 static int tq_no_left_shift(const int32_t *shift, int32_t n)
@@ -898,10 +888,11 @@ static void tq_depthwise_conv_s8_mve(const tq_conv_params *p, const tq_channel_q
         right_only = n == 4 && vmaxvq_s32(INT32_MIN, rq.left) == 0;
         fast3 = k_h == 3 && k_w == 3 && right_only;
         if (fast3) {
-            tq_dw3x3_mve_pack(fc, ch, inner, &rq, p, k3);
+            tq_dw_mve_pack(fc, ch, 9, inner, &rq, p, k3 + 4 * TQ_DW3_TAPS, k3 + 4 * TQ_DW3_INNER);
             tq_dw3x3_mve_steps(ch, row_step, p->stride_w * ch, k3);
         } else if (right_only && tq_dw_pad_fits(p, f_d, out_d)) { /* 5x5, 7x7 */
-            kk = (int32_t *)tq_dwk_mve_pack(fc, ch, k_h, inner, &rq, p, kkb);
+            kk = kkb + 4 * TQ_DWK_HEAD;
+            tq_dw_mve_pack(fc, ch, k_h * k_w, inner, &rq, p, kk, kk + 4 * TQ_DWK_INNER);
         }
         for (b = 0; b < out_d->n; b++) {
             const int8_t *in_b = input + (size_t)b * in_h * in_w * ch + c;
