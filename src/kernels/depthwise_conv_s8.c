@@ -690,15 +690,15 @@ static void tq_dw_mve_pack(const int8_t *fc, int32_t ch, int32_t n_taps, int32x4
     vstrwq_s32(c + 24, vdupq_n_s32(p->output_offset));
 }
 
-/* The constants of tq_dwk_mve_run (K = 5 or 7), the 8 vectors before its
- * k, which points at the K*K taps (int32, tap-major): bias + offset *
- * sum(w), multiplier, right shift, rounding fix, the clamp bounds, the
- * output offset, then the input steps {from a row's end to the next row,
- * from the window's end to the next window}. */
+/* The constants of tq_dw5x5_mve_run and tq_dw7x7_mve_run (TQ_DWK_RUN):
+ * the 8 vectors before their k, which points at the K*K taps (int32,
+ * tap-major): bias + offset * sum(w), multiplier, right shift, rounding
+ * fix, the clamp bounds, the output offset, then the input steps {from a
+ * row's end to the next row, from the window's end to the next window}. */
 enum { TQ_DWK_INNER = -8, TQ_DWK_MULT, TQ_DWK_RIGHT, TQ_DWK_FIX, TQ_DWK_MIN, TQ_DWK_MAX, TQ_DWK_OFFSET,
        TQ_DWK_STEPS, TQ_DWK_HEAD = 8 };
 
-/* One tap of tq_dwk_mve_run: the input at x (x advances by tap), the tap
+/* One tap of the K x K loops: the input at x (x advances by tap), the tap
  * vector at k (k advances by 16). A row of K taps, then x to the next row. */
 #define TQ_DWK_TAP                                                                     \
     "vldrb.s32 q0, [%[x]]\n\t"                                                         \
@@ -749,7 +749,6 @@ TQ_DWK_RUN(7, TQ_DWK_ROW7 TQ_DWK_ROW7 TQ_DWK_ROW7 TQ_DWK_ROW7 TQ_DWK_ROW7 TQ_DWK
 #undef TQ_DWK_ROW5
 #undef TQ_DWK_TAP
 
-
 /* 1 when none of the n channels' shifts is positive (a left shift). */
 static int tq_no_left_shift(const int32_t *shift, int32_t n)
 {
@@ -787,8 +786,8 @@ static int tq_dw_pad_fits(const tq_conv_params *p, const tq_dims *f_d, const tq_
 
 /* Every window of one image and one block of 4 channels (c .. c + 3 of
  * in_b's ch) through the K x K assembly loop (K = 3: tq_dw3x3_mve_run with
- * k3; 5, 7: tq_dwk_mve_run with kk), borders included: the block's input
- * is first copied with its padding (the byte -input_offset, whose terms
+ * k3; 5, 7: tq_dw5x5/7x7_mve_run with kk), borders included: the block's
+ * input is first copied with its padding (the byte -input_offset, whose terms
  * cancel the offset's share in the constants, as a skipped tap would) into
  * a dense buffer. For small maps, where the clipped windows are a third or
  * more of all. */
