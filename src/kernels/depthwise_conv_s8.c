@@ -592,143 +592,83 @@ tq_dw_mve_run(int32x4_t inner, const int8_t *x, const int8_t *w, int32_t k_h, in
     }
 }
 
-/* The constants of tq_dw3x3_mve_run: the 9 taps of 4 channels as int32
- * (tap-major), then bias + offset * sum(w), multiplier, right shift,
- * rounding fix, the clamp bounds and the output offset, 4 lanes each; then
- * the input walk's two steps (tq_dw3x3_mve_steps). */
-enum { TQ_DW3_TAPS = 0, TQ_DW3_INNER = 9, TQ_DW3_MULT, TQ_DW3_RIGHT, TQ_DW3_FIX, TQ_DW3_MIN, TQ_DW3_MAX,
-       TQ_DW3_OFFSET, TQ_DW3_STEPS, TQ_DW3_VECTORS };
-
-/* The input walk of tq_dw3x3_mve_run for inputs tap bytes apart along a
- * row, rows row_step and windows x_step bytes apart: from a row's third tap
- * to the next row, and from the window's last tap to the next window. */
-static void tq_dw3x3_mve_steps(int32_t tap, int32_t row_step, int32_t x_step, int32_t *k)
-{
-    k[4 * TQ_DW3_STEPS] = row_step - 2 * tap;
-    k[4 * TQ_DW3_STEPS + 1] = 2 * row_step + 2 * tap - x_step;
-}
-
-/* count (>= 1) 3x3 windows along a row, 4 channels with no left shift
- * (tq_dw_mve_run's arithmetic, lane for lane): x is the first window's
- * top-left input, its taps tap bytes apart, rows and windows as set by
- * tq_dw3x3_mve_steps in k; outputs out_step bytes apart from out. One
- * assembly loop: the multiplier, shift, fix and bounds stay in q3-q7, each
- * tap is a VLDRB.S32 of the input, a VLDRW of the tap from k
- * (TQ_DW3_VECTORS x 4 int32, immediate offsets), VMUL and VADD, so 61
- * instructions per window of 36 MACs, where the intrinsics spilled to the
- * stack (about 95). */
-static void tq_dw3x3_mve_run(const int8_t *x, int32_t tap, int32_t count, const int32_t *k, int8_t *out,
-                             int32_t out_step)
-{
-    int32_t step;
-    /* one row of taps: inputs at x, x + tap, x + 2 tap (x is left at the third), tap vectors
-     * i0..i2 (TQ_DW3_TAPS is 0) */
-#define TQ_DW3_ROW(i0, i1, i2)                                                         \
-    "vldrb.s32 q0, [%[x]]\n\t"                                                         \
-    "vldrw.32 q2, [%[k], #" #i0 " * 16]\n\t"                                           \
-    "add %[x], %[x], %[tap]\n\t"                                                       \
-    "vmul.i32 q0, q0, q2\n\t"                                                          \
-    "vadd.i32 q1, q1, q0\n\t"                                                          \
-    "vldrb.s32 q0, [%[x]]\n\t"                                                         \
-    "vldrw.32 q2, [%[k], #" #i1 " * 16]\n\t"                                           \
-    "add %[x], %[x], %[tap]\n\t"                                                       \
-    "vmul.i32 q0, q0, q2\n\t"                                                          \
-    "vadd.i32 q1, q1, q0\n\t"                                                          \
-    "vldrb.s32 q0, [%[x]]\n\t"                                                         \
-    "vldrw.32 q2, [%[k], #" #i2 " * 16]\n\t"                                           \
-    "vmul.i32 q0, q0, q2\n\t"                                                          \
-    "vadd.i32 q1, q1, q0\n\t"
-    __asm__ volatile(
-        "vldrw.32 q3, [%[k], %[o_mult]]\n\t"
-        "vldrw.32 q4, [%[k], %[o_right]]\n\t"
-        "vldrw.32 q5, [%[k], %[o_fix]]\n\t"
-        "vldrw.32 q6, [%[k], %[o_min]]\n\t"
-        "vldrw.32 q7, [%[k], %[o_max]]\n\t"
-        "dls lr, %[n]\n\t"
-        "ldr %[n], [%[k], %[o_off]]\n\t"
-        "1:\n\t"
-        "vldrw.32 q1, [%[k], %[o_inner]]\n\t"
-        "ldr %[st], [%[k], %[o_steps]]\n\t"
-        TQ_DW3_ROW(0, 1, 2)
-        "add %[x], %[x], %[st]\n\t"
-        TQ_DW3_ROW(3, 4, 5)
-        "add %[x], %[x], %[st]\n\t"
-        TQ_DW3_ROW(6, 7, 8)
-        "ldr %[st], [%[k], %[o_back]]\n\t"
-        "sub %[x], %[x], %[st]\n\t"
-        TQ_MVE_RQ4_ASM("q1", "q0", "q3", "q4", "q5", "%[n]", "q6", "q7")
-        "vstrb.32 q1, [%[out]]\n\t"
-        "add %[out], %[out], %[os]\n\t"
-        "le lr, 1b"
-        : [x] "+l"(x), [out] "+l"(out), [n] "+r"(count) /* then the output offset */, [st] "=&r"(step)
-        : [tap] "r"(tap), [os] "r"(out_step), [k] "r"(k), [o_inner] "i"(16 * TQ_DW3_INNER),
-          [o_mult] "i"(16 * TQ_DW3_MULT), [o_right] "i"(16 * TQ_DW3_RIGHT), [o_fix] "i"(16 * TQ_DW3_FIX),
-          [o_min] "i"(16 * TQ_DW3_MIN), [o_max] "i"(16 * TQ_DW3_MAX), [o_off] "i"(16 * TQ_DW3_OFFSET),
-          [o_steps] "i"(16 * TQ_DW3_STEPS), [o_back] "i"(16 * TQ_DW3_STEPS + 4)
-        : "q0", "q1", "q2", "q3", "q4", "q5", "q6", "q7", "lr", "memory");
-#undef TQ_DW3_ROW
-}
-
-/* Packs the depthwise assembly loops' constants for channels fc[0..3]:
- * the n_taps taps (ch apart) as int32 vectors at taps, and bias + offset *
- * sum(w), multiplier, right shift, fix, the clamp bounds and the output
- * offset as 7 consecutive vectors at c (both loops' layouts keep that
- * order: TQ_DW3_INNER.., TQ_DWK_INNER..). */
-static void tq_dw_mve_pack(const int8_t *fc, int32_t ch, int32_t n_taps, int32x4_t inner, const tq_rq4 *rq,
-                           const tq_conv_params *p, int32_t *taps, int32_t *c)
-{
-    int32_t t;
-    for (t = 0; t < n_taps; t++) {
-        vstrwq_s32(taps + 4 * t, vldrbq_s32(fc + (size_t)t * ch));
-    }
-    vstrwq_s32(c, inner);
-    vstrwq_s32(c + 4, rq->mult);
-    vstrwq_s32(c + 8, rq->right);
-    vstrwq_s32(c + 12, rq->fix);
-    vstrwq_s32(c + 16, vdupq_n_s32(p->act_min));
-    vstrwq_s32(c + 20, vdupq_n_s32(p->act_max));
-    vstrwq_s32(c + 24, vdupq_n_s32(p->output_offset));
-}
-
-/* The constants of tq_dw5x5_mve_run and tq_dw7x7_mve_run (TQ_DWK_RUN):
- * the 8 vectors before their k, which points at the K*K taps (int32,
- * tap-major): bias + offset * sum(w), multiplier, right shift, rounding
- * fix, the clamp bounds, the output offset, then the input steps {from a
- * row's end to the next row, from the window's end to the next window}. */
+/* The constants of the K x K loops (tq_dw3x3/5x5/7x7_mve_run): the 8
+ * vectors before their k, which points at the K*K taps (int32, tap-major):
+ * bias + offset * sum(w), multiplier, right shift, rounding fix, the clamp
+ * bounds, the output offset, then the input walk's two steps
+ * (tq_dwk_mve_steps). */
 enum { TQ_DWK_INNER = -8, TQ_DWK_MULT, TQ_DWK_RIGHT, TQ_DWK_FIX, TQ_DWK_MIN, TQ_DWK_MAX, TQ_DWK_OFFSET,
        TQ_DWK_STEPS, TQ_DWK_HEAD = 8 };
 
-/* One tap of the K x K loops: the input at x (x advances by tap), the tap
- * vector at k (k advances by 16). A row of K taps, then x to the next row. */
-#define TQ_DWK_TAP                                                                     \
+/* The K x K loops' input walk for inputs tap bytes apart along a row, rows
+ * row_step and windows x_step bytes apart: from a row's last tap to the
+ * next row, and from the window's last tap to the next window. */
+static void tq_dwk_mve_steps(int32_t kdim, int32_t tap, int32_t row_step, int32_t x_step, int32_t *k)
+{
+    k[4 * TQ_DWK_STEPS] = row_step - (kdim - 1) * tap;
+    k[4 * TQ_DWK_STEPS + 1] = (kdim - 1) * (row_step + tap) - x_step;
+}
+
+/* Packs the K x K loops' constants for channels fc[0..3]: the n_taps taps
+ * (ch apart) at k, the 7 constants before it (TQ_DWK_INNER ..); the caller
+ * sets the steps. */
+static void tq_dw_mve_pack(const int8_t *fc, int32_t ch, int32_t n_taps, int32x4_t inner, const tq_rq4 *rq,
+                           const tq_conv_params *p, int32_t *k)
+{
+    int32_t t;
+    for (t = 0; t < n_taps; t++) {
+        vstrwq_s32(k + 4 * t, vldrbq_s32(fc + (size_t)t * ch));
+    }
+    vstrwq_s32(k + 4 * TQ_DWK_INNER, inner);
+    vstrwq_s32(k + 4 * TQ_DWK_MULT, rq->mult);
+    vstrwq_s32(k + 4 * TQ_DWK_RIGHT, rq->right);
+    vstrwq_s32(k + 4 * TQ_DWK_FIX, rq->fix);
+    vstrwq_s32(k + 4 * TQ_DWK_MIN, vdupq_n_s32(p->act_min));
+    vstrwq_s32(k + 4 * TQ_DWK_MAX, vdupq_n_s32(p->act_max));
+    vstrwq_s32(k + 4 * TQ_DWK_OFFSET, vdupq_n_s32(p->output_offset));
+}
+
+/* One tap of the K x K loops: the input at x, the tap vector at k (k
+ * advances by 16); TQ_DWK_TAP then moves x to the next tap of the row.
+ * TQ_DWK_NEXT moves x from a row's last tap to the next row. */
+#define TQ_DWK_TAP_LAST                                                                \
     "vldrb.s32 q0, [%[x]]\n\t"                                                         \
     "vldrw.32 q2, [%[k]], #16\n\t"                                                     \
-    "add %[x], %[x], %[tap]\n\t"                                                       \
     "vmul.i32 q0, q0, q2\n\t"                                                          \
     "vadd.i32 q1, q1, q0\n\t"
-#define TQ_DWK_ROW5 TQ_DWK_TAP TQ_DWK_TAP TQ_DWK_TAP TQ_DWK_TAP TQ_DWK_TAP "add %[x], %[x], %[st]\n\t"
+#define TQ_DWK_TAP TQ_DWK_TAP_LAST "add %[x], %[x], %[tap]\n\t"
+#define TQ_DWK_NEXT "add %[x], %[x], %[st]\n\t"
+#define TQ_DWK_ROW3 TQ_DWK_TAP TQ_DWK_TAP TQ_DWK_TAP_LAST
+#define TQ_DWK_ROW5 TQ_DWK_TAP TQ_DWK_TAP TQ_DWK_ROW3
 #define TQ_DWK_ROW7 TQ_DWK_TAP TQ_DWK_TAP TQ_DWK_ROW5
-/* tq_dw3x3_mve_run for K x K windows (K = 5, 7; ROWS: K rows of K taps),
- * with the constants before k (TQ_DWK_*): 5 instructions a tap. */
+/* count (>= 1) K x K windows along a row, 4 channels with no left shift
+ * (tq_dw_mve_run's arithmetic, lane for lane): x is the first window's
+ * top-left input, its taps tap bytes apart, rows and windows as set by
+ * tq_dwk_mve_steps in k; outputs out_step bytes apart from out. One
+ * assembly loop (ROWS: the K rows): the multiplier, shift, fix and bounds
+ * stay in q3-q7, each tap is a VLDRB.S32 of the input, a VLDRW of the tap
+ * (k walks them and steps back once per window), VMUL and VADD: 62
+ * instructions a 3x3 window, where the intrinsics spilled to the stack
+ * (about 95). */
 #define TQ_DWK_RUN(K, ROWS)                                                            \
     static void tq_dw##K##x##K##_mve_run(const int8_t *x, int32_t tap, int32_t count, const int32_t *k, \
                                          int8_t *out, int32_t out_step)                \
     {                                                                                  \
         int32_t step;                                                                  \
         __asm__ volatile(                                                              \
-            "vldrw.32 q3, [%[k], %[o_mult]]\n\t"                                           \
-            "vldrw.32 q4, [%[k], %[o_right]]\n\t"                                            \
-            "vldrw.32 q5, [%[k], %[o_fix]]\n\t"                                            \
-            "vldrw.32 q6, [%[k], %[o_min]]\n\t"                                            \
-            "vldrw.32 q7, [%[k], %[o_max]]\n\t"                                            \
+            "vldrw.32 q3, [%[k], %[o_mult]]\n\t"                                       \
+            "vldrw.32 q4, [%[k], %[o_right]]\n\t"                                      \
+            "vldrw.32 q5, [%[k], %[o_fix]]\n\t"                                        \
+            "vldrw.32 q6, [%[k], %[o_min]]\n\t"                                        \
+            "vldrw.32 q7, [%[k], %[o_max]]\n\t"                                        \
             "dls lr, %[n]\n\t"                                                         \
-            "ldr %[n], [%[k], %[o_off]]\n\t"                                               \
+            "ldr %[n], [%[k], %[o_off]]\n\t"                                           \
             "1:\n\t"                                                                   \
-            "vldrw.32 q1, [%[k], %[o_inner]]\n\t"                                           \
-            "ldr %[st], [%[k], %[o_steps]]\n\t"                                              \
+            "vldrw.32 q1, [%[k], %[o_inner]]\n\t"                                      \
+            "ldr %[st], [%[k], %[o_steps]]\n\t"                                        \
             ROWS                                                                       \
             "sub %[k], %[k], #" #K " * " #K " * 16\n\t"                                \
-            "ldr %[st], [%[k], %[o_back]]\n\t"                                              \
+            "ldr %[st], [%[k], %[o_back]]\n\t"                                         \
             "sub %[x], %[x], %[st]\n\t"                                                \
             TQ_MVE_RQ4_ASM("q1", "q0", "q3", "q4", "q5", "%[n]", "q6", "q7")             \
             "vstrb.32 q1, [%[out]]\n\t"                                                \
@@ -742,12 +682,18 @@ enum { TQ_DWK_INNER = -8, TQ_DWK_MULT, TQ_DWK_RIGHT, TQ_DWK_FIX, TQ_DWK_MIN, TQ_
               [o_steps] "i"(16 * TQ_DWK_STEPS), [o_back] "i"(16 * TQ_DWK_STEPS + 4)      \
             : "q0", "q1", "q2", "q3", "q4", "q5", "q6", "q7", "lr", "memory");         \
     }
-TQ_DWK_RUN(5, TQ_DWK_ROW5 TQ_DWK_ROW5 TQ_DWK_ROW5 TQ_DWK_ROW5 TQ_DWK_ROW5)
-TQ_DWK_RUN(7, TQ_DWK_ROW7 TQ_DWK_ROW7 TQ_DWK_ROW7 TQ_DWK_ROW7 TQ_DWK_ROW7 TQ_DWK_ROW7 TQ_DWK_ROW7)
+TQ_DWK_RUN(3, TQ_DWK_ROW3 TQ_DWK_NEXT TQ_DWK_ROW3 TQ_DWK_NEXT TQ_DWK_ROW3)
+TQ_DWK_RUN(5, TQ_DWK_ROW5 TQ_DWK_NEXT TQ_DWK_ROW5 TQ_DWK_NEXT TQ_DWK_ROW5 TQ_DWK_NEXT TQ_DWK_ROW5
+               TQ_DWK_NEXT TQ_DWK_ROW5)
+TQ_DWK_RUN(7, TQ_DWK_ROW7 TQ_DWK_NEXT TQ_DWK_ROW7 TQ_DWK_NEXT TQ_DWK_ROW7 TQ_DWK_NEXT TQ_DWK_ROW7
+               TQ_DWK_NEXT TQ_DWK_ROW7 TQ_DWK_NEXT TQ_DWK_ROW7 TQ_DWK_NEXT TQ_DWK_ROW7)
 #undef TQ_DWK_RUN
 #undef TQ_DWK_ROW7
 #undef TQ_DWK_ROW5
+#undef TQ_DWK_ROW3
+#undef TQ_DWK_NEXT
 #undef TQ_DWK_TAP
+#undef TQ_DWK_TAP_LAST
 
 /* 1 when none of the n channels' shifts is positive (a left shift). */
 static int tq_no_left_shift(const int32_t *shift, int32_t n)
@@ -785,15 +731,15 @@ static int tq_dw_pad_fits(const tq_conv_params *p, const tq_dims *f_d, const tq_
 }
 
 /* Every window of one image and one block of 4 channels (c .. c + 3 of
- * in_b's ch) through the K x K assembly loop (K = 3: tq_dw3x3_mve_run with
- * k3; 5, 7: tq_dw5x5/7x7_mve_run with kk), borders included: the block's
+ * in_b's ch) through the K x K assembly loop (k: tq_dw_mve_pack's; its
+ * steps are set here), borders included: the block's
  * input is first copied with its padding (the byte -input_offset, whose terms
  * cancel the offset's share in the constants, as a skipped tap would) into
  * a dense buffer. For small maps, where the clipped windows are a third or
  * more of all. */
 __attribute__((noinline)) /* inlined, it cost the row runs' registers (+0.1M on mbv2) */
 static void tq_dw_mve_padded(const tq_conv_params *p, const tq_dims *in_d, const int8_t *in_b,
-                             const tq_dims *out_d, int32_t kdim, int32_t *k3, int32_t *kk, int8_t *out)
+                             const tq_dims *out_d, int32_t kdim, int32_t *k, int8_t *out)
 {
     const int32_t ph = tq_dw_pad_extent(out_d->h, p->stride_h, kdim);
     const int32_t pw = tq_dw_pad_extent(out_d->w, p->stride_w, kdim);
@@ -826,21 +772,16 @@ static void tq_dw_mve_padded(const tq_conv_params *p, const tq_dims *in_d, const
             row[x] = pad;
         }
     }
-    if (kdim == 3) {
-        tq_dw3x3_mve_steps(4, pw * 4, p->stride_w * 4, k3);
-    } else {
-        kk[4 * TQ_DWK_STEPS] = pw * 4 - kdim * 4;
-        kk[4 * TQ_DWK_STEPS + 1] = kdim * pw * 4 - p->stride_w * 4;
-    }
+    tq_dwk_mve_steps(kdim, 4, pw * 4, p->stride_w * 4, k);
     for (oy = 0; oy < out_d->h; oy++) {
         const int8_t *xr = (const int8_t *)(buf + (size_t)oy * p->stride_h * pw);
         int8_t *o = out + (size_t)oy * out_d->w * out_d->c;
         if (kdim == 3) {
-            tq_dw3x3_mve_run(xr, 4, out_d->w, k3, o, out_d->c);
+            tq_dw3x3_mve_run(xr, 4, out_d->w, k, o, out_d->c);
         } else if (kdim == 5) {
-            tq_dw5x5_mve_run(xr, 4, out_d->w, kk, o, out_d->c);
+            tq_dw5x5_mve_run(xr, 4, out_d->w, k, o, out_d->c);
         } else {
-            tq_dw7x7_mve_run(xr, 4, out_d->w, kk, o, out_d->c);
+            tq_dw7x7_mve_run(xr, 4, out_d->w, k, o, out_d->c);
         }
     }
 }
@@ -867,6 +808,8 @@ static void tq_depthwise_conv_s8_mve(const tq_conv_params *p, const tq_channel_q
     const int32_t last_x0 = in_w - eff_w + p->pad_left; /* the last inner window's x0 + pad_left */
     const int32_t ox_hi_ = dil1 && last_x0 >= 0 ? last_x0 / p->stride_w + 1 : 0;
     const int32_t ox_hi = ox_hi_ < out_d->w ? ox_hi_ : out_d->w;
+    /* small maps: every window from a padded copy (tq_dw_mve_padded) */
+    const int padded = tq_dw_pad_fits(p, f_d, out_d);
     int32_t c, b, oy, ox, ky, kx, t;
     for (c = 0; c < ch; c += 4) {
         const int32_t n = ch - c < 4 ? ch - c : 4;
@@ -875,9 +818,8 @@ static void tq_depthwise_conv_s8_mve(const tq_conv_params *p, const tq_channel_q
         int32x4_t b4 = bias != NULL ? vldrwq_z_s32(bias + c, pr) : vdupq_n_s32(0);
         int32x4_t wsum = vdupq_n_s32(0), inner;
         tq_rq4 rq;
-        int32_t k3[4 * TQ_DW3_VECTORS];
-        int32_t kkb[4 * (TQ_DWK_HEAD + 49)];
-        int32_t *kk = NULL;
+        int32_t kb[4 * (TQ_DWK_HEAD + 49)];
+        int32_t *const k = kb + 4 * TQ_DWK_HEAD;
         int fast3, right_only;
         tq_rq4_init(&rq, q->multiplier + c, q->shift + c, n);
         for (t = 0; t < k_h * k_w; t++) {
@@ -886,18 +828,17 @@ static void tq_depthwise_conv_s8_mve(const tq_conv_params *p, const tq_channel_q
         inner = vmlaq_n_s32(b4, wsum, p->input_offset);  /* bias + offset * sum(w) */
         right_only = n == 4 && vmaxvq_s32(INT32_MIN, rq.left) == 0;
         fast3 = k_h == 3 && k_w == 3 && right_only;
-        if (fast3) {
-            tq_dw_mve_pack(fc, ch, 9, inner, &rq, p, k3 + 4 * TQ_DW3_TAPS, k3 + 4 * TQ_DW3_INNER);
-            tq_dw3x3_mve_steps(ch, row_step, p->stride_w * ch, k3);
-        } else if (right_only && tq_dw_pad_fits(p, f_d, out_d)) { /* 5x5, 7x7 */
-            kk = kkb + 4 * TQ_DWK_HEAD;
-            tq_dw_mve_pack(fc, ch, k_h * k_w, inner, &rq, p, kk, kk + 4 * TQ_DWK_INNER);
+        if (fast3 || (right_only && padded)) {
+            tq_dw_mve_pack(fc, ch, k_h * k_w, inner, &rq, p, k);
+            if (!padded) { /* the 3x3 row runs' input walk */
+                tq_dwk_mve_steps(3, ch, row_step, p->stride_w * ch, k);
+            }
         }
         for (b = 0; b < out_d->n; b++) {
             const int8_t *in_b = input + (size_t)b * in_h * in_w * ch + c;
             int8_t *out = output + (size_t)b * out_d->h * out_d->w * ch + c;
-            if ((fast3 || kk != NULL) && tq_dw_pad_fits(p, f_d, out_d)) {
-                tq_dw_mve_padded(p, in_d, in_b, out_d, k_h, k3, kk, out);
+            if (right_only && padded) {
+                tq_dw_mve_padded(p, in_d, in_b, out_d, k_h, k, out);
                 continue;
             }
             for (oy = 0; oy < out_d->h; oy++) {
@@ -911,7 +852,7 @@ static void tq_depthwise_conv_s8_mve(const tq_conv_params *p, const tq_channel_q
                         const int8_t *xw = in_b + ((size_t)y0 * in_w + x0) * ch;
                         const int32_t count = ox_hi - ox_lo, x_step = p->stride_w * ch;
                         if (fast3) {
-                            tq_dw3x3_mve_run(xw, ch, count, k3, out, ch);
+                            tq_dw3x3_mve_run(xw, ch, count, k, out, ch);
                         } else if (k_h == 3 && k_w == 3) {
                             tq_dw_mve_run(inner, xw, fc, 3, 3, ch, row_step, x_step, count, &rq, p, out);
                         } else {
