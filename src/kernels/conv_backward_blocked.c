@@ -180,8 +180,6 @@ static int tq_pw_gin_4x4_helium(const float *gs, const float *wf, int32_t nt, fl
     uint32_t g0, g1, g2, g3;
     __asm__ volatile(
         ".arch_extension mve.fp\n\t"
-        "ldrd %[g0], %[g1], [%[gi]]\n\t"
-        "ldrd %[g2], %[g3], [%[gi], #8]\n\t"
         "cmp %[fl], #0\n\t"
         "beq 2f\n\t"
         "vmov.i32 q4, #0\n\t"
@@ -190,14 +188,7 @@ static int tq_pw_gin_4x4_helium(const float *gs, const float *wf, int32_t nt, fl
         "vmov.i32 q7, #0\n\t"
         "b 1f\n\t"
         "2:\n\t"
-        "add %[g0], %[g0], %[ic]\n\t"
-        "vldrw.32 q4, [%[g0]]\n\t"
-        "add %[g1], %[g1], %[ic]\n\t"
-        "vldrw.32 q5, [%[g1]]\n\t"
-        "add %[g2], %[g2], %[ic]\n\t"
-        "vldrw.32 q6, [%[g2]]\n\t"
-        "add %[g3], %[g3], %[ic]\n\t"
-        "vldrw.32 q7, [%[g3]]\n\t"
+        TQ_MVEF_ROWS4("vldrw.32", "gi", "%[ic]")
         "1:\n\t"
         "dls lr, %[n]\n\t"
         "3:\n\t"
@@ -214,16 +205,7 @@ static int tq_pw_gin_4x4_helium(const float *gs, const float *wf, int32_t nt, fl
         "vadd.f32 q7, q7, q1\n\t"
         "le lr, 3b\n\t"
         TQ_MVEF_CHECK("%[fl]")
-        "ldrd %[g0], %[g1], [%[gi]]\n\t"
-        "ldrd %[g2], %[g3], [%[gi], #8]\n\t"
-        "add %[g0], %[g0], %[ic]\n\t"
-        "vstrw.32 q4, [%[g0]]\n\t"
-        "add %[g1], %[g1], %[ic]\n\t"
-        "vstrw.32 q5, [%[g1]]\n\t"
-        "add %[g2], %[g2], %[ic]\n\t"
-        "vstrw.32 q6, [%[g2]]\n\t"
-        "add %[g3], %[g3], %[ic]\n\t"
-        "vstrw.32 q7, [%[g3]]\n\t"
+        TQ_MVEF_ROWS4("vstrw.32", "gi", "%[ic]")
         "9:"
         : [g] "+r"(gs), [w] "+r"(wf), [fl] "+r"(flush), [g0] "=&r"(g0), [g1] "=&r"(g1),
           [g2] "=&r"(g2), [g3] "=&r"(g3)
@@ -672,18 +654,6 @@ static void tq_wrow_4x4(const float *gt, const int8_t *const *xp, int32_t npx, i
 #endif
 
 #if TQ_USE_MVE_F32
-/* Helium: rows rp[0..3] at channel j <-> q4..q7 (op is vldrw.32 / vstrw.32) */
-#define TQ_WROW_HELIUM_ROWS(op)                                                        \
-    "ldrd %[g0], %[g1], [%[rp]]\n\t"                                                   \
-    "ldrd %[g2], %[g3], [%[rp], #8]\n\t"                                               \
-    "add %[g0], %[g0], %[j], lsl #2\n\t"                                               \
-    "add %[g1], %[g1], %[j], lsl #2\n\t"                                               \
-    "add %[g2], %[g2], %[j], lsl #2\n\t"                                               \
-    "add %[g3], %[g3], %[j], lsl #2\n\t"                                               \
-    op " q4, [%[g0]]\n\t"                                                              \
-    op " q5, [%[g1]]\n\t"                                                              \
-    op " q6, [%[g2]]\n\t"                                                              \
-    op " q7, [%[g3]]\n\t"
 /* tq_wrow_4x4 with Helium floating point (tq_f32.h): rows rp[0..3], saved
  * channels [j, j + 4); row k's four sums in q(4 + k). Per pixel one
  * VLDRB.S32 of the four inputs, VADD of the offset and VCVT (exact), two
@@ -709,7 +679,7 @@ static int tq_wrow_4x4_helium(const float *gt, const int8_t *const *xp, int32_t 
         "vmov.i32 q7, #0\n\t"
         "b 3f\n\t"
         "2:\n\t"
-        TQ_WROW_HELIUM_ROWS("vldrw.32")
+        TQ_MVEF_ROWS4("vldrw.32", "rp", "%[j], lsl #2")
         "3:\n\t"
         "ldr %[n], [%[xp]], #4\n\t"
         "add %[n], %[n], %[j]\n\t"
@@ -736,7 +706,7 @@ static int tq_wrow_4x4_helium(const float *gt, const int8_t *const *xp, int32_t 
         "vmul.f32 q7, q7, %[g0]\n\t"
         "4:\n\t"
         TQ_MVEF_CHECK("%[fl]")
-        TQ_WROW_HELIUM_ROWS("vstrw.32")
+        TQ_MVEF_ROWS4("vstrw.32", "rp", "%[j], lsl #2")
         "9:"
         : [gt] "+r"(gt), [xp] "+r"(xp), [n] "+l"(n) /* VLDRB.S32: a low register */, [fl] "+r"(flush),
           [g0] "+r"(g0), [g1] "=&r"(g1), [g2] "=&r"(g2), [g3] "=&r"(g3)

@@ -70,6 +70,21 @@
     "vpt.i32 eq, " t ", " z "\n\t"                                                     \
     "vorrt " q ", " z ", " z "\n\t"
 
+/* Assembly: q4..q7 <-> four fp32 vectors at the row pointers ptrs[0..3]
+ * (an operand name) plus off (a register operand, shifted or not), op
+ * vldrw.32 or vstrw.32; uses the block's operands g0..g3 as scratch. */
+#define TQ_MVEF_ROWS4(op, ptrs, off)                                                   \
+    "ldrd %[g0], %[g1], [%[" ptrs "]]\n\t"                                               \
+    "ldrd %[g2], %[g3], [%[" ptrs "], #8]\n\t"                                           \
+    "add %[g0], %[g0], " off "\n\t"                                                     \
+    "add %[g1], %[g1], " off "\n\t"                                                     \
+    "add %[g2], %[g2], " off "\n\t"                                                     \
+    "add %[g3], %[g3], " off "\n\t"                                                     \
+    op " q4, [%[g0]]\n\t"                                                              \
+    op " q5, [%[g1]]\n\t"                                                              \
+    op " q6, [%[g2]]\n\t"                                                              \
+    op " q7, [%[g3]]\n\t"
+
 /* 1 when FPSCR.IDC or FPSCR.UFC is set, which it then clears; else 0 */
 static inline int tq_fpscr_flushed(void)
 {
