@@ -230,6 +230,242 @@ static void tq_dw_gather_pixel(const float *const *frow, const int32_t *kyl, int
                        "s10", "s11", "s16", "s17", "s18", "s19", "s20", "s21", "s22", \
                        "s23", "s24", "s25", "s26", "s27", "s28", "s29", "s30", "s31", \
                        "cc", "memory")
+/* The row passes (tq_dw_gather_row_passes): taps j0 .. j0 + c - 1 of a
+ * filter row (c <= 3), loaded once by walking the row backwards from wp
+ * into s16-s27; per pixel the four sums in s0-s3 (ACC: zeroed or loaded
+ * from gi), the c neighbouring factor columns in s4-s15 (one VLDM), 4c
+ * VMLA in tap order, one VSTM to gi. f advances one output column, gi one
+ * input pixel (step bytes). */
+#define TQ_DWP_W1 "vldmdb %[wp]!, {s16-s19}\n\t"
+#define TQ_DWP_W2 TQ_DWP_W1 "vldmdb %[wp]!, {s20-s23}\n\t"
+#define TQ_DWP_W3 TQ_DWP_W2 "vldmdb %[wp]!, {s24-s27}\n\t"
+#define TQ_DWP_TAP(f0, f1, f2, f3, w0, w1, w2, w3)                                   \
+    "vmla.f32 s0, " f0 ", " w0 "\n\t" "vmla.f32 s1, " f1 ", " w1 "\n\t"             \
+    "vmla.f32 s2, " f2 ", " w2 "\n\t" "vmla.f32 s3, " f3 ", " w3 "\n\t"
+#define TQ_DWP_M1 TQ_DWP_TAP("s4", "s5", "s6", "s7", "s16", "s17", "s18", "s19")
+#define TQ_DWP_M2 TQ_DWP_M1 TQ_DWP_TAP("s8", "s9", "s10", "s11", "s20", "s21", "s22", "s23")
+#define TQ_DWP_M3 TQ_DWP_M2 TQ_DWP_TAP("s12", "s13", "s14", "s15", "s24", "s25", "s26", "s27")
+#define TQ_DWP_ZERO "vmov s0, s1, %[zr], %[zr]\n\t" "vmov s2, s3, %[zr], %[zr]\n\t"
+#define TQ_DWP_LOAD "vldmia %[gi], {s0-s3}\n\t"
+#define TQ_DWP_PASS(ACC, LOADW, FREGS, MLA)                                           \
+    __asm__ volatile(LOADW                                                           \
+                     "1:\n\t"                                                        \
+                     ACC                                                             \
+                     "vldmia %[f], {" FREGS "}\n\t"                                  \
+                     "add %[f], %[f], #16\n\t"                                       \
+                     MLA                                                             \
+                     "vstmia %[gi], {s0-s3}\n\t"                                     \
+                     "add %[gi], %[gi], %[step]\n\t"                                 \
+                     "subs %[n], %[n], #1\n\t"                                       \
+                     "bne 1b"                                                        \
+                     : [f] "+r"(f), [gi] "+r"(gi), [n] "+r"(count), [wp] "+r"(wp)      \
+                     : [zr] "r"(0), [step] "r"(step)                                 \
+                     : "s0", "s1", "s2", "s3", "s4", "s5", "s6", "s7", "s8", "s9",   \
+                       "s10", "s11", "s12", "s13", "s14", "s15", "s16", "s17", "s18", \
+                       "s19", "s20", "s21", "s22", "s23", "s24", "s25", "s26", "s27", \
+                       "cc", "memory")
+
+/* One pass: count (>= 1) pixels from gi (step floats apart), the first
+ * reading factors from f; the taps end at wp (TQ_DWP_PASS). zero: the sums
+ * start at +0.0f, else at gi's values. */
+static void tq_dw_row_pass(const float *f, const float *wp, int32_t c, int zero, float *gi,
+                           int32_t step, int32_t count)
+{
+    step *= (int32_t)sizeof(float);
+    if (zero) {
+        if (c == 1) {
+            TQ_DWP_PASS(TQ_DWP_ZERO, TQ_DWP_W1, "s4-s7", TQ_DWP_M1);
+        } else if (c == 2) {
+            TQ_DWP_PASS(TQ_DWP_ZERO, TQ_DWP_W2, "s4-s11", TQ_DWP_M2);
+        } else {
+            TQ_DWP_PASS(TQ_DWP_ZERO, TQ_DWP_W3, "s4-s15", TQ_DWP_M3);
+        }
+    } else if (c == 1) {
+        TQ_DWP_PASS(TQ_DWP_LOAD, TQ_DWP_W1, "s4-s7", TQ_DWP_M1);
+    } else if (c == 2) {
+        TQ_DWP_PASS(TQ_DWP_LOAD, TQ_DWP_W2, "s4-s11", TQ_DWP_M2);
+    } else {
+        TQ_DWP_PASS(TQ_DWP_LOAD, TQ_DWP_W3, "s4-s15", TQ_DWP_M3);
+    }
+}
+
+/* tq_dw_factor_row for four valid lanes on the scalar FPU, where the
+ * lanes' four mask bits never straddle a byte (o % 4 == 0 on every pixel:
+ * o and ch multiples of 4) or mask is NULL. The arguments in memory, loaded
+ * into r4 (gradients), r5 (their step, bytes), r6 (mask), r8 (bit index),
+ * r9 (its step), r10 (f), r11 (pixels); per pixel one VLDM of the four
+ * gradients, four VMUL.F32 by w_scale (s4-s7), the four mask bits into the
+ * flags two at a time (LSLS #31, #29) and each clear lane set to +0.0f by IT
+ * + VMOV, one VSTM. */
+#if !TQ_USE_MVE_F32
+typedef struct {
+    const float *g;
+    int32_t g_step;
+    const uint8_t *mask;
+    int32_t bit, bit_step;
+    float *f;
+    int32_t count;
+} tq_dw_factor_args;
+static void tq_dw_factor_row_fpu(const float *grad_out, const uint8_t *mask, int32_t o, int32_t ow,
+                                 int32_t ch, const float *ws, float *f)
+{
+    static const uint8_t all_pass = 0xFFu;
+    tq_dw_factor_args args;
+    const tq_dw_factor_args *a = &args;
+    args.g = grad_out + o;
+    args.g_step = ch * (int32_t)sizeof(float);
+    args.mask = mask != NULL ? mask : &all_pass;
+    args.bit = mask != NULL ? o : 0;
+    args.bit_step = mask != NULL ? ch : 0;
+    args.f = f;
+    args.count = ow;
+    __asm__ volatile("ldm %[a], {r4, r5, r6, r8, r9, r10, r11}\n\t"
+                     "vldmia %[ws], {s4-s7}\n\t"
+                     "movs r12, #0\n\t"
+                     "vmov s8, r12\n\t"
+                     "1:\n\t"
+                     "lsrs r12, r8, #3\n\t"
+                     "ldrb r12, [r6, r12]\n\t"
+                     "and lr, r8, #7\n\t"
+                     "lsr r12, r12, lr\n\t"
+                     "vldmia r4, {s0-s3}\n\t"
+                     "add r4, r4, r5\n\t"
+                     "vmul.f32 s0, s0, s4\n\t"
+                     "vmul.f32 s1, s1, s5\n\t"
+                     "vmul.f32 s2, s2, s6\n\t"
+                     "vmul.f32 s3, s3, s7\n\t"
+                     "lsls lr, r12, #31\n\t"
+                     "it pl\n\t"
+                     "vmovpl.f32 s0, s8\n\t"
+                     "it cc\n\t"
+                     "vmovcc.f32 s1, s8\n\t"
+                     "lsls lr, r12, #29\n\t"
+                     "it pl\n\t"
+                     "vmovpl.f32 s2, s8\n\t"
+                     "it cc\n\t"
+                     "vmovcc.f32 s3, s8\n\t"
+                     "vstmia r10!, {s0-s3}\n\t"
+                     "add r8, r8, r9\n\t"
+                     "subs r11, r11, #1\n\t"
+                     "bne 1b"
+                     :
+                     : [a] "r"(a), [ws] "r"(ws)
+                     : "r4", "r5", "r6", "r8", "r9", "r10", "r11", "r12", "lr", "s0", "s1", "s2", "s3",
+                       "s4", "s5", "s6", "s7", "s8", "cc", "memory");
+}
+#endif
+
+/* A 3x3 filter's whole input row in one loop (tq_dw_gather_row3): the
+ * arguments in memory, loaded into r4-r6 (factor pointers of up to three
+ * output rows), r8 (the end of the first filter row), r9 (gi), r10 (step
+ * bytes), r11 (count); per pixel the sums from +0.0f in s0-s3, and per
+ * output row one VLDM of its three factor columns, one VLDMDB of the
+ * filter row's 3 x 4 taps (walking down to the next row), 12 VMLA in tap
+ * order; r8 is put back after the last row. */
+typedef struct {
+    const float *f[3];
+    const float *w_end;
+    float *gi;
+    int32_t step, count;
+} tq_dw_row3_args;
+#define TQ_DWR3_ROW(f)                                                                 \
+    "vldmia " f ", {s4-s15}\n\t"                                                       \
+    "add " f ", " f ", #16\n\t"                                                        \
+    "vldmdb r8!, {s16-s27}\n\t"                                                       \
+    TQ_DWP_TAP("s4", "s5", "s6", "s7", "s24", "s25", "s26", "s27")                      \
+    TQ_DWP_TAP("s8", "s9", "s10", "s11", "s20", "s21", "s22", "s23")                    \
+    TQ_DWP_TAP("s12", "s13", "s14", "s15", "s16", "s17", "s18", "s19")
+#define TQ_DWR3_RUN(ROWS, WBACK)                                                       \
+    __asm__ volatile("ldm %[a], {r4, r5, r6, r8, r9, r10, r11}\n\t"                    \
+                     "movs r12, #0\n\t"                                                \
+                     "1:\n\t"                                                          \
+                     "vmov s0, s1, r12, r12\n\t"                                       \
+                     "vmov s2, s3, r12, r12\n\t"                                       \
+                     ROWS                                                              \
+                     "add r8, r8, #" WBACK "\n\t"                                      \
+                     "vstmia r9, {s0-s3}\n\t"                                          \
+                     "add r9, r9, r10\n\t"                                             \
+                     "subs r11, r11, #1\n\t"                                           \
+                     "bne 1b"                                                          \
+                     :                                                                 \
+                     : [a] "r"(a)                                                      \
+                     : "r4", "r5", "r6", "r8", "r9", "r10", "r11", "r12", "s0", "s1",  \
+                       "s2", "s3", "s4", "s5", "s6", "s7", "s8", "s9", "s10", "s11",   \
+                       "s12", "s13", "s14", "s15", "s16", "s17", "s18", "s19", "s20",  \
+                       "s21", "s22", "s23", "s24", "s25", "s26", "s27", "cc", "memory")
+
+/* count (>= 1) pixels of an input row under a 3x3 window, stride and
+ * dilation 1: pixel k (gi + k * step floats) sums, from +0.0f, the nrow
+ * (1..3) output rows' factor columns frow[r] + 4 (x0 + k) .. + 3 x 4
+ * times the filter rows kyl[0], kyl[0] - 1, ... read backwards (the
+ * consecutive rows over one input row at stride 1). */
+static void tq_dw_gather_row3(const float *const *frow, int32_t nrow, const float *w_end,
+                              int32_t x0, float *gi, int32_t step, int32_t count)
+{
+    tq_dw_row3_args args;
+    const tq_dw_row3_args *a = &args;
+    int32_t r;
+    for (r = 0; r < 3; r++) {
+        args.f[r] = frow[r < nrow ? r : 0] + (ptrdiff_t)x0 * TQ_DW_LANES;
+    }
+    args.w_end = w_end;
+    args.gi = gi;
+    args.step = step * (int32_t)sizeof(float);
+    args.count = count;
+    if (nrow == 3) {
+        TQ_DWR3_RUN(TQ_DWR3_ROW("r4") TQ_DWR3_ROW("r5") TQ_DWR3_ROW("r6"), "144");
+    } else if (nrow == 2) {
+        TQ_DWR3_RUN(TQ_DWR3_ROW("r4") TQ_DWR3_ROW("r5"), "96");
+    } else {
+        TQ_DWR3_RUN(TQ_DWR3_ROW("r4"), "48");
+    }
+}
+
+/* The input columns [ix_lo, ix_hi) of one input row (stride and dilation 1,
+ * four valid lanes; gin_row is the row's first pixel) in passes of at most
+ * three taps of one output row, in the sums' order: output rows, then taps.
+ * A pass takes the pixels for which one of its taps lands on an output
+ * column (the others would add only zero terms); it may read up to two
+ * factor columns past either end of a row, which the caller pads with
+ * zeros where ix_lo .. ix_hi reaches the row's ends. Pixels no pass
+ * touches are +0.0f. */
+static void tq_dw_gather_row_passes(const float *const *frow, const int32_t *kyl, int32_t nrow,
+                                    const float *wf, int32_t kw, int32_t pl, int32_t ow, int32_t ix_lo,
+                                    int32_t ix_hi, int32_t ch, float *gin_row)
+{
+    int zero = 1;
+    int32_t r, j0, ix;
+    if (kw == 3 && nrow >= 1 && nrow <= 3 && kyl[nrow - 1] == kyl[0] - nrow + 1) {
+        tq_dw_gather_row3(frow, nrow, wf + ((size_t)kyl[0] + 1) * 3 * TQ_DW_LANES, ix_lo + pl - 2,
+                          gin_row + (size_t)ix_lo * ch, ch, ix_hi - ix_lo);
+        return;
+    }
+    for (r = 0; r < nrow; r++) {
+        for (j0 = 0; j0 < kw; j0 += 3) {
+            const int32_t c = kw - j0 < 3 ? kw - j0 : 3;
+            /* pixel ix reads output columns u = ix + pl - kw + 1 + j0 .. u + c - 1 */
+            const int32_t lo = kw - pl - j0 - c > ix_lo ? kw - pl - j0 - c : ix_lo;
+            const int32_t hi = ow - 1 - pl + kw - j0 < ix_hi ? ow - 1 - pl + kw - j0 : ix_hi;
+            if (lo >= hi) {
+                continue;
+            }
+            if (zero) {
+                for (ix = ix_lo; ix < ix_hi; ix++) {
+                    if (ix < lo || ix >= hi) {
+                        memset(gin_row + (size_t)ix * ch, 0, TQ_DW_LANES * sizeof(float));
+                    }
+                }
+            }
+            tq_dw_row_pass(frow[r] + (ptrdiff_t)(lo + pl - kw + 1 + j0) * TQ_DW_LANES,
+                           wf + ((size_t)kyl[r] * kw + kw - j0) * TQ_DW_LANES, c, zero,
+                           gin_row + (size_t)lo * ch, ch, hi - lo);
+            zero = 0;
+        }
+    }
+    for (ix = ix_lo; ix < ix_hi && zero; ix++) {
+        memset(gin_row + (size_t)ix * ch, 0, TQ_DW_LANES * sizeof(float));
+    }
+}
 #endif
 
 /* TQ_DWG_TAPS packed taps at most: two output rows x two taps x 4 lanes. */
@@ -353,12 +589,20 @@ static void tq_dw_gather_row_classes(const tq_conv_params *p, int32_t ow, int32_
  * in Helium when helium (four valid lanes); the others
  * tq_dw_gather_pixel. gin_row is the row's first input pixel (lane 0). */
 static void tq_dw_gather_row(const float *const *frow, const int32_t *kyl, int32_t nrow, const float *wf,
-                             int32_t kw, int32_t pl, int32_t ix_lo, int32_t ix_hi, int32_t in_w, int32_t ch,
-                             const int16_t *col_off, const int16_t *col_tap, const uint8_t *col_n,
+                             int32_t kw, int32_t pl, int32_t ow, int32_t ix_lo, int32_t ix_hi, int32_t in_w,
+                             int32_t ch, const int16_t *col_off, const int16_t *col_tap, const uint8_t *col_n,
                              float *gin_row, int32_t valid, int helium)
 {
+    int inner_done = 0;
     int32_t ix, r;
     (void)helium;
+    (void)ow;
+#ifdef TQ_DWG_ASM
+    if (!helium && valid == TQ_DW_LANES && ix_lo < ix_hi) {
+        tq_dw_gather_row_passes(frow, kyl, nrow, wf, kw, pl, ow, ix_lo, ix_hi, ch, gin_row);
+        inner_done = 1;
+    }
+#endif
     for (ix = 0; ix < in_w; ix++) {
         float *gi = gin_row + (size_t)ix * ch;
         if (ix < ix_lo || ix >= ix_hi) {
@@ -366,11 +610,15 @@ static void tq_dw_gather_row(const float *const *frow, const int32_t *kyl, int32
                                col_n[ix], gi, valid);
             continue;
         }
+        if (inner_done) {
+            ix = ix_hi - 1;
+            continue;
+        }
 #if TQ_USE_MVE_F32
         if (helium) {
             int32x4_t acc = vdupq_n_s32(0); /* +0.0f */
             for (r = 0; r < nrow; r++) {
-                TQ_DW_ROW4_HELIUM(acc, frow[r] + (size_t)(ix + pl - kw + 1) * TQ_DW_LANES,
+                TQ_DW_ROW4_HELIUM(acc, frow[r] + (ptrdiff_t)(ix + pl - kw + 1) * TQ_DW_LANES,
                                   wf + (size_t)(kyl[r] + 1) * kw * TQ_DW_LANES, kw);
             }
             vstrwq_s32((int32_t *)(void *)gi, acc);
@@ -381,7 +629,7 @@ static void tq_dw_gather_row(const float *const *frow, const int32_t *kyl, int32
             TQ_DW_ACC4(0.0f, 0.0f, 0.0f, 0.0f);
             for (r = 0; r < nrow; r++) {
                 /* kw neighbouring output columns, filter row backwards */
-                TQ_DW_ROW4(frow[r] + (size_t)(ix + pl - kw + 1) * TQ_DW_LANES,
+                TQ_DW_ROW4(frow[r] + (ptrdiff_t)(ix + pl - kw + 1) * TQ_DW_LANES,
                            wf + (size_t)(kyl[r] + 1) * kw * TQ_DW_LANES, kw);
             }
             tq_dw_store_lanes(gi, valid, a0, a1, a2, a3);
@@ -406,8 +654,17 @@ static void tq_dw_bwd_gather(const tq_conv_params *p, const float *w_scale,
     const int32_t ring = tq_dw_gather_rows(p, f_d);
     /* input columns whose kw taps all land on output columns (stride and
      * dilation 1; none otherwise: ix_hi is 0) */
-    const int32_t ix_lo = kw - 1 - pl > 0 ? kw - 1 - pl : 0;
-    const int32_t ix_hi = sw == 1 && dw == 1 ? (ow - pl < in_w ? ow - pl : in_w) : 0;
+    const int32_t ix_in = kw - 1 - pl > 0 ? kw - 1 - pl : 0;
+    const int32_t ix_out = sw == 1 && dw == 1 ? (ow - pl < in_w ? ow - pl : in_w) : 0;
+    /* stride and dilation 1: where the ring has room, the factor rows get
+     * zero columns, padl before and padr after (ix_in and in_w - ix_out), so
+     * that every input column is an inner one (a zero factor adds a zero
+     * term, which changes no sum) */
+    const int32_t padl = ix_in, padr = in_w - ix_out;
+    const int pad = sw == 1 && dw == 1 && (padl > 0 || padr > 0) &&
+                    (int64_t)ring * (padl + ow + padr) * TQ_DW_LANES <= TQ_DW_GATHER_FLOATS;
+    const int32_t ix_lo = pad ? 0 : ix_in, ix_hi = pad ? in_w : ix_out;
+    const int32_t fstride = (pad ? padl + ow + padr : ow) * TQ_DW_LANES, f0 = pad ? padl * TQ_DW_LANES : 0;
     float wf[TQ_DW_BWD_MAX_TAPS * TQ_DW_LANES];
     float fbuf[TQ_DW_GATHER_FLOATS];
     /* per input column ix: its col_n[ix] taps, in increasing output column,
@@ -425,6 +682,9 @@ static void tq_dw_bwd_gather(const tq_conv_params *p, const float *w_scale,
             }
         }
         col_n[ix] = (uint8_t)n;
+    }
+    if (pad) {
+        memset(fbuf, 0, (size_t)ring * fstride * sizeof(float));
     }
     for (c0 = 0; c0 < ch; c0 += TQ_DW_LANES) {
         int32_t lane[TQ_DW_LANES];
@@ -444,20 +704,24 @@ static void tq_dw_bwd_gather(const tq_conv_params *p, const float *w_scale,
                     }
                     while (next_oy <= oy) {
                         const int32_t o = ((b * oh + next_oy) * ow) * ch;
-                        float *f = fbuf + (size_t)(next_oy % ring) * ow * TQ_DW_LANES;
+                        float *f = fbuf + (size_t)(next_oy % ring) * fstride + f0;
 #if TQ_USE_MVE_F32
                         /* a flush (tq_f32.h) redoes the row in C */
                         if (valid == TQ_DW_LANES) {
                             tq_dw_factor_row_helium(grad_out, mask, o, ow, ch, lane, ws, f);
                         }
                         if (valid != TQ_DW_LANES || tq_fpscr_flushed())
+#elif defined(TQ_DWG_ASM)
+                        if (valid == TQ_DW_LANES && ch % TQ_DW_LANES == 0 && ow > 0) {
+                            tq_dw_factor_row_fpu(grad_out, mask, o + c0, ow, ch, ws, f);
+                        } else
 #endif
                         {
                             tq_dw_factor_row(grad_out, mask, o, ow, ch, lane, ws, valid, f);
                         }
                         next_oy++;
                     }
-                    frow[nrow] = fbuf + (size_t)(oy % ring) * ow * TQ_DW_LANES;
+                    frow[nrow] = fbuf + (size_t)(oy % ring) * fstride + f0;
                     kyl[nrow++] = ky;
                 }
                 if (sw > 1 && dw == 1 && valid == TQ_DW_LANES) {
@@ -468,15 +732,15 @@ static void tq_dw_bwd_gather(const tq_conv_params *p, const float *w_scale,
 #if TQ_USE_MVE_F32
                 /* Helium for the inner pixels; a flush (tq_f32.h) redoes the row */
                 if (ix_lo < ix_hi && valid == TQ_DW_LANES) {
-                    tq_dw_gather_row(frow, kyl, nrow, wf, kw, pl, ix_lo, ix_hi, in_w, ch, col_off, col_tap,
+                    tq_dw_gather_row(frow, kyl, nrow, wf, kw, pl, ow, ix_lo, ix_hi, in_w, ch, col_off, col_tap,
                                      col_n, gin + (size_t)iy * in_w * ch, valid, 1);
                     if (!tq_fpscr_flushed()) {
                         continue;
                     }
                 }
 #endif
-                tq_dw_gather_row(frow, kyl, nrow, wf, kw, pl, ix_lo, ix_hi, in_w, ch, col_off, col_tap, col_n,
-                                 gin + (size_t)iy * in_w * ch, valid, 0);
+                tq_dw_gather_row(frow, kyl, nrow, wf, kw, pl, ow, ix_lo, ix_hi, in_w, ch, col_off, col_tap,
+                                 col_n, gin + (size_t)iy * in_w * ch, valid, 0);
             }
         }
     }

@@ -70,6 +70,19 @@ def _cases():
         weight_grad_case(rng, "conv3x3 weight grad, last tile misses the bottom taps", 9, 8, 5, 6, 3, 1,
                          (1, 1, 1, 1)),
         input_grad_case(rng, "dw3x3 s1 input grad", 8, 7, 11, 11, 3, 1, (1, 1, 1, 1), depthwise=True),
+        # stride 1 on an Arm FPU: factor rows padded with zero columns feed loops over whole
+        # input rows (3x3: all output rows at once; larger: passes of at most 3 taps, each
+        # over the pixels it reaches); rows too wide to pad keep the edge pixels apart
+        input_grad_case(rng, "dw3x3 s1 valid input grad", 6, 9, 8, 8, 3, 1, (0, 0, 0, 0), depthwise=True),
+        input_grad_case(rng, "dw3x3 s1 input grad, padding 0/2", 5, 6, 4, 4, 3, 1, (0, 0, 2, 2),
+                        depthwise=True),
+        input_grad_case(rng, "dw3x3 s1 input grad, rows too wide to pad", 3, 42, 4, 4, 3, 1, (1, 1, 1, 1),
+                        depthwise=True),
+        input_grad_case(rng, "dw5x5 s1 input grad, 13 channels", 8, 8, 13, 13, 5, 1, (2, 2, 2, 2),
+                        depthwise=True),
+        input_grad_case(rng, "dw7x7 s1 input grad on a 4x4 map", 4, 4, 8, 8, 7, 1, (3, 3, 3, 3), depthwise=True),
+        input_grad_case(rng, "dw7x7 s1 input grad, rows too wide to pad", 8, 17, 4, 4, 7, 1, (3, 3, 3, 3),
+                        depthwise=True),
         input_grad_case(rng, "dw5x5 s2 input grad", 9, 9, 6, 6, 5, 2, (2, 2, 2, 2), depthwise=True),
         # strided gathers whose column classes run with their taps in registers
         input_grad_case(rng, "dw3x3 s2 input grad", 9, 10, 8, 8, 3, 2, (1, 1, 1, 1), depthwise=True),
