@@ -730,8 +730,10 @@ static void tq_dw_bwd_gather(const tq_conv_params *p, const float *w_scale,
                     continue;
                 }
 #if TQ_USE_MVE_F32
-                /* Helium for the inner pixels; a flush (tq_f32.h) redoes the row */
-                if (ix_lo < ix_hi && valid == TQ_DW_LANES) {
+                /* Helium for the inner pixels of 5x5 and larger windows (3x3 rows
+                 * take fewer instructions on the scalar FPU, tq_dw_gather_row3);
+                 * a flush (tq_f32.h) redoes the row */
+                if (kw > 3 && ix_lo < ix_hi && valid == TQ_DW_LANES) {
                     tq_dw_gather_row(frow, kyl, nrow, wf, kw, pl, ow, ix_lo, ix_hi, in_w, ch, col_off, col_tap,
                                      col_n, gin + (size_t)iy * in_w * ch, valid, 1);
                     if (!tq_fpscr_flushed()) {

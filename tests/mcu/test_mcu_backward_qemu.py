@@ -56,6 +56,10 @@ def _cases():
                         1, (1, 1, 1, 1), depthwise=True,
                         g_scale=_tiny_at((1, 56, 1), [8 * r + c for r in (2, 3, 4) for c in (2, 3, 4)]
                                          ).reshape(1, 7, 8, 1)),
+        input_grad_case(rng, "dw5x5 s1 input grad, subnormal terms in a 5x5 patch of 64 pixels", 8, 8, 8, 8, 5,
+                        1, (2, 2, 2, 2), depthwise=True,
+                        g_scale=_tiny_at((1, 64, 1), [8 * r + c for r in range(1, 6) for c in range(1, 6)]
+                                         ).reshape(1, 8, 8, 1)),
         input_grad_case(rng, "dw3x3 s2 input grad, subnormal terms at 2 of 20 pixels", 8, 10, 8, 8, 3, 2,
                         (1, 1, 1, 1), depthwise=True,
                         g_scale=_tiny_at((1, 20, 1), (3, 16)).reshape(1, 4, 5, 1)),
