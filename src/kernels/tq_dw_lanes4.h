@@ -14,7 +14,7 @@
 /* TQ_DW_ACC4(v0..v3) declares the four lane sums a0..a3, starting at v0..v3;
  * TQ_DW_TAP4(f, w) adds f[i] * w[i] to them.
  * TQ_DW_ROW4(f, w_end, count) adds count taps of neighbouring output
- * columns, f[4k + i] * w_end[4(k - count) + i] for k = 0 .. count-1 in that
+ * columns, f[4k + i] * w_end[-4(k + 1) + i] for k = 0 .. count-1 in that
  * order (a filter row read backwards, count >= 1); TQ_DW_ROW4_STEP(f, step,
  * w_end, count) the same with f[step k + i].
  * TQ_DW_STRIDED4(f, x, step, count) adds f[4k + i] * x[step k + i] for
