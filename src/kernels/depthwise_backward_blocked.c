@@ -6,7 +6,10 @@
  * changes nothing, since such a sum never becomes -0.0f.
  * - Input gradient: a gather where the factors of the output rows one input
  *   row needs fit on the stack (each input pixel's lanes summed in
- *   registers), otherwise a scatter from each output pixel.
+ *   registers), otherwise a scatter from each output pixel. At stride 1 the
+ *   factor rows carry zero columns where they fit, so that every input
+ *   pixel of a row takes the same loop (adding a zero term changes no sum);
+ *   on an Arm FPU that loop is assembly over the whole row.
  * - Weight rows: row-wise where one factor row and the converted input rows
  *   a window spans fit on the stack (each tap's lanes summed in registers
  *   along the output row), otherwise a scatter from each output pixel. */
@@ -47,6 +50,10 @@ static int32_t tq_dw_block_setup(int32_t c0, int32_t ch, int32_t taps, const flo
     for (i = 0; i < TQ_DW_LANES; i++) {
         lane[i] = c0 + (i < valid ? i : valid - 1);
         ws[i] = w_scale[lane[i]];
+    }
+    if (valid == TQ_DW_LANES) {
+        tq_f32_from_s8x4(filter + c0, ch, taps, wf);
+        return valid;
     }
     for (t = 0; t < taps; t++) {
         for (i = 0; i < TQ_DW_LANES; i++) {
@@ -421,6 +428,96 @@ static void tq_dw_gather_row3(const float *const *frow, int32_t nrow, const floa
     }
 }
 
+/* A 5x5 or 7x7 filter's whole input row in one loop (tq_dw_gather_rowk):
+ * r0 points at the arguments, loaded into r1 (the output rows' factor
+ * pointers at the first pixel), r2 (their count), r3 (the end of the first
+ * filter row), r4 (gi), r5 (step bytes), r6 (count); r8 is the pixel's
+ * byte offset into the factor rows. Per pixel the sums from +0.0f in
+ * s0-s3; per output row its pointer (LDR + ADD) and the filter row in
+ * chunks of at most 3 taps (TQ_DWK_CHUNK: one VLDM of the factor columns,
+ * one VLDMDB of the taps, walking down to the next row, 4 VMLA a tap in
+ * tap order); r9 walks the taps and starts again at r3 for each pixel. */
+typedef struct {
+    const float *const *rows;
+    int32_t nrow;
+    const float *w_end;
+    float *gi;
+    int32_t step, count;
+} tq_dw_rowk_args;
+/* A chunk of c taps: the factor columns into s4.., the taps into s16..
+ * (the last tap first: VLDMDB), FWB "!" to step the factor pointer past
+ * the chunk for the next one, "" for the row's last chunk. */
+#define TQ_DWK_CHUNK3(FWB)                                                              \
+    "vldmia lr" FWB ", {s4-s15}\n\t" "vldmdb r9!, {s16-s27}\n\t"                       \
+    TQ_DWP_TAP("s4", "s5", "s6", "s7", "s24", "s25", "s26", "s27")                      \
+    TQ_DWP_TAP("s8", "s9", "s10", "s11", "s20", "s21", "s22", "s23")                    \
+    TQ_DWP_TAP("s12", "s13", "s14", "s15", "s16", "s17", "s18", "s19")
+#define TQ_DWK_CHUNK2                                                                   \
+    "vldmia lr, {s4-s11}\n\t" "vldmdb r9!, {s16-s23}\n\t"                               \
+    TQ_DWP_TAP("s4", "s5", "s6", "s7", "s20", "s21", "s22", "s23")                      \
+    TQ_DWP_TAP("s8", "s9", "s10", "s11", "s16", "s17", "s18", "s19")
+#define TQ_DWK_CHUNK1                                                                   \
+    "vldmia lr, {s4-s7}\n\t" "vldmdb r9!, {s16-s19}\n\t"                                \
+    TQ_DWP_TAP("s4", "s5", "s6", "s7", "s16", "s17", "s18", "s19")
+#define TQ_DWK_RUN(ROW)                                                                 \
+    __asm__ volatile("ldm r0, {r1, r2, r3, r4, r5, r6}\n\t"                              \
+                     "movs r8, #0\n\t"                                                   \
+                     "movs r12, #0\n\t"                                                  \
+                     "1:\n\t"                                                            \
+                     "vmov s0, s1, r12, r12\n\t"                                         \
+                     "vmov s2, s3, r12, r12\n\t"                                         \
+                     "mov r9, r3\n\t"                                                    \
+                     "mov r10, r1\n\t"                                                   \
+                     "mov r11, r2\n\t"                                                   \
+                     "2:\n\t"                                                            \
+                     "ldr lr, [r10], #4\n\t"                                             \
+                     "add lr, lr, r8\n\t"                                                \
+                     ROW                                                                 \
+                     "subs r11, r11, #1\n\t"                                             \
+                     "bne 2b\n\t"                                                        \
+                     "vstmia r4, {s0-s3}\n\t"                                            \
+                     "add r4, r4, r5\n\t"                                                \
+                     "add r8, r8, #16\n\t"                                               \
+                     "subs r6, r6, #1\n\t"                                               \
+                     "bne 1b"                                                            \
+                     : "+r"(a)                                                           \
+                     :                                                                   \
+                     : "r1", "r2", "r3", "r4", "r5", "r6", "r8", "r9", "r10", "r11",     \
+                       "r12", "lr", "s0", "s1", "s2", "s3", "s4", "s5", "s6", "s7", "s8", \
+                       "s9", "s10", "s11", "s12", "s13", "s14", "s15", "s16", "s17",     \
+                       "s18", "s19", "s20", "s21", "s22", "s23", "s24", "s25", "s26",    \
+                       "s27", "cc", "memory")
+
+/* Output rows tq_dw_gather_rowk takes at most. */
+#define TQ_DWK_MAX_ROWS 7
+
+/* count (>= 1) pixels of an input row under a kw-wide window (kw 5 or 7),
+ * stride and dilation 1: pixel k (gi + k * step floats) sums, from +0.0f,
+ * the nrow (1 .. TQ_DWK_MAX_ROWS) output rows' factor columns frow[r] + 4 (x0 + k) ..
+ * + 4 kw times the filter rows kyl[0], kyl[0] - 1, ... read backwards. */
+static void tq_dw_gather_rowk(const float *const *frow, int32_t nrow, int32_t kw, const float *w_end,
+                              int32_t x0, float *gi, int32_t step, int32_t count)
+{
+    const float *rows[TQ_DWK_MAX_ROWS];
+    tq_dw_rowk_args args;
+    register const tq_dw_rowk_args *a __asm__("r0") = &args;
+    int32_t r;
+    for (r = 0; r < nrow; r++) {
+        rows[r] = frow[r] + (ptrdiff_t)x0 * TQ_DW_LANES;
+    }
+    args.rows = rows;
+    args.nrow = nrow;
+    args.w_end = w_end;
+    args.gi = gi;
+    args.step = step * (int32_t)sizeof(float);
+    args.count = count;
+    if (kw == 5) {
+        TQ_DWK_RUN(TQ_DWK_CHUNK3("!") TQ_DWK_CHUNK2);
+    } else {
+        TQ_DWK_RUN(TQ_DWK_CHUNK3("!") TQ_DWK_CHUNK3("!") TQ_DWK_CHUNK1);
+    }
+}
+
 /* The input columns [ix_lo, ix_hi) of one input row (stride and dilation 1,
  * four valid lanes; gin_row is the row's first pixel) in passes of at most
  * three taps of one output row, in the sums' order: output rows, then taps.
@@ -437,6 +534,11 @@ static void tq_dw_gather_row_passes(const float *const *frow, const int32_t *kyl
     int32_t r, j0, ix;
     if (kw == 3 && nrow >= 1 && nrow <= 3 && kyl[nrow - 1] == kyl[0] - nrow + 1) {
         tq_dw_gather_row3(frow, nrow, wf + ((size_t)kyl[0] + 1) * 3 * TQ_DW_LANES, ix_lo + pl - 2,
+                          gin_row + (size_t)ix_lo * ch, ch, ix_hi - ix_lo);
+        return;
+    }
+    if ((kw == 5 || kw == 7) && nrow >= 1 && nrow <= TQ_DWK_MAX_ROWS && kyl[nrow - 1] == kyl[0] - nrow + 1) {
+        tq_dw_gather_rowk(frow, nrow, kw, wf + ((size_t)kyl[0] + 1) * kw * TQ_DW_LANES, ix_lo + pl - kw + 1,
                           gin_row + (size_t)ix_lo * ch, ch, ix_hi - ix_lo);
         return;
     }
@@ -561,44 +663,23 @@ static void tq_dw_gather_row_classes(const tq_conv_params *p, int32_t ow, int32_
     }
 }
 
-#if TQ_USE_MVE_F32
-/* TQ_DW_ROW4 with Helium floating point into acc (the four fp32 lanes'
- * bits in an int32x4): per tap a VLDRW of the factors, a VLDRW of the taps
- * (walking backwards), VMUL.F32 and VADD.F32. The caller checks the flags. */
-#define TQ_DW_ROW4_HELIUM(acc, f, w_end, count)                                        \
-    do {                                                                              \
-        const float *fp_ = (f), *wp_ = (w_end);                                       \
-        int32_t n_ = (count);                                                         \
-        __asm__ volatile(".arch_extension mve.fp\n\t"                                 \
-                         "1:\n\t"                                                     \
-                         "vldrw.32 q0, [%[fp]], #16\n\t"                              \
-                         "vldrw.32 q1, [%[wp], #-16]!\n\t"                            \
-                         "vmul.f32 q0, q0, q1\n\t"                                    \
-                         "vadd.f32 %q[a], %q[a], q0\n\t"                              \
-                         "subs %[n], %[n], #1\n\t"                                    \
-                         "bne 1b"                                                     \
-                         : [a] "+w"(acc), [fp] "+r"(fp_), [wp] "+r"(wp_), [n] "+r"(n_) \
-                         :                                                            \
-                         : "q0", "q1", "cc", "memory");                               \
-    } while (0)
-#endif
-
 /* One input row of the gather path (stride 1 or not): the input columns in
- * [ix_lo, ix_hi) have all kw taps on output columns (stride and dilation
- * 1; pass ix_lo = ix_hi for none) and take a filter row per output row,
- * in Helium when helium (four valid lanes); the others
- * tq_dw_gather_pixel. gin_row is the row's first input pixel (lane 0). */
+ * [ix_lo, ix_hi) have all kw taps on output columns or on the factor rows'
+ * zero columns (stride and dilation 1; pass ix_lo = ix_hi for none) and
+ * take a filter row per output row (on an Arm FPU with four valid lanes,
+ * the whole range in the assembly loops of tq_dw_gather_row_passes); the
+ * others tq_dw_gather_pixel. gin_row is the row's first input pixel (lane
+ * 0). */
 static void tq_dw_gather_row(const float *const *frow, const int32_t *kyl, int32_t nrow, const float *wf,
                              int32_t kw, int32_t pl, int32_t ow, int32_t ix_lo, int32_t ix_hi, int32_t in_w,
                              int32_t ch, const int16_t *col_off, const int16_t *col_tap, const uint8_t *col_n,
-                             float *gin_row, int32_t valid, int helium)
+                             float *gin_row, int32_t valid)
 {
     int inner_done = 0;
     int32_t ix, r;
-    (void)helium;
     (void)ow;
 #ifdef TQ_DWG_ASM
-    if (!helium && valid == TQ_DW_LANES && ix_lo < ix_hi) {
+    if (valid == TQ_DW_LANES && ix_lo < ix_hi) {
         tq_dw_gather_row_passes(frow, kyl, nrow, wf, kw, pl, ow, ix_lo, ix_hi, ch, gin_row);
         inner_done = 1;
     }
@@ -614,17 +695,6 @@ static void tq_dw_gather_row(const float *const *frow, const int32_t *kyl, int32
             ix = ix_hi - 1;
             continue;
         }
-#if TQ_USE_MVE_F32
-        if (helium) {
-            int32x4_t acc = vdupq_n_s32(0); /* +0.0f */
-            for (r = 0; r < nrow; r++) {
-                TQ_DW_ROW4_HELIUM(acc, frow[r] + (ptrdiff_t)(ix + pl - kw + 1) * TQ_DW_LANES,
-                                  wf + (size_t)(kyl[r] + 1) * kw * TQ_DW_LANES, kw);
-            }
-            vstrwq_s32((int32_t *)(void *)gi, acc);
-            continue;
-        }
-#endif
         {
             TQ_DW_ACC4(0.0f, 0.0f, 0.0f, 0.0f);
             for (r = 0; r < nrow; r++) {
@@ -729,20 +799,10 @@ static void tq_dw_bwd_gather(const tq_conv_params *p, const float *w_scale,
                                              gin + (size_t)iy * in_w * ch, col_off, col_tap, col_n);
                     continue;
                 }
-#if TQ_USE_MVE_F32
-                /* Helium for the inner pixels of 5x5 and larger windows (3x3 rows
-                 * take fewer instructions on the scalar FPU, tq_dw_gather_row3);
-                 * a flush (tq_f32.h) redoes the row */
-                if (kw > 3 && ix_lo < ix_hi && valid == TQ_DW_LANES) {
-                    tq_dw_gather_row(frow, kyl, nrow, wf, kw, pl, ow, ix_lo, ix_hi, in_w, ch, col_off, col_tap,
-                                     col_n, gin + (size_t)iy * in_w * ch, valid, 1);
-                    if (!tq_fpscr_flushed()) {
-                        continue;
-                    }
-                }
-#endif
+                /* the rows run on the scalar FPU on M55 too: its whole-row loops
+                 * take fewer instructions than per-pixel Helium rows did */
                 tq_dw_gather_row(frow, kyl, nrow, wf, kw, pl, ow, ix_lo, ix_hi, in_w, ch, col_off, col_tap,
-                                 col_n, gin + (size_t)iy * in_w * ch, valid, 0);
+                                 col_n, gin + (size_t)iy * in_w * ch, valid);
             }
         }
     }

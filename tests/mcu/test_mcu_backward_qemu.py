@@ -50,8 +50,9 @@ def _cases():
                         (0, 0, 0, 0), g_scale=_tiny_at((1, 48, 1), (5, 30, 47)).reshape(1, 6, 8, 1)),
         weight_grad_case(rng, "conv1x1 weight grad, subnormal terms at 2 of 11 channels", 9, 9, 12, 11, 1, 1,
                          g_scale=_tiny_at((1, 1, 1, 11), (2, 9))),
-        # depthwise: the factor rows and the stride-1 gather rows each fall back on their own
-        # (a 3x3 patch of tiny pixels: the input pixel at its centre sums tiny terms only)
+        # depthwise: on M55 the Helium factor rows that meet a tiny gradient fall back to the
+        # scalar ones (a K x K patch of tiny pixels: the input pixel at its centre sums tiny
+        # terms only, which the scalar FPU keeps)
         input_grad_case(rng, "dw3x3 s1 input grad, subnormal terms in a 3x3 patch of 56 pixels", 7, 8, 8, 8, 3,
                         1, (1, 1, 1, 1), depthwise=True,
                         g_scale=_tiny_at((1, 56, 1), [8 * r + c for r in (2, 3, 4) for c in (2, 3, 4)]
