@@ -86,6 +86,11 @@ def _cases():
         input_grad_case(rng, "dw5x5 s1 input grad, 13 channels", 8, 8, 13, 13, 5, 1, (2, 2, 2, 2),
                         depthwise=True),
         input_grad_case(rng, "dw7x7 s1 input grad on a 4x4 map", 4, 4, 8, 8, 7, 1, (3, 3, 3, 3), depthwise=True),
+        # even windows take passes of at most 3 taps (4 = 3 + 1, 2 = 2); with padding 0 on
+        # the left the first pass misses the first column, which starts at zero
+        input_grad_case(rng, "dw4x4 s1 input grad, padding 1/2", 6, 7, 8, 8, 4, 1, (1, 1, 2, 2), depthwise=True),
+        input_grad_case(rng, "dw4x4 s1 input grad, padding 0/3", 5, 6, 4, 4, 4, 1, (0, 0, 3, 3), depthwise=True),
+        input_grad_case(rng, "dw2x2 s1 input grad, padding 0/1", 5, 5, 4, 4, 2, 1, (0, 0, 1, 1), depthwise=True),
         input_grad_case(rng, "dw7x7 s1 input grad, rows too wide to pad", 8, 17, 4, 4, 7, 1, (3, 3, 3, 3),
                         depthwise=True),
         input_grad_case(rng, "dw5x5 s2 input grad", 9, 9, 6, 6, 5, 2, (2, 2, 2, 2), depthwise=True),
