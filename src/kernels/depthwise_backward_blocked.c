@@ -237,64 +237,11 @@ static void tq_dw_gather_pixel(const float *const *frow, const int32_t *kyl, int
                        "s10", "s11", "s16", "s17", "s18", "s19", "s20", "s21", "s22", \
                        "s23", "s24", "s25", "s26", "s27", "s28", "s29", "s30", "s31", \
                        "cc", "memory")
-/* The row passes (tq_dw_gather_row_passes): taps j0 .. j0 + c - 1 of a
- * filter row (c <= 3), loaded once by walking the row backwards from wp
- * into s16-s27; per pixel the four sums in s0-s3 (ACC: zeroed or loaded
- * from gi), the c neighbouring factor columns in s4-s15 (one VLDM), 4c
- * VMLA in tap order, one VSTM to gi. f advances one output column, gi one
- * input pixel (step bytes). */
-#define TQ_DWP_W1 "vldmdb %[wp]!, {s16-s19}\n\t"
-#define TQ_DWP_W2 TQ_DWP_W1 "vldmdb %[wp]!, {s20-s23}\n\t"
-#define TQ_DWP_W3 TQ_DWP_W2 "vldmdb %[wp]!, {s24-s27}\n\t"
-#define TQ_DWP_TAP(f0, f1, f2, f3, w0, w1, w2, w3)                                   \
+/* One tap of the row loops below: the four lanes' factors f0-f3 times
+ * their taps w0-w3 added to the sums in s0-s3 (VMLA, tap order). */
+#define TQ_DWR_TAP(f0, f1, f2, f3, w0, w1, w2, w3)                                   \
     "vmla.f32 s0, " f0 ", " w0 "\n\t" "vmla.f32 s1, " f1 ", " w1 "\n\t"             \
     "vmla.f32 s2, " f2 ", " w2 "\n\t" "vmla.f32 s3, " f3 ", " w3 "\n\t"
-#define TQ_DWP_M1 TQ_DWP_TAP("s4", "s5", "s6", "s7", "s16", "s17", "s18", "s19")
-#define TQ_DWP_M2 TQ_DWP_M1 TQ_DWP_TAP("s8", "s9", "s10", "s11", "s20", "s21", "s22", "s23")
-#define TQ_DWP_M3 TQ_DWP_M2 TQ_DWP_TAP("s12", "s13", "s14", "s15", "s24", "s25", "s26", "s27")
-#define TQ_DWP_ZERO "vmov s0, s1, %[zr], %[zr]\n\t" "vmov s2, s3, %[zr], %[zr]\n\t"
-#define TQ_DWP_LOAD "vldmia %[gi], {s0-s3}\n\t"
-#define TQ_DWP_PASS(ACC, LOADW, FREGS, MLA)                                           \
-    __asm__ volatile(LOADW                                                           \
-                     "1:\n\t"                                                        \
-                     ACC                                                             \
-                     "vldmia %[f], {" FREGS "}\n\t"                                  \
-                     "add %[f], %[f], #16\n\t"                                       \
-                     MLA                                                             \
-                     "vstmia %[gi], {s0-s3}\n\t"                                     \
-                     "add %[gi], %[gi], %[step]\n\t"                                 \
-                     "subs %[n], %[n], #1\n\t"                                       \
-                     "bne 1b"                                                        \
-                     : [f] "+r"(f), [gi] "+r"(gi), [n] "+r"(count), [wp] "+r"(wp)      \
-                     : [zr] "r"(0), [step] "r"(step)                                 \
-                     : "s0", "s1", "s2", "s3", "s4", "s5", "s6", "s7", "s8", "s9",   \
-                       "s10", "s11", "s12", "s13", "s14", "s15", "s16", "s17", "s18", \
-                       "s19", "s20", "s21", "s22", "s23", "s24", "s25", "s26", "s27", \
-                       "cc", "memory")
-
-/* One pass: count (>= 1) pixels from gi (step floats apart), the first
- * reading factors from f; the taps end at wp (TQ_DWP_PASS). zero: the sums
- * start at +0.0f, else at gi's values. */
-static void tq_dw_row_pass(const float *f, const float *wp, int32_t c, int zero, float *gi,
-                           int32_t step, int32_t count)
-{
-    step *= (int32_t)sizeof(float);
-    if (zero) {
-        if (c == 1) {
-            TQ_DWP_PASS(TQ_DWP_ZERO, TQ_DWP_W1, "s4-s7", TQ_DWP_M1);
-        } else if (c == 2) {
-            TQ_DWP_PASS(TQ_DWP_ZERO, TQ_DWP_W2, "s4-s11", TQ_DWP_M2);
-        } else {
-            TQ_DWP_PASS(TQ_DWP_ZERO, TQ_DWP_W3, "s4-s15", TQ_DWP_M3);
-        }
-    } else if (c == 1) {
-        TQ_DWP_PASS(TQ_DWP_LOAD, TQ_DWP_W1, "s4-s7", TQ_DWP_M1);
-    } else if (c == 2) {
-        TQ_DWP_PASS(TQ_DWP_LOAD, TQ_DWP_W2, "s4-s11", TQ_DWP_M2);
-    } else {
-        TQ_DWP_PASS(TQ_DWP_LOAD, TQ_DWP_W3, "s4-s15", TQ_DWP_M3);
-    }
-}
 
 /* tq_dw_factor_row for four valid lanes on the scalar FPU, where the
  * lanes' four mask bits never straddle a byte (o % 4 == 0 on every pixel:
@@ -379,9 +326,9 @@ typedef struct {
     "vldmia " f ", {s4-s15}\n\t"                                                       \
     "add " f ", " f ", #16\n\t"                                                        \
     "vldmdb r8!, {s16-s27}\n\t"                                                       \
-    TQ_DWP_TAP("s4", "s5", "s6", "s7", "s24", "s25", "s26", "s27")                      \
-    TQ_DWP_TAP("s8", "s9", "s10", "s11", "s20", "s21", "s22", "s23")                    \
-    TQ_DWP_TAP("s12", "s13", "s14", "s15", "s16", "s17", "s18", "s19")
+    TQ_DWR_TAP("s4", "s5", "s6", "s7", "s24", "s25", "s26", "s27")                      \
+    TQ_DWR_TAP("s8", "s9", "s10", "s11", "s20", "s21", "s22", "s23")                    \
+    TQ_DWR_TAP("s12", "s13", "s14", "s15", "s16", "s17", "s18", "s19")
 #define TQ_DWR3_RUN(ROWS, WBACK)                                                       \
     __asm__ volatile("ldm %[a], {r4, r5, r6, r8, r9, r10, r11}\n\t"                    \
                      "movs r12, #0\n\t"                                                \
@@ -428,15 +375,15 @@ static void tq_dw_gather_row3(const float *const *frow, int32_t nrow, const floa
     }
 }
 
-/* A 5x5 or 7x7 filter's whole input row in one loop (tq_dw_gather_rowk):
- * r0 points at the arguments, loaded into r1 (the output rows' factor
- * pointers at the first pixel), r2 (their count), r3 (the end of the first
- * filter row), r4 (gi), r5 (step bytes), r6 (count); r8 is the pixel's
- * byte offset into the factor rows. Per pixel the sums from +0.0f in
- * s0-s3; per output row its pointer (LDR + ADD) and the filter row in
- * chunks of at most 3 taps (TQ_DWK_CHUNK: one VLDM of the factor columns,
- * one VLDMDB of the taps, walking down to the next row, 4 VMLA a tap in
- * tap order); r9 walks the taps and starts again at r3 for each pixel. */
+/* Output rows of m taps (m <= 7) over a whole input row in one loop
+ * (tq_dw_gather_rowk): r0 points at the arguments, loaded into r1 (the
+ * output rows' factor pointers at the first pixel), r2 (their count), r3
+ * (the end of the taps), r4 (gi), r5 (step bytes), r6 (count); r8 is the
+ * pixel's byte offset into the factor rows. Per pixel the sums from +0.0f
+ * in s0-s3; per output row its pointer (LDR + ADD) and its taps in chunks
+ * of at most 3 (TQ_DWK_CHUNK: one VLDM of the factor columns, one VLDMDB
+ * of the taps, walking down to the next row's, 4 VMLA a tap in tap
+ * order); r9 walks the taps and starts again at r3 for each pixel. */
 typedef struct {
     const float *const *rows;
     int32_t nrow;
@@ -449,16 +396,16 @@ typedef struct {
  * the chunk for the next one, "" for the row's last chunk. */
 #define TQ_DWK_CHUNK3(FWB)                                                              \
     "vldmia lr" FWB ", {s4-s15}\n\t" "vldmdb r9!, {s16-s27}\n\t"                       \
-    TQ_DWP_TAP("s4", "s5", "s6", "s7", "s24", "s25", "s26", "s27")                      \
-    TQ_DWP_TAP("s8", "s9", "s10", "s11", "s20", "s21", "s22", "s23")                    \
-    TQ_DWP_TAP("s12", "s13", "s14", "s15", "s16", "s17", "s18", "s19")
+    TQ_DWR_TAP("s4", "s5", "s6", "s7", "s24", "s25", "s26", "s27")                      \
+    TQ_DWR_TAP("s8", "s9", "s10", "s11", "s20", "s21", "s22", "s23")                    \
+    TQ_DWR_TAP("s12", "s13", "s14", "s15", "s16", "s17", "s18", "s19")
 #define TQ_DWK_CHUNK2                                                                   \
     "vldmia lr, {s4-s11}\n\t" "vldmdb r9!, {s16-s23}\n\t"                               \
-    TQ_DWP_TAP("s4", "s5", "s6", "s7", "s20", "s21", "s22", "s23")                      \
-    TQ_DWP_TAP("s8", "s9", "s10", "s11", "s16", "s17", "s18", "s19")
+    TQ_DWR_TAP("s4", "s5", "s6", "s7", "s20", "s21", "s22", "s23")                      \
+    TQ_DWR_TAP("s8", "s9", "s10", "s11", "s16", "s17", "s18", "s19")
 #define TQ_DWK_CHUNK1                                                                   \
     "vldmia lr, {s4-s7}\n\t" "vldmdb r9!, {s16-s19}\n\t"                                \
-    TQ_DWP_TAP("s4", "s5", "s6", "s7", "s16", "s17", "s18", "s19")
+    TQ_DWR_TAP("s4", "s5", "s6", "s7", "s16", "s17", "s18", "s19")
 #define TQ_DWK_RUN(ROW)                                                                 \
     __asm__ volatile("ldm r0, {r1, r2, r3, r4, r5, r6}\n\t"                              \
                      "movs r8, #0\n\t"                                                   \
@@ -491,11 +438,13 @@ typedef struct {
 /* Output rows tq_dw_gather_rowk takes at most. */
 #define TQ_DWK_MAX_ROWS 7
 
-/* count (>= 1) pixels of an input row under a kw-wide window (kw 5 or 7),
- * stride and dilation 1: pixel k (gi + k * step floats) sums, from +0.0f,
- * the nrow (1 .. TQ_DWK_MAX_ROWS) output rows' factor columns frow[r] + 4 (x0 + k) ..
- * + 4 kw times the filter rows kyl[0], kyl[0] - 1, ... read backwards. */
-static void tq_dw_gather_rowk(const float *const *frow, int32_t nrow, int32_t kw, const float *w_end,
+/* count (>= 1) pixels of an input row, pixel k at gi + k * step floats,
+ * each the sum, from +0.0f, over the nrow (1 .. TQ_DWK_MAX_ROWS) output
+ * rows r of the m (1 .. 7) factor columns frow[r] + 4 (x0 + k) .. times m
+ * taps: tap j of row r is the 4 floats at w_end - 4 (r m + j + 1) (the
+ * filter rows kyl[0], kyl[0] - 1, ... read backwards at stride 1, or taps
+ * packed that way). */
+static void tq_dw_gather_rowk(const float *const *frow, int32_t nrow, int32_t m, const float *w_end,
                               int32_t x0, float *gi, int32_t step, int32_t count)
 {
     const float *rows[TQ_DWK_MAX_ROWS];
@@ -511,62 +460,57 @@ static void tq_dw_gather_rowk(const float *const *frow, int32_t nrow, int32_t kw
     args.gi = gi;
     args.step = step * (int32_t)sizeof(float);
     args.count = count;
-    if (kw == 5) {
+    switch (m) {
+    case 1:
+        TQ_DWK_RUN(TQ_DWK_CHUNK1);
+        break;
+    case 2:
+        TQ_DWK_RUN(TQ_DWK_CHUNK2);
+        break;
+    case 3:
+        TQ_DWK_RUN(TQ_DWK_CHUNK3(""));
+        break;
+    case 4:
+        TQ_DWK_RUN(TQ_DWK_CHUNK3("!") TQ_DWK_CHUNK1);
+        break;
+    case 5:
         TQ_DWK_RUN(TQ_DWK_CHUNK3("!") TQ_DWK_CHUNK2);
-    } else {
+        break;
+    case 6:
+        TQ_DWK_RUN(TQ_DWK_CHUNK3("!") TQ_DWK_CHUNK3(""));
+        break;
+    default:
         TQ_DWK_RUN(TQ_DWK_CHUNK3("!") TQ_DWK_CHUNK3("!") TQ_DWK_CHUNK1);
+        break;
     }
 }
 
 /* The input columns [ix_lo, ix_hi) of one input row (stride and dilation 1,
- * four valid lanes; gin_row is the row's first pixel) in passes of at most
- * three taps of one output row, in the sums' order: output rows, then taps.
- * A pass takes the pixels for which one of its taps lands on an output
- * column (the others would add only zero terms); it may read up to two
- * factor columns past either end of a row, which the caller pads with
- * zeros where ix_lo .. ix_hi reaches the row's ends. Pixels no pass
- * touches are +0.0f. */
-static void tq_dw_gather_row_passes(const float *const *frow, const int32_t *kyl, int32_t nrow,
-                                    const float *wf, int32_t kw, int32_t pl, int32_t ow, int32_t ix_lo,
-                                    int32_t ix_hi, int32_t ch, float *gin_row)
+ * four valid lanes, every pixel's kw taps on output columns or on the
+ * factor rows' zero columns; gin_row is the row's first pixel) in one
+ * assembly loop: tq_dw_gather_row3 for a 3-wide window,
+ * tq_dw_gather_rowk for the others up to 7 wide (with up to
+ * TQ_DWK_MAX_ROWS output rows). Returns 0, having written nothing, for the
+ * shapes it does not take. */
+static int tq_dw_gather_row_fpu(const float *const *frow, const int32_t *kyl, int32_t nrow,
+                                const float *wf, int32_t kw, int32_t pl, int32_t ix_lo, int32_t ix_hi,
+                                int32_t ch, float *gin_row)
 {
-    int zero = 1;
-    int32_t r, j0, ix;
-    if (kw == 3 && nrow >= 1 && nrow <= 3 && kyl[nrow - 1] == kyl[0] - nrow + 1) {
-        tq_dw_gather_row3(frow, nrow, wf + ((size_t)kyl[0] + 1) * 3 * TQ_DW_LANES, ix_lo + pl - 2,
-                          gin_row + (size_t)ix_lo * ch, ch, ix_hi - ix_lo);
-        return;
+    const float *w_end = wf + ((size_t)kyl[0] + 1) * kw * TQ_DW_LANES;
+    if (nrow < 1 || kyl[nrow - 1] != kyl[0] - nrow + 1) {
+        return 0;
     }
-    if ((kw == 5 || kw == 7) && nrow >= 1 && nrow <= TQ_DWK_MAX_ROWS && kyl[nrow - 1] == kyl[0] - nrow + 1) {
-        tq_dw_gather_rowk(frow, nrow, kw, wf + ((size_t)kyl[0] + 1) * kw * TQ_DW_LANES, ix_lo + pl - kw + 1,
-                          gin_row + (size_t)ix_lo * ch, ch, ix_hi - ix_lo);
-        return;
+    if (kw == 3 && nrow <= 3) {
+        tq_dw_gather_row3(frow, nrow, w_end, ix_lo + pl - 2, gin_row + (size_t)ix_lo * ch, ch,
+                          ix_hi - ix_lo);
+        return 1;
     }
-    for (r = 0; r < nrow; r++) {
-        for (j0 = 0; j0 < kw; j0 += 3) {
-            const int32_t c = kw - j0 < 3 ? kw - j0 : 3;
-            /* pixel ix reads output columns u = ix + pl - kw + 1 + j0 .. u + c - 1 */
-            const int32_t lo = kw - pl - j0 - c > ix_lo ? kw - pl - j0 - c : ix_lo;
-            const int32_t hi = ow - 1 - pl + kw - j0 < ix_hi ? ow - 1 - pl + kw - j0 : ix_hi;
-            if (lo >= hi) {
-                continue;
-            }
-            if (zero) {
-                for (ix = ix_lo; ix < ix_hi; ix++) {
-                    if (ix < lo || ix >= hi) {
-                        memset(gin_row + (size_t)ix * ch, 0, TQ_DW_LANES * sizeof(float));
-                    }
-                }
-            }
-            tq_dw_row_pass(frow[r] + (ptrdiff_t)(lo + pl - kw + 1 + j0) * TQ_DW_LANES,
-                           wf + ((size_t)kyl[r] * kw + kw - j0) * TQ_DW_LANES, c, zero,
-                           gin_row + (size_t)lo * ch, ch, hi - lo);
-            zero = 0;
-        }
+    if (kw <= 7 && nrow <= TQ_DWK_MAX_ROWS) {
+        tq_dw_gather_rowk(frow, nrow, kw, w_end, ix_lo + pl - kw + 1, gin_row + (size_t)ix_lo * ch, ch,
+                          ix_hi - ix_lo);
+        return 1;
     }
-    for (ix = ix_lo; ix < ix_hi && zero; ix++) {
-        memset(gin_row + (size_t)ix * ch, 0, TQ_DW_LANES * sizeof(float));
-    }
+    return 0;
 }
 #endif
 
@@ -667,21 +611,19 @@ static void tq_dw_gather_row_classes(const tq_conv_params *p, int32_t ow, int32_
  * [ix_lo, ix_hi) have all kw taps on output columns or on the factor rows'
  * zero columns (stride and dilation 1; pass ix_lo = ix_hi for none) and
  * take a filter row per output row (on an Arm FPU with four valid lanes,
- * the whole range in the assembly loops of tq_dw_gather_row_passes); the
+ * the whole range in the assembly loops of tq_dw_gather_row_fpu); the
  * others tq_dw_gather_pixel. gin_row is the row's first input pixel (lane
  * 0). */
 static void tq_dw_gather_row(const float *const *frow, const int32_t *kyl, int32_t nrow, const float *wf,
-                             int32_t kw, int32_t pl, int32_t ow, int32_t ix_lo, int32_t ix_hi, int32_t in_w,
+                             int32_t kw, int32_t pl, int32_t ix_lo, int32_t ix_hi, int32_t in_w,
                              int32_t ch, const int16_t *col_off, const int16_t *col_tap, const uint8_t *col_n,
                              float *gin_row, int32_t valid)
 {
     int inner_done = 0;
     int32_t ix, r;
-    (void)ow;
 #ifdef TQ_DWG_ASM
     if (valid == TQ_DW_LANES && ix_lo < ix_hi) {
-        tq_dw_gather_row_passes(frow, kyl, nrow, wf, kw, pl, ow, ix_lo, ix_hi, ch, gin_row);
-        inner_done = 1;
+        inner_done = tq_dw_gather_row_fpu(frow, kyl, nrow, wf, kw, pl, ix_lo, ix_hi, ch, gin_row);
     }
 #endif
     for (ix = 0; ix < in_w; ix++) {
@@ -801,7 +743,7 @@ static void tq_dw_bwd_gather(const tq_conv_params *p, const float *w_scale,
                 }
                 /* the rows run on the scalar FPU on M55 too: its whole-row loops
                  * take fewer instructions than per-pixel Helium rows did */
-                tq_dw_gather_row(frow, kyl, nrow, wf, kw, pl, ow, ix_lo, ix_hi, in_w, ch, col_off, col_tap,
+                tq_dw_gather_row(frow, kyl, nrow, wf, kw, pl, ix_lo, ix_hi, in_w, ch, col_off, col_tap,
                                  col_n, gin + (size_t)iy * in_w * ch, valid);
             }
         }

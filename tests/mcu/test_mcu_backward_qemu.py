@@ -75,9 +75,9 @@ def _cases():
         weight_grad_case(rng, "conv3x3 weight grad, last tile misses the bottom taps", 9, 8, 5, 6, 3, 1,
                          (1, 1, 1, 1)),
         input_grad_case(rng, "dw3x3 s1 input grad", 8, 7, 11, 11, 3, 1, (1, 1, 1, 1), depthwise=True),
-        # stride 1 on an Arm FPU: factor rows padded with zero columns feed loops over whole
-        # input rows (3x3: all output rows at once; larger: passes of at most 3 taps, each
-        # over the pixels it reaches); rows too wide to pad keep the edge pixels apart
+        # stride 1 on an Arm FPU: factor rows padded with zero columns feed one loop over a
+        # whole input row and all its output rows (3x3; up to 7 wide, each filter row in chunks
+        # of at most 3 taps); rows too wide to pad keep the edge pixels apart
         input_grad_case(rng, "dw3x3 s1 valid input grad", 6, 9, 8, 8, 3, 1, (0, 0, 0, 0), depthwise=True),
         input_grad_case(rng, "dw3x3 s1 input grad, padding 0/2", 5, 6, 4, 4, 3, 1, (0, 0, 2, 2),
                         depthwise=True),
@@ -86,8 +86,7 @@ def _cases():
         input_grad_case(rng, "dw5x5 s1 input grad, 13 channels", 8, 8, 13, 13, 5, 1, (2, 2, 2, 2),
                         depthwise=True),
         input_grad_case(rng, "dw7x7 s1 input grad on a 4x4 map", 4, 4, 8, 8, 7, 1, (3, 3, 3, 3), depthwise=True),
-        # even windows take passes of at most 3 taps (4 = 3 + 1, 2 = 2); with padding 0 on
-        # the left the first pass misses the first column, which starts at zero
+        # even windows: chunks of 3 + 1 and 2 taps, padding 0 on one side and 3 on the other
         input_grad_case(rng, "dw4x4 s1 input grad, padding 1/2", 6, 7, 8, 8, 4, 1, (1, 1, 2, 2), depthwise=True),
         input_grad_case(rng, "dw4x4 s1 input grad, padding 0/3", 5, 6, 4, 4, 4, 1, (0, 0, 3, 3), depthwise=True),
         input_grad_case(rng, "dw2x2 s1 input grad, padding 0/1", 5, 5, 4, 4, 2, 1, (0, 0, 1, 1), depthwise=True),
