@@ -514,8 +514,9 @@ static int tq_dw_gather_row_fpu(const float *const *frow, const int32_t *kyl, in
 }
 #endif
 
-/* TQ_DWG_TAPS packed taps at most: two output rows x two taps x 4 lanes. */
-#define TQ_DWG_TAPS 16
+/* Packed taps of one column class (four lanes each) at most: a 7x7 stride-2
+ * window's classes have up to 4 taps in up to 4 output rows. */
+#define TQ_DWK_CLASS_TAPS 16
 
 /* count (>= 1) members of a column class in a row, all of whose m taps are
  * inside the output: member k is gi + k * step floats and reads factor
@@ -557,6 +558,38 @@ static void tq_dw_gather_run(const float *const *frow, int32_t nrow, int32_t m, 
 #endif
 }
 
+/* The taps of column class cls of a strided (sw > 1), dilation-1 window:
+ * kx = kx0 - t * sw for t < m (returned; 0 for none), kx0 the largest. */
+static int32_t tq_dw_class_taps(int32_t kw, int32_t sw, int32_t pl, int32_t cls, int32_t *kx0)
+{
+    *kx0 = kw - 1 - ((kw - 1 - (cls + pl) % sw) % sw + sw) % sw;
+    return *kx0 < 0 ? 0 : *kx0 / sw + 1;
+}
+
+/* Zero columns the factor rows need before (*padl) and after (*padr) the
+ * output columns so that every member of every column class reads its m
+ * columns inside them (strided, dilation-1 windows; tq_dw_gather_row_classes
+ * with padded). */
+#ifdef TQ_DWG_ASM
+static void tq_dw_class_pads(int32_t kw, int32_t sw, int32_t pl, int32_t in_w, int32_t ow, int32_t *padl,
+                             int32_t *padr)
+{
+    int32_t cls, kx0, m;
+    *padl = 0;
+    *padr = 0;
+    for (cls = 0; cls < sw && cls < in_w; cls++) {
+        m = tq_dw_class_taps(kw, sw, pl, cls, &kx0);
+        if (m > 0) {
+            /* the first member reads from column first, the last up to last */
+            const int32_t first = (cls + pl - kx0) / sw;
+            const int32_t last = first + (in_w - 1 - cls) / sw + m - 1;
+            *padl = -first > *padl ? -first : *padl;
+            *padr = last - (ow - 1) > *padr ? last - (ow - 1) : *padr;
+        }
+    }
+}
+#endif
+
 /* One input row of a strided (sw > 1), dilation-1 gather with four valid
  * lanes, by column class: the input columns ix = cls, cls + sw, ... share
  * their taps kx0, kx0 - sw, ... (m of them), which read m neighbouring
@@ -565,25 +598,42 @@ static void tq_dw_gather_run(const float *const *frow, int32_t nrow, int32_t m, 
  * class of a 3x3 or 4x4 stride-2 window), its filter taps are packed in that
  * order (rows, then taps) once and the members whose m columns are all
  * inside the output run as tq_dw_gather_run; the others take
- * tq_dw_gather_pixel. The terms and their order are the per-pixel path's. */
+ * tq_dw_gather_pixel. The terms and their order are the per-pixel path's.
+ * With padded (the factor rows carry tq_dw_class_pads' zero columns), on an
+ * Arm FPU, a class of at most TQ_DWK_CLASS_TAPS taps over its rows runs all
+ * its members in tq_dw_gather_rowk, the taps packed as that loop reads
+ * them. */
 __attribute__((noinline))
 static void tq_dw_gather_row_classes(const tq_conv_params *p, int32_t ow, int32_t in_w, int32_t ch,
                                      int32_t kw, const float *const *frow, const int32_t *kyl,
                                      int32_t nrow, const float *wf, float *gin_row,
                                      const int16_t *col_off, const int16_t *col_tap,
-                                     const uint8_t *col_n)
+                                     const uint8_t *col_n, int padded)
 {
     const int32_t sw = p->stride_w, pl = p->pad_left;
-    float wpk[TQ_DWG_TAPS];
-    int32_t cls, ix, r, t, i;
+    float wpk[TQ_DWK_CLASS_TAPS * TQ_DW_LANES];
+    int32_t cls, ix, r, t, i, kx0;
+    (void)padded;
     for (cls = 0; cls < sw && cls < in_w; cls++) {
-        /* taps of this class: kx = kx0 - t * sw, t < m, kx0 the largest one */
-        const int32_t kx0 = kw - 1 - ((kw - 1 - (cls + pl) % sw) % sw + sw) % sw;
-        const int32_t m = kx0 < 0 ? 0 : kx0 / sw + 1;
+        const int32_t m = tq_dw_class_taps(kw, sw, pl, cls, &kx0);
+#ifdef TQ_DWG_ASM
+        if (padded && m > 0 && nrow > 0 && nrow <= TQ_DWK_MAX_ROWS && m <= 7 && nrow * m <= TQ_DWK_CLASS_TAPS) {
+            /* tap t of row r at wpk_end - 4 (r m + t + 1) */
+            for (r = 0; r < nrow; r++) {
+                for (t = 0; t < m; t++) {
+                    memcpy(wpk + (size_t)(nrow * m - 1 - (r * m + t)) * TQ_DW_LANES,
+                           wf + ((size_t)kyl[r] * kw + kx0 - t * sw) * TQ_DW_LANES, TQ_DW_LANES * sizeof(float));
+                }
+            }
+            tq_dw_gather_rowk(frow, nrow, m, wpk + (size_t)nrow * m * TQ_DW_LANES, (cls + pl - kx0) / sw,
+                              gin_row + (size_t)cls * ch, sw * ch, (in_w - 1 - cls) / sw + 1);
+            continue;
+        }
+#endif
         /* members from ix_a on read output columns >= 0, before ix_b end inside */
         const int32_t ix_a = kx0 - pl > cls ? cls + (kx0 - pl - cls + sw - 1) / sw * sw : cls;
         const int32_t ix_b = (ow - m) * sw + kx0 - pl + 1;
-        const int run = nrow >= 1 && nrow <= 2 && m <= 2; /* nrow * m * 4 <= TQ_DWG_TAPS */
+        const int run = nrow >= 1 && nrow <= 2 && m <= 2; /* nrow * m <= TQ_DWK_CLASS_TAPS */
         for (r = 0; r < nrow && run; r++) {
             for (t = 0; t < m; t++) {
                 for (i = 0; i < TQ_DW_LANES; i++) {
@@ -668,15 +718,14 @@ static void tq_dw_bwd_gather(const tq_conv_params *p, const float *w_scale,
      * dilation 1; none otherwise: ix_hi is 0) */
     const int32_t ix_in = kw - 1 - pl > 0 ? kw - 1 - pl : 0;
     const int32_t ix_out = sw == 1 && dw == 1 ? (ow - pl < in_w ? ow - pl : in_w) : 0;
-    /* stride and dilation 1: where the ring has room, the factor rows get
-     * zero columns, padl before and padr after (ix_in and in_w - ix_out), so
-     * that every input column is an inner one (a zero factor adds a zero
-     * term, which changes no sum) */
-    const int32_t padl = ix_in, padr = in_w - ix_out;
-    const int pad = sw == 1 && dw == 1 && (padl > 0 || padr > 0) &&
-                    (int64_t)ring * (padl + ow + padr) * TQ_DW_LANES <= TQ_DW_GATHER_FLOATS;
-    const int32_t ix_lo = pad ? 0 : ix_in, ix_hi = pad ? in_w : ix_out;
-    const int32_t fstride = (pad ? padl + ow + padr : ow) * TQ_DW_LANES, f0 = pad ? padl * TQ_DW_LANES : 0;
+    /* dilation 1: where the ring has room, the factor rows get zero columns,
+     * padl before and padr after, so that every input column is an inner one
+     * (stride 1: ix_in and in_w - ix_out) or every member of a column class
+     * reads inside them (larger strides on an Arm FPU); a zero factor adds a
+     * zero term, which changes no sum */
+    int32_t padl = 0, padr = 0;
+    int pad;
+    int32_t ix_lo, ix_hi, fstride, f0;
     float wf[TQ_DW_BWD_MAX_TAPS * TQ_DW_LANES];
     float fbuf[TQ_DW_GATHER_FLOATS];
     /* per input column ix: its col_n[ix] taps, in increasing output column,
@@ -695,6 +744,20 @@ static void tq_dw_bwd_gather(const tq_conv_params *p, const float *w_scale,
         }
         col_n[ix] = (uint8_t)n;
     }
+    if (sw == 1 && dw == 1) {
+        padl = ix_in;
+        padr = in_w - ix_out;
+    }
+#ifdef TQ_DWG_ASM
+    else if (dw == 1) {
+        tq_dw_class_pads(kw, sw, pl, in_w, ow, &padl, &padr);
+    }
+#endif
+    pad = (padl > 0 || padr > 0) && (int64_t)ring * (padl + ow + padr) * TQ_DW_LANES <= TQ_DW_GATHER_FLOATS;
+    ix_lo = pad && sw == 1 ? 0 : ix_in;
+    ix_hi = pad && sw == 1 ? in_w : ix_out;
+    fstride = (pad ? padl + ow + padr : ow) * TQ_DW_LANES;
+    f0 = pad ? padl * TQ_DW_LANES : 0;
     if (pad) {
         memset(fbuf, 0, (size_t)ring * fstride * sizeof(float));
     }
@@ -738,7 +801,7 @@ static void tq_dw_bwd_gather(const tq_conv_params *p, const float *w_scale,
                 }
                 if (sw > 1 && dw == 1 && valid == TQ_DW_LANES) {
                     tq_dw_gather_row_classes(p, ow, in_w, ch, kw, frow, kyl, nrow, wf,
-                                             gin + (size_t)iy * in_w * ch, col_off, col_tap, col_n);
+                                             gin + (size_t)iy * in_w * ch, col_off, col_tap, col_n, pad);
                     continue;
                 }
                 /* the rows run on the scalar FPU on M55 too: its whole-row loops

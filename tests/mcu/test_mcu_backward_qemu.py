@@ -98,6 +98,10 @@ def _cases():
         input_grad_case(rng, "dw4x4 s2 input grad, padding 0/1", 10, 9, 5, 5, 4, 2, (0, 0, 1, 1),
                         depthwise=True),
         input_grad_case(rng, "dw3x3 s3 input grad", 11, 11, 4, 4, 3, 3, (1, 1, 1, 1), depthwise=True),
+        # column classes of 3 and 4 taps in up to 4 output rows, every member in one loop
+        # over zero-padded factor rows (proxyless' and mcunet's 7x7 stride-2 layers)
+        input_grad_case(rng, "dw7x7 s2 input grad on an 8x8 map", 8, 8, 8, 8, 7, 2, (3, 3, 3, 3), depthwise=True),
+        input_grad_case(rng, "dw6x6 s2 input grad, padding 2/2", 9, 10, 4, 4, 6, 2, (2, 2, 2, 2), depthwise=True),
         fused_case(rng, "conv3x3 fused nearest", 7, 7, 4, 6, 3, 1, (1, 1, 1, 1), SGD(0.5)),
         fused_case(rng, "conv3x3 s2 fused stochastic momentum", 8, 9, 5, 4, 3, 2, (0, 0, 1, 1),
                     SGD(0.3, rounding="stochastic", momentum=0.9, seed=7)),
