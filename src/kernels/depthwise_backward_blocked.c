@@ -600,9 +600,9 @@ static void tq_dw_class_pads(int32_t kw, int32_t sw, int32_t pl, int32_t in_w, i
  * inside the output run as tq_dw_gather_run; the others take
  * tq_dw_gather_pixel. The terms and their order are the per-pixel path's.
  * With padded (the factor rows carry tq_dw_class_pads' zero columns), on an
- * Arm FPU, a class of at most TQ_DWK_CLASS_TAPS taps over its rows runs all
- * its members in tq_dw_gather_rowk, the taps packed as that loop reads
- * them. */
+ * Arm FPU, a larger class of at most TQ_DWK_CLASS_TAPS taps over its rows
+ * (those of 5x5 and 7x7 stride-2 windows) runs all its members in
+ * tq_dw_gather_rowk, the taps packed as that loop reads them. */
 __attribute__((noinline))
 static void tq_dw_gather_row_classes(const tq_conv_params *p, int32_t ow, int32_t in_w, int32_t ch,
                                      int32_t kw, const float *const *frow, const int32_t *kyl,
@@ -616,8 +616,11 @@ static void tq_dw_gather_row_classes(const tq_conv_params *p, int32_t ow, int32_
     (void)padded;
     for (cls = 0; cls < sw && cls < in_w; cls++) {
         const int32_t m = tq_dw_class_taps(kw, sw, pl, cls, &kx0);
+        const int run = nrow >= 1 && nrow <= 2 && m <= 2; /* nrow * m <= TQ_DWK_CLASS_TAPS */
 #ifdef TQ_DWG_ASM
-        if (padded && m > 0 && nrow > 0 && nrow <= TQ_DWK_MAX_ROWS && m <= 7 && nrow * m <= TQ_DWK_CLASS_TAPS) {
+        /* (the classes tq_dw_gather_run takes are faster there) */
+        if (padded && !run && m > 0 && nrow > 0 && nrow <= TQ_DWK_MAX_ROWS && m <= 7 &&
+            nrow * m <= TQ_DWK_CLASS_TAPS) {
             /* tap t of row r at wpk_end - 4 (r m + t + 1) */
             for (r = 0; r < nrow; r++) {
                 for (t = 0; t < m; t++) {
@@ -633,7 +636,6 @@ static void tq_dw_gather_row_classes(const tq_conv_params *p, int32_t ow, int32_
         /* members from ix_a on read output columns >= 0, before ix_b end inside */
         const int32_t ix_a = kx0 - pl > cls ? cls + (kx0 - pl - cls + sw - 1) / sw * sw : cls;
         const int32_t ix_b = (ow - m) * sw + kx0 - pl + 1;
-        const int run = nrow >= 1 && nrow <= 2 && m <= 2; /* nrow * m <= TQ_DWK_CLASS_TAPS */
         for (r = 0; r < nrow && run; r++) {
             for (t = 0; t < m; t++) {
                 for (i = 0; i < TQ_DW_LANES; i++) {
