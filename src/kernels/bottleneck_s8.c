@@ -44,7 +44,29 @@ static void tq_expand_rows(const tq_bottleneck_params *p, int32_t in_h, int32_t 
     *r1 = end < in_h ? end : in_h;
 }
 
-/* Scratch layout (each part 4-byte aligned): band [k, mid_w, mid],
+/* Columns of the depthwise input's zero point the band carries left (*pl)
+ * and right (*pr) of each expanded row: the depthwise's horizontal padding
+ * and whatever its last window reaches past the row, so that every window
+ * lies inside the band and none takes the kernels' slower edge runs (a
+ * zero-point value times a weight adds 0 to the sum, as the padding does).
+ * 0 and 0 when the input offset has no int8 zero point or the padding is
+ * wider than the window. */
+static void tq_band_pads(const tq_bottleneck_params *p, int32_t mid_w, int32_t *pl, int32_t *pr)
+{
+    const tq_conv_params *d = &p->dw_params;
+    const int64_t eff_k = (int64_t)(p->dw_filter_dims.w - 1) * d->dilation_w + 1;
+    const int64_t right = (int64_t)(p->out_w - 1) * d->stride_w + eff_k - d->pad_left - mid_w;
+    *pl = 0;
+    *pr = 0;
+    if (d->input_offset >= -127 && d->input_offset <= 128 && d->pad_left >= 0 && d->pad_left < eff_k &&
+        right < eff_k) {
+        *pl = d->pad_left;
+        *pr = right > 0 ? (int32_t)right : 0;
+    }
+}
+
+/* Scratch layout (each part 4-byte aligned): band [k, pl + mid_w + pr, mid]
+ * (tq_band_pads),
  * depthwise row [1, OW, mid], projected row [1, OW, C_out] (residual only),
  * then the larger of the expand's and the projection's own scratch. */
 static int32_t tq_bottleneck_parts(const tq_bottleneck_params *p, const tq_dims *input_dims,
@@ -52,17 +74,18 @@ static int32_t tq_bottleneck_parts(const tq_bottleneck_params *p, const tq_dims 
 {
     const int32_t mid = p->dw_filter_dims.c;
     const int32_t out_w = p->out_w;
-    int32_t mid_h, mid_w, a = 0, b;
+    int32_t mid_h, mid_w, pl, pr, a = 0, b;
     tq_dims row_in = {1, 1, input_dims->w, input_dims->c};
     tq_dims row_mid = {1, 1, out_w, mid};
     tq_mid_hw(p, input_dims, &mid_h, &mid_w);
+    tq_band_pads(p, mid_w, &pl, &pr);
     if (p->has_expand) {
         tq_dims band_in = {1, p->pw1_filter_dims.h, input_dims->w, input_dims->c};
         a = tq_expand_is_pointwise(p) ? tq_conv_1x1_s8_get_buffer_size(&row_in, &p->pw1_filter_dims)
                                       : tq_conv_s8_get_buffer_size(&band_in, &p->pw1_filter_dims);
     }
     b = tq_conv_1x1_s8_get_buffer_size(&row_mid, &p->pw2_filter_dims);
-    *band = tq_round4(p->dw_filter_dims.h * mid_w * mid);
+    *band = tq_round4(p->dw_filter_dims.h * (pl + mid_w + pr) * mid);
     *dw_row = tq_round4(out_w * mid);
     *pw2_row = p->has_residual ? tq_round4(out_w * p->pw2_filter_dims.n) : 0;
     *conv = tq_round4(a > b ? a : b);
@@ -86,7 +109,7 @@ tq_status tq_bottleneck_s8(const tq_bottleneck_params *p, const tq_dims *input_d
     int8_t *band, *dw_row, *pw2_row;
     void *conv_scratch;
     const int32_t k = p != NULL ? p->dw_filter_dims.h : 0;
-    int32_t mid, row_bytes, h, mid_w;
+    int32_t mid, row_bytes, h, mid_w, pl, pr;
     tq_status st;
     if (p == NULL || input == NULL || output == NULL) {
         return TQ_ERR_NULL;
@@ -124,13 +147,20 @@ tq_status tq_bottleneck_s8(const tq_bottleneck_params *p, const tq_dims *input_d
     dw_row = band + band_b;
     pw2_row = dw_row + dw_row_b;
     conv_scratch = (void *)(pw2_row + pw2_row_b);
-    row_bytes = mid_w * mid;
+    tq_band_pads(p, mid_w, &pl, &pr);
+    row_bytes = (pl + mid_w + pr) * mid;
+    for (r = 0; r < k && (pl > 0 || pr > 0); r++) {
+        /* the pad columns stay: the rows are written between them */
+        memset(band + (size_t)r * row_bytes, -p->dw_params.input_offset, (size_t)(pl * mid));
+        memset(band + (size_t)r * row_bytes + (size_t)(pl + mid_w) * mid, -p->dw_params.input_offset,
+               (size_t)(pr * mid));
+    }
     for (oy = 0; oy < output_dims->h; oy++) {
         const int32_t top = oy * p->dw_params.stride_h - p->dw_params.pad_top;
         const int32_t r0 = top > 0 ? top : 0;
         const int32_t r1 = top + k < h ? top + k : h;
         tq_conv_params dwp = p->dw_params;
-        tq_dims band_dims = {1, r1 - r0, mid_w, mid};
+        tq_dims band_dims = {1, r1 - r0, pl + mid_w + pr, mid};
         tq_dims dw_out = {1, 1, p->out_w, mid};
         tq_dims pw2_out = {1, 1, p->out_w, p->pw2_filter_dims.n};
         int8_t *out_row = output + (size_t)oy * output_dims->w * output_dims->c;
@@ -146,10 +176,10 @@ tq_status tq_bottleneck_s8(const tq_bottleneck_params *p, const tq_dims *input_d
             cached1 = r0;
         }
         for (r = cached1; r < r1; r++) {
-            int8_t *dst = band + (size_t)(r - r0) * row_bytes;
+            int8_t *dst = band + (size_t)(r - r0) * row_bytes + (size_t)pl * mid;
             tq_dims row_out = {1, 1, mid_w, mid};
             if (!p->has_expand) {
-                memcpy(dst, input + (size_t)r * input_dims->w * input_dims->c, (size_t)row_bytes);
+                memcpy(dst, input + (size_t)r * input_dims->w * input_dims->c, (size_t)mid_w * mid);
                 st = TQ_OK;
             } else if (tq_expand_is_pointwise(p)) {
                 /* expanded row r comes from input row r alone */
@@ -185,6 +215,9 @@ tq_status tq_bottleneck_s8(const tq_bottleneck_params *p, const tq_dims *input_d
          * band's missing rows are the padding */
         dwp.stride_h = 1;
         dwp.pad_top = r0 - top;
+        if (pl > 0 || pr > 0) {
+            dwp.pad_left = 0; /* the band's zero-point columns stand for it */
+        }
         st = tq_depthwise_conv_s8_checked(&dwp, &p->dw_quant, &band_dims, band, &p->dw_filter_dims,
                                           p->dw_filter, p->dw_bias, &dw_out, dw_row, NULL, 0, 0);
         if (st != TQ_OK) {
