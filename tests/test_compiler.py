@@ -120,3 +120,22 @@ def test_streamed_backward_tiles_widen_only_into_room():
     for s in wider:
         assert plan.tensors[s.scratch].nbytes == block_backward_scratch_bytes(
             model, s.attrs["block"], s.attrs["n_sel"], s.attrs["tile"])
+
+
+def test_planar_depthwise_rings_only_into_room():
+    """The streamed forward blocks keep the planar depthwise ring (fewer
+    instructions on Cortex-M4/M7) only where their step has room below the
+    peak: mbv2 paper:99kb plans the same peak as without any ring, some
+    blocks take it, and the first block, whose step is the peak, does not."""
+    from tinyqt.compiler.fusion import block_scratch_bytes
+    model = tinyqt.load_tiny_training(shared_model_json("mbv2-w0.35"))
+    plan = compile(model, "paper:99kb", num_classes=10)
+    bare = compile(model, "paper:99kb", num_classes=10, widen_tiles=False)
+    fused = [s for s in plan.steps if s.kind == "fused_block"]
+    ringed = [s for s in fused if s.attrs["planar_rows"]]
+    assert ringed and not fused[0].attrs["planar_rows"]
+    assert plan.peak_sram_bytes <= bare.peak_sram_bytes
+    for s in fused:
+        blk = s.attrs["block"]
+        assert plan.tensors[s.scratch].nbytes == block_scratch_bytes(model, blk, s.attrs["planar_rows"])
+        assert block_scratch_bytes(model, blk, True) >= block_scratch_bytes(model, blk, False)

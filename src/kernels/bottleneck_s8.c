@@ -10,6 +10,7 @@
 #include "tinyqt/fused.h"
 #include "tq_check.h"
 #include "tq_checked.h"
+#include "tq_dw_planar.h"
 
 static int32_t tq_round4(int32_t n)
 {
@@ -65,12 +66,33 @@ static void tq_band_pads(const tq_bottleneck_params *p, int32_t mid_w, int32_t *
     }
 }
 
+/* The depthwise stage's parameters as the block runs it over its band:
+ * no horizontal padding when the band carries it (pl or pr). */
+static tq_conv_params tq_band_dw_params(const tq_bottleneck_params *p, int32_t pl, int32_t pr)
+{
+    tq_conv_params d = p->dw_params;
+    if (pl > 0 || pr > 0) {
+        d.pad_left = 0; /* the band's zero-point columns stand for it */
+    }
+    return d;
+}
+
+/* The planar ring's geometry for the block (tq_dw_planar.h). */
+static tq_dw_planar_geom tq_band_planar(const tq_bottleneck_params *p, int32_t mid_w, int32_t pl,
+                                        int32_t pr)
+{
+    const tq_conv_params d = tq_band_dw_params(p, pl, pr);
+    return tq_dw_planar_geometry(&d, &p->dw_filter_dims, pl + mid_w + pr, p->out_w, p->dw_filter_dims.c);
+}
+
 /* Scratch layout (each part 4-byte aligned): band [k, pl + mid_w + pr, mid]
- * (tq_band_pads),
- * depthwise row [1, OW, mid], projected row [1, OW, C_out] (residual only),
- * then the larger of the expand's and the projection's own scratch. */
+ * (tq_band_pads), the planar ring (tq_dw_planar.h; on every target, so
+ * that the size is the device's), depthwise row [1, OW, mid], projected
+ * row [1, OW, C_out] (residual only), then the larger of the expand's and
+ * the projection's own scratch. */
 static int32_t tq_bottleneck_parts(const tq_bottleneck_params *p, const tq_dims *input_dims,
-                                   int32_t *band, int32_t *dw_row, int32_t *pw2_row, int32_t *conv)
+                                   int32_t *band, int32_t *ring, int32_t *dw_row, int32_t *pw2_row,
+                                   int32_t *conv)
 {
     const int32_t mid = p->dw_filter_dims.c;
     const int32_t out_w = p->out_w;
@@ -86,27 +108,30 @@ static int32_t tq_bottleneck_parts(const tq_bottleneck_params *p, const tq_dims 
     }
     b = tq_conv_1x1_s8_get_buffer_size(&row_mid, &p->pw2_filter_dims);
     *band = tq_round4(p->dw_filter_dims.h * (pl + mid_w + pr) * mid);
+    *ring = p->planar_rows ? tq_round4(tq_band_planar(p, mid_w, pl, pr).bytes) : 0;
     *dw_row = tq_round4(out_w * mid);
     *pw2_row = p->has_residual ? tq_round4(out_w * p->pw2_filter_dims.n) : 0;
     *conv = tq_round4(a > b ? a : b);
-    return *band + *dw_row + *pw2_row + *conv;
+    return *band + *ring + *dw_row + *pw2_row + *conv;
 }
 
 int32_t tq_bottleneck_s8_get_buffer_size(const tq_bottleneck_params *params, const tq_dims *input_dims)
 {
-    int32_t band, dw_row, pw2_row, conv;
+    int32_t band, ring, dw_row, pw2_row, conv;
     if (params == NULL || !tq_dims_valid(input_dims)) {
         return 0;
     }
-    return tq_bottleneck_parts(params, input_dims, &band, &dw_row, &pw2_row, &conv);
+    return tq_bottleneck_parts(params, input_dims, &band, &ring, &dw_row, &pw2_row, &conv);
 }
 
 tq_status tq_bottleneck_s8(const tq_bottleneck_params *p, const tq_dims *input_dims,
                            const int8_t *input, const tq_dims *output_dims, int8_t *output,
                            void *scratch, int32_t scratch_size)
 {
-    int32_t band_b, dw_row_b, pw2_row_b, conv_b, need, oy, r, cached0 = 0, cached1 = 0;
-    int8_t *band, *dw_row, *pw2_row;
+    int32_t band_b, ring_b, dw_row_b, pw2_row_b, conv_b, need, oy, r, cached0 = 0, cached1 = 0;
+    int8_t *band, *ring, *dw_row, *pw2_row;
+    tq_dw_planar_geom geom;
+    int planar = 0;
     void *conv_scratch;
     const int32_t k = p != NULL ? p->dw_filter_dims.h : 0;
     int32_t mid, row_bytes, h, mid_w, pl, pr;
@@ -138,17 +163,26 @@ tq_status tq_bottleneck_s8(const tq_bottleneck_params *p, const tq_dims *input_d
     }
     mid = p->dw_filter_dims.c;
     tq_mid_hw(p, input_dims, &h, &mid_w);
-    need = tq_bottleneck_parts(p, input_dims, &band_b, &dw_row_b, &pw2_row_b, &conv_b);
+    need = tq_bottleneck_parts(p, input_dims, &band_b, &ring_b, &dw_row_b, &pw2_row_b, &conv_b);
     st = tq_check_scratch(scratch, scratch_size, need);
     if (st != TQ_OK) {
         return st;
     }
     band = (int8_t *)scratch;
-    dw_row = band + band_b;
+    ring = band + band_b;
+    dw_row = ring + ring_b;
     pw2_row = dw_row + dw_row_b;
     conv_scratch = (void *)(pw2_row + pw2_row_b);
     tq_band_pads(p, mid_w, &pl, &pr);
     row_bytes = (pl + mid_w + pr) * mid;
+    geom = tq_band_planar(p, mid_w, pl, pr);
+    geom.bytes = p->planar_rows ? geom.bytes : 0;
+#if TQ_DW_PLANAR
+    planar = geom.bytes > 0 && tq_dw_planar_init(ring, &geom, &p->dw_params, &p->dw_quant, p->dw_filter, mid);
+#else
+    (void)geom;
+    (void)planar;
+#endif
     for (r = 0; r < k && (pl > 0 || pr > 0); r++) {
         /* the pad columns stay: the rows are written between them */
         memset(band + (size_t)r * row_bytes, -p->dw_params.input_offset, (size_t)(pl * mid));
@@ -159,7 +193,7 @@ tq_status tq_bottleneck_s8(const tq_bottleneck_params *p, const tq_dims *input_d
         const int32_t top = oy * p->dw_params.stride_h - p->dw_params.pad_top;
         const int32_t r0 = top > 0 ? top : 0;
         const int32_t r1 = top + k < h ? top + k : h;
-        tq_conv_params dwp = p->dw_params;
+        tq_conv_params dwp = tq_band_dw_params(p, pl, pr);
         tq_dims band_dims = {1, r1 - r0, pl + mid_w + pr, mid};
         tq_dims dw_out = {1, 1, p->out_w, mid};
         tq_dims pw2_out = {1, 1, p->out_w, p->pw2_filter_dims.n};
@@ -208,6 +242,12 @@ tq_status tq_bottleneck_s8(const tq_bottleneck_params *p, const tq_dims *input_d
             if (st != TQ_OK) {
                 return st;
             }
+#if TQ_DW_PLANAR
+            if (planar) {
+                tq_dw_planar_fill(ring, &geom, r, dst - (size_t)pl * mid, pl + mid_w + pr, mid,
+                                  p->dw_params.input_offset);
+            }
+#endif
         }
         cached0 = r0;
         cached1 = r1;
@@ -215,13 +255,17 @@ tq_status tq_bottleneck_s8(const tq_bottleneck_params *p, const tq_dims *input_d
          * band's missing rows are the padding */
         dwp.stride_h = 1;
         dwp.pad_top = r0 - top;
-        if (pl > 0 || pr > 0) {
-            dwp.pad_left = 0; /* the band's zero-point columns stand for it */
-        }
-        st = tq_depthwise_conv_s8_checked(&dwp, &p->dw_quant, &band_dims, band, &p->dw_filter_dims,
-                                          p->dw_filter, p->dw_bias, &dw_out, dw_row, NULL, 0, 0);
-        if (st != TQ_OK) {
-            return st;
+#if TQ_DW_PLANAR
+        if (planar) {
+            tq_dw_planar_row(ring, &geom, top, h, dwp.stride_w, p->dw_bias, mid, p->out_w, dw_row);
+        } else
+#endif
+        {
+            st = tq_depthwise_conv_s8_checked(&dwp, &p->dw_quant, &band_dims, band, &p->dw_filter_dims,
+                                              p->dw_filter, p->dw_bias, &dw_out, dw_row, NULL, 0, 0);
+            if (st != TQ_OK) {
+                return st;
+            }
         }
         st = tq_conv_1x1_s8_checked(&p->pw2_params, &p->pw2_quant, &dw_out, dw_row, &p->pw2_filter_dims,
                                     p->pw2_filter, p->pw2_bias, &pw2_out,

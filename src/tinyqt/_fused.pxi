@@ -25,6 +25,7 @@ cdef extern from "tinyqt/fused.h":
         int32_t has_residual
         int32_t residual_first
         tq_add_params add_params
+        int32_t planar_rows
     int32_t tq_bottleneck_s8_get_buffer_size(const tq_bottleneck_params *params, const tq_dims *input_dims)
     tq_status tq_bottleneck_s8(const tq_bottleneck_params *params, const tq_dims *input_dims,
                                const int8_t *input, const tq_dims *output_dims, int8_t *output,
@@ -41,13 +42,16 @@ cdef class BottleneckSpec:
     """The tq_bottleneck_params of one block; keeps its arrays alive.
     stages: (params tuple, multiplier, shift, filter dims, filter, bias or
     None) for the expand stage (or None), dw, pw2; add: tq_add_params tuple
-    or None; mid_h, mid_w: the depthwise input's height and width."""
+    or None; mid_h, mid_w: the depthwise input's height and width;
+    planar_rows: ask for the planar depthwise ring (tinyqt/fused.h)."""
     cdef tq_bottleneck_params p
     cdef object keep
 
-    def __init__(self, pw1, dw, pw2, add, int residual_first, int out_w, int mid_h, int mid_w):
+    def __init__(self, pw1, dw, pw2, add, int residual_first, int out_w, int mid_h, int mid_w,
+                 bint planar_rows=False):
         memset(&self.p, 0, sizeof(tq_bottleneck_params))
         self.keep = [pw1, dw, pw2]
+        self.p.planar_rows = planar_rows
         self.p.out_w = out_w
         self.p.mid_h = mid_h
         self.p.mid_w = mid_w

@@ -229,7 +229,8 @@ class _Emitter:
             fields += [f".{role}_params = p_{k}", f".{role}_quant = {{m_{k}, s_{k}}}", f".{role}_filter_dims = {_dims(self.ops_shape(k))}",
                        f".{role}_filter = w_{k}", f".{role}_bias = b_{k}"]
         mid = t[blk.dw.inputs[0]].shape
-        fields += [f".out_w = {t[blk.dw.output].shape[2]}", f".mid_h = {mid[1]}", f".mid_w = {mid[2]}"]
+        fields += [f".out_w = {t[blk.dw.output].shape[2]}", f".mid_h = {mid[1]}", f".mid_w = {mid[2]}",
+                   f".planar_rows = {int(s.attrs.get('planar_rows', False))}"]
         if blk.add is not None:
             a, b, o = (t[n] for n in (*blk.add.inputs, blk.add.output))
             lo, hi = quant.activation_range(blk.add.activation, o.scale, o.zero_point)

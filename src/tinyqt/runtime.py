@@ -229,7 +229,8 @@ class Runtime:
         from .compiler.fusion import bottleneck_spec
         spec = self._specs.get(s.name)
         if spec is None:
-            spec = self._specs[s.name] = bottleneck_spec(self.model, s.attrs["block"])
+            spec = self._specs[s.name] = bottleneck_spec(self.model, s.attrs["block"],
+                                                         s.attrs.get("planar_rows", False))
         x, y = self.views[s.reads[0]], self.views[s.writes[0]]
         st = spec.run(x.shape, x.reshape(-1), y.shape, y.reshape(-1), self.views[s.scratch].reshape(-1))
         if st != 0:

@@ -93,8 +93,9 @@ def _stage(model, op):
             op.weight.reshape(-1), None if op.bias is None else op.bias)
 
 
-def bottleneck_spec(model, block):
-    """The C kernel's parameters (tq_bottleneck_params) of a block."""
+def bottleneck_spec(model, block, planar_rows=False):
+    """The C kernel's parameters (tq_bottleneck_params) of a block;
+    planar_rows: with the planar depthwise ring (tinyqt/fused.h)."""
     from .. import quant
     t = model.tensors
     add = None
@@ -107,15 +108,16 @@ def bottleneck_spec(model, block):
     mid = t[block.dw.inputs[0]].shape
     return _ckernels.BottleneckSpec(_stage(model, block.pw1) if block.pw1 else None, _stage(model, block.dw),
                                     _stage(model, block.pw2), add, residual_first,
-                                    t[block.dw.output].shape[2], mid[1], mid[2])
+                                    t[block.dw.output].shape[2], mid[1], mid[2], planar_rows)
 
 
-def block_scratch_bytes(model, block):
+def block_scratch_bytes(model, block, planar_rows=False):
     """Scratch of the fused block as the C kernel's size query gives it: a
-    band of the depthwise kernel's height of expanded rows, one depthwise
-    row, one projected row when a residual follows, the expand and
-    projection kernels' scratch."""
-    return bottleneck_spec(model, block).buffer_size(tuple(model.tensors[block.input].shape))
+    band of the depthwise kernel's height of expanded rows, the planar ring
+    (planar_rows, where the depthwise stage allows it), one depthwise row,
+    one projected row when a residual follows, the expand and projection
+    kernels' scratch."""
+    return bottleneck_spec(model, block, planar_rows).buffer_size(tuple(model.tensors[block.input].shape))
 
 
 # ---- the streamed backward of a block (tq_bottleneck_backward_f32) ------------

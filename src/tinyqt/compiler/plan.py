@@ -13,7 +13,7 @@ from typing import Dict, Optional
 from ..errors import TinyQTError
 from ..planner import Buffer, MemoryPlan, live_bytes, lower_bound, plan_first_fit_by_lifetime, plan_greedy, verify
 from ..schemes import parse_scheme
-from .fusion import BACKWARD_TILES, block_backward_scratch_bytes, output_over_input
+from .fusion import BACKWARD_TILES, block_backward_scratch_bytes, block_scratch_bytes, output_over_input
 from .training_graph import KINDS, build_training_graph, update_steps
 
 ALIGN = 8
@@ -147,6 +147,24 @@ def _wider_tiles(model, graph, buffers, anchors):
     return tiles
 
 
+def _planar_blocks(model, graph, buffers, anchors):
+    """Names of the streamed forward blocks whose planar depthwise ring
+    (tinyqt/fused.h) fits in their step's room below the plan's lower bound,
+    as _wider_tiles: the ring takes instructions off the 3x3 depthwise rows
+    on Cortex-M4/M7 and should cost no SRAM."""
+    live = live_bytes(buffers, ALIGN, anchors)
+    bound = max(live.values(), default=0)
+    names = []
+    for k, s in enumerate(graph.steps):
+        if s.kind != "fused_block":
+            continue
+        blk = s.attrs["block"]
+        extra = block_scratch_bytes(model, blk, True) - graph.tensors[s.scratch].nbytes
+        if 0 < extra and live[k] + extra <= bound:
+            names.append(blk.name)
+    return names
+
+
 def _flash_bytes(model, graph):
     """Frozen int8 weights, int32 biases and per-channel requantization
     (multiplier + shift) of every conv, plus the head's fp32 initial values."""
@@ -171,8 +189,10 @@ def compile(model, scheme, sram=None, flash=None, num_classes=None, momentum=0.0
     inverted-bottleneck blocks, see compiler/fusion.py; fuse_backward: the
     backward of blocks with frozen depthwise / projection weights streamed
     over expanded channels, see training_graph.py; widen_tiles: then widen
-    their tiles where the plan has room (fewer instructions, the same peak or
-    lower; False plans once, faster, for callers that only need the peak);
+    their tiles, and give the streamed forward blocks the planar depthwise
+    ring (tinyqt/fused.h), where the plan has room (fewer instructions, the
+    same peak or lower; False plans once, faster, for callers that only need
+    the peak);
     split_weights: only
     the trained slice of a partially trained layer's weights in SRAM; accumulate:
     room for gradient accumulation, see Trainer(accumulate=N)) within sram / flash
@@ -183,10 +203,11 @@ def compile(model, scheme, sram=None, flash=None, num_classes=None, momentum=0.0
     convs = body_convs(model)
     scheme = parse_scheme(scheme, model.name, len(convs))
 
-    def build(block_tiles=None):
+    def build(block_tiles=None, planar=()):
         return build_training_graph(model, scheme, num_classes=num_classes, momentum=bool(momentum),
                                     master_copy=(rounding == "master"), fuse=fuse, split_weights=split_weights,
-                                    accumulate=accumulate, fuse_backward=fuse_backward, block_tiles=block_tiles)
+                                    accumulate=accumulate, fuse_backward=fuse_backward, block_tiles=block_tiles,
+                                    planar_blocks=planar)
 
     graph = build()
     buffers, anchors, memory = _place(model, graph)
@@ -202,6 +223,17 @@ def compile(model, scheme, sram=None, flash=None, num_classes=None, momentum=0.0
             accepted.update(trial)
             graph, (buffers, anchors, memory) = wide, placed
             if trial is tiles:
+                break
+    # then the planar depthwise rings of the streamed blocks, the same way
+    rings = _planar_blocks(model, graph, buffers, anchors) if widen_tiles else []
+    planar = []
+    for trial in ([rings] + ([[b] for b in rings] if len(rings) > 1 else [])) if rings else []:
+        ringed = build(accepted, planar + trial)
+        placed = _place(model, ringed)
+        if placed[2].peak <= memory.peak:
+            planar += trial
+            graph, (buffers, anchors, memory) = ringed, placed
+            if trial is rings:
                 break
     plan = Plan(model.name, scheme.name, graph.steps, graph.tensors, memory, _flash_bytes(model, graph),
                 _trainable_params(graph), parse_bytes(sram) if sram is not None else None,

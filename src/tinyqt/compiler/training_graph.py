@@ -104,7 +104,8 @@ def _numel(shape):
 
 
 def build_training_graph(model, scheme, num_classes=None, momentum=False, master_copy=False, fuse=True,
-                         split_weights=True, accumulate=False, fuse_backward=True, block_tiles=None):
+                         split_weights=True, accumulate=False, fuse_backward=True, block_tiles=None,
+                         planar_blocks=()):
     """Steps and tensors of one batch-1 training step of model under scheme.
 
     num_classes: the head's class count (default: the model's). The head is
@@ -122,7 +123,9 @@ def build_training_graph(model, scheme, num_classes=None, momentum=False, master
     (`backward_block`, tq_bottleneck_backward_f32) streamed over expanded
     channels; its update steps are in the step's attrs["updates"] (see
     update_steps). Not with accumulate. block_tiles: {block name: expanded
-    channels per tile} overriding block_backward_tile."""
+    channels per tile} overriding block_backward_tile. planar_blocks: names
+    of streamed blocks that keep the planar depthwise ring (tinyqt/fused.h:
+    more scratch, fewer instructions on Cortex-M4/M7)."""
     convs = body_convs(model)
     head = classifier_op(model)
     pool = _pool_op(model, head)
@@ -186,9 +189,11 @@ def build_training_graph(model, scheme, num_classes=None, momentum=False, master
         if op.name in fused:
             blk = fused[op.name]
             in_block.update(o.name for o in blk.ops)
+            planar = blk.name in planar_blocks
             s = step(Step(f"forward:{blk.name}", "fused_block", op.name, reads=[blk.input],
-                          writes=[act(blk.output)], attrs={"block": blk}))
-            s.scratch = tensor(f"scratch:{blk.name}", (block_scratch_bytes(model, blk),), "uint8", "scratch")
+                          writes=[act(blk.output)], attrs={"block": blk, "planar_rows": planar}))
+            s.scratch = tensor(f"scratch:{blk.name}", (block_scratch_bytes(model, blk, planar),), "uint8",
+                               "scratch")
             continue
         out = act(op.output)
         split = _split_forward(op, trained, t, tensor) if split_weights else None

@@ -21,7 +21,10 @@ extern "C" {
  * multiplier 1 and dilation 1; the projection stride 1. out_w is the
  * depthwise output width. With has_residual the projection is added to the
  * block input (same shape as the output) with add_params; residual_first =
- * 1 when the block input is the add's first operand. Batch 1. */
+ * 1 when the block input is the add's first operand. planar_rows = 1 asks
+ * for the planar int16 ring of the depthwise input (3x3 stages; used on
+ * Cortex-M4/M7-class cores, fewer instructions for more scratch; the
+ * scratch size is the same on every target). Batch 1. */
 typedef struct {
     int32_t has_expand;
     tq_conv_params pw1_params;
@@ -45,10 +48,12 @@ typedef struct {
     int32_t has_residual;
     int32_t residual_first;
     tq_add_params add_params;
+    int32_t planar_rows;
 } tq_bottleneck_params;
 
-/* Scratch bytes: a band of KH expanded rows, one depthwise row, one
- * projected row (residual only) and the larger of the expand and
+/* Scratch bytes: a band of KH expanded rows, the planar ring (with
+ * planar_rows, where the depthwise stage allows it), one depthwise row,
+ * one projected row (residual only) and the larger of the expand and
  * projection kernels' scratch. */
 int32_t tq_bottleneck_s8_get_buffer_size(const tq_bottleneck_params *params, const tq_dims *input_dims);
 
