@@ -112,6 +112,31 @@ static inline void tq_conv_s8_emit(uint32_t *block, int32_t slot, const int8_t *
     }
 }
 
+/* Column slot dst (the slot's first word in its 4-pixel block) <- an RGB
+ * 3x3 window lying inside the input (rows src, src + row_bytes, src + 2 *
+ * row_bytes, 9 bytes each), offset added: the 7 groups of 4 that
+ * tq_conv_s8_emit makes of the staged window (the 28th byte pad_hi >> 24,
+ * the pad), read straight from the rows. Reads only the window's bytes. */
+static inline void tq_conv_s8_emit_rgb3x3(uint32_t *dst, const int8_t *src, int32_t row_bytes,
+                                          uint32_t pad_hi, int32_t off2)
+{
+    const int8_t *r1 = src + row_bytes, *r2 = r1 + row_bytes;
+    uint16_t r1_78;
+    uint32_t g[7];
+    int32_t i;
+    memcpy(&r1_78, r1 + 7, 2);
+    g[0] = (uint32_t)tq_read_s8x4(src);
+    g[1] = (uint32_t)tq_read_s8x4(src + 4);
+    g[2] = (uint32_t)(uint8_t)src[8] | ((uint32_t)tq_read_s8x4(r1) << 8);
+    g[3] = (uint32_t)tq_read_s8x4(r1 + 3);
+    g[4] = (uint32_t)r1_78 | ((uint32_t)tq_read_s8x4(r2) << 16);
+    g[5] = (uint32_t)tq_read_s8x4(r2 + 2);
+    g[6] = ((uint32_t)tq_read_s8x4(r2 + 5) >> 8) | pad_hi;
+    for (i = 0; i < 7; i++, dst += 8) {
+        TQ_STRD(tq_sxtab16(off2, (int32_t)g[i]), tq_sxtab16_ror8(off2, (int32_t)g[i]), dst);
+    }
+}
+
 /* stage[0 .. K + 4) <- one output pixel's input window (filter order ky,
  * kx, c; outside pixels and the 4 bytes after the window as pad4's
  * byte, which the input offset turns into 0), for windows that cross the
@@ -168,6 +193,7 @@ static void tq_conv_s8_dsp(const tq_conv_params *p, const tq_channel_quant *q,
     const int32_t off2 = tq_offset_x2(p->input_offset);
     const uint32_t pad4 = (uint32_t)(uint8_t)(int8_t)(-p->input_offset) * 0x01010101u;
     const int dilated = p->dilation_h != 1 || p->dilation_w != 1;
+    const int rgb3x3 = k_h == 3 && k_w == 3 && in_c == 3; /* the stem: no staging */
     int8_t *const stage = tq_tile_stage(cols, k);
     int32_t b = 0, oy = 0, ox = 0, pix, j, n, ky;
     for (pix = 0; pix < total; pix += tile) {
@@ -175,18 +201,25 @@ static void tq_conv_s8_dsp(const tq_conv_params *p, const tq_channel_quant *q,
         for (j = 0; j < n; j++) {
             const int8_t *in_b = input + (size_t)b * in_h * row_bytes;
             const int32_t y0 = oy * p->stride_h - p->pad_top, x0 = ox * p->stride_w - p->pad_left;
-            if (!dilated && y0 >= 0 && y0 + k_h <= in_h && x0 >= 0 && x0 + k_w <= in_w) {
-                /* the window lies inside the input: k_h runs of K_W * C_in bytes */
-                const int8_t *src = in_b + (size_t)y0 * row_bytes + (size_t)x0 * in_c;
-                int8_t *d = stage;
-                for (ky = 0; ky < k_h; ky++, d += run, src += row_bytes) {
-                    tq_bytes_copy(d, src, run);
-                }
-                memcpy(d, &pad4, 4);
+            const int inside = !dilated && y0 >= 0 && y0 + k_h <= in_h && x0 >= 0 && x0 + k_w <= in_w;
+            if (inside && rgb3x3) {
+                tq_conv_s8_emit_rgb3x3(cols + (j >> 2) * block_words + 2 * (j & 3),
+                                       in_b + (size_t)y0 * row_bytes + (size_t)x0 * in_c, row_bytes,
+                                       pad4 & 0xFF000000u, off2);
             } else {
-                tq_conv_s8_stage_window(stage, pad4, p, in_d, in_b, f_d, y0, x0);
+                if (inside) {
+                    /* the window lies inside the input: k_h runs of K_W * C_in bytes */
+                    const int8_t *src = in_b + (size_t)y0 * row_bytes + (size_t)x0 * in_c;
+                    int8_t *d = stage;
+                    for (ky = 0; ky < k_h; ky++, d += run, src += row_bytes) {
+                        tq_bytes_copy(d, src, run);
+                    }
+                    memcpy(d, &pad4, 4);
+                } else {
+                    tq_conv_s8_stage_window(stage, pad4, p, in_d, in_b, f_d, y0, x0);
+                }
+                tq_conv_s8_emit(cols + (j >> 2) * block_words, j & 3, stage, groups, off2);
             }
-            tq_conv_s8_emit(cols + (j >> 2) * block_words, j & 3, stage, groups, off2);
             if (++ox == out_d->w) {
                 ox = 0;
                 if (++oy == out_d->h) {
