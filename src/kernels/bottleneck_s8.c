@@ -204,13 +204,15 @@ tq_status tq_bottleneck_s8(const tq_bottleneck_params *p, const tq_dims *input_d
         /* The band holds expanded rows r0..r1-1: keep the overlap with the
          * previous band, compute the rest. */
         if (cached1 > r0 && cached0 < r1 && r0 >= cached0) {
-            memmove(band, band + (size_t)(r0 - cached0) * row_bytes,
-                    (size_t)(cached1 - r0) * row_bytes);
+            if (!planar) { /* the ring keeps the rows: the band holds only the newest */
+                memmove(band, band + (size_t)(r0 - cached0) * row_bytes,
+                        (size_t)(cached1 - r0) * row_bytes);
+            }
         } else {
             cached1 = r0;
         }
         for (r = cached1; r < r1; r++) {
-            int8_t *dst = band + (size_t)(r - r0) * row_bytes + (size_t)pl * mid;
+            int8_t *dst = band + (size_t)(planar ? 0 : r - r0) * row_bytes + (size_t)pl * mid;
             tq_dims row_out = {1, 1, mid_w, mid};
             if (!p->has_expand) {
                 memcpy(dst, input + (size_t)r * input_dims->w * input_dims->c, (size_t)mid_w * mid);
