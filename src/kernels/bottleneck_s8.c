@@ -4,7 +4,9 @@
  * conv (a network's stem). Each output element is computed by the same
  * kernels as the unfused ops (tq_conv_1x1_s8 or tq_conv_s8,
  * tq_depthwise_conv_s8, tq_add_s8), on row bands, so the bytes are
- * identical on every path. */
+ * identical on every path; with planar_rows on Cortex-M4/M7 the 3x3
+ * depthwise rows come from the planar ring (tq_dw_planar.h), the same
+ * integer sums in another order. */
 #include <string.h>
 
 #include "tinyqt/fused.h"
