@@ -266,6 +266,65 @@ __attribute__((naked, noinline)) static void tq_dw3x3_run_asm(tq_dw_job *job __a
         "pop {r4-r11, pc}\n\t");
 }
 
+/* Bytes of the padded copy of 4 channels that tq_dw3x3_padded builds on
+ * the stack, and the widest output row it takes. */
+#define TQ_DW_PADDED_BYTES 1024
+#define TQ_DW_PADDED_MAX_W 86
+
+/* Every output of one image's 4-channel group (in_b, out_b at its first
+ * channel) of a 3x3, dilation 1 layer, through a copy of the group's input
+ * whose padding is the input's zero point (which the offset turns into 0,
+ * as the reference's clipped window): tq_dw3x3_run_asm then takes every
+ * window, with no edge runs, and writes 4-channel rows that are copied out.
+ * job holds the group's weights, bias and requantization; its strides are
+ * restored. Returns 0, having written nothing, when the copy does not fit
+ * TQ_DW_PADDED_BYTES or the offset has no int8 zero point. */
+static __attribute__((noinline)) int tq_dw3x3_padded(tq_dw_job *job, const tq_conv_params *p,
+                                                      const tq_dims *in_d, const int8_t *in_b,
+                                                      const tq_dims *out_d, int8_t *out_b)
+{
+    const int32_t ch = in_d->c, in_h = in_d->h, in_w = in_d->w, out_w = out_d->w;
+    const int32_t need_h = (out_d->h - 1) * p->stride_h + 3, need_w = (out_w - 1) * p->stride_w + 3;
+    const int32_t ph = need_h > p->pad_top + in_h ? need_h : p->pad_top + in_h;
+    const int32_t pw = need_w > p->pad_left + in_w ? need_w : p->pad_left + in_w;
+    const tq_dw_job saved = *job;
+    uint32_t buf[TQ_DW_PADDED_BYTES / 4], row[TQ_DW_PADDED_MAX_W];
+    uint32_t zp4;
+    int32_t y, x, oy;
+    if (p->input_offset < -127 || p->input_offset > 128 || (int64_t)ph * pw * 4 > TQ_DW_PADDED_BYTES ||
+        out_w > TQ_DW_PADDED_MAX_W) {
+        return 0;
+    }
+    zp4 = (uint32_t)(uint8_t)(int8_t)(-p->input_offset) * 0x01010101u;
+    for (y = 0; y < ph * pw; y++) {
+        buf[y] = zp4;
+    }
+    for (y = 0; y < in_h; y++) {
+        uint32_t *d = buf + (size_t)(y + p->pad_top) * pw + p->pad_left;
+        const int8_t *s = in_b + (size_t)y * in_w * ch;
+        for (x = 0; x < in_w; x++, s += ch) {
+            d[x] = (uint32_t)tq_read_s8x4(s);
+        }
+    }
+    job->x_stride = 4 * p->stride_w;
+    job->ch = 4;
+    job->row_step = 4 * pw;
+    for (oy = 0; oy < out_d->h; oy++) {
+        int8_t *o = out_b + (size_t)oy * out_w * ch;
+        job->x = (const int8_t *)(buf + (size_t)oy * p->stride_h * pw);
+        job->out = (int8_t *)row;
+        job->n = out_w;
+        tq_dw3x3_run_asm(job);
+        for (x = 0; x < out_w; x++, o += ch) {
+            memcpy(o, &row[x], 4);
+        }
+    }
+    job->x_stride = saved.x_stride;
+    job->ch = saved.ch;
+    job->row_step = saved.row_step;
+    return 1;
+}
+
 /* One tap of tq_dw_run_asm at ADDR: weights from r9 (post-incremented). */
 #define TQ_DW_RUN_TAP(addr) TQ_DW_ASM_TAP_W(addr, "ldrd r6, r7, [r9], #8")
 /* Two taps, then r8 two taps on. */
@@ -442,6 +501,14 @@ static void tq_depthwise_conv_s8_dsp(const tq_conv_params *p, const tq_channel_q
         tq_dw_expand_taps(filter + c, ch, taps, wexp);
         for (i = 0; i < 4; i++) {
             b4[i] = bias != NULL ? bias[c + i] : 0;
+        }
+        /* small maps: every window through a padded copy (no edge runs) */
+        if (asm_run && out_d->h > 1 && tq_dw3x3_padded(&job, p, in_d, input + c, out_d, output + c)) {
+            for (b = 1; b < out_d->n; b++) {
+                (void)tq_dw3x3_padded(&job, p, in_d, input + (size_t)b * in_h * in_w * ch + c, out_d,
+                                      output + (size_t)b * out_d->h * out_d->w * ch + c);
+            }
+            continue;
         }
         for (b = 0; b < out_d->n; b++) {
             const int8_t *in_b = input + (size_t)b * in_h * in_w * ch + c;
