@@ -82,6 +82,42 @@ static void tq_depthwise_conv_s8_portable(const tq_conv_params *p, const tq_chan
     }
 }
 
+#if TQ_USE_DSP || TQ_USE_MVE
+/* Padded rows or columns a K-tap window axis needs (dilation 1). */
+static int32_t tq_dw_pad_extent(int32_t out, int32_t stride, int32_t k)
+{
+    return (out - 1) * stride + k;
+}
+
+/* buf[y * pw + x] (y < ph, x < pw) <- the 4 channels of one image's input
+ * (in_b at the first of them, pixels in_d->c bytes apart) at pixel
+ * (y - pad_top, x - pad_left), and 4 bytes of -input_offset (the zero
+ * point) where that pixel is outside the input: a dense copy over which
+ * every window of the layer is whole (ph, pw: tq_dw_pad_extent). */
+__attribute__((always_inline)) static inline void tq_dw_pad_copy(uint32_t *buf, const tq_conv_params *p,
+                                                             const tq_dims *in_d, const int8_t *in_b,
+                                                             int32_t ph, int32_t pw)
+{
+    const int32_t ch = in_d->c;
+    const uint32_t pad = (uint8_t)(int8_t)(-p->input_offset) * 0x01010101u;
+    /* the input rows [y_lo, y_hi) and columns [x_lo, x_hi) of the copy */
+    const int32_t y_lo = p->pad_top < ph ? p->pad_top : ph;
+    const int32_t y_hi = p->pad_top + in_d->h < ph ? p->pad_top + in_d->h : ph;
+    const int32_t x_lo = p->pad_left < pw ? p->pad_left : pw;
+    const int32_t x_hi = p->pad_left + in_d->w < pw ? p->pad_left + in_d->w : pw;
+    int32_t y, x;
+    for (y = 0; y < ph * pw; y++) {
+        buf[y] = pad;
+    }
+    for (y = y_lo; y < y_hi; y++) {
+        const int8_t *src = in_b + ((size_t)(y - p->pad_top) * in_d->w + (x_lo - p->pad_left)) * ch;
+        for (x = x_lo; x < x_hi; x++, src += ch) {
+            memcpy(buf + (size_t)y * pw + x, src, 4);
+        }
+    }
+}
+#endif
+
 #if TQ_USE_DSP
 /* Largest kernel (KH*KW taps) the DSP path handles; its expanded weights of
  * 4 channels live on the stack (2 words per tap). */
@@ -283,29 +319,17 @@ static __attribute__((noinline)) int tq_dw3x3_padded(tq_dw_job *job, const tq_co
                                                       const tq_dims *in_d, const int8_t *in_b,
                                                       const tq_dims *out_d, int8_t *out_b)
 {
-    const int32_t ch = in_d->c, in_h = in_d->h, in_w = in_d->w, out_w = out_d->w;
-    const int32_t need_h = (out_d->h - 1) * p->stride_h + 3, need_w = (out_w - 1) * p->stride_w + 3;
-    const int32_t ph = need_h > p->pad_top + in_h ? need_h : p->pad_top + in_h;
-    const int32_t pw = need_w > p->pad_left + in_w ? need_w : p->pad_left + in_w;
+    const int32_t ch = in_d->c, out_w = out_d->w;
+    const int32_t ph = tq_dw_pad_extent(out_d->h, p->stride_h, 3), pw = tq_dw_pad_extent(out_w, p->stride_w, 3);
     const tq_dw_job saved = *job;
     uint32_t buf[TQ_DW_PADDED_BYTES / 4], row[TQ_DW_PADDED_MAX_W];
-    uint32_t zp4;
-    int32_t y, x, oy;
+    int32_t x, oy;
+    /* the zero point pads: it must be an int8 value */
     if (p->input_offset < -127 || p->input_offset > 128 || (int64_t)ph * pw * 4 > TQ_DW_PADDED_BYTES ||
         out_w > TQ_DW_PADDED_MAX_W) {
         return 0;
     }
-    zp4 = (uint32_t)(uint8_t)(int8_t)(-p->input_offset) * 0x01010101u;
-    for (y = 0; y < ph * pw; y++) {
-        buf[y] = zp4;
-    }
-    for (y = 0; y < in_h; y++) {
-        uint32_t *d = buf + (size_t)(y + p->pad_top) * pw + p->pad_left;
-        const int8_t *s = in_b + (size_t)y * in_w * ch;
-        for (x = 0; x < in_w; x++, s += ch) {
-            d[x] = (uint32_t)tq_read_s8x4(s);
-        }
-    }
+    tq_dw_pad_copy(buf, p, in_d, in_b, ph, pw);
     job->x_stride = 4 * p->stride_w;
     job->ch = 4;
     job->row_step = 4 * pw;
@@ -778,12 +802,6 @@ static int tq_no_left_shift(const int32_t *shift, int32_t n)
  * channels of 20 x 20 input positions), on the stack. */
 #define TQ_DW_PAD_BYTES 1600
 
-/* Padded rows or columns a K-tap window axis needs (dilation 1). */
-static int32_t tq_dw_pad_extent(int32_t out, int32_t stride, int32_t k)
-{
-    return (out - 1) * stride + k;
-}
-
 /* 1 when tq_dw_mve_padded takes a 3x3, 5x5 or 7x7 layer: dilation 1, the
  * copy fits, and at least 4 x 4 outputs, so that each copied input serves
  * about two windows or more (the streamed blocks' one-row calls would
@@ -810,35 +828,9 @@ static void tq_dw_mve_padded(const tq_conv_params *p, const tq_dims *in_d, const
 {
     const int32_t ph = tq_dw_pad_extent(out_d->h, p->stride_h, kdim);
     const int32_t pw = tq_dw_pad_extent(out_d->w, p->stride_w, kdim);
-    const int32_t ch = in_d->c;
-    const uint32_t pad = (uint8_t)(int8_t)(-p->input_offset) * 0x01010101u;
-    /* the input columns [x_lo, x_hi) of the padded rows */
-    const int32_t x_lo = p->pad_left < pw ? p->pad_left : pw;
-    const int32_t x_hi = p->pad_left + in_d->w < pw ? p->pad_left + in_d->w : pw;
     uint32_t buf[TQ_DW_PAD_BYTES / 4];
-    int32_t y, x, oy;
-    for (y = 0; y < ph; y++) {
-        const int32_t iy = y - p->pad_top;
-        uint32_t *row = buf + (size_t)y * pw;
-        if (iy < 0 || iy >= in_d->h) {
-            for (x = 0; x < pw; x++) {
-                row[x] = pad;
-            }
-            continue;
-        }
-        for (x = 0; x < x_lo; x++) {
-            row[x] = pad;
-        }
-        {
-            const int8_t *src = in_b + ((size_t)iy * in_d->w + (x_lo - p->pad_left)) * ch;
-            for (; x < x_hi; x++, src += ch) {
-                memcpy(row + x, src, 4);
-            }
-        }
-        for (; x < pw; x++) {
-            row[x] = pad;
-        }
-    }
+    int32_t oy;
+    tq_dw_pad_copy(buf, p, in_d, in_b, ph, pw);
     tq_dwk_mve_steps(kdim, 4, pw * 4, p->stride_w * 4, k);
     for (oy = 0; oy < out_d->h; oy++) {
         const int8_t *xr = (const int8_t *)(buf + (size_t)oy * p->stride_h * pw);

@@ -165,6 +165,24 @@ def _planar_blocks(model, graph, buffers, anchors):
     return names
 
 
+def _keep_if_peak_holds(model, build, graph, placed, options):
+    """(kept options, (graph, placed)): options (a list) tried on the plan
+    (graph, placed = _place's result) all at once, else one by one, each
+    kept when build(kept + trial) places with a peak no higher than the plan
+    had; graph and placed are those of the last kept trial."""
+    kept = []
+    trials = [options] + ([[o] for o in options] if len(options) > 1 else []) if options else []
+    for trial in trials:
+        tried = build(kept + trial)
+        tried_placed = _place(model, tried)
+        if tried_placed[2].peak <= placed[2].peak:
+            kept += trial
+            graph, placed = tried, tried_placed
+            if trial is options:
+                break
+    return kept, (graph, placed)
+
+
 def _flash_bytes(model, graph):
     """Frozen int8 weights, int32 biases and per-channel requantization
     (multiplier + shift) of every conv, plus the head's fp32 initial values."""
@@ -210,31 +228,14 @@ def compile(model, scheme, sram=None, flash=None, num_classes=None, momentum=0.0
                                     planar_blocks=planar)
 
     graph = build()
-    buffers, anchors, memory = _place(model, graph)
-    tiles = _wider_tiles(model, graph, buffers, anchors) if widen_tiles else {}
+    placed = _place(model, graph)
     # the same plan with wider tiles where they fit under the lower bound, if it
-    # packs as well: all blocks at once, else block by block
-    trials = [tiles] + ([{b: t} for b, t in tiles.items()] if len(tiles) > 1 else []) if tiles else []
-    accepted = {}
-    for trial in trials:
-        wide = build({**accepted, **trial})
-        placed = _place(model, wide)
-        if placed[2].peak <= memory.peak:
-            accepted.update(trial)
-            graph, (buffers, anchors, memory) = wide, placed
-            if trial is tiles:
-                break
-    # then the planar depthwise rings of the streamed blocks, the same way
-    rings = _planar_blocks(model, graph, buffers, anchors) if widen_tiles else []
-    planar = []
-    for trial in ([rings] + ([[b] for b in rings] if len(rings) > 1 else [])) if rings else []:
-        ringed = build(accepted, planar + trial)
-        placed = _place(model, ringed)
-        if placed[2].peak <= memory.peak:
-            planar += trial
-            graph, (buffers, anchors, memory) = ringed, placed
-            if trial is rings:
-                break
+    # packs as well; then the planar depthwise rings of the streamed blocks, the same way
+    tiles = list(_wider_tiles(model, graph, *placed[:2]).items()) if widen_tiles else []
+    tiles, (graph, placed) = _keep_if_peak_holds(model, lambda kept: build(dict(kept)), graph, placed, tiles)
+    rings = _planar_blocks(model, graph, *placed[:2]) if widen_tiles else []
+    _, (graph, placed) = _keep_if_peak_holds(model, lambda kept: build(dict(tiles), kept), graph, placed, rings)
+    buffers, anchors, memory = placed
     plan = Plan(model.name, scheme.name, graph.steps, graph.tensors, memory, _flash_bytes(model, graph),
                 _trainable_params(graph), parse_bytes(sram) if sram is not None else None,
                 parse_bytes(flash) if flash is not None else None, graph,
