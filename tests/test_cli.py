@@ -60,6 +60,14 @@ def test_plan_json_keys_and_exit_codes(capsys):
     assert json.loads(capsys.readouterr().out)["fits"] is False
     assert main(["plan", "--model-file", path, "--scheme", "last:x"]) == 2
     assert "K must be an integer" in capsys.readouterr().err
+    # --speed-sram reaches the compiler: the peak grows, by at most the bytes given
+    lean = ["plan", "--model-file", path, "--scheme", "paper:99kb", "--classes", "10", "--json"]
+    assert main(lean) == 0
+    lean_peak = json.loads(capsys.readouterr().out)["peak_sram_bytes"]
+    assert main(lean + ["--speed-sram", "16KB"]) == 0
+    assert lean_peak < json.loads(capsys.readouterr().out)["peak_sram_bytes"] <= lean_peak + 16384
+    assert main(lean + ["--speed-sram", "lots"]) == 2
+    assert "cannot read 'lots' as a size" in capsys.readouterr().err
 
 
 def test_train_json_keys_with_an_npz(tmp_path, capsys):

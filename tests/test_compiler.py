@@ -139,3 +139,32 @@ def test_planar_depthwise_rings_only_into_room():
         blk = s.attrs["block"]
         assert plan.tensors[s.scratch].nbytes == block_scratch_bytes(model, blk, s.attrs["planar_rows"])
         assert block_scratch_bytes(model, blk, True) >= block_scratch_bytes(model, blk, False)
+
+
+def test_speed_sram_buys_rings_and_tiles_within_its_bytes():
+    """speed_sram lets the peak grow by at most that many bytes, and never
+    past the SRAM budget, to give every streamed block its planar ring and
+    wider backward tiles: on mbv2 paper:99kb, 64 KB gives the first block
+    (the lean plan's peak step) its ring; a budget just above the lean
+    peak caps what is spent; a negative size is refused."""
+    from tinyqt.compiler.fusion import block_scratch_bytes
+    from tinyqt.errors import TinyQTError
+    model = tinyqt.load_tiny_training(shared_model_json("mbv2-w0.35"))
+    lean = compile(model, "paper:99kb", num_classes=10)
+    fast = compile(model, "paper:99kb", num_classes=10, speed_sram="64KB")
+    assert lean.peak_sram_bytes < fast.peak_sram_bytes <= lean.peak_sram_bytes + 65536
+
+    def rings(plan):
+        return [s.attrs["planar_rows"] for s in plan.steps if s.kind == "fused_block"]
+
+    def tiles(plan):
+        return [s.attrs["tile"] for s in plan.steps if s.kind == "backward_block"]
+    fused = [s for s in fast.steps if s.kind == "fused_block"]
+    can = [block_scratch_bytes(model, s.attrs["block"], True) > block_scratch_bytes(model, s.attrs["block"], False)
+           for s in fused]
+    assert rings(fast) == can and not rings(lean)[0]
+    assert all(f >= t for f, t in zip(tiles(fast), tiles(lean))) and tiles(fast) != tiles(lean)
+    capped = compile(model, "paper:99kb", num_classes=10, speed_sram="64KB", sram=lean.peak_sram_bytes + 4096)
+    assert lean.peak_sram_bytes <= capped.peak_sram_bytes <= lean.peak_sram_bytes + 4096
+    with pytest.raises(TinyQTError, match="speed_sram"):
+        compile(model, "paper:99kb", num_classes=10, speed_sram=-1)

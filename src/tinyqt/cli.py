@@ -61,7 +61,8 @@ def cmd_plan(args):
     from .compiler import BudgetExceededError, compile
     model = _model_from_args(args)
     try:
-        plan = compile(model, args.scheme, sram=args.sram, flash=args.flash, num_classes=args.classes)
+        plan = compile(model, args.scheme, sram=args.sram, flash=args.flash, num_classes=args.classes,
+                       speed_sram=args.speed_sram)
         fits = True
     except BudgetExceededError as e:
         plan, fits = e.plan, False
@@ -89,12 +90,19 @@ def _add_model_args(p):
     p.add_argument("--classes", type=int, default=None, help="classes of the trained head")
 
 
+def _add_speed_sram(p):
+    p.add_argument("--speed-sram", default="0", metavar="BYTES",
+                   help="SRAM the plan's peak may grow by to run faster kernels (planar depthwise rings "
+                   "and wider backward tiles where the plan has no room for them), e.g. 64KB; default 0")
+
+
 def _add_plan(sub):
     p = sub.add_parser("plan", help="compile a training step and report its memory plan")
     _add_model_args(p)
     p.add_argument("--scheme", required=True, help="bias-only:K, last:K, full, paper:NNkb or a scheme .json")
     p.add_argument("--sram", default="256KB", help="SRAM budget (default 256KB)")
     p.add_argument("--flash", default="1MB", help="Flash budget (default 1MB)")
+    _add_speed_sram(p)
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=cmd_plan)
 
@@ -179,7 +187,7 @@ def cmd_firmware(args):
     from .compiler import compile
     model = _model_from_args(args)
     plan = compile(model, args.scheme, sram=args.sram, flash=args.flash, num_classes=args.classes or 10,
-                   momentum=args.momentum, rounding=args.rounding)
+                   momentum=args.momentum, rounding=args.rounding, speed_sram=args.speed_sram)
     report = run_firmware(plan, model, _optimizer(args), args.target, steps=args.steps,
                           out_dir=args.out, profile=args.profile)
     report.update(model=model.name, scheme=plan.scheme_name)
@@ -206,6 +214,7 @@ def _add_firmware(sub):
     _add_optimizer_args(p)
     p.add_argument("--sram", default="256KB")
     p.add_argument("--flash", default="1MB")
+    _add_speed_sram(p)
     p.add_argument("--out", help="keep the generated sources and the ELF here")
     p.add_argument("--profile", action="store_true", help="per plan step instruction counts (slow layers first)")
     p.add_argument("--top", type=int, default=25, help="with --profile: how many steps to list")
@@ -218,7 +227,7 @@ def cmd_codegen(args):
     from .firmware_project import write_project
     model = _model_from_args(args)
     plan = compile(model, args.scheme, sram=args.sram, flash=args.flash, num_classes=args.classes or 10,
-                   momentum=args.momentum, rounding=args.rounding)
+                   momentum=args.momentum, rounding=args.rounding, speed_sram=args.speed_sram)
     out = write_project(plan, model, _optimizer(args), args.out, target=args.target)
     print(f"wrote {out}: arena {plan.peak_sram_bytes:,} B; build with `make -C {out}` "
           f"(TARGET={args.target}), run in QEMU with `make -C {out} run`")
@@ -235,6 +244,7 @@ def _add_codegen(sub):
     _add_optimizer_args(p)
     p.add_argument("--sram", default="256KB")
     p.add_argument("--flash", default="1MB")
+    _add_speed_sram(p)
     p.set_defaults(func=cmd_codegen)
 
 

@@ -122,13 +122,13 @@ def _place(model, graph):
     return buffers, anchors, memory
 
 
-def _wider_tiles(model, graph, buffers, anchors):
+def _wider_tiles(model, graph, buffers, anchors, spend=0):
     """{block: tile} widening the streamed block backwards' tiles as far as
-    their step has room below the plan's lower bound (each scratch lives at
-    its own step only, so the bound does not move): fewer, wider tiles
-    spend fewer instructions rescaling gradients."""
+    their step has room below the plan's lower bound plus spend bytes (with
+    spend 0 the bound does not move: each scratch lives at its own step
+    only): fewer, wider tiles spend fewer instructions rescaling gradients."""
     live = live_bytes(buffers, ALIGN, anchors)
-    bound = max(live.values(), default=0)
+    bound = max(live.values(), default=0) + spend
     tiles = {}
     for k, s in enumerate(graph.steps):
         if s.kind != "backward_block":
@@ -147,13 +147,13 @@ def _wider_tiles(model, graph, buffers, anchors):
     return tiles
 
 
-def _planar_blocks(model, graph, buffers, anchors):
+def _planar_blocks(model, graph, buffers, anchors, spend=0):
     """Names of the streamed forward blocks whose planar depthwise ring
-    (tinyqt/fused.h) fits in their step's room below the plan's lower bound,
-    as _wider_tiles: the ring takes instructions off the 3x3 depthwise rows
-    on Cortex-M4/M7 and should cost no SRAM."""
+    (tinyqt/fused.h) fits in their step's room below the plan's lower bound
+    plus spend bytes, as _wider_tiles: the ring takes instructions off the
+    3x3 depthwise rows on Cortex-M4/M7."""
     live = live_bytes(buffers, ALIGN, anchors)
-    bound = max(live.values(), default=0)
+    bound = max(live.values(), default=0) + spend
     names = []
     for k, s in enumerate(graph.steps):
         if s.kind != "fused_block":
@@ -165,17 +165,17 @@ def _planar_blocks(model, graph, buffers, anchors):
     return names
 
 
-def _keep_if_peak_holds(model, build, graph, placed, options):
+def _keep_if_peak_holds(model, build, graph, placed, options, limit):
     """(kept options, (graph, placed)): options (a list) tried on the plan
     (graph, placed = _place's result) all at once, else one by one, each
-    kept when build(kept + trial) places with a peak no higher than the plan
-    had; graph and placed are those of the last kept trial."""
+    kept when build(kept + trial) places with a peak of at most limit bytes;
+    graph and placed are those of the last kept trial."""
     kept = []
     trials = [options] + ([[o] for o in options] if len(options) > 1 else []) if options else []
     for trial in trials:
         tried = build(kept + trial)
         tried_placed = _place(model, tried)
-        if tried_placed[2].peak <= placed[2].peak:
+        if tried_placed[2].peak <= limit:
             kept += trial
             graph, placed = tried, tried_placed
             if trial is options:
@@ -201,7 +201,8 @@ def _trainable_params(graph):
 
 
 def compile(model, scheme, sram=None, flash=None, num_classes=None, momentum=0.0, rounding="nearest",
-            fuse=True, split_weights=True, accumulate=False, fuse_backward=True, widen_tiles=True):
+            fuse=True, split_weights=True, accumulate=False, fuse_backward=True, widen_tiles=True,
+            speed_sram=0):
     """Plan of one batch-1 training step of model (int8 IR) under scheme
     (a Scheme or its spelling, see tinyqt.schemes; fuse: row-streamed frozen
     inverted-bottleneck blocks, see compiler/fusion.py; fuse_backward: the
@@ -210,7 +211,10 @@ def compile(model, scheme, sram=None, flash=None, num_classes=None, momentum=0.0
     their tiles, and give the streamed forward blocks the planar depthwise
     ring (tinyqt/fused.h), where the plan has room (fewer instructions, the
     same peak or lower; False plans once, faster, for callers that only need
-    the peak);
+    the peak); speed_sram: bytes (or a string like '32KB') the peak may grow
+    over the plan without them, and never past the sram budget, to widen
+    tiles and give rings where there is no room (default 0: the peak does
+    not move);
     split_weights: only
     the trained slice of a partially trained layer's weights in SRAM; accumulate:
     room for gradient accumulation, see Trainer(accumulate=N)) within sram / flash
@@ -227,14 +231,24 @@ def compile(model, scheme, sram=None, flash=None, num_classes=None, momentum=0.0
                                     accumulate=accumulate, fuse_backward=fuse_backward, block_tiles=block_tiles,
                                     planar_blocks=planar)
 
+    spend = parse_bytes(speed_sram)
+    if spend < 0:
+        raise TinyQTError(f"speed_sram must be 0 or more bytes, got {spend:,}")
     graph = build()
     placed = _place(model, graph)
-    # the same plan with wider tiles where they fit under the lower bound, if it
-    # packs as well; then the planar depthwise rings of the streamed blocks, the same way
-    tiles = list(_wider_tiles(model, graph, *placed[:2]).items()) if widen_tiles else []
-    tiles, (graph, placed) = _keep_if_peak_holds(model, lambda kept: build(dict(kept)), graph, placed, tiles)
-    rings = _planar_blocks(model, graph, *placed[:2]) if widen_tiles else []
-    _, (graph, placed) = _keep_if_peak_holds(model, lambda kept: build(dict(tiles), kept), graph, placed, rings)
+    limit = placed[2].peak + spend
+    if sram is not None:  # never spend past the SRAM budget
+        limit = max(min(limit, parse_bytes(sram)), placed[2].peak)
+    # the same plan with wider tiles where they fit under the lower bound (+ spend),
+    # if it packs under the limit; then the planar depthwise rings of the streamed
+    # blocks, the same way
+    tiles = list(_wider_tiles(model, graph, *placed[:2], limit - placed[2].peak).items()) if widen_tiles else []
+    tiles, (graph, placed) = _keep_if_peak_holds(model, lambda kept: build(dict(kept)), graph, placed, tiles,
+                                                 limit)
+    limit = min(limit, placed[2].peak + spend)  # wider tiles may have lowered the peak
+    rings = _planar_blocks(model, graph, *placed[:2], limit - placed[2].peak) if widen_tiles else []
+    _, (graph, placed) = _keep_if_peak_holds(model, lambda kept: build(dict(tiles), kept), graph, placed, rings,
+                                             limit)
     buffers, anchors, memory = placed
     plan = Plan(model.name, scheme.name, graph.steps, graph.tensors, memory, _flash_bytes(model, graph),
                 _trainable_params(graph), parse_bytes(sram) if sram is not None else None,
