@@ -1,13 +1,37 @@
 /* tinyqt: int8 elementwise add with requantization (TFLite ADD int8).
- * Reference C path; the ARM DSP path (__ARM_FEATURE_DSP) beside it gives
- * identical bytes. */
+ * Reference C path; the ARM DSP path (__ARM_FEATURE_DSP) and the Helium
+ * path (Cortex-M55) beside it give identical bytes. */
 #include "tinyqt/kernels.h"
 #include "tinyqt/requant.h"
 #include "tq_check.h"
 #include "tq_mask.h"
+#include "tq_mve.h"
 #include "tq_simd.h"
 
-#if TQ_USE_DSP
+#if TQ_USE_MVE
+/* Helium path: four elements a step (the last one predicated), each of the
+ * three requantizations lane by lane as tq_requantize (tq_rq4_raw), the
+ * output's with its offset and clamp. */
+static void tq_add_s8_mve(const tq_add_params *p, int32_t size, const int8_t *input1,
+                          const int8_t *input2, int8_t *output)
+{
+    const int32_t left = p->left_shift, off1 = p->input1_offset, off2 = p->input2_offset;
+    tq_rq4 r1, r2, ro;
+    int32_t i;
+    tq_rq4_dup(&r1, p->input1_multiplier, p->input1_shift);
+    tq_rq4_dup(&r2, p->input2_multiplier, p->input2_shift);
+    tq_rq4_dup(&ro, p->output_multiplier, p->output_shift);
+    for (i = 0; i < size; i += 4) {
+        const mve_pred16_t pr = vctp32q((uint32_t)(size - i));
+        const int32x4_t a = vshlq_r_s32(vaddq_n_s32(vldrbq_z_s32(input1 + i, pr), off1), left);
+        const int32x4_t b = vshlq_r_s32(vaddq_n_s32(vldrbq_z_s32(input2 + i, pr), off2), left);
+        const int32x4_t sum = vaddq_s32(tq_rq4_raw(&r1, a), tq_rq4_raw(&r2, b));
+        vstrbq_p_s32(output + i, tq_rq4_apply(&ro, sum, p->output_offset, p->act_min, p->act_max), pr);
+    }
+}
+#endif
+
+#if TQ_USE_DSP && !TQ_USE_MVE
 /* Whether input k's requantization is exactly a halving: multiplier 2^30
  * (1/2) with shift 0, the larger input scale's in TFLite's add, on a value
  * shifted left by at least 1, hence even, where rounding never acts. */
@@ -75,7 +99,9 @@ tq_status tq_add_s8(const tq_add_params *params, int32_t size,
         tq_check_multiplier(params->output_multiplier, params->output_shift) != TQ_OK) {
         return TQ_ERR_PARAM;
     }
-#if TQ_USE_DSP
+#if TQ_USE_MVE
+    tq_add_s8_mve(params, size, input1, input2, output);
+#elif TQ_USE_DSP
     tq_add_s8_dsp(params, size, input1, input2, output);
 #else
     int32_t i;

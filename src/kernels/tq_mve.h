@@ -54,13 +54,28 @@ static inline void tq_rq4_init(tq_rq4 *rq, const int32_t *mult, const int32_t *s
     rq->fix = vshrq_n_s32(rq->right, 31);
 }
 
+/* One multiplier and shift in all four lanes. */
+static inline void tq_rq4_dup(tq_rq4 *rq, int32_t mult, int32_t shift)
+{
+    rq->mult = vdupq_n_s32(mult);
+    rq->left = vdupq_n_s32(shift > 0 ? shift : 0);
+    rq->right = vdupq_n_s32(shift < 0 ? shift : 0);
+    rq->fix = vdupq_n_s32(shift < 0 ? -1 : 0);
+}
+
+/* tq_requantize(acc) per lane. */
+static inline int32x4_t tq_rq4_raw(const tq_rq4 *rq, int32x4_t acc)
+{
+    int32x4_t x = vqrdmulhq_s32(vshlq_s32(acc, rq->left), rq->mult);
+    x = vaddq_s32(x, vandq_s32(vshrq_n_s32(x, 31), rq->fix));
+    return vrshlq_s32(x, rq->right);
+}
+
 /* clamp(tq_requantize(acc) + out_offset, act_min, act_max) per lane. */
 static inline int32x4_t tq_rq4_apply(const tq_rq4 *rq, int32x4_t acc, int32_t out_offset,
                                      int32_t act_min, int32_t act_max)
 {
-    int32x4_t x = vqrdmulhq_s32(vshlq_s32(acc, rq->left), rq->mult);
-    x = vaddq_s32(x, vandq_s32(vshrq_n_s32(x, 31), rq->fix));
-    x = vaddq_n_s32(vrshlq_s32(x, rq->right), out_offset);
+    const int32x4_t x = vaddq_n_s32(tq_rq4_raw(rq, acc), out_offset);
     return vminq_s32(vmaxq_s32(x, vdupq_n_s32(act_min)), vdupq_n_s32(act_max));
 }
 
