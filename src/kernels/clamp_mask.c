@@ -1,9 +1,11 @@
 /* tinyqt: the 1-bit packed clamp mask (straight-through estimator) of an
  * int8 output: the standalone pass and the packer the forward kernels call
- * when asked. Reference C path and an ARM DSP path (SSUB8/SEL compare four
- * bytes at once) that produce the same bytes. */
+ * when asked. Reference C path, an ARM DSP path (SSUB8/SEL compare four
+ * bytes at once) and a Helium path (two compares of 16 bytes give their 16
+ * bits as the predicate) that produce the same bytes. */
 #include "tinyqt/backward.h"
 #include "tq_mask.h"
+#include "tq_mve.h"
 #include "tq_simd.h"
 
 /* Bits k of one mask byte for y[0 .. n), n <= 8. */
@@ -40,6 +42,15 @@ void tq_clamp_mask_pack(const int8_t *y, int32_t count, int32_t act_min, int32_t
                         uint8_t *mask)
 {
     int32_t i = 0;
+#if TQ_USE_MVE
+    /* lane k's predicate bit is bit k: act_min < y_k, and then y_k < act_max */
+    for (; i + 16 <= count; i += 16) {
+        const int8x16_t v = vld1q_s8(y + i);
+        const uint32_t bits = vcmpltq_m_n_s8(v, (int8_t)act_max, vcmpgtq_n_s8(v, (int8_t)act_min));
+        mask[i >> 3] = (uint8_t)bits;
+        mask[(i >> 3) + 1] = (uint8_t)(bits >> 8);
+    }
+#endif
 #if TQ_USE_DSP
     /* strict bounds as inclusive ones: act_min + 1 <= v <= act_max - 1, which
      * must stay int8 (else no element passes and the portable loop handles it) */
