@@ -782,9 +782,140 @@ TQ_DWK_RUN(7, TQ_DWK_ROW7 TQ_DWK_NEXT TQ_DWK_ROW7 TQ_DWK_NEXT TQ_DWK_ROW7 TQ_DWK
 #undef TQ_DWK_ROW7
 #undef TQ_DWK_ROW5
 #undef TQ_DWK_ROW3
-#undef TQ_DWK_NEXT
 #undef TQ_DWK_TAP
 #undef TQ_DWK_TAP_LAST
+
+/* The 8-channel K x K loops' constants (tq_dw3x3/5x5/7x7_mve8_run): the
+ * even channels' (c, c + 2, c + 4, c + 6) in the 4-channel slots
+ * (TQ_DWK_INNER .. TQ_DWK_FIX), the odd channels' in four more before them;
+ * the bounds, output offset and steps as there. The K*K taps after k are 8
+ * int16 each. */
+enum { TQ_DWK8_INNER_ODD = -12, TQ_DWK8_MULT_ODD, TQ_DWK8_RIGHT_ODD, TQ_DWK8_FIX_ODD, TQ_DWK8_HEAD = 12 };
+
+/* Packs the 8-channel loops' constants for n_taps taps of channels fc[0..7] (mult, shift,
+ * bias: those channels' entries, no shift above 0; bias may be NULL) at k;
+ * the caller sets the steps. The sums' start is bias + input_offset *
+ * sum(taps), wrapping, as the 4-channel blocks have it. Vector code
+ * throughout (VLD2 splits even and odd channels): a streamed block packs
+ * on every row. */
+static void tq_dwk_mve_pack8(const int8_t *fc, int32_t ch, int32_t n_taps, const int32_t *bias,
+                             const int32_t *mult, const int32_t *shift, const tq_conv_params *p, int32_t *k)
+{
+    static const int8_t slot[2][4] = {{TQ_DWK_INNER, TQ_DWK_MULT, TQ_DWK_RIGHT, TQ_DWK_FIX},
+                                      {TQ_DWK8_INNER_ODD, TQ_DWK8_MULT_ODD, TQ_DWK8_RIGHT_ODD, TQ_DWK8_FIX_ODD}};
+    const int32x4x2_t m2 = vld2q_s32(mult), s2 = vld2q_s32(shift);
+    int32x4x2_t b2;
+    int32x4_t wsum[2];
+    int16x8_t ws = vdupq_n_s16(0); /* |49 int8 taps| <= 6272 */
+    int32_t h, t;
+    for (t = 0; t < n_taps; t++) {
+        const int16x8_t w = vldrbq_s16(fc + (size_t)t * ch);
+        vstrhq_s16((int16_t *)(k + 4 * t), w);
+        ws = vaddq_s16(ws, w);
+    }
+    if (bias != NULL) {
+        b2 = vld2q_s32(bias);
+    } else {
+        b2.val[0] = b2.val[1] = vdupq_n_s32(0);
+    }
+    wsum[0] = vmovlbq_s16(ws);
+    wsum[1] = vmovltq_s16(ws);
+    for (h = 0; h < 2; h++) { /* even, then odd channels */
+        const int32x4_t right = vminq_s32(s2.val[h], vdupq_n_s32(0));
+        vstrwq_s32(k + 4 * slot[h][0], vmlaq_n_s32(b2.val[h], wsum[h], p->input_offset));
+        vstrwq_s32(k + 4 * slot[h][1], m2.val[h]);
+        vstrwq_s32(k + 4 * slot[h][2], right);
+        vstrwq_s32(k + 4 * slot[h][3], vshrq_n_s32(right, 31));
+    }
+    vstrwq_s32(k + 4 * TQ_DWK_MIN, vdupq_n_s32(p->act_min));
+    vstrwq_s32(k + 4 * TQ_DWK_MAX, vdupq_n_s32(p->act_max));
+    vstrwq_s32(k + 4 * TQ_DWK_OFFSET, vdupq_n_s32(p->output_offset));
+}
+
+/* One tap of the 8-channel loops: 8 inputs sign-extended to int16, the tap's
+ * 8 int16 weights, the even lanes' products (VMULLB, int32) into q3 and
+ * the odd lanes' (VMULLT) into q4. */
+#define TQ_DWK8_TAP_LAST                                                               \
+    "vldrb.s16 q0, [%[x]]\n\t"                                                         \
+    "vldrh.u16 q2, [%[k]], #16\n\t"                                                    \
+    "vmullb.s16 q1, q0, q2\n\t"                                                        \
+    "vadd.i32 q3, q3, q1\n\t"                                                          \
+    "vmullt.s16 q1, q0, q2\n\t"                                                        \
+    "vadd.i32 q4, q4, q1\n\t"
+#define TQ_DWK8_TAP TQ_DWK8_TAP_LAST "add %[x], %[x], %[tap]\n\t"
+#define TQ_DWK8_ROW3 TQ_DWK8_TAP TQ_DWK8_TAP TQ_DWK8_TAP_LAST
+#define TQ_DWK8_ROW5 TQ_DWK8_TAP TQ_DWK8_TAP TQ_DWK8_ROW3
+#define TQ_DWK8_ROW7 TQ_DWK8_TAP TQ_DWK8_TAP TQ_DWK8_ROW5
+/* Requantizes the int32 lanes in register a with the constants at the slots
+ * (byte offsets) mult, fix, right, and the offset in %[n]. */
+#define TQ_DWK8_RQ(a, mult, fix, right)                                                \
+    "vldrw.32 q0, [%[k], " mult "]\n\t"                                               \
+    "vqrdmulh.s32 " a ", " a ", q0\n\t"                                                \
+    "vldrw.32 q2, [%[k], " fix "]\n\t"                                                \
+    "vshr.s32 q1, " a ", #31\n\t"                                                      \
+    "vand q1, q1, q2\n\t"                                                              \
+    "vadd.i32 " a ", " a ", q1\n\t"                                                    \
+    "vldrw.32 q0, [%[k], " right "]\n\t"                                              \
+    "vrshl.s32 " a ", " a ", q0\n\t"                                                   \
+    "vadd.i32 " a ", " a ", %[n]\n\t"                                                  \
+    "vmax.s32 " a ", " a ", q6\n\t"                                                    \
+    "vmin.s32 " a ", " a ", q7\n\t"
+
+/* tq_dwKxK_mve_run for 8 channels at once (k: tq_dwk_mve_pack8's, its
+ * steps set; ROWS: the K rows): the taps as int16 pairs, so a tap of 8
+ * channels is one VLDRB.S16, one VLDRH, VMULLB / VMULLT and two VADD (7
+ * instructions with the pointer step, where two 4-channel blocks spend
+ * 10); each half is requantized as the 4-channel loop does, and VMOVNB /
+ * VMOVNT put the channels back in order for one VSTRB.16. 94 instructions
+ * a 3x3 window of 8 channels, where two 4-channel runs spend 124. */
+#define TQ_DWK8_RUN(K, ROWS)                                                           \
+    static void tq_dw##K##x##K##_mve8_run(const int8_t *x, int32_t tap, int32_t count, const int32_t *k, \
+                                          int8_t *out, int32_t out_step)               \
+    {                                                                                  \
+        int32_t step;                                                                  \
+        __asm__ volatile(                                                              \
+            "vldrw.32 q6, [%[k], %[o_min]]\n\t"                                         \
+            "vldrw.32 q7, [%[k], %[o_max]]\n\t"                                         \
+            "dls lr, %[n]\n\t"                                                          \
+            "ldr %[n], [%[k], %[o_off]]\n\t"                                            \
+            "1:\n\t"                                                                    \
+            "vldrw.32 q3, [%[k], %[o_inner]]\n\t"                                       \
+            "vldrw.32 q4, [%[k], %[o_inner_odd]]\n\t"                                   \
+            "ldr %[st], [%[k], %[o_steps]]\n\t"                                         \
+            ROWS                                                                       \
+            "sub %[k], %[k], #" #K " * " #K " * 16\n\t"                                 \
+            "ldr %[st], [%[k], %[o_back]]\n\t"                                          \
+            "sub %[x], %[x], %[st]\n\t"                                                 \
+            TQ_DWK8_RQ("q3", "%[o_mult]", "%[o_fix]", "%[o_right]")                     \
+            TQ_DWK8_RQ("q4", "%[o_mult_odd]", "%[o_fix_odd]", "%[o_right_odd]")         \
+            "vmovnb.i32 q0, q3\n\t"                                                     \
+            "vmovnt.i32 q0, q4\n\t"                                                     \
+            "vstrb.16 q0, [%[out]]\n\t"                                                 \
+            "add %[out], %[out], %[os]\n\t"                                             \
+            "le lr, 1b"                                                                \
+            : [x] "+l"(x), [out] "+l"(out), [n] "+r"(count), [st] "=&r"(step), [k] "+r"(k) \
+            : [tap] "r"(tap), [os] "r"(out_step), [o_inner] "i"(16 * TQ_DWK_INNER),      \
+              [o_mult] "i"(16 * TQ_DWK_MULT), [o_right] "i"(16 * TQ_DWK_RIGHT),          \
+              [o_fix] "i"(16 * TQ_DWK_FIX), [o_inner_odd] "i"(16 * TQ_DWK8_INNER_ODD),   \
+              [o_mult_odd] "i"(16 * TQ_DWK8_MULT_ODD), [o_right_odd] "i"(16 * TQ_DWK8_RIGHT_ODD), \
+              [o_fix_odd] "i"(16 * TQ_DWK8_FIX_ODD), [o_min] "i"(16 * TQ_DWK_MIN),        \
+              [o_max] "i"(16 * TQ_DWK_MAX), [o_off] "i"(16 * TQ_DWK_OFFSET),             \
+              [o_steps] "i"(16 * TQ_DWK_STEPS), [o_back] "i"(16 * TQ_DWK_STEPS + 4)      \
+            : "q0", "q1", "q2", "q3", "q4", "q6", "q7", "lr", "memory");               \
+    }
+TQ_DWK8_RUN(3, TQ_DWK8_ROW3 TQ_DWK_NEXT TQ_DWK8_ROW3 TQ_DWK_NEXT TQ_DWK8_ROW3)
+TQ_DWK8_RUN(5, TQ_DWK8_ROW5 TQ_DWK_NEXT TQ_DWK8_ROW5 TQ_DWK_NEXT TQ_DWK8_ROW5 TQ_DWK_NEXT TQ_DWK8_ROW5
+                TQ_DWK_NEXT TQ_DWK8_ROW5)
+TQ_DWK8_RUN(7, TQ_DWK8_ROW7 TQ_DWK_NEXT TQ_DWK8_ROW7 TQ_DWK_NEXT TQ_DWK8_ROW7 TQ_DWK_NEXT TQ_DWK8_ROW7
+                TQ_DWK_NEXT TQ_DWK8_ROW7 TQ_DWK_NEXT TQ_DWK8_ROW7 TQ_DWK_NEXT TQ_DWK8_ROW7)
+#undef TQ_DWK8_RUN
+#undef TQ_DWK_NEXT
+#undef TQ_DWK8_RQ
+#undef TQ_DWK8_ROW7
+#undef TQ_DWK8_ROW5
+#undef TQ_DWK8_ROW3
+#undef TQ_DWK8_TAP
+#undef TQ_DWK8_TAP_LAST
 
 /* 1 when none of the n channels' shifts is positive (a left shift). */
 static int tq_no_left_shift(const int32_t *shift, int32_t n)
@@ -796,6 +927,15 @@ static int tq_no_left_shift(const int32_t *shift, int32_t n)
         }
     }
     return 1;
+}
+
+/* 1 when every channel of a 3x3, 5x5 or 7x7 layer (dilation 1) is in an
+ * 8-channel pair of tq_depthwise_conv_s8_mve's inner runs: no left shift. */
+static int tq_dw_mve_pairs(const tq_conv_params *p, const tq_channel_quant *q, const tq_dims *f_d)
+{
+    const int32_t k = f_d->h;
+    return f_d->w == k && (k == 3 || k == 5 || k == 7) && p->dilation_h == 1 && p->dilation_w == 1 &&
+           f_d->c % 8 == 0 && tq_no_left_shift(q->shift, f_d->c);
 }
 
 /* The padded copy of tq_dw_mve_padded: at most this many bytes (4
@@ -850,7 +990,10 @@ static void tq_dw_mve_padded(const tq_conv_params *p, const tq_dims *in_d, const
  * share (offset * sum of the filter taps) are set up once; windows inside
  * the input take unpredicated loads and no bounds checks, border windows
  * add their valid taps with the offset. Each pixel stores 4 bytes
- * (VSTRB.32); a last block of fewer than 4 channels is predicated. */
+ * (VSTRB.32); a last block of fewer than 4 channels is predicated. Two
+ * blocks that make an 8-channel pair with no left shift run the inner
+ * windows of their 3x3, 5x5 or 7x7 rows together (tq_dwK_mve8_run, int16
+ * taps, VMULLB / VMULLT). */
 static void tq_depthwise_conv_s8_mve(const tq_conv_params *p, const tq_channel_quant *q,
                                      const tq_dims *in_d, const int8_t *input,
                                      const tq_dims *f_d, const int8_t *filter,
@@ -871,13 +1014,17 @@ static void tq_depthwise_conv_s8_mve(const tq_conv_params *p, const tq_channel_q
     const int padded = tq_dw_pad_fits(p, f_d, out_d);
     int32_t c, b, oy, ox, ky, kx, t;
     for (c = 0; c < ch; c += 4) {
-        const int32_t n = ch - c < 4 ? ch - c : 4;
+        const int32_t n = ch - c < 4 ? ch - c : 4, c8 = c & ~7;
+        /* both blocks of an 8-channel pair: its 3x3, 5x5 or 7x7 inner runs 8
+         * channels at a time (tq_dwK_mve8_run, from the pair's first block) */
+        const int pair = k_h == k_w && (k_h == 3 || k_h == 5 || k_h == 7) && !padded && c8 + 8 <= ch &&
+                         tq_no_left_shift(q->shift + c8, 8);
         const mve_pred16_t pr = vctp32q((uint32_t)n);
         const int8_t *fc = filter + c;
         int32x4_t b4 = bias != NULL ? vldrwq_z_s32(bias + c, pr) : vdupq_n_s32(0);
         int32x4_t wsum = vdupq_n_s32(0), inner;
         tq_rq4 rq;
-        int32_t kb[4 * (TQ_DWK_HEAD + 49)];
+        int32_t kb[4 * (TQ_DWK8_HEAD + 49)]; /* either loop's constants and taps */
         int32_t *const k = kb + 4 * TQ_DWK_HEAD;
         int fast3, right_only;
         tq_rq4_init(&rq, q->multiplier + c, q->shift + c, n);
@@ -887,7 +1034,14 @@ static void tq_depthwise_conv_s8_mve(const tq_conv_params *p, const tq_channel_q
         inner = vmlaq_n_s32(b4, wsum, p->input_offset);  /* bias + offset * sum(w) */
         right_only = n == 4 && vmaxvq_s32(INT32_MIN, rq.left) == 0;
         fast3 = k_h == 3 && k_w == 3 && right_only;
-        if (fast3 || (right_only && padded)) {
+        if (pair) {
+            if (c == c8) {
+                int32_t *const k8 = kb + 4 * TQ_DWK8_HEAD;
+                tq_dwk_mve_pack8(fc, ch, k_h * k_w, bias != NULL ? bias + c : NULL, q->multiplier + c,
+                                 q->shift + c, p, k8);
+                tq_dwk_mve_steps(k_h, ch, row_step, p->stride_w * ch, k8);
+            }
+        } else if (fast3 || (right_only && padded)) {
             tq_dw_mve_pack(fc, ch, k_h * k_w, inner, &rq, p, k);
             if (!padded) { /* the 3x3 row runs' input walk */
                 tq_dwk_mve_steps(3, ch, row_step, p->stride_w * ch, k);
@@ -910,7 +1064,16 @@ static void tq_depthwise_conv_s8_mve(const tq_conv_params *p, const tq_channel_q
                         /* the row's inner windows in one run */
                         const int8_t *xw = in_b + ((size_t)y0 * in_w + x0) * ch;
                         const int32_t count = ox_hi - ox_lo, x_step = p->stride_w * ch;
-                        if (fast3) {
+                        if (pair) {
+                            const int32_t *const k8 = kb + 4 * TQ_DWK8_HEAD;
+                            if (c == c8 && k_h == 3) {
+                                tq_dw3x3_mve8_run(xw, ch, count, k8, out, ch);
+                            } else if (c == c8 && k_h == 5) {
+                                tq_dw5x5_mve8_run(xw, ch, count, k8, out, ch);
+                            } else if (c == c8) {
+                                tq_dw7x7_mve8_run(xw, ch, count, k8, out, ch);
+                            }
+                        } else if (fast3) {
                             tq_dw3x3_mve_run(xw, ch, count, k, out, ch);
                         } else if (k_h == 3 && k_w == 3) {
                             tq_dw_mve_run(inner, xw, fc, 3, 3, ch, row_step, x_step, count, &rq, p, out);
@@ -1030,13 +1193,14 @@ static tq_status tq_depthwise_conv_s8_run(const tq_conv_params *params,
         return st;
     }
 #if TQ_USE_MVE
-    /* Helium takes 3x3 windows along rows of 16 or more outputs, and small
+    /* Helium takes 3x3 windows along rows of 16 or more outputs, layers
+     * whose channels all go in 8-channel pairs (tq_dw_mve_pairs), and small
      * 3x3, 5x5 and 7x7 maps whose padded copy fits its stack buffer when no
      * channel shifts left (tq_dw_mve_padded); the DSP path's assembly runs
      * are faster on every other shape whose channels come in fours
      * (measured in QEMU, bench/mcu_bench.py). */
     if (filter_dims->c == input_dims->c &&
-        ((filter_dims->h == 3 && filter_dims->w == 3 && output_dims->w >= 16) ||
+        ((filter_dims->h == 3 && filter_dims->w == 3 && output_dims->w >= 16) || tq_dw_mve_pairs(params, quant, filter_dims) ||
          (tq_dw_pad_fits(params, filter_dims, output_dims) && tq_no_left_shift(quant->shift, output_dims->c)) ||
          input_dims->c % 4 != 0 || filter_dims->h * filter_dims->w > TQ_DW_DSP_MAX_TAPS)) {
         tq_depthwise_conv_s8_mve(params, quant, input_dims, input, filter_dims, filter, bias,

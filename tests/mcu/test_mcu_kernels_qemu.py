@@ -142,6 +142,16 @@ def make_cases(seed=1234):
     rng_rows = np.random.default_rng(seed + 1)
     cases.append(_conv(rng_rows, "dw3_s2_c8_rows17", 6, 34, 8, 8, 3, 2, (1, 1, 1, 1), depthwise=True))
     cases.append(_conv(rng_rows, "dw5_s1_c8_rows18", 5, 18, 8, 8, 5, 1, (2, 2, 2, 2), depthwise=True))
+    # Cortex-M55's 8-channel 3x3 runs: channels 0-7 and 16-23 (shifts of none and right
+    # ones, differing between even and odd channels), 8-15 back on 4-channel runs (a
+    # left shift in channel 11), a 4-channel tail
+    cases.append(_conv(rng_rows, "dw3_s1_c28_rows21_pairs", 3, 21, 28, 28, 3, 1, (1, 1, 1, 1), depthwise=True,
+                       shifts=(-14, 0, -1, -9, -20, 0, -3, -7, -5, 0, -2, 1, -6, -8, 0, -12), act=(-100, 90)))
+    # ... and 5x5 / 7x7 (3 output rows, padding (top, left, bottom, right) only at the sides)
+    cases.append(_conv(rng_rows, "dw5_s1_c16_rows20_pairs", 7, 20, 16, 16, 5, 1, (0, 2, 0, 2), depthwise=True,
+                       shifts=(-9, -7, -12, -8, -10)))
+    cases.append(_conv(rng_rows, "dw7_s2_c16_rows15_pairs", 11, 30, 16, 16, 7, 2, (0, 3, 0, 3), depthwise=True,
+                       shifts=(-11, -9, -13)))
     # right shifts of 1 and 2 beside each other on small accumulators, so that the
     # outputs do not saturate: a shift of 1 must not take the fast requantization
     for name, dw in (("pw_shift1_small_acc_c8", False), ("dw_shift1_small_acc_c8", True)):
