@@ -89,14 +89,15 @@ static int32_t tq_dw_pad_extent(int32_t out, int32_t stride, int32_t k)
     return (out - 1) * stride + k;
 }
 
-/* buf[y * pw + x] (y < ph, x < pw) <- the 4 channels of one image's input
- * (in_b at the first of them, pixels in_d->c bytes apart) at pixel
- * (y - pad_top, x - pad_left), and 4 bytes of -input_offset (the zero
- * point) where that pixel is outside the input: a dense copy over which
- * every window of the layer is whole (ph, pw: tq_dw_pad_extent). */
+/* buf[(y * pw + x) * words ..] (y < ph, x < pw) <- the 4 * words channels
+ * (words 1 or 2) of one image's input (in_b at the first of them, pixels
+ * in_d->c bytes apart) at pixel (y - pad_top, x - pad_left), and bytes of
+ * -input_offset (the zero point) where that pixel is outside the input: a
+ * dense copy over which every window of the layer is whole (ph, pw:
+ * tq_dw_pad_extent). */
 __attribute__((always_inline)) static inline void tq_dw_pad_copy(uint32_t *buf, const tq_conv_params *p,
                                                              const tq_dims *in_d, const int8_t *in_b,
-                                                             int32_t ph, int32_t pw)
+                                                             int32_t ph, int32_t pw, int32_t words)
 {
     const int32_t ch = in_d->c;
     const uint32_t pad = (uint8_t)(int8_t)(-p->input_offset) * 0x01010101u;
@@ -106,13 +107,13 @@ __attribute__((always_inline)) static inline void tq_dw_pad_copy(uint32_t *buf, 
     const int32_t x_lo = p->pad_left < pw ? p->pad_left : pw;
     const int32_t x_hi = p->pad_left + in_d->w < pw ? p->pad_left + in_d->w : pw;
     int32_t y, x;
-    for (y = 0; y < ph * pw; y++) {
+    for (y = 0; y < ph * pw * words; y++) {
         buf[y] = pad;
     }
     for (y = y_lo; y < y_hi; y++) {
         const int8_t *src = in_b + ((size_t)(y - p->pad_top) * in_d->w + (x_lo - p->pad_left)) * ch;
         for (x = x_lo; x < x_hi; x++, src += ch) {
-            memcpy(buf + (size_t)y * pw + x, src, 4);
+            memcpy(buf + ((size_t)y * pw + x) * words, src, 4 * (size_t)words);
         }
     }
 }
@@ -329,7 +330,7 @@ static __attribute__((noinline)) int tq_dw3x3_padded(tq_dw_job *job, const tq_co
         out_w > TQ_DW_PADDED_MAX_W) {
         return 0;
     }
-    tq_dw_pad_copy(buf, p, in_d, in_b, ph, pw);
+    tq_dw_pad_copy(buf, p, in_d, in_b, ph, pw, 1);
     job->x_stride = 4 * p->stride_w;
     job->ch = 4;
     job->row_step = 4 * pw;
@@ -942,40 +943,53 @@ static int tq_dw_mve_pairs(const tq_conv_params *p, const tq_channel_quant *q, c
  * channels of 20 x 20 input positions), on the stack. */
 #define TQ_DW_PAD_BYTES 1600
 
-/* 1 when tq_dw_mve_padded takes a 3x3, 5x5 or 7x7 layer: dilation 1, the
- * copy fits, and at least 4 x 4 outputs, so that each copied input serves
- * about two windows or more (the streamed blocks' one-row calls would
- * copy each input row K times: they keep the row runs). */
-static int tq_dw_pad_fits(const tq_conv_params *p, const tq_dims *f_d, const tq_dims *out_d)
+/* 1 when tq_dw_mve_padded takes a 3x3, 5x5 or 7x7 layer in blocks of
+ * lanes (4 or 8) channels: dilation 1, the copy fits, and at least 4 x 4
+ * outputs, so that each copied input serves about two windows or more
+ * (the streamed blocks' one-row calls would copy each input row K times:
+ * they keep the row runs). */
+static int tq_dw_pad_fits(const tq_conv_params *p, const tq_dims *f_d, const tq_dims *out_d, int32_t lanes)
 {
     const int32_t k = f_d->h;
     return f_d->w == k && (k == 3 || k == 5 || k == 7) && p->dilation_h == 1 && p->dilation_w == 1 &&
            out_d->h >= 4 && out_d->w >= 4 &&
            (int64_t)tq_dw_pad_extent(out_d->h, p->stride_h, k) * tq_dw_pad_extent(out_d->w, p->stride_w, k) *
-                   4 <= TQ_DW_PAD_BYTES;
+                   lanes <= TQ_DW_PAD_BYTES;
 }
 
-/* Every window of one image and one block of 4 channels (c .. c + 3 of
- * in_b's ch) through the K x K assembly loop (k: tq_dw_mve_pack's; its
- * steps are set here), borders included: the block's
- * input is first copied with its padding (the byte -input_offset, whose terms
- * cancel the offset's share in the constants, as a skipped tap would) into
- * a dense buffer. For small maps, where the clipped windows are a third or
- * more of all. */
+/* Every window of one image and one block of lanes (4 or 8) channels (c ..
+ * of in_b's ch) through the K x K assembly loop (k: tq_dw_mve_pack's, or
+ * tq_dwk_mve_pack8's for 8 lanes; its steps are set here), borders
+ * included: the block's input is first copied with its padding (the byte
+ * -input_offset, whose terms cancel the offset's share in the constants,
+ * as a skipped tap would) into a dense buffer. For small maps, where the
+ * clipped windows are a third or more of all. */
 __attribute__((noinline)) /* inlined, it cost the row runs' registers (+0.1M on mbv2) */
 static void tq_dw_mve_padded(const tq_conv_params *p, const tq_dims *in_d, const int8_t *in_b,
-                             const tq_dims *out_d, int32_t kdim, int32_t *k, int8_t *out)
+                             const tq_dims *out_d, int32_t kdim, int32_t lanes, int32_t *k, int8_t *out)
 {
     const int32_t ph = tq_dw_pad_extent(out_d->h, p->stride_h, kdim);
     const int32_t pw = tq_dw_pad_extent(out_d->w, p->stride_w, kdim);
     uint32_t buf[TQ_DW_PAD_BYTES / 4];
     int32_t oy;
-    tq_dw_pad_copy(buf, p, in_d, in_b, ph, pw);
-    tq_dwk_mve_steps(kdim, 4, pw * 4, p->stride_w * 4, k);
+    if (lanes == 8) {
+        tq_dw_pad_copy(buf, p, in_d, in_b, ph, pw, 2);
+    } else {
+        tq_dw_pad_copy(buf, p, in_d, in_b, ph, pw, 1);
+    }
+    tq_dwk_mve_steps(kdim, lanes, pw * lanes, p->stride_w * lanes, k);
     for (oy = 0; oy < out_d->h; oy++) {
-        const int8_t *xr = (const int8_t *)(buf + (size_t)oy * p->stride_h * pw);
+        const int8_t *xr = (const int8_t *)buf + (size_t)oy * p->stride_h * pw * lanes;
         int8_t *o = out + (size_t)oy * out_d->w * out_d->c;
-        if (kdim == 3) {
+        if (lanes == 8) {
+            if (kdim == 3) {
+                tq_dw3x3_mve8_run(xr, 8, out_d->w, k, o, out_d->c);
+            } else if (kdim == 5) {
+                tq_dw5x5_mve8_run(xr, 8, out_d->w, k, o, out_d->c);
+            } else {
+                tq_dw7x7_mve8_run(xr, 8, out_d->w, k, o, out_d->c);
+            }
+        } else if (kdim == 3) {
             tq_dw3x3_mve_run(xr, 4, out_d->w, k, o, out_d->c);
         } else if (kdim == 5) {
             tq_dw5x5_mve_run(xr, 4, out_d->w, k, o, out_d->c);
@@ -1011,14 +1025,15 @@ static void tq_depthwise_conv_s8_mve(const tq_conv_params *p, const tq_channel_q
     const int32_t ox_hi_ = dil1 && last_x0 >= 0 ? last_x0 / p->stride_w + 1 : 0;
     const int32_t ox_hi = ox_hi_ < out_d->w ? ox_hi_ : out_d->w;
     /* small maps: every window from a padded copy (tq_dw_mve_padded) */
-    const int padded = tq_dw_pad_fits(p, f_d, out_d);
+    const int padded = tq_dw_pad_fits(p, f_d, out_d, 4), padded8 = tq_dw_pad_fits(p, f_d, out_d, 8);
     int32_t c, b, oy, ox, ky, kx, t;
     for (c = 0; c < ch; c += 4) {
         const int32_t n = ch - c < 4 ? ch - c : 4, c8 = c & ~7;
-        /* both blocks of an 8-channel pair: its 3x3, 5x5 or 7x7 inner runs 8
-         * channels at a time (tq_dwK_mve8_run, from the pair's first block) */
-        const int pair = k_h == k_w && (k_h == 3 || k_h == 5 || k_h == 7) && !padded && c8 + 8 <= ch &&
-                         tq_no_left_shift(q->shift + c8, 8);
+        /* both blocks of an 8-channel pair: its 3x3, 5x5 or 7x7 inner runs (or
+         * its padded copy) 8 channels at a time (tq_dwK_mve8_run, from the
+         * pair's first block) */
+        const int pair = k_h == k_w && (k_h == 3 || k_h == 5 || k_h == 7) && dil1 && (!padded || padded8) &&
+                         c8 + 8 <= ch && tq_no_left_shift(q->shift + c8, 8);
         const mve_pred16_t pr = vctp32q((uint32_t)n);
         const int8_t *fc = filter + c;
         int32x4_t b4 = bias != NULL ? vldrwq_z_s32(bias + c, pr) : vdupq_n_s32(0);
@@ -1039,7 +1054,9 @@ static void tq_depthwise_conv_s8_mve(const tq_conv_params *p, const tq_channel_q
                 int32_t *const k8 = kb + 4 * TQ_DWK8_HEAD;
                 tq_dwk_mve_pack8(fc, ch, k_h * k_w, bias != NULL ? bias + c : NULL, q->multiplier + c,
                                  q->shift + c, p, k8);
-                tq_dwk_mve_steps(k_h, ch, row_step, p->stride_w * ch, k8);
+                if (!padded) {
+                    tq_dwk_mve_steps(k_h, ch, row_step, p->stride_w * ch, k8);
+                }
             }
         } else if (fast3 || (right_only && padded)) {
             tq_dw_mve_pack(fc, ch, k_h * k_w, inner, &rq, p, k);
@@ -1050,8 +1067,14 @@ static void tq_depthwise_conv_s8_mve(const tq_conv_params *p, const tq_channel_q
         for (b = 0; b < out_d->n; b++) {
             const int8_t *in_b = input + (size_t)b * in_h * in_w * ch + c;
             int8_t *out = output + (size_t)b * out_d->h * out_d->w * ch + c;
+            if (padded && pair) {
+                if (c == c8) {
+                    tq_dw_mve_padded(p, in_d, in_b, out_d, k_h, 8, kb + 4 * TQ_DWK8_HEAD, out);
+                }
+                continue;
+            }
             if (right_only && padded) {
-                tq_dw_mve_padded(p, in_d, in_b, out_d, k_h, k, out);
+                tq_dw_mve_padded(p, in_d, in_b, out_d, k_h, 4, k, out);
                 continue;
             }
             for (oy = 0; oy < out_d->h; oy++) {
@@ -1201,7 +1224,7 @@ static tq_status tq_depthwise_conv_s8_run(const tq_conv_params *params,
      * (measured in QEMU, bench/mcu_bench.py). */
     if (filter_dims->c == input_dims->c &&
         ((filter_dims->h == 3 && filter_dims->w == 3 && output_dims->w >= 16) || tq_dw_mve_pairs(params, quant, filter_dims) ||
-         (tq_dw_pad_fits(params, filter_dims, output_dims) && tq_no_left_shift(quant->shift, output_dims->c)) ||
+         (tq_dw_pad_fits(params, filter_dims, output_dims, 4) && tq_no_left_shift(quant->shift, output_dims->c)) ||
          input_dims->c % 4 != 0 || filter_dims->h * filter_dims->w > TQ_DW_DSP_MAX_TAPS)) {
         tq_depthwise_conv_s8_mve(params, quant, input_dims, input, filter_dims, filter, bias,
                                  output_dims, output);
