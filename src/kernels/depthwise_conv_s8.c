@@ -911,6 +911,19 @@ TQ_DWK8_RUN(7, TQ_DWK8_ROW7 TQ_DWK_NEXT TQ_DWK8_ROW7 TQ_DWK_NEXT TQ_DWK8_ROW7 TQ
                 TQ_DWK_NEXT TQ_DWK8_ROW7 TQ_DWK_NEXT TQ_DWK8_ROW7 TQ_DWK_NEXT TQ_DWK8_ROW7)
 #undef TQ_DWK8_RUN
 #undef TQ_DWK_NEXT
+
+/* tq_dw3x3/5x5/7x7_mve8_run for kdim 3, 5 or 7. */
+static void tq_dwk_mve8_run(int32_t kdim, const int8_t *x, int32_t tap, int32_t count, const int32_t *k,
+                            int8_t *out, int32_t out_step)
+{
+    if (kdim == 3) {
+        tq_dw3x3_mve8_run(x, tap, count, k, out, out_step);
+    } else if (kdim == 5) {
+        tq_dw5x5_mve8_run(x, tap, count, k, out, out_step);
+    } else {
+        tq_dw7x7_mve8_run(x, tap, count, k, out, out_step);
+    }
+}
 #undef TQ_DWK8_RQ
 #undef TQ_DWK8_ROW7
 #undef TQ_DWK8_ROW5
@@ -982,13 +995,7 @@ static void tq_dw_mve_padded(const tq_conv_params *p, const tq_dims *in_d, const
         const int8_t *xr = (const int8_t *)buf + (size_t)oy * p->stride_h * pw * lanes;
         int8_t *o = out + (size_t)oy * out_d->w * out_d->c;
         if (lanes == 8) {
-            if (kdim == 3) {
-                tq_dw3x3_mve8_run(xr, 8, out_d->w, k, o, out_d->c);
-            } else if (kdim == 5) {
-                tq_dw5x5_mve8_run(xr, 8, out_d->w, k, o, out_d->c);
-            } else {
-                tq_dw7x7_mve8_run(xr, 8, out_d->w, k, o, out_d->c);
-            }
+            tq_dwk_mve8_run(kdim, xr, 8, out_d->w, k, o, out_d->c);
         } else if (kdim == 3) {
             tq_dw3x3_mve_run(xr, 4, out_d->w, k, o, out_d->c);
         } else if (kdim == 5) {
@@ -997,6 +1004,51 @@ static void tq_dw_mve_padded(const tq_conv_params *p, const tq_dims *in_d, const
             tq_dw7x7_mve_run(xr, 4, out_d->w, k, o, out_d->c);
         }
     }
+}
+
+/* 1 when tq_dw_mve8_clipped_row's copy of kdim rows for count windows
+ * fits its buffer and the zero point is an int8 value. */
+static int tq_dw_clipped_fits(const tq_conv_params *p, int32_t kdim, int32_t count)
+{
+    return p->input_offset >= -127 && p->input_offset <= 128 &&
+           (int64_t)kdim * ((int64_t)(count - 1) * p->stride_w + kdim) * 8 <= TQ_DW_PAD_BYTES;
+}
+
+/* count windows of one output row of a K x K layer (dilation 1) whose rows
+ * reach past the input's top or bottom (from input row y0, column x0,
+ * all columns inside), 8 channels (in_b at the first): the kdim input
+ * rows they read are copied (8 bytes a pixel), the rows outside as the
+ * zero point (whose terms cancel the offset's share in the constants),
+ * and tq_dwk_mve8_run runs over the copy, with k8's steps set for it and
+ * put back after. The caller checks tq_dw_clipped_fits. */
+__attribute__((noinline)) /* its buffer is not live beside the padded path's */
+static void tq_dw_mve8_clipped_row(const tq_conv_params *p, const tq_dims *in_d, const int8_t *in_b,
+                                   int32_t kdim, int32_t y0, int32_t x0, int32_t count, int32_t *k8,
+                                   int8_t *out, int32_t out_step)
+{
+    const int32_t bw = (count - 1) * p->stride_w + kdim, ch = in_d->c;
+    const uint32_t pad = (uint8_t)(int8_t)(-p->input_offset) * 0x01010101u;
+    const int32_t steps[2] = {k8[4 * TQ_DWK_STEPS], k8[4 * TQ_DWK_STEPS + 1]};
+    uint32_t buf[TQ_DW_PAD_BYTES / 4];
+    int32_t ky, x;
+    for (ky = 0; ky < kdim; ky++) {
+        const int32_t iy = y0 + ky;
+        uint32_t *row = buf + (size_t)ky * bw * 2;
+        if (iy < 0 || iy >= in_d->h) {
+            for (x = 0; x < 2 * bw; x++) {
+                row[x] = pad;
+            }
+        } else {
+            const int8_t *src = in_b + ((size_t)iy * in_d->w + x0) * ch;
+            for (x = 0; x < bw; x++, src += ch) {
+                memcpy(row + 2 * x, src, 8);
+            }
+        }
+    }
+    tq_dwk_mve_steps(kdim, 8, bw * 8, p->stride_w * 8, k8);
+    tq_dwk_mve8_run(kdim, (const int8_t *)buf, 8, count, k8, out, out_step);
+    k8[4 * TQ_DWK_STEPS] = steps[0];
+    k8[4 * TQ_DWK_STEPS + 1] = steps[1];
 }
 
 /* Helium path (depth multiplier 1): 4 channels per vector, int32 lanes.
@@ -1034,6 +1086,8 @@ static void tq_depthwise_conv_s8_mve(const tq_conv_params *p, const tq_channel_q
          * pair's first block) */
         const int pair = k_h == k_w && (k_h == 3 || k_h == 5 || k_h == 7) && dil1 && (!padded || padded8) &&
                          c8 + 8 <= ch && tq_no_left_shift(q->shift + c8, 8);
+        /* and rows whose windows reach past the top or bottom, from a copy */
+        const int clipped = pair && !padded && ox_lo < ox_hi && tq_dw_clipped_fits(p, k_h, ox_hi - ox_lo);
         const mve_pred16_t pr = vctp32q((uint32_t)n);
         const int8_t *fc = filter + c;
         int32x4_t b4 = bias != NULL ? vldrwq_z_s32(bias + c, pr) : vdupq_n_s32(0);
@@ -1083,19 +1137,17 @@ static void tq_depthwise_conv_s8_mve(const tq_conv_params *p, const tq_channel_q
                 for (ox = 0; ox < out_d->w; ox++) {
                     const int32_t x0 = ox * p->stride_w - p->pad_left;
                     int32x4_t acc;
-                    if (rows_in && n == 4 && ox == ox_lo && ox_lo < ox_hi) {
+                    if ((rows_in || clipped) && n == 4 && ox == ox_lo && ox_lo < ox_hi) {
                         /* the row's inner windows in one run */
-                        const int8_t *xw = in_b + ((size_t)y0 * in_w + x0) * ch;
+                        const int8_t *xw = in_b + ((size_t)(rows_in ? y0 : 0) * in_w + x0) * ch;
                         const int32_t count = ox_hi - ox_lo, x_step = p->stride_w * ch;
-                        if (pair) {
-                            const int32_t *const k8 = kb + 4 * TQ_DWK8_HEAD;
-                            if (c == c8 && k_h == 3) {
-                                tq_dw3x3_mve8_run(xw, ch, count, k8, out, ch);
-                            } else if (c == c8 && k_h == 5) {
-                                tq_dw5x5_mve8_run(xw, ch, count, k8, out, ch);
-                            } else if (c == c8) {
-                                tq_dw7x7_mve8_run(xw, ch, count, k8, out, ch);
-                            }
+                        int32_t *const k8 = kb + 4 * TQ_DWK8_HEAD;
+                        if (pair && c == c8 && rows_in) {
+                            tq_dwk_mve8_run(k_h, xw, ch, count, k8, out, ch);
+                        } else if (pair && c == c8) {
+                            tq_dw_mve8_clipped_row(p, in_d, in_b, k_h, y0, x0, count, k8, out, ch);
+                        } else if (pair) {
+                            /* the pair's first block did these */
                         } else if (fast3) {
                             tq_dw3x3_mve_run(xw, ch, count, k, out, ch);
                         } else if (k_h == 3 && k_w == 3) {
