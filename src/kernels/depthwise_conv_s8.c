@@ -692,6 +692,13 @@ tq_dw_mve_run(int32x4_t inner, const int8_t *x, const int8_t *w, int32_t k_h, in
 enum { TQ_DWK_INNER = -8, TQ_DWK_MULT, TQ_DWK_RIGHT, TQ_DWK_FIX, TQ_DWK_MIN, TQ_DWK_MAX, TQ_DWK_OFFSET,
        TQ_DWK_STEPS, TQ_DWK_HEAD = 8 };
 
+/* The 8-channel K x K loops' constants (tq_dw3x3/5x5/7x7_mve8_run): the
+ * even channels' (c, c + 2, c + 4, c + 6) in the 4-channel slots
+ * (TQ_DWK_INNER .. TQ_DWK_FIX), the odd channels' in four more before them;
+ * the bounds, output offset and steps as there. The K*K taps after k are 8
+ * int16 each. */
+enum { TQ_DWK8_INNER_ODD = -12, TQ_DWK8_MULT_ODD, TQ_DWK8_RIGHT_ODD, TQ_DWK8_FIX_ODD, TQ_DWK8_HEAD = 12 };
+
 /* The K x K loops' input walk for inputs tap bytes apart along a row, rows
  * row_step and windows x_step bytes apart: from a row's last tap to the
  * next row, and from the window's last tap to the next window. */
@@ -699,6 +706,14 @@ static void tq_dwk_mve_steps(int32_t kdim, int32_t tap, int32_t row_step, int32_
 {
     k[4 * TQ_DWK_STEPS] = row_step - (kdim - 1) * tap;
     k[4 * TQ_DWK_STEPS + 1] = (kdim - 1) * (row_step + tap) - x_step;
+}
+
+/* The K x K loops' clamp bounds and output offset (either width). */
+static void tq_dwk_mve_pack_bounds(const tq_conv_params *p, int32_t *k)
+{
+    vstrwq_s32(k + 4 * TQ_DWK_MIN, vdupq_n_s32(p->act_min));
+    vstrwq_s32(k + 4 * TQ_DWK_MAX, vdupq_n_s32(p->act_max));
+    vstrwq_s32(k + 4 * TQ_DWK_OFFSET, vdupq_n_s32(p->output_offset));
 }
 
 /* Packs the K x K loops' constants for channels fc[0..3]: the n_taps taps
@@ -715,9 +730,7 @@ static void tq_dw_mve_pack(const int8_t *fc, int32_t ch, int32_t n_taps, int32x4
     vstrwq_s32(k + 4 * TQ_DWK_MULT, rq->mult);
     vstrwq_s32(k + 4 * TQ_DWK_RIGHT, rq->right);
     vstrwq_s32(k + 4 * TQ_DWK_FIX, rq->fix);
-    vstrwq_s32(k + 4 * TQ_DWK_MIN, vdupq_n_s32(p->act_min));
-    vstrwq_s32(k + 4 * TQ_DWK_MAX, vdupq_n_s32(p->act_max));
-    vstrwq_s32(k + 4 * TQ_DWK_OFFSET, vdupq_n_s32(p->output_offset));
+    tq_dwk_mve_pack_bounds(p, k);
 }
 
 /* One tap of the K x K loops: the input at x, the tap vector at k (k
@@ -730,68 +743,80 @@ static void tq_dw_mve_pack(const int8_t *fc, int32_t ch, int32_t n_taps, int32x4
     "vadd.i32 q1, q1, q0\n\t"
 #define TQ_DWK_TAP TQ_DWK_TAP_LAST "add %[x], %[x], %[tap]\n\t"
 #define TQ_DWK_NEXT "add %[x], %[x], %[st]\n\t"
-#define TQ_DWK_ROW3 TQ_DWK_TAP TQ_DWK_TAP TQ_DWK_TAP_LAST
-#define TQ_DWK_ROW5 TQ_DWK_TAP TQ_DWK_TAP TQ_DWK_ROW3
-#define TQ_DWK_ROW7 TQ_DWK_TAP TQ_DWK_TAP TQ_DWK_ROW5
-/* count (>= 1) K x K windows along a row, 4 channels with no left shift
- * (tq_dw_mve_run's arithmetic, lane for lane): x is the first window's
- * top-left input, its taps tap bytes apart, rows and windows as set by
- * tq_dwk_mve_steps in k; outputs out_step bytes apart from out. One
- * assembly loop (ROWS: the K rows): the multiplier, shift, fix and bounds
- * stay in q3-q7, each tap is a VLDRB.S32 of the input, a VLDRW of the tap
- * (k walks them and steps back once per window), VMUL and VADD: 62
- * instructions a 3x3 window, where the intrinsics spilled to the stack
- * (about 95). */
-#define TQ_DWK_RUN(K, ROWS)                                                            \
-    static void tq_dw##K##x##K##_mve_run(const int8_t *x, int32_t tap, int32_t count, const int32_t *k, \
-                                         int8_t *out, int32_t out_step)                \
+/* A K x K window of the 4- or 8-channel loops from their tap macros T
+ * (then on to the row's next tap) and L (a row's last tap). */
+#define TQ_DWK_ROW3(T, L) T T L
+#define TQ_DWK_ROW5(T, L) T T TQ_DWK_ROW3(T, L)
+#define TQ_DWK_ROW7(T, L) T T TQ_DWK_ROW5(T, L)
+#define TQ_DWK_WIN3(T, L) TQ_DWK_ROW3(T, L) TQ_DWK_NEXT TQ_DWK_ROW3(T, L) TQ_DWK_NEXT TQ_DWK_ROW3(T, L)
+#define TQ_DWK_WIN5(T, L)                                                              \
+    TQ_DWK_ROW5(T, L) TQ_DWK_NEXT TQ_DWK_ROW5(T, L) TQ_DWK_NEXT TQ_DWK_ROW5(T, L) TQ_DWK_NEXT \
+    TQ_DWK_ROW5(T, L) TQ_DWK_NEXT TQ_DWK_ROW5(T, L)
+#define TQ_DWK_WIN7(T, L)                                                              \
+    TQ_DWK_ROW7(T, L) TQ_DWK_NEXT TQ_DWK_ROW7(T, L) TQ_DWK_NEXT TQ_DWK_ROW7(T, L) TQ_DWK_NEXT \
+    TQ_DWK_ROW7(T, L) TQ_DWK_NEXT TQ_DWK_ROW7(T, L) TQ_DWK_NEXT TQ_DWK_ROW7(T, L) TQ_DWK_NEXT \
+    TQ_DWK_ROW7(T, L)
+/* The K x K loops (one generator, NAME for K): count (>= 1) windows along
+ * a row, x the first one's top-left input, its taps tap bytes apart, rows
+ * and windows as set by tq_dwk_mve_steps in k; outputs out_step bytes
+ * apart from out. PRO loads the constants kept in registers (the clamp
+ * bounds in q6, q7 and the output offset in %[n] are common), INIT starts
+ * a window's sums, WINDOW adds its taps (k walks them and steps back once
+ * per window), FINISH requantizes and stores. */
+#define TQ_DWK_LOOP(NAME, K, PRO, INIT, WINDOW, FINISH)                                \
+    static void NAME(const int8_t *x, int32_t tap, int32_t count, const int32_t *k, int8_t *out, \
+                     int32_t out_step)                                                 \
     {                                                                                  \
         int32_t step;                                                                  \
         __asm__ volatile(                                                              \
-            "vldrw.32 q3, [%[k], %[o_mult]]\n\t"                                       \
-            "vldrw.32 q4, [%[k], %[o_right]]\n\t"                                      \
-            "vldrw.32 q5, [%[k], %[o_fix]]\n\t"                                        \
-            "vldrw.32 q6, [%[k], %[o_min]]\n\t"                                        \
-            "vldrw.32 q7, [%[k], %[o_max]]\n\t"                                        \
-            "dls lr, %[n]\n\t"                                                         \
-            "ldr %[n], [%[k], %[o_off]]\n\t"                                           \
-            "1:\n\t"                                                                   \
-            "vldrw.32 q1, [%[k], %[o_inner]]\n\t"                                      \
-            "ldr %[st], [%[k], %[o_steps]]\n\t"                                        \
-            ROWS                                                                       \
-            "sub %[k], %[k], #" #K " * " #K " * 16\n\t"                                \
-            "ldr %[st], [%[k], %[o_back]]\n\t"                                         \
-            "sub %[x], %[x], %[st]\n\t"                                                \
-            TQ_MVE_RQ4_ASM("q1", "q0", "q3", "q4", "q5", "%[n]", "q6", "q7")             \
-            "vstrb.32 q1, [%[out]]\n\t"                                                \
-            "add %[out], %[out], %[os]\n\t"                                            \
+            PRO                                                                        \
+            "vldrw.32 q6, [%[k], %[o_min]]\n\t"                                         \
+            "vldrw.32 q7, [%[k], %[o_max]]\n\t"                                         \
+            "dls lr, %[n]\n\t"                                                          \
+            "ldr %[n], [%[k], %[o_off]]\n\t"                                            \
+            "1:\n\t"                                                                    \
+            INIT                                                                       \
+            "ldr %[st], [%[k], %[o_steps]]\n\t"                                         \
+            WINDOW                                                                     \
+            "sub %[k], %[k], #" #K " * " #K " * 16\n\t"                                 \
+            "ldr %[st], [%[k], %[o_back]]\n\t"                                          \
+            "sub %[x], %[x], %[st]\n\t"                                                 \
+            FINISH                                                                     \
+            "add %[out], %[out], %[os]\n\t"                                             \
             "le lr, 1b"                                                                \
             : [x] "+l"(x), [out] "+l"(out), [n] "+r"(count), [st] "=&r"(step), [k] "+r"(k) \
             : [tap] "r"(tap), [os] "r"(out_step), [o_inner] "i"(16 * TQ_DWK_INNER),      \
               [o_mult] "i"(16 * TQ_DWK_MULT), [o_right] "i"(16 * TQ_DWK_RIGHT),          \
-              [o_fix] "i"(16 * TQ_DWK_FIX), [o_min] "i"(16 * TQ_DWK_MIN),                \
+              [o_fix] "i"(16 * TQ_DWK_FIX), [o_inner_odd] "i"(16 * TQ_DWK8_INNER_ODD),   \
+              [o_mult_odd] "i"(16 * TQ_DWK8_MULT_ODD), [o_right_odd] "i"(16 * TQ_DWK8_RIGHT_ODD), \
+              [o_fix_odd] "i"(16 * TQ_DWK8_FIX_ODD), [o_min] "i"(16 * TQ_DWK_MIN),        \
               [o_max] "i"(16 * TQ_DWK_MAX), [o_off] "i"(16 * TQ_DWK_OFFSET),             \
               [o_steps] "i"(16 * TQ_DWK_STEPS), [o_back] "i"(16 * TQ_DWK_STEPS + 4)      \
             : "q0", "q1", "q2", "q3", "q4", "q5", "q6", "q7", "lr", "memory");         \
     }
-TQ_DWK_RUN(3, TQ_DWK_ROW3 TQ_DWK_NEXT TQ_DWK_ROW3 TQ_DWK_NEXT TQ_DWK_ROW3)
-TQ_DWK_RUN(5, TQ_DWK_ROW5 TQ_DWK_NEXT TQ_DWK_ROW5 TQ_DWK_NEXT TQ_DWK_ROW5 TQ_DWK_NEXT TQ_DWK_ROW5
-               TQ_DWK_NEXT TQ_DWK_ROW5)
-TQ_DWK_RUN(7, TQ_DWK_ROW7 TQ_DWK_NEXT TQ_DWK_ROW7 TQ_DWK_NEXT TQ_DWK_ROW7 TQ_DWK_NEXT TQ_DWK_ROW7
-               TQ_DWK_NEXT TQ_DWK_ROW7 TQ_DWK_NEXT TQ_DWK_ROW7 TQ_DWK_NEXT TQ_DWK_ROW7)
-#undef TQ_DWK_RUN
-#undef TQ_DWK_ROW7
-#undef TQ_DWK_ROW5
-#undef TQ_DWK_ROW3
+
+/* 4 channels with no left shift (tq_dw_mve_run's arithmetic, lane for
+ * lane): the multiplier, shift and fix stay in q3-q5, each tap is a
+ * VLDRB.S32 of the input, a VLDRW of the tap, VMUL and VADD: 62
+ * instructions a 3x3 window, where the intrinsics spilled to the stack
+ * (about 95). */
+#define TQ_DWK_PRO4                                                                    \
+    "vldrw.32 q3, [%[k], %[o_mult]]\n\t"                                                \
+    "vldrw.32 q4, [%[k], %[o_right]]\n\t"                                               \
+    "vldrw.32 q5, [%[k], %[o_fix]]\n\t"
+#define TQ_DWK_INIT4 "vldrw.32 q1, [%[k], %[o_inner]]\n\t"
+#define TQ_DWK_FINISH4                                                                 \
+    TQ_MVE_RQ4_ASM("q1", "q0", "q3", "q4", "q5", "%[n]", "q6", "q7")                     \
+    "vstrb.32 q1, [%[out]]\n\t"
+TQ_DWK_LOOP(tq_dw3x3_mve_run, 3, TQ_DWK_PRO4, TQ_DWK_INIT4, TQ_DWK_WIN3(TQ_DWK_TAP, TQ_DWK_TAP_LAST), TQ_DWK_FINISH4)
+TQ_DWK_LOOP(tq_dw5x5_mve_run, 5, TQ_DWK_PRO4, TQ_DWK_INIT4, TQ_DWK_WIN5(TQ_DWK_TAP, TQ_DWK_TAP_LAST), TQ_DWK_FINISH4)
+TQ_DWK_LOOP(tq_dw7x7_mve_run, 7, TQ_DWK_PRO4, TQ_DWK_INIT4, TQ_DWK_WIN7(TQ_DWK_TAP, TQ_DWK_TAP_LAST), TQ_DWK_FINISH4)
+#undef TQ_DWK_FINISH4
+#undef TQ_DWK_INIT4
+#undef TQ_DWK_PRO4
 #undef TQ_DWK_TAP
 #undef TQ_DWK_TAP_LAST
 
-/* The 8-channel K x K loops' constants (tq_dw3x3/5x5/7x7_mve8_run): the
- * even channels' (c, c + 2, c + 4, c + 6) in the 4-channel slots
- * (TQ_DWK_INNER .. TQ_DWK_FIX), the odd channels' in four more before them;
- * the bounds, output offset and steps as there. The K*K taps after k are 8
- * int16 each. */
-enum { TQ_DWK8_INNER_ODD = -12, TQ_DWK8_MULT_ODD, TQ_DWK8_RIGHT_ODD, TQ_DWK8_FIX_ODD, TQ_DWK8_HEAD = 12 };
 
 /* Packs the 8-channel loops' constants for n_taps taps of channels fc[0..7] (mult, shift,
  * bias: those channels' entries, no shift above 0; bias may be NULL) at k;
@@ -828,9 +853,7 @@ static void tq_dwk_mve_pack8(const int8_t *fc, int32_t ch, int32_t n_taps, const
         vstrwq_s32(k + 4 * slot[h][2], right);
         vstrwq_s32(k + 4 * slot[h][3], vshrq_n_s32(right, 31));
     }
-    vstrwq_s32(k + 4 * TQ_DWK_MIN, vdupq_n_s32(p->act_min));
-    vstrwq_s32(k + 4 * TQ_DWK_MAX, vdupq_n_s32(p->act_max));
-    vstrwq_s32(k + 4 * TQ_DWK_OFFSET, vdupq_n_s32(p->output_offset));
+    tq_dwk_mve_pack_bounds(p, k);
 }
 
 /* One tap of the 8-channel loops: 8 inputs sign-extended to int16, the tap's
@@ -844,9 +867,6 @@ static void tq_dwk_mve_pack8(const int8_t *fc, int32_t ch, int32_t n_taps, const
     "vmullt.s16 q1, q0, q2\n\t"                                                        \
     "vadd.i32 q4, q4, q1\n\t"
 #define TQ_DWK8_TAP TQ_DWK8_TAP_LAST "add %[x], %[x], %[tap]\n\t"
-#define TQ_DWK8_ROW3 TQ_DWK8_TAP TQ_DWK8_TAP TQ_DWK8_TAP_LAST
-#define TQ_DWK8_ROW5 TQ_DWK8_TAP TQ_DWK8_TAP TQ_DWK8_ROW3
-#define TQ_DWK8_ROW7 TQ_DWK8_TAP TQ_DWK8_TAP TQ_DWK8_ROW5
 /* Requantizes the int32 lanes in register a with the constants at the slots
  * (byte offsets) mult, fix, right, and the offset in %[n]. */
 #define TQ_DWK8_RQ(a, mult, fix, right)                                                \
@@ -862,54 +882,34 @@ static void tq_dwk_mve_pack8(const int8_t *fc, int32_t ch, int32_t n_taps, const
     "vmax.s32 " a ", " a ", q6\n\t"                                                    \
     "vmin.s32 " a ", " a ", q7\n\t"
 
-/* tq_dwKxK_mve_run for 8 channels at once (k: tq_dwk_mve_pack8's, its
- * steps set; ROWS: the K rows): the taps as int16 pairs, so a tap of 8
- * channels is one VLDRB.S16, one VLDRH, VMULLB / VMULLT and two VADD (7
- * instructions with the pointer step, where two 4-channel blocks spend
- * 10); each half is requantized as the 4-channel loop does, and VMOVNB /
- * VMOVNT put the channels back in order for one VSTRB.16. 94 instructions
- * a 3x3 window of 8 channels, where two 4-channel runs spend 124. */
-#define TQ_DWK8_RUN(K, ROWS)                                                           \
-    static void tq_dw##K##x##K##_mve8_run(const int8_t *x, int32_t tap, int32_t count, const int32_t *k, \
-                                          int8_t *out, int32_t out_step)               \
-    {                                                                                  \
-        int32_t step;                                                                  \
-        __asm__ volatile(                                                              \
-            "vldrw.32 q6, [%[k], %[o_min]]\n\t"                                         \
-            "vldrw.32 q7, [%[k], %[o_max]]\n\t"                                         \
-            "dls lr, %[n]\n\t"                                                          \
-            "ldr %[n], [%[k], %[o_off]]\n\t"                                            \
-            "1:\n\t"                                                                    \
-            "vldrw.32 q3, [%[k], %[o_inner]]\n\t"                                       \
-            "vldrw.32 q4, [%[k], %[o_inner_odd]]\n\t"                                   \
-            "ldr %[st], [%[k], %[o_steps]]\n\t"                                         \
-            ROWS                                                                       \
-            "sub %[k], %[k], #" #K " * " #K " * 16\n\t"                                 \
-            "ldr %[st], [%[k], %[o_back]]\n\t"                                          \
-            "sub %[x], %[x], %[st]\n\t"                                                 \
-            TQ_DWK8_RQ("q3", "%[o_mult]", "%[o_fix]", "%[o_right]")                     \
-            TQ_DWK8_RQ("q4", "%[o_mult_odd]", "%[o_fix_odd]", "%[o_right_odd]")         \
-            "vmovnb.i32 q0, q3\n\t"                                                     \
-            "vmovnt.i32 q0, q4\n\t"                                                     \
-            "vstrb.16 q0, [%[out]]\n\t"                                                 \
-            "add %[out], %[out], %[os]\n\t"                                             \
-            "le lr, 1b"                                                                \
-            : [x] "+l"(x), [out] "+l"(out), [n] "+r"(count), [st] "=&r"(step), [k] "+r"(k) \
-            : [tap] "r"(tap), [os] "r"(out_step), [o_inner] "i"(16 * TQ_DWK_INNER),      \
-              [o_mult] "i"(16 * TQ_DWK_MULT), [o_right] "i"(16 * TQ_DWK_RIGHT),          \
-              [o_fix] "i"(16 * TQ_DWK_FIX), [o_inner_odd] "i"(16 * TQ_DWK8_INNER_ODD),   \
-              [o_mult_odd] "i"(16 * TQ_DWK8_MULT_ODD), [o_right_odd] "i"(16 * TQ_DWK8_RIGHT_ODD), \
-              [o_fix_odd] "i"(16 * TQ_DWK8_FIX_ODD), [o_min] "i"(16 * TQ_DWK_MIN),        \
-              [o_max] "i"(16 * TQ_DWK_MAX), [o_off] "i"(16 * TQ_DWK_OFFSET),             \
-              [o_steps] "i"(16 * TQ_DWK_STEPS), [o_back] "i"(16 * TQ_DWK_STEPS + 4)      \
-            : "q0", "q1", "q2", "q3", "q4", "q6", "q7", "lr", "memory");               \
-    }
-TQ_DWK8_RUN(3, TQ_DWK8_ROW3 TQ_DWK_NEXT TQ_DWK8_ROW3 TQ_DWK_NEXT TQ_DWK8_ROW3)
-TQ_DWK8_RUN(5, TQ_DWK8_ROW5 TQ_DWK_NEXT TQ_DWK8_ROW5 TQ_DWK_NEXT TQ_DWK8_ROW5 TQ_DWK_NEXT TQ_DWK8_ROW5
-                TQ_DWK_NEXT TQ_DWK8_ROW5)
-TQ_DWK8_RUN(7, TQ_DWK8_ROW7 TQ_DWK_NEXT TQ_DWK8_ROW7 TQ_DWK_NEXT TQ_DWK8_ROW7 TQ_DWK_NEXT TQ_DWK8_ROW7
-                TQ_DWK_NEXT TQ_DWK8_ROW7 TQ_DWK_NEXT TQ_DWK8_ROW7 TQ_DWK_NEXT TQ_DWK8_ROW7)
-#undef TQ_DWK8_RUN
+/* 8 channels at once (k: tq_dwk_mve_pack8's, its steps set): the taps as
+ * int16 pairs, so a tap of 8 channels is one VLDRB.S16, one VLDRH, VMULLB
+ * / VMULLT and two VADD (7 instructions with the pointer step, where two
+ * 4-channel blocks spend 10); each half is requantized as the 4-channel
+ * loop does, and VMOVNB / VMOVNT put the channels back in order for one
+ * VSTRB.16. 94 instructions a 3x3 window of 8 channels, where two
+ * 4-channel runs spend 124. */
+#define TQ_DWK8_INIT                                                                   \
+    "vldrw.32 q3, [%[k], %[o_inner]]\n\t"                                               \
+    "vldrw.32 q4, [%[k], %[o_inner_odd]]\n\t"
+#define TQ_DWK8_FINISH                                                                 \
+    TQ_DWK8_RQ("q3", "%[o_mult]", "%[o_fix]", "%[o_right]")                             \
+    TQ_DWK8_RQ("q4", "%[o_mult_odd]", "%[o_fix_odd]", "%[o_right_odd]")                 \
+    "vmovnb.i32 q0, q3\n\t"                                                             \
+    "vmovnt.i32 q0, q4\n\t"                                                             \
+    "vstrb.16 q0, [%[out]]\n\t"
+TQ_DWK_LOOP(tq_dw3x3_mve8_run, 3, "", TQ_DWK8_INIT, TQ_DWK_WIN3(TQ_DWK8_TAP, TQ_DWK8_TAP_LAST), TQ_DWK8_FINISH)
+TQ_DWK_LOOP(tq_dw5x5_mve8_run, 5, "", TQ_DWK8_INIT, TQ_DWK_WIN5(TQ_DWK8_TAP, TQ_DWK8_TAP_LAST), TQ_DWK8_FINISH)
+TQ_DWK_LOOP(tq_dw7x7_mve8_run, 7, "", TQ_DWK8_INIT, TQ_DWK_WIN7(TQ_DWK8_TAP, TQ_DWK8_TAP_LAST), TQ_DWK8_FINISH)
+#undef TQ_DWK_LOOP
+#undef TQ_DWK8_FINISH
+#undef TQ_DWK8_INIT
+#undef TQ_DWK_WIN7
+#undef TQ_DWK_WIN5
+#undef TQ_DWK_WIN3
+#undef TQ_DWK_ROW7
+#undef TQ_DWK_ROW5
+#undef TQ_DWK_ROW3
 #undef TQ_DWK_NEXT
 
 /* tq_dw3x3/5x5/7x7_mve8_run for kdim 3, 5 or 7. */
@@ -925,9 +925,6 @@ static void tq_dwk_mve8_run(int32_t kdim, const int8_t *x, int32_t tap, int32_t 
     }
 }
 #undef TQ_DWK8_RQ
-#undef TQ_DWK8_ROW7
-#undef TQ_DWK8_ROW5
-#undef TQ_DWK8_ROW3
 #undef TQ_DWK8_TAP
 #undef TQ_DWK8_TAP_LAST
 
