@@ -195,6 +195,18 @@ def _cases():
     ga, _ = B.add_backward(g, mask=mask)
     cases.append(raw_case("add backward masked", "tq_add_backward_f32(37, {cn}_g, {cn}_mask, ga, NULL)",
                           {"g": g, "mask": mask}, {"ga": np.zeros_like(ga)}, {"ga": ga.reshape(-1)}))
+    # bias gradients alone: 16 channels (the FPU's mask-byte loop) masked and not, 13 (C)
+    for name, shape, masked in (("bias backward masked c16", (1, 5, 3, 16), True),
+                                ("bias backward c16", (1, 2, 7, 16), False),
+                                ("bias backward masked c13", (1, 3, 3, 13), True)):
+        g = rng.normal(0, 1, shape).astype(F32)
+        g[0, 0, 0, :] = -0.0  # a -0.0 gradient, kept or masked
+        mask = B.clamp_mask(rng.integers(-128, 128, g.size, dtype=np.int8), -60, 60) if masked else None
+        gb = B.bias_backward(g, mask=mask)
+        args = {"g": g, "mask": mask} if masked else {"g": g}
+        cases.append(raw_case(name, f"tq_bias_backward_f32({c_dims(shape)}, {{cn}}_g, "
+                              + ("{cn}_mask" if masked else "NULL") + ", gb)",
+                              args, {"gb": np.full_like(gb, 7.0)}, {"gb": gb}))
     # the fp32 head: softmax cross-entropy, then backward + update with momentum
     feats = rng.normal(0, 1, (1, 16)).astype(F32)
     hw = rng.normal(0, 0.1, (6, 16)).astype(F32)
