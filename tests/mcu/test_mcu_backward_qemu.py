@@ -65,6 +65,10 @@ def _cases():
                         (1, 1, 1, 1), depthwise=True,
                         g_scale=_tiny_at((1, 20, 1), (3, 16)).reshape(1, 4, 5, 1)),
         weight_grad_case(rng, "conv1x1 weight grad", 9, 7, 13, 11, 1, 1),
+        # rows of 8 channels whose mask bits are one byte (an Arm FPU's gather loop), or no mask
+        weight_grad_case(rng, "conv1x1 weight grad, 16 out channels", 9, 7, 13, 16, 1, 1),
+        weight_grad_case(rng, "conv1x1 weight grad, 24 out channels, no mask", 5, 6, 9, 24, 1, 1, masked=False),
+        weight_grad_case(rng, "conv3x3 weight grad, 16 out channels", 6, 7, 5, 16, 3, 1, (1, 1, 1, 1)),
         weight_grad_case(rng, "conv1x1 s2 weight grad, subnormal terms", 8, 9, 8, 5, 1, 2, g_scale=1e-36),
         # 2 input rows under a 7x7 window: most taps reach no pixel (their rows must be zeros)
         weight_grad_case(rng, "conv7x7 s2 weight grad, taps off the map, 3 channels", 2, 9, 3, 10, 7, 2,

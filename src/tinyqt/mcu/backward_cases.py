@@ -104,18 +104,20 @@ def input_grad_case(rng, name, h, w, c_in, c_out, k, stride, padding, depthwise=
 
 
 def weight_grad_case(rng, name, h, w, c_in, c_out, k, stride, padding=(0, 0, 0, 0), *, depthwise=False,
-                     g_scale=1.0):
+                     g_scale=1.0, masked=True):
     """The weight and bias gradients alone (fp32 out, no update) of a conv
     kxk / 1x1 / depthwise layer, g scaled by g_scale (a number, or an array
-    broadcast against the gradient)."""
+    broadcast against the gradient), through a clamp mask or (masked False)
+    none."""
     x, wt, g, ws, mask = _layer(rng, h, w, c_in, c_out, k, stride, padding, depthwise)
+    mask = mask if masked else None
     g = (g * np.asarray(g_scale, F32)).astype(F32)
     x_zp, x_scale = int(rng.integers(-20, 20)), F32(0.02)
     gw, gb = B.conv2d_backward_weight(g, x, k, x_scale=x_scale, x_zero_point=x_zp, stride=(stride, stride),
                                       padding=padding, depthwise=depthwise, in_channels=c_in, mask=mask)
     head = (f"{c_conv_params((stride, stride), padding, x_zero_point=x_zp)}, {c_float(x_scale)}, "
             f"{c_dims(x.shape)}, {{cn}}_x, ")
-    tail = f"{c_dims(g.shape)}, {{cn}}_g, {{cn}}_mask, "
+    tail = f"{c_dims(g.shape)}, {{cn}}_g, {'{cn}_mask' if masked else 'NULL'}, "
     if depthwise:
         call = f"tq_depthwise_conv_backward_weight_f32({head}{c_in}, NULL, {tail}{c_dims(wt.shape)}, gw, gb)"
     else:
@@ -123,7 +125,7 @@ def weight_grad_case(rng, name, h, w, c_in, c_out, k, stride, padding=(0, 0, 0, 
         fn = "tq_conv_1x1_backward_weight_f32" if pointwise else "tq_conv_backward_weight_f32"
         call = f"{fn}({head}{tail}{c_dims(gw.shape)}, gw, gb)"
     # the outputs start as 7.0 so that an element the kernel never writes shows
-    return raw_case(name, call, {"x": x, "g": g, "mask": mask},
+    return raw_case(name, call, {"x": x, "g": g, "mask": mask} if masked else {"x": x, "g": g},
                     {"gw": np.full_like(gw, 7.0), "gb": np.full_like(gb, 7.0)}, {"gw": gw, "gb": gb},
                     macs=forward_macs(g.shape, c_in, k, depthwise))
 
