@@ -330,10 +330,24 @@ static void tq_pw_gin_gather(const float *grad_out, const uint8_t *mask, const f
     /* groups of four t in assembly; the last nt % 4 in C. With Helium a
      * flush (FPSCR flags, tq_f32.h) in any product redoes every t in C
      * below. */
+    /* with every offset a multiple of 8, the four pixels' mask bytes make one
+     * word whose byte k holds pixel k's bits t .. t + 3 after a shift by t & 4
+     * (the gathers test bits 8k .. 8k + 3 only) */
+    const int bytes = mask != NULL && out_c % 8 == 0 && oc0 % 8 == 0;
+    uint32_t word = 0;
     for (t = 0; t + 4 <= nt; t += 4) {
         float *const g[4] = {(float *)g0 + t, (float *)g1 + t, (float *)g2 + t, (float *)g3 + t};
-        const uint32_t m = tq_mask_bits(mask, o0 + t, 4) | tq_mask_bits(mask, o1 + t, 4) << 8 |
-                           tq_mask_bits(mask, o2 + t, 4) << 16 | tq_mask_bits(mask, o3 + t, 4) << 24;
+        uint32_t m;
+        if (bytes) {
+            if ((t & 4) == 0) {
+                word = (uint32_t)mask[(o0 + t) >> 3] | (uint32_t)mask[(o1 + t) >> 3] << 8 |
+                       (uint32_t)mask[(o2 + t) >> 3] << 16 | (uint32_t)mask[(o3 + t) >> 3] << 24;
+            }
+            m = word >> (t & 4);
+        } else {
+            m = tq_mask_bits(mask, o0 + t, 4) | tq_mask_bits(mask, o1 + t, 4) << 8 |
+                tq_mask_bits(mask, o2 + t, 4) << 16 | tq_mask_bits(mask, o3 + t, 4) << 24;
+        }
 #if TQ_USE_MVE_F32
         tq_pw_gin_gather4_helium(g, ws + t, m, gs + TQ_PW_PIX * t);
 #else
