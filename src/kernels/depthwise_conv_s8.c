@@ -1075,6 +1075,8 @@ static void tq_depthwise_conv_s8_mve(const tq_conv_params *p, const tq_channel_q
     const int32_t ox_hi = ox_hi_ < out_d->w ? ox_hi_ : out_d->w;
     /* small maps: every window from a padded copy (tq_dw_mve_padded) */
     const int padded = tq_dw_pad_fits(p, f_d, out_d, 4), padded8 = tq_dw_pad_fits(p, f_d, out_d, 8);
+    /* every output row's windows inside the input rows */
+    const int rows_all_in = dil1 && p->pad_top <= 0 && (out_d->h - 1) * p->stride_h - p->pad_top + eff_h <= in_h;
     int32_t c, b, oy, ox, ky, kx, t;
     for (c = 0; c < ch; c += 4) {
         const int32_t n = ch - c < 4 ? ch - c : 4, c8 = c & ~7;
@@ -1085,21 +1087,28 @@ static void tq_depthwise_conv_s8_mve(const tq_conv_params *p, const tq_channel_q
                          c8 + 8 <= ch && tq_no_left_shift(q->shift + c8, 8);
         /* and rows whose windows reach past the top or bottom, from a copy */
         const int clipped = pair && !padded && ox_lo < ox_hi && tq_dw_clipped_fits(p, k_h, ox_hi - ox_lo);
+        /* a pair none of whose windows is left to the per-tap code needs none
+         * of this block's own constants (a streamed block asks on every row) */
+        const int runs_only = pair && (padded || (ox_lo == 0 && ox_hi == out_d->w && (clipped || rows_all_in)));
         const mve_pred16_t pr = vctp32q((uint32_t)n);
         const int8_t *fc = filter + c;
-        int32x4_t b4 = bias != NULL ? vldrwq_z_s32(bias + c, pr) : vdupq_n_s32(0);
-        int32x4_t wsum = vdupq_n_s32(0), inner;
+        int32x4_t b4 = vdupq_n_s32(0), wsum = b4, inner = b4;
         tq_rq4 rq;
         int32_t kb[4 * (TQ_DWK8_HEAD + 49)]; /* either loop's constants and taps */
         int32_t *const k = kb + 4 * TQ_DWK_HEAD;
-        int fast3, right_only;
-        tq_rq4_init(&rq, q->multiplier + c, q->shift + c, n);
-        for (t = 0; t < k_h * k_w; t++) {
-            wsum = vaddq_s32(wsum, vldrbq_z_s32(fc + (size_t)t * ch, pr));
+        int fast3 = 0, right_only = 0;
+        if (runs_only) {
+            tq_rq4_dup(&rq, 0, 0); /* unused */
+        } else {
+            b4 = bias != NULL ? vldrwq_z_s32(bias + c, pr) : b4;
+            tq_rq4_init(&rq, q->multiplier + c, q->shift + c, n);
+            for (t = 0; t < k_h * k_w; t++) {
+                wsum = vaddq_s32(wsum, vldrbq_z_s32(fc + (size_t)t * ch, pr));
+            }
+            inner = vmlaq_n_s32(b4, wsum, p->input_offset); /* bias + offset * sum(w) */
+            right_only = n == 4 && vmaxvq_s32(INT32_MIN, rq.left) == 0;
+            fast3 = k_h == 3 && k_w == 3 && right_only;
         }
-        inner = vmlaq_n_s32(b4, wsum, p->input_offset);  /* bias + offset * sum(w) */
-        right_only = n == 4 && vmaxvq_s32(INT32_MIN, rq.left) == 0;
-        fast3 = k_h == 3 && k_w == 3 && right_only;
         if (pair) {
             if (c == c8) {
                 int32_t *const k8 = kb + 4 * TQ_DWK8_HEAD;
