@@ -808,27 +808,30 @@ static void tq_dw_mve_pack(const int8_t *fc, int32_t ch, int32_t n_taps, int32x4
 #define TQ_DWK_FINISH4                                                                 \
     TQ_MVE_RQ4_ASM("q1", "q0", "q3", "q4", "q5", "%[n]", "q6", "q7")                     \
     "vstrb.32 q1, [%[out]]\n\t"
-TQ_DWK_LOOP(tq_dw3x3_mve_run, 3, TQ_DWK_PRO4, TQ_DWK_INIT4, TQ_DWK_WIN3(TQ_DWK_TAP, TQ_DWK_TAP_LAST), TQ_DWK_FINISH4)
-TQ_DWK_LOOP(tq_dw5x5_mve_run, 5, TQ_DWK_PRO4, TQ_DWK_INIT4, TQ_DWK_WIN5(TQ_DWK_TAP, TQ_DWK_TAP_LAST), TQ_DWK_FINISH4)
-TQ_DWK_LOOP(tq_dw7x7_mve_run, 7, TQ_DWK_PRO4, TQ_DWK_INIT4, TQ_DWK_WIN7(TQ_DWK_TAP, TQ_DWK_TAP_LAST), TQ_DWK_FINISH4)
+TQ_DWK_LOOP(tq_dw3x3_mve_run, 3, TQ_DWK_PRO4, TQ_DWK_INIT4, TQ_DWK_WIN3(TQ_DWK_TAP, TQ_DWK_TAP_LAST),
+            TQ_DWK_FINISH4)
+TQ_DWK_LOOP(tq_dw5x5_mve_run, 5, TQ_DWK_PRO4, TQ_DWK_INIT4, TQ_DWK_WIN5(TQ_DWK_TAP, TQ_DWK_TAP_LAST),
+            TQ_DWK_FINISH4)
+TQ_DWK_LOOP(tq_dw7x7_mve_run, 7, TQ_DWK_PRO4, TQ_DWK_INIT4, TQ_DWK_WIN7(TQ_DWK_TAP, TQ_DWK_TAP_LAST),
+            TQ_DWK_FINISH4)
 #undef TQ_DWK_FINISH4
 #undef TQ_DWK_INIT4
 #undef TQ_DWK_PRO4
 #undef TQ_DWK_TAP
 #undef TQ_DWK_TAP_LAST
 
-
-/* Packs the 8-channel loops' constants for n_taps taps of channels fc[0..7] (mult, shift,
- * bias: those channels' entries, no shift above 0; bias may be NULL) at k;
- * the caller sets the steps. The sums' start is bias + input_offset *
+/* Packs the 8-channel loops' constants for n_taps taps of channels
+ * fc[0..7] (mult, shift, bias: those channels' entries, no shift above 0;
+ * bias may be NULL) at k; the caller sets the steps. The sums' start is bias + input_offset *
  * sum(taps), wrapping, as the 4-channel blocks have it. Vector code
  * throughout (VLD2 splits even and odd channels): a streamed block packs
  * on every row. */
 static void tq_dwk_mve_pack8(const int8_t *fc, int32_t ch, int32_t n_taps, const int32_t *bias,
                              const int32_t *mult, const int32_t *shift, const tq_conv_params *p, int32_t *k)
 {
-    static const int8_t slot[2][4] = {{TQ_DWK_INNER, TQ_DWK_MULT, TQ_DWK_RIGHT, TQ_DWK_FIX},
-                                      {TQ_DWK8_INNER_ODD, TQ_DWK8_MULT_ODD, TQ_DWK8_RIGHT_ODD, TQ_DWK8_FIX_ODD}};
+    static const int8_t slot[2][4] = {
+        {TQ_DWK_INNER, TQ_DWK_MULT, TQ_DWK_RIGHT, TQ_DWK_FIX},
+        {TQ_DWK8_INNER_ODD, TQ_DWK8_MULT_ODD, TQ_DWK8_RIGHT_ODD, TQ_DWK8_FIX_ODD}};
     const int32x4x2_t m2 = vld2q_s32(mult), s2 = vld2q_s32(shift);
     int32x4x2_t b2;
     int32x4_t wsum[2];
@@ -1076,7 +1079,8 @@ static void tq_depthwise_conv_s8_mve(const tq_conv_params *p, const tq_channel_q
     /* small maps: every window from a padded copy (tq_dw_mve_padded) */
     const int padded = tq_dw_pad_fits(p, f_d, out_d, 4), padded8 = tq_dw_pad_fits(p, f_d, out_d, 8);
     /* every output row's windows inside the input rows */
-    const int rows_all_in = dil1 && p->pad_top <= 0 && (out_d->h - 1) * p->stride_h - p->pad_top + eff_h <= in_h;
+    const int rows_all_in =
+        dil1 && p->pad_top <= 0 && (out_d->h - 1) * p->stride_h - p->pad_top + eff_h <= in_h;
     int32_t c, b, oy, ox, ky, kx, t;
     for (c = 0; c < ch; c += 4) {
         const int32_t n = ch - c < 4 ? ch - c : 4, c8 = c & ~7;
@@ -1281,8 +1285,10 @@ static tq_status tq_depthwise_conv_s8_run(const tq_conv_params *params,
      * are faster on every other shape whose channels come in fours
      * (measured in QEMU, bench/mcu_bench.py). */
     if (filter_dims->c == input_dims->c &&
-        ((filter_dims->h == 3 && filter_dims->w == 3 && output_dims->w >= 16) || tq_dw_mve_pairs(params, quant, filter_dims) ||
-         (tq_dw_pad_fits(params, filter_dims, output_dims, 4) && tq_no_left_shift(quant->shift, output_dims->c)) ||
+        ((filter_dims->h == 3 && filter_dims->w == 3 && output_dims->w >= 16) ||
+         tq_dw_mve_pairs(params, quant, filter_dims) ||
+         (tq_dw_pad_fits(params, filter_dims, output_dims, 4) &&
+          tq_no_left_shift(quant->shift, output_dims->c)) ||
          input_dims->c % 4 != 0 || filter_dims->h * filter_dims->w > TQ_DW_DSP_MAX_TAPS)) {
         tq_depthwise_conv_s8_mve(params, quant, input_dims, input, filter_dims, filter, bias,
                                  output_dims, output);
