@@ -259,6 +259,15 @@ static void tq_conv_s8_window_mve(const tq_conv_params *p, const tq_dims *in_d, 
     const int32_t k_h = f_d->h, k_w = f_d->w, dw = p->dilation_w;
     const int32_t row_inside = dw == 1 && x0 >= 0 && x0 + k_w <= in_w;
     int32_t ky, kx;
+    if (row_inside && k_w * in_c <= 16) { /* each window row one predicated copy (the RGB stem's 9 bytes) */
+        const mve_pred16_t pr = vctp8q((uint32_t)(k_w * in_c));
+        for (ky = 0; ky < k_h; ky++, col += k_w * in_c) {
+            const int32_t iy = y0 + ky * p->dilation_h;
+            vstrbq_p_s8(col, iy < 0 || iy >= in_h ? vdupq_n_s8(pad)
+                                                 : vldrbq_z_s8(in_b + ((size_t)iy * in_w + x0) * in_c, pr), pr);
+        }
+        return;
+    }
     for (ky = 0; ky < k_h; ky++, col += k_w * in_c) {
         const int32_t iy = y0 + ky * p->dilation_h;
         const int8_t *row;
