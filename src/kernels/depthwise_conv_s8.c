@@ -943,13 +943,19 @@ static int tq_no_left_shift(const int32_t *shift, int32_t n)
     return 1;
 }
 
-/* 1 when every channel of a 3x3, 5x5 or 7x7 layer (dilation 1) is in an
- * 8-channel pair of tq_depthwise_conv_s8_mve's inner runs: no left shift. */
-static int tq_dw_mve_pairs(const tq_conv_params *p, const tq_channel_quant *q, const tq_dims *f_d)
+/* 1 when the layer's windows are what the K x K loops take: 3x3, 5x5 or
+ * 7x7, dilation 1. */
+static int tq_dwk_window(const tq_conv_params *p, const tq_dims *f_d)
 {
     const int32_t k = f_d->h;
-    return f_d->w == k && (k == 3 || k == 5 || k == 7) && p->dilation_h == 1 && p->dilation_w == 1 &&
-           f_d->c % 8 == 0 && tq_no_left_shift(q->shift, f_d->c);
+    return f_d->w == k && (k == 3 || k == 5 || k == 7) && p->dilation_h == 1 && p->dilation_w == 1;
+}
+
+/* 1 when every channel of a K x K layer (tq_dwk_window) is in an 8-channel
+ * pair of tq_depthwise_conv_s8_mve's inner runs: no left shift. */
+static int tq_dw_mve_pairs(const tq_conv_params *p, const tq_channel_quant *q, const tq_dims *f_d)
+{
+    return tq_dwk_window(p, f_d) && f_d->c % 8 == 0 && tq_no_left_shift(q->shift, f_d->c);
 }
 
 /* The padded copy of tq_dw_mve_padded: at most this many bytes (4
@@ -964,8 +970,7 @@ static int tq_dw_mve_pairs(const tq_conv_params *p, const tq_channel_quant *q, c
 static int tq_dw_pad_fits(const tq_conv_params *p, const tq_dims *f_d, const tq_dims *out_d, int32_t lanes)
 {
     const int32_t k = f_d->h;
-    return f_d->w == k && (k == 3 || k == 5 || k == 7) && p->dilation_h == 1 && p->dilation_w == 1 &&
-           out_d->h >= 4 && out_d->w >= 4 &&
+    return tq_dwk_window(p, f_d) && out_d->h >= 4 && out_d->w >= 4 &&
            (int64_t)tq_dw_pad_extent(out_d->h, p->stride_h, k) * tq_dw_pad_extent(out_d->w, p->stride_w, k) *
                    lanes <= TQ_DW_PAD_BYTES;
 }
@@ -1007,11 +1012,11 @@ static void tq_dw_mve_padded(const tq_conv_params *p, const tq_dims *in_d, const
 }
 
 /* 1 when tq_dw_mve8_clipped_row's copy of kdim rows for count windows
- * fits its buffer and the zero point is an int8 value. */
+ * fits its buffer (the zero point is an int8 value: the API checks the
+ * input offset). */
 static int tq_dw_clipped_fits(const tq_conv_params *p, int32_t kdim, int32_t count)
 {
-    return p->input_offset >= -127 && p->input_offset <= 128 &&
-           (int64_t)kdim * ((int64_t)(count - 1) * p->stride_w + kdim) * 8 <= TQ_DW_PAD_BYTES;
+    return (int64_t)kdim * ((int64_t)(count - 1) * p->stride_w + kdim) * 8 <= TQ_DW_PAD_BYTES;
 }
 
 /* count windows of one output row of a K x K layer (dilation 1) whose rows
@@ -1078,6 +1083,8 @@ static void tq_depthwise_conv_s8_mve(const tq_conv_params *p, const tq_channel_q
     const int32_t ox_hi = ox_hi_ < out_d->w ? ox_hi_ : out_d->w;
     /* small maps: every window from a padded copy (tq_dw_mve_padded) */
     const int padded = tq_dw_pad_fits(p, f_d, out_d, 4), padded8 = tq_dw_pad_fits(p, f_d, out_d, 8);
+    /* the K x K loops' layers, whose padded copy (if any) holds 8 channels */
+    const int kxk = tq_dwk_window(p, f_d) && (!padded || padded8);
     /* every output row's windows inside the input rows */
     const int rows_all_in =
         dil1 && p->pad_top <= 0 && (out_d->h - 1) * p->stride_h - p->pad_top + eff_h <= in_h;
@@ -1087,8 +1094,7 @@ static void tq_depthwise_conv_s8_mve(const tq_conv_params *p, const tq_channel_q
         /* both blocks of an 8-channel pair: its 3x3, 5x5 or 7x7 inner runs (or
          * its padded copy) 8 channels at a time (tq_dwK_mve8_run, from the
          * pair's first block) */
-        const int pair = k_h == k_w && (k_h == 3 || k_h == 5 || k_h == 7) && dil1 && (!padded || padded8) &&
-                         c8 + 8 <= ch && tq_no_left_shift(q->shift + c8, 8);
+        const int pair = kxk && c8 + 8 <= ch && tq_no_left_shift(q->shift + c8, 8);
         /* and rows whose windows reach past the top or bottom, from a copy */
         const int clipped = pair && !padded && ox_lo < ox_hi && tq_dw_clipped_fits(p, k_h, ox_hi - ox_lo);
         /* a pair none of whose windows is left to the per-tap code needs none
