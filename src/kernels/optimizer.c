@@ -1,7 +1,8 @@
 /* tinyqt: SGD on int8 weights and int32 biases, with Quantization-Aware
  * Scaling (paper Eq. 4), three sub-LSB rounding modes, optional momentum and
- * a caller-owned xorshift32 PRNG. Portable C only: the update is O(#weights)
- * and memory bound, so it has no DSP path; every target runs these lines. */
+ * a caller-owned xorshift32 PRNG. Portable C, plus assembly for the update
+ * the training plans run (round to nearest, no momentum) on Arm FPUs:
+ * Helium four weights at a time, the scalar FPU four weights a loop. */
 #include <string.h>
 
 #include "tinyqt/backward.h"
@@ -238,6 +239,79 @@ static int32_t tq_sgd_nearest4_helium(float neg_lr, int qas, float step, int8_t 
 }
 #endif
 
+#if defined(__ARM_FP) && (__ARM_FP & 4) && (defined(__ARM_ARCH_7EM__) || defined(__ARM_ARCH_8_1M_MAIN__)) && \
+    !defined(TQ_FORCE_PORTABLE)
+#define TQ_SGD_FPU_ASM 1
+/* v (in the s register of the macro's argument, its bits in %[t]) rounded
+ * half away from zero to an int32 in the same register, for |v| < 127.5.
+ * A double-precision FPU on these cores is FPv5 (Cortex-M7, M55), whose
+ * VCVTA does exactly that; FPv4 (Cortex-M4) adds tq_nearest_s8's signed
+ * float just below 0.5 and truncates. */
+#if __ARM_FP & 8
+#define TQ_SGD_ROUND(s) "vcvta.s32.f32 " s ", " s "\n\t"
+#else
+#define TQ_SGD_ROUND(s)                                                              \
+    "and %[h], %[t], #0x80000000\n\t"                                                \
+    "orn %[h], %[h], #0xC1000000\n\t"                                                \
+    "vmov s4, %[h]\n\t"                                                              \
+    "vadd.f32 " s ", " s ", s4\n\t"                                                  \
+    "vcvt.s32.f32 " s ", " s "\n\t"
+#endif
+/* One weight: s (its gradient) <- -(lr * g) OP step, v = w + s; |v| >=
+ * 127.5 or NaN (v's bits, doubled, not below lim) leaves through label 9
+ * with the weight unchanged, else the rounded v is stored. */
+#define TQ_SGD_WEIGHT(OP, s)                                                         \
+    "ldrsb %[t], [%[w]]\n\t"                                                         \
+    "vnmul.f32 " s ", " s ", %[lr]\n\t"                                              \
+    "vmov s4, %[t]\n\t"                                                              \
+    "vcvt.f32.s32 s4, s4\n\t"                                                        \
+    OP " " s ", " s ", %[st]\n\t"                                                    \
+    "vadd.f32 " s ", s4, " s "\n\t"                                                  \
+    "vmov %[t], " s "\n\t"                                                           \
+    "cmp %[lim], %[t], lsl #1\n\t"                                                   \
+    "bls 9f\n\t"                                                                     \
+    TQ_SGD_ROUND(s)                                                                  \
+    "vmov %[t], " s "\n\t"                                                           \
+    "strb %[t], [%[w]], #1\n\t"
+/* Four groups' loop of tq_sgd_nearest4_fpu, OP the QAS divide or the
+ * plain multiply. */
+#define TQ_SGD_LOOP4(OP)                                                             \
+    __asm__ volatile("1:\n\t"                                                        \
+                     "vldmia %[g]!, {s0-s3}\n\t"                                     \
+                     TQ_SGD_WEIGHT(OP, "s0")                                         \
+                     TQ_SGD_WEIGHT(OP, "s1")                                         \
+                     TQ_SGD_WEIGHT(OP, "s2")                                         \
+                     TQ_SGD_WEIGHT(OP, "s3")                                         \
+                     "subs %[n], %[n], #1\n\t"                                       \
+                     "bne 1b\n\t"                                                    \
+                     "9:"                                                            \
+                     : [w] "+r"(w), [g] "+r"(g), [n] "+r"(n4), [t] "=&r"(t), [h] "=&r"(h) \
+                     : [lr] "t"(lr), [st] "t"(step), [lim] "r"(0x42FF0000u << 1)     \
+                     : "s0", "s1", "s2", "s3", "s4", "cc", "memory")
+
+/* tq_sgd_nearest's arithmetic on n4 groups of 4 consecutive weights w
+ * (gradients g) with the scalar FPU: 12 or 16 instructions a weight, where
+ * compiled C spends 20. Stops at the first weight whose sum is NaN or at
+ * least 127.5 in magnitude (the saturating cases), which it leaves for the
+ * caller; returns the weights stored. */
+static int32_t tq_sgd_nearest4_fpu(float lr, int qas, float step, int8_t *w, const float *g,
+                                   int32_t n4)
+{
+    int8_t *const w0 = w;
+    uint32_t t, h = 0u;
+    if (qas) {
+        TQ_SGD_LOOP4("vdiv.f32");
+    } else {
+        TQ_SGD_LOOP4("vmul.f32");
+    }
+    (void)h;
+    return (int32_t)(w - w0);
+}
+#undef TQ_SGD_LOOP4
+#undef TQ_SGD_WEIGHT
+#undef TQ_SGD_ROUND
+#endif
+
 /* Round-to-nearest update without momentum (what the training plans run):
  * the same arithmetic as tq_sgd_channel's general loop, with every option in
  * a local so that the int8 stores (which may alias anything) force no
@@ -257,10 +331,22 @@ static void tq_sgd_nearest(float lr, int qas, float w_scale, int8_t *w, int32_t 
             (void)tq_fpscr_flushed(); /* clears a flush's flags: the scalar loop takes over */
         }
 #endif
-        for (; j < n_sel; j++) {
-            int8_t *wp = w_t + (sel != NULL ? sel[j] : j);
-            /* a NaN delta (the only way to a NaN sum) leaves the weight */
-            *wp = tq_nearest_s8((float)*wp + tq_delta(lr, qas, grad[j], w_scale), *wp);
+        while (j < n_sel) {
+#ifdef TQ_SGD_FPU_ASM
+            if (sel == NULL && n_sel - j >= 4) {
+                /* up to a saturating weight, which the line below then takes */
+                j += tq_sgd_nearest4_fpu(lr, qas, w_scale, w_t + j, grad + j, (n_sel - j) >> 2);
+                if (j == n_sel) {
+                    break;
+                }
+            }
+#endif
+            {
+                int8_t *wp = w_t + (sel != NULL ? sel[j] : j);
+                /* a NaN delta (the only way to a NaN sum) leaves the weight */
+                *wp = tq_nearest_s8((float)*wp + tq_delta(lr, qas, grad[j], w_scale), *wp);
+                j++;
+            }
         }
     }
 }

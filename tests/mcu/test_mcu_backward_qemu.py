@@ -173,6 +173,25 @@ def _cases():
             f"sgd update nearest, all channels, {'QAS' if qas else 'no QAS'}",
             f"tq_sgd_update_conv({c_sgd(opt)}, {c_state()}, 0.0199999996f, {{cn}}_ws, {c_dims(wt.shape)}, w, "
             f"NULL, {n_in}, NULL, {{cn}}_g, NULL)", {"ws": ws, "g": g}, before, {"w": w2, "rng": opt.rng.copy()}))
+    # nearest update at the rounding ties and the saturation edge (no QAS, lr 1, step 1:
+    # each weight becomes round-half-away(w - g)), with the ties in every position of a
+    # four-weight group and a saturating weight mid-group, checked against numpy too
+    w0 = rng.integers(-100, 101, (2, 1, 1, 19), dtype=np.int8)
+    v = np.array([0.5, -0.5, 1.5, -2.5, 0.49999997, -0.49999997, 126.5, -126.5, 127.49999, -127.49999,
+                  127.5, 3.5, -1e30, 2.5000002, -0.50000006, 0.0, 64.5, -64.5, 1e-40], F32)
+    wt = np.stack([w0[0], np.zeros_like(w0[0])])
+    g = np.stack([rng.normal(0, 2, (1, 1, 19)).astype(F32), -v[None, None, :]])
+    opt = SGD(1.0, qas=False)
+    before = {"w": wt.copy(), "rng": opt.rng.copy()}
+    w2 = wt.copy()
+    B.sgd_update(w2, None, g, None, np.ones(2, F32), F32(1.0), opt)
+    with np.errstate(over="ignore"):
+        exact = np.sign(v) * np.floor(np.abs(v.astype(np.float64)) + 0.5)
+    np.testing.assert_array_equal(w2[1, 0, 0], np.clip(exact, -127, 127).astype(np.int8))
+    cases.append(raw_case("sgd update nearest, ties and saturation",
+                          f"tq_sgd_update_conv({c_sgd(opt)}, {c_state()}, 1.0f, {{cn}}_ws, {c_dims(wt.shape)}, w, "
+                          "NULL, 19, NULL, {cn}_g, NULL)", {"ws": np.ones(2, F32), "g": g}, before,
+                          {"w": w2, "rng": opt.rng.copy()}))
     # bias-only update, stochastic
     opt = SGD(0.7, rounding="stochastic", seed=99)
     gb = rng.normal(0, 0.3, 12).astype(F32)
