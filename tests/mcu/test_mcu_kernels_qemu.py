@@ -77,7 +77,10 @@ def make_cases(seed=1234):
                                  # the DSP path's unrolled input channel counts, over
                                  # more than one 32-pixel tile with a partial last block
                                  (16, 9, 7, 9, 1), (24, 13, 5, 9, 1), (32, 6, 7, 7, 1),
-                                 (40, 5, 6, 7, 1), (48, 7, 9, 5, 1)):
+                                 (40, 5, 6, 7, 1), (48, 7, 9, 5, 1),
+                                 # K = 8's assembly blocks: one block and a tail; a tile
+                                 # of 8 blocks and one of a single pixel
+                                 (8, 5, 1, 5, 1), (8, 6, 3, 11, 1)):
         cases.append(_conv(rng, f"pw{c_in}to{c_out}_{h}x{w}_s{s}", h, w, c_in, c_out, 1, s))
     cases.append(_conv(rng, "pw_batch2_nobias_relu", 5, 5, 12, 10, 1, batch=2, bias=False,
                        act=(-128, 0), input_offset=128, output_offset=-128))
