@@ -330,21 +330,20 @@ static inline void tq_col_end(tq_col_packer *pk)
 
 /* The filter row w (k int8 values) in the columns' even/odd int16 layout:
  * for each group of 4, (w[4g], w[4g+2]) and (w[4g+1], w[4g+3]); the k >= K
- * tail is 0. TQ_COLS_GROUPS(k) * 2 words. */
-static inline void tq_row_expand(const int8_t *w, int32_t k, uint32_t *wx)
+ * tail is 0. TQ_COLS_GROUPS(k) * 2 words. With dbl each value is doubled
+ * (SADD16; 2 * w fits an int16 lane), for tq_rq2_s8's doubled sums. */
+static inline void tq_row_expand(const int8_t *w, int32_t k, uint32_t *wx, int dbl)
 {
     const int32_t groups = k >> 2, rem = k & 3;
-    int32_t g;
+    int32_t g, e, o;
+#define TQ_ROW_PUT(g, v)                                                                 do {                                                                                     e = tq_sxtb16(v);                                                                    o = tq_sxtb16_ror8(v);                                                               wx[2 * (g)] = (uint32_t)(dbl ? __sadd16(e, e) : e);                                  wx[2 * (g) + 1] = (uint32_t)(dbl ? __sadd16(o, o) : o);                          } while (0)
     for (g = 0; g < groups; g++) {
-        const int32_t v = tq_read_s8x4(w + 4 * g);
-        wx[2 * g] = (uint32_t)tq_sxtb16(v);
-        wx[2 * g + 1] = (uint32_t)tq_sxtb16_ror8(v);
+        TQ_ROW_PUT(g, tq_read_s8x4(w + 4 * g));
     }
     if (rem > 0) {
-        const int32_t v = tq_read_s8_tail(w + 4 * groups, rem);
-        wx[2 * groups] = (uint32_t)tq_sxtb16(v);
-        wx[2 * groups + 1] = (uint32_t)tq_sxtb16_ror8(v);
+        TQ_ROW_PUT(groups, tq_read_s8_tail(w + 4 * groups, rem));
     }
+#undef TQ_ROW_PUT
 }
 
 /* One group of four k values of the 4 pixels (expanded weights we, wo):
@@ -485,18 +484,55 @@ static inline uint32_t tq_rq_neg_chi(int32_t shift, const tq_conv_params *prm, i
     return tq_rq_neg_chi_s8(shift, prm->output_offset, prm->act_min, prm->act_max, ok);
 }
 
+/* ---- requantization of a doubled sum (SMMLAR) --------------------------
+ * Where a kernel expands its weights anyway it can double them (and the
+ * bias) for free, and then sums s = 2x. SMMLAR's high word of
+ * (a << 32) + s*m + 2^31 is floor((x*m + 2^30) / 2^31) + a: the doubling
+ * high multiply (TFLite's, for both signs; see tq_rq) plus a. With
+ * a = 2^(r-1) + (offset << r) - [x < 0], one ASR by r is the rounding divide
+ * by 2^r plus the offset (the merge in tq_rq's comment), so tq_requantize +
+ * offset + the int8 clamp is ADD, SMMLAR, ASR, SSAT: four instructions
+ * where tq_rq_neg_s8 takes six. Exact for a right shift r in [1, 23],
+ * mult >= 0, an int8 offset, the whole int8 range and |x| <= 2^29 (so s,
+ * a and the result fit int32), which tq_rq2_chi checks. */
+static inline int32_t tq_smmlar(int32_t a, int32_t b, int32_t acc)
+{
+    int32_t r;
+    __asm__("smmlar %0, %1, %2, %3" : "=r"(r) : "r"(a), "r"(b), "r"(acc));
+    return r;
+}
+
+/* The clamped output for the doubled sum s (chi2: tq_rq2_chi, r = -shift). */
+static inline int32_t tq_rq2_s8(int32_t s, int32_t mult, uint32_t chi2, int32_t r)
+{
+    return __ssat(tq_smmlar(s, mult, (int32_t)(chi2 + (uint32_t)(s >> 31))) >> r, 8);
+}
+
+/* 2^(r-1) + (offset << r) for a channel (mult, shift = -r, bias) of a
+ * conv whose sums have k terms (|term| <= 255 * 128), or 0 with *ok = 0
+ * when tq_rq2_s8 would not be exact for it. */
+static inline uint32_t tq_rq2_chi(int32_t mult, int32_t shift, int32_t bias, int32_t k,
+                                  const tq_conv_params *prm, int *ok)
+{
+    const int32_t r = -shift, off = prm->output_offset;
+    const int64_t bound = (bias < 0 ? -(int64_t)bias : (int64_t)bias) + (int64_t)k * 32640;
+    *ok = r >= 1 && r <= 23 && mult >= 0 && off >= -128 && off <= 127 && prm->act_min == -128 &&
+          prm->act_max == 127 && bound <= ((int64_t)1 << 29);
+    return *ok ? (1u << (r - 1)) + ((uint32_t)off << r) : 0u;
+}
+
 /* One filter row of K = 8 for tq_k8_blocks_asm, in the order of its LDM. */
 typedef struct {
-    uint32_t we0, wo0, we1, wo1; /* the row expanded (tq_row_expand) */
-    int32_t bias, mult;
-    uint32_t chi;       /* tq_rq_neg_chi */
-    uint32_t count_rsh; /* (blocks - 1) << 8 | rsh: ASR reads the low byte */
-    int32_t out_c;      /* output stride */
+    uint32_t we0, wo0, we1, wo1; /* the row expanded and doubled (tq_row_expand) */
+    int32_t bias2, mult;         /* bias2 = 2 * bias */
+    uint32_t chi2;               /* tq_rq2_chi */
+    uint32_t count_r;            /* (blocks - 1) << 8 | r: ASR reads the low byte */
+    int32_t out_c;               /* output stride */
 } tq_k8_row;
 
 /* Pixel p (0..3) of a block: its two column groups (bytes 8p and 32 + 8p of
- * the block) times the row, then tq_rq_neg_s8. Registers: r0 the block, r3-r6
- * the row, r7 bias, r8 mult, r9 chi, r10 count_rsh, r2/ip/lr scratch. */
+ * the block) times the row, then tq_rq2_s8. Registers: r0 the block, r3-r6
+ * the row, r7 bias2, r8 mult, r9 chi2, r10 count_r, r2/ip/lr scratch. */
 #define TQ_K8_PIXEL(p8, p8g1)                                                        \
     "ldrd r2, ip, [r0, #" p8 "]\n\t"                                                 \
     "smlad lr, r2, r3, r7\n\t"                                                       \
@@ -504,17 +540,14 @@ typedef struct {
     "ldrd r2, ip, [r0, #" p8g1 "]\n\t"                                               \
     "smlad lr, r2, r5, lr\n\t"                                                       \
     "smlad lr, ip, r6, lr\n\t"                                                       \
-    "and r2, lr, #0x80000000\n\t"                                                    \
-    "orr r2, r2, #0x40000000\n\t"                                                    \
     "add ip, r9, lr, asr #31\n\t"                                                    \
-    "smlal r2, ip, lr, r8\n\t"                                                       \
+    "smmlar ip, lr, r8, ip\n\t"                                                      \
     "asr ip, ip, r10\n\t"                                                            \
     "ssat ip, #8, ip\n\t"
 
-/* tq_cols_tile_n's fast blocks for K = 8 (count_rsh >> 8) + 1 blocks from x,
- * their outputs at o, o + out_c, ... A function of its own so that all 14
- * registers hold the loop (compiled C spills: 65 instructions a block here
- * against 57). */
+/* tq_cols_tile_n's doubled-sum blocks for K = 8: (count_r >> 8) + 1 blocks
+ * from x, their outputs at o, o + out_c, ... A function of its own so that
+ * all 14 registers hold the loop (compiled C spills). */
 /* a naked function's arguments are read by its assembly only */
 #define TQ_ASM_ARG __attribute__((unused))
 __attribute__((naked, noinline, unused)) static void
@@ -559,7 +592,7 @@ tq_cols_tile_n(uint32_t *cols, int32_t n_pix, int32_t k, const int8_t *filter,
     int32_t oc, blk;
 #define TQ_TILE_DOT(x)                                                               \
     do {                                                                             \
-        a0 = a1 = a2 = a3 = b;                                                       \
+        a0 = a1 = a2 = a3 = b_init;                                                  \
         if (expand) {                                                                \
             tq_cols_dot4(x, wx, groups, &a0, &a1, &a2, &a3);                         \
         } else {                                                                     \
@@ -574,10 +607,13 @@ tq_cols_tile_n(uint32_t *cols, int32_t n_pix, int32_t k, const int8_t *filter,
         int8_t *o = out + oc;
         int32_t a0, a1, a2, a3;
         tq_rq rq;
-        int fast;
+        int fast, fast2 = 0;
         const uint32_t chi = tq_rq_neg_chi(shift, prm, &fast);
+        const uint32_t chi2 = expand ? tq_rq2_chi(mult, shift, b, k, prm, &fast2) : 0u;
+        /* doubled rows sum 2x (even: the tail halves it exactly) */
+        const int32_t b_init = fast2 ? 2 * b : b, dbl = fast2 ? 1 : 0;
         if (expand) {
-            tq_row_expand(w, k, wx);
+            tq_row_expand(w, k, wx, fast2);
         }
 /* The blocks' four outputs, one out_c apart, requantized by RQ(acc). */
 #define TQ_TILE_BLOCKS(RQ)                                                           \
@@ -593,14 +629,17 @@ tq_cols_tile_n(uint32_t *cols, int32_t n_pix, int32_t k, const int8_t *filter,
         o += out_c;                                                                  \
     }
 #define TQ_TILE_RQ_FAST(acc) tq_rq_neg_s8(acc, mult, chi, rsh)
-#define TQ_TILE_RQ(acc) tq_rq_apply(&rq, acc, out_offset, act_min, act_max, 0)
-        if (fast && k == 8 && expand && nfull > 0) {
-            const tq_k8_row row = {wx[0], wx[1], wx[2], wx[3], b, mult, chi,
-                                   (uint32_t)(nfull - 1) << 8 | (uint32_t)(-shift - 1), out_c};
+#define TQ_TILE_RQ2(acc) tq_rq2_s8(acc, mult, chi2, -shift)
+#define TQ_TILE_RQ(acc) tq_rq_apply(&rq, (acc) >> dbl, out_offset, act_min, act_max, 0)
+        if (fast2 && k == 8 && nfull > 0) {
+            const tq_k8_row row = {wx[0], wx[1], wx[2], wx[3], b_init, mult, chi2,
+                                   (uint32_t)(nfull - 1) << 8 | (uint32_t)-shift, out_c};
             tq_k8_blocks_asm(x, o, &row);
             x += nfull * block_words;
             o += 4 * nfull * out_c;
-        } else if (fast) {
+        } else if (fast2) {
+            TQ_TILE_BLOCKS(TQ_TILE_RQ2)
+        } else if (fast && !expand) { /* expanded rows: channels outside tq_rq2 are rare */
             const int32_t rsh = -shift - 1;
             TQ_TILE_BLOCKS(TQ_TILE_RQ_FAST)
         } else {
@@ -620,6 +659,7 @@ tq_cols_tile_n(uint32_t *cols, int32_t n_pix, int32_t k, const int8_t *filter,
         }
     }
 #undef TQ_TILE_RQ
+#undef TQ_TILE_RQ2
 #undef TQ_TILE_RQ_FAST
 #undef TQ_TILE_BLOCKS
 #undef TQ_TILE_DOT

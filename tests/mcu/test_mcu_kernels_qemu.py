@@ -36,7 +36,7 @@ def _quant(rng, channels, k_eff, input_offset, spread=2.0):
 
 def _conv(rng, name, h, w, c_in, c_out, k, stride=1, padding=(0, 0, 0, 0), dilation=1, batch=1,
           depthwise=False, input_offset=None, output_offset=None, bias=True, act=(-128, 127),
-          kw=None, shifts=None):
+          kw=None, shifts=None, biases=None):
     kh, kw = k, (kw or k)
     x = rng.integers(-128, 128, (batch, h, w, c_in), dtype=np.int8)
     if depthwise:
@@ -50,6 +50,8 @@ def _conv(rng, name, h, w, c_in, c_out, k, stride=1, padding=(0, 0, 0, 0), dilat
     if output_offset is None:
         output_offset = int(rng.integers(-128, 128))
     b = rng.integers(-30000, 30000, c_out, dtype=np.int32) if bias else None
+    if biases is not None:  # chosen biases, repeated over the channels
+        b = np.resize(np.asarray(biases, np.int32), c_out)
     mult, shift = _quant(rng, c_out, k_eff, input_offset)
     if shifts is not None:  # right shifts, none, and left shifts (the vector requantizations' lanes)
         shift = np.resize(np.asarray(shifts, np.int32), c_out)
@@ -140,6 +142,12 @@ def make_cases(seed=1234):
                        shifts=(-2, -23, -9, -5, -24, -1, -2, -23), output_offset=127))
     cases.append(_conv(rng, "pw_fast_rq_edges_c8", 5, 6, 8, 8, 1, shifts=(-2, -23, -24, -1, -12, -13, -14, -11),
                        output_offset=-128))
+    # the doubled-sum requantization's bias bound (|bias| + K * 255 * 128 <= 2^29): at it,
+    # and one past it (the six-instruction form), both signs, with shift -1 and -23
+    for k_in in (8, 16):
+        edge = (1 << 29) - k_in * 32640
+        cases.append(_conv(rng, f"pw_rq2_bias_bound_k{k_in}", 3, 5, k_in, 6, 1, output_offset=-3,
+                           biases=(edge, edge + 1, -edge, -edge - 1, 0, 5000), shifts=(-23, -23, -22, -23, -1, -1)))
     # rows of 16+ outputs, where Cortex-M55 takes its Helium path for 3x3 windows
     # (the DSP path elsewhere); their own generator keeps the other cases' data
     rng_rows = np.random.default_rng(seed + 1)
