@@ -175,13 +175,13 @@ tq_dw3x3_run(const int8_t *xp, int32_t n, int32_t x_stride, int32_t ch, int32_t 
 
 /* One 4-channel group's work for the assembly runs (tq_dw3x3_run_asm,
  * tq_dw_run_asm), at the byte offsets their assembly uses (checked below).
- * The fields up to off2 serve both runs; the rest only tq_dw_run_asm. rq
- * holds, per channel, tq_rq_neg_s8's multiplier, chi and rsh
- * (tq_dw_job_rq). The runs count n (and px) down. */
+ * The fields up to off2 serve both runs; the rest only tq_dw_run_asm. The
+ * taps and the bias are doubled and rq holds, per channel, tq_rq2_s8's
+ * multiplier, chi2 and r (tq_dw_job_rq). The runs count n (and px) down. */
 typedef struct {
     int32_t w[18];       /* 0: 3x3 run: per tap, (w0, w2) and (w1, w3) sign-extended */
     int32_t bias[4];     /* 72 */
-    int32_t rq[12];      /* 88: mult, chi, rsh for channels 0..3 */
+    int32_t rq[12];      /* 88: mult, chi2, r for channels 0..3 */
     const int8_t *x;     /* 136: first window's top-left input (its first tap), channel 0 */
     int8_t *out;         /* 140: first output, channel 0 */
     int32_t n;           /* 144: 3x3 run: windows (>= 1); the other run's row counter */
@@ -217,17 +217,18 @@ TQ_DW_JOB_CHECK(w_skip, 180);
 TQ_DW_JOB_CHECK(out_step, 184);
 TQ_DW_JOB_CHECK(px, 188);
 
-/* Fills job->rq for the 4 channels from c (tq_rq_neg_chi); 0 when one of
- * them is outside what the assembly run handles. */
-static int tq_dw_job_rq(tq_dw_job *job, const tq_channel_quant *q, int32_t c,
-                        const tq_conv_params *p)
+/* Fills job->rq for the 4 channels from c (tq_rq2_chi, sums of taps
+ * terms); 0 when one of them is outside what the assembly run handles. */
+static int tq_dw_job_rq(tq_dw_job *job, const tq_channel_quant *q, const int32_t *bias, int32_t c,
+                        int32_t taps, const tq_conv_params *p)
 {
     int32_t i;
     int ok;
     for (i = 0; i < 4; i++) {
         job->rq[3 * i] = q->multiplier[c + i];
-        job->rq[3 * i + 1] = (int32_t)tq_rq_neg_chi(q->shift[c + i], p, &ok);
-        job->rq[3 * i + 2] = -q->shift[c + i] - 1;
+        job->rq[3 * i + 1] = (int32_t)tq_rq2_chi(q->multiplier[c + i], q->shift[c + i],
+                                                 bias != NULL ? bias[c + i] : 0, taps, p, &ok);
+        job->rq[3 * i + 2] = -q->shift[c + i];
         if (!ok) {
             return 0;
         }
@@ -249,14 +250,12 @@ static int tq_dw_job_rq(tq_dw_job *job, const tq_channel_quant *q, int32_t c,
 /* The 3x3 run's tap: weights at job + WOFF. */
 #define TQ_DW_ASM_TAP(addr, woff) TQ_DW_ASM_TAP_W(addr, "ldrd r6, r7, [lr, #" #woff "]")
 
-/* Requantizes accumulator ACC (tq_rq_neg_s8)
+/* Requantizes the doubled sum ACC (tq_rq2_s8)
  * with the constants at job + ROFF and stores it at out + J. */
 #define TQ_DW_ASM_RQ(acc, roff, j)                 \
-    "and r4, " acc ", #0x80000000\n\t"             \
     "ldrd r6, r7, [lr, #" #roff "]\n\t"            \
-    "orr r4, r4, #0x40000000\n\t"                  \
     "add r5, r7, " acc ", asr #31\n\t"             \
-    "smlal r4, r5, " acc ", r6\n\t"                \
+    "smmlar r5, " acc ", r6, r5\n\t"               \
     "ldr r7, [lr, #(" #roff " + 8)]\n\t"             \
     "asr r5, r5, r7\n\t"                           \
     "ssat r5, #8, r5\n\t"                          \
@@ -450,12 +449,12 @@ __attribute__((naked, noinline)) static void tq_dw_run_asm(tq_dw_job *job __attr
  * f + t * ch, for the taps t < taps (a function of its own: inlined into
  * the row loops, its registers spill). */
 static __attribute__((noinline)) void tq_dw_expand_taps(const int8_t *f, int32_t ch, int32_t taps,
-                                                        int32_t *wexp)
+                                                        int32_t *wexp, int dbl)
 {
     for (; taps > 0; taps--, f += ch, wexp += 2) {
-        const int32_t wv = tq_read_s8x4(f);
-        wexp[0] = tq_sxtb16(wv);
-        wexp[1] = tq_sxtb16_ror8(wv);
+        const int32_t wv = tq_read_s8x4(f), e = tq_sxtb16(wv), o = tq_sxtb16_ror8(wv);
+        wexp[0] = dbl ? __sadd16(e, e) : e;
+        wexp[1] = dbl ? __sadd16(o, o) : o;
     }
 }
 
@@ -476,8 +475,8 @@ static void tq_dw_rq_ready(tq_rq *rq, const tq_channel_quant *q, int32_t c, int 
  * pixel each tap is one word of 4 input channels split by SXTAB16 (which
  * adds the input offset) and four SMLABB / SMLATT. The window is clipped to
  * the input, so padding contributes nothing, as in the reference path.
- * With every channel's shift in tq_rq_neg_s8's range and the whole int8
- * output range, the pixels run in assembly: whole 3x3 windows along a row
+ * With every channel in tq_rq2_s8's range (then the taps and bias are
+ * doubled), the pixels run in assembly: whole 3x3 windows along a row
  * in tq_dw3x3_run_asm, every other window in tq_dw_run_asm (one call per
  * stretch of windows clipped alike); otherwise in the C loops below.
  * Channels beyond the last multiple of 4 take a scalar loop. */
@@ -517,15 +516,15 @@ static void tq_depthwise_conv_s8_dsp(const tq_conv_params *p, const tq_channel_q
     job.off2 = off2;
     job.out_step = ch;
     for (c = 0; c + 4 <= ch; c += 4) {
-        const int rq_fast = tq_dw_job_rq(&job, q, c, p);
+        const int rq_fast = tq_dw_job_rq(&job, q, bias, c, taps, p);
         const int asm_run = is_3x3 && rq_fast;
         /* the C loops' requantization, set up when first needed: with
          * rq_fast the assembly runs requantize, and only windows with no
          * tap inside the input reach the C loop */
         int rq_ready = 0;
-        tq_dw_expand_taps(filter + c, ch, taps, wexp);
+        tq_dw_expand_taps(filter + c, ch, taps, wexp, rq_fast);
         for (i = 0; i < 4; i++) {
-            b4[i] = bias != NULL ? bias[c + i] : 0;
+            b4[i] = bias != NULL ? (rq_fast ? 2 * bias[c + i] : bias[c + i]) : 0;
         }
         /* small maps: every window through a padded copy (no edge runs) */
         if (asm_run && out_d->h > 1 && tq_dw3x3_padded(&job, p, in_d, input + c, out_d, output + c)) {
@@ -604,6 +603,12 @@ static void tq_depthwise_conv_s8_dsp(const tq_conv_params *p, const tq_channel_q
                             wq += 2;
                         }
                         xrow += row_step;
+                    }
+                    if (rq_fast) { /* no tap inside: the doubled bias, halved exactly */
+                        a0 >>= 1;
+                        a1 >>= 1;
+                        a2 >>= 1;
+                        a3 >>= 1;
                     }
                     tq_dw_rq_ready(rq, q, c, &rq_ready);
                     TQ_DW_STORE4(out, 0);

@@ -148,6 +148,10 @@ def make_cases(seed=1234):
         edge = (1 << 29) - k_in * 32640
         cases.append(_conv(rng, f"pw_rq2_bias_bound_k{k_in}", 3, 5, k_in, 6, 1, output_offset=-3,
                            biases=(edge, edge + 1, -edge, -edge - 1, 0, 5000), shifts=(-23, -23, -22, -23, -1, -1)))
+    # a dilated window that steps over a one-pixel-wide input: its taps miss the input
+    # in every column, so only the (on the DSP path doubled) bias is left
+    cases.append(_conv(rng, "dw3_dil2_no_tap_windows_c8", 3, 1, 8, 8, 3, 1, (2, 1, 2, 3), dilation=2,
+                       depthwise=True))
     # rows of 16+ outputs, where Cortex-M55 takes its Helium path for 3x3 windows
     # (the DSP path elsewhere); their own generator keeps the other cases' data
     rng_rows = np.random.default_rng(seed + 1)
