@@ -180,7 +180,8 @@ tq_status tq_bottleneck_s8(const tq_bottleneck_params *p, const tq_dims *input_d
     geom = tq_band_planar(p, mid_w, pl, pr);
     geom.bytes = p->planar_rows ? geom.bytes : 0;
 #if TQ_DW_PLANAR
-    planar = geom.bytes > 0 && tq_dw_planar_init(ring, &geom, &p->dw_params, &p->dw_quant, p->dw_filter, mid);
+    planar = geom.bytes > 0 && tq_dw_planar_init(ring, &geom, &p->dw_params, &p->dw_quant, p->dw_filter,
+                                                    p->dw_bias, mid);
 #else
     (void)geom;
     (void)planar;

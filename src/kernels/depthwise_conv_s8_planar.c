@@ -88,7 +88,8 @@ static inline uint32_t tq_dwp_hi2(int32_t a, int32_t b)
 }
 
 int tq_dw_planar_init(void *ring, const tq_dw_planar_geom *g, const tq_conv_params *p,
-                      const tq_channel_quant *q, const int8_t *filter, int32_t mid)
+                      const tq_channel_quant *q, const int8_t *filter, const int32_t *bias,
+                      int32_t mid)
 {
     int32_t *pairs = tq_dwp_pairs(ring, g, mid), *rq = tq_dwp_rq(ring, g, mid);
     int32_t j, ky;
@@ -96,12 +97,13 @@ int tq_dw_planar_init(void *ring, const tq_dw_planar_geom *g, const tq_conv_para
     for (j = 0; j < mid; j++) {
         for (ky = 0; ky < 3; ky++) {
             const int8_t *f = filter + (size_t)ky * 3 * mid + j;
-            pairs[6 * j + 2 * ky] = (int32_t)tq_dwp_lo2(f[0], f[mid]);
-            pairs[6 * j + 2 * ky + 1] = (int32_t)tq_dwp_lo2(f[mid], f[2 * mid]);
+            pairs[6 * j + 2 * ky] = (int32_t)tq_dwp_lo2(2 * f[0], 2 * f[mid]);
+            pairs[6 * j + 2 * ky + 1] = (int32_t)tq_dwp_lo2(2 * f[mid], 2 * f[2 * mid]);
         }
         rq[3 * j] = q->multiplier[j];
-        rq[3 * j + 1] = (int32_t)tq_rq_neg_chi(q->shift[j], p, &ok);
-        rq[3 * j + 2] = -q->shift[j] - 1;
+        rq[3 * j + 1] = (int32_t)tq_rq2_chi(q->multiplier[j], q->shift[j], bias != NULL ? bias[j] : 0, 9,
+                                            p, &ok);
+        rq[3 * j + 2] = -q->shift[j];
         if (!ok) {
             return 0;
         }
@@ -250,12 +252,12 @@ static const tq_dwp_run_fn tq_dwp_runs[2][TQ_DWP_N_WIDTHS] = {
 typedef struct {
     const int32_t *acc;  /* the sums */
     int32_t n;           /* pairs of outputs (>= 1) */
-    int32_t mult, chi, rsh;
+    int32_t mult, chi2, r;
     int8_t *out;         /* first output */
     int32_t step;        /* bytes from one output to the next */
 } tq_dwp_rq_job;
 
-/* out[i * step] <- tq_rq_neg_s8(acc[i], mult, chi, rsh), for i < 2 * n. */
+/* out[i * step] <- tq_rq2_s8(acc[i], mult, chi2, r), for i < 2 * n. */
 __attribute__((naked, noinline)) static void tq_dwp_rq_asm(const tq_dwp_rq_job *job __attribute__((unused)))
 {
     __asm__ volatile(
@@ -263,20 +265,16 @@ __attribute__((naked, noinline)) static void tq_dwp_rq_asm(const tq_dwp_rq_job *
         "ldm r0, {r1-r7}\n\t"
         "1:\n\t"
         "ldrd r8, r9, [r1], #8\n\t"
-        "and r10, r8, #0x80000000\n\t"
-        "orr r10, r10, #0x40000000\n\t"
-        "add r11, r4, r8, asr #31\n\t"
-        "smlal r10, r11, r8, r3\n\t"
+        "add r10, r4, r8, asr #31\n\t"
+        "smmlar r10, r8, r3, r10\n\t"
+        "asr r10, r10, r5\n\t"
+        "ssat r10, #8, r10\n\t"
+        "strb r10, [r6]\n\t"
+        "add r11, r4, r9, asr #31\n\t"
+        "smmlar r11, r9, r3, r11\n\t"
         "asr r11, r11, r5\n\t"
         "ssat r11, #8, r11\n\t"
-        "strb r11, [r6]\n\t"
-        "and r10, r9, #0x80000000\n\t"
-        "orr r10, r10, #0x40000000\n\t"
-        "add r12, r4, r9, asr #31\n\t"
-        "smlal r10, r12, r9, r3\n\t"
-        "asr r12, r12, r5\n\t"
-        "ssat r12, #8, r12\n\t"
-        "strb r12, [r6, r7]\n\t"
+        "strb r11, [r6, r7]\n\t"
         "add r6, r6, r7, lsl #1\n\t"
         "subs r2, r2, #1\n\t"
         "bne 1b\n\t"
@@ -314,19 +312,19 @@ void tq_dw_planar_row(const void *ring, const tq_dw_planar_geom *g, int32_t top,
             job.w[2 * s] = ky_of[s] >= 0 ? pairs[2 * ky_of[s]] : 0;
             job.w[2 * s + 1] = ky_of[s] >= 0 ? pairs[2 * ky_of[s] + 1] : 0;
         }
-        job.bias[0] = job.bias[1] = bias != NULL ? bias[j] : 0;
+        job.bias[0] = job.bias[1] = bias != NULL ? 2 * bias[j] : 0; /* the pairs are doubled */
         job.x = rows + (size_t)j * 3 * g->width;
         job.n = (out_w + 1) / 2;
         run(&job);
         rj.mult = rq[0];
-        rj.chi = rq[1];
-        rj.rsh = rq[2];
+        rj.chi2 = rq[1];
+        rj.r = rq[2];
         rj.out = out + j;
         if (rj.n > 0) {
             tq_dwp_rq_asm(&rj);
         }
         if (out_w & 1) {
-            out[(size_t)(out_w - 1) * mid + j] = (int8_t)tq_rq_neg_s8(acc[out_w - 1], rq[0], (uint32_t)rq[1], rq[2]);
+            out[(size_t)(out_w - 1) * mid + j] = (int8_t)tq_rq2_s8(acc[out_w - 1], rq[0], (uint32_t)rq[1], rq[2]);
         }
     }
 }

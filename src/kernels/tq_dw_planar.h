@@ -38,13 +38,13 @@ tq_dw_planar_geom tq_dw_planar_geometry(const tq_conv_params *p, const tq_dims *
                                         int32_t out_w, int32_t mid);
 
 #if TQ_DW_PLANAR
-/* Sets up the ring's per-channel tables (weight pairs, requantization)
- * from the stage's filter [1, 3, 3, mid] and quantization; 0 when a
- * channel's requantization is outside tq_rq_neg_s8's range or the output
- * range is not the whole int8 range (the block then runs the NHWC
- * kernel). */
+/* Sets up the ring's per-channel tables (weight pairs, doubled, and
+ * requantization) from the stage's filter [1, 3, 3, mid], bias (or NULL)
+ * and quantization; 0 when a channel's requantization is outside
+ * tq_rq2_s8's range (the block then runs the NHWC kernel). */
 int tq_dw_planar_init(void *ring, const tq_dw_planar_geom *g, const tq_conv_params *p,
-                      const tq_channel_quant *q, const int8_t *filter, int32_t mid);
+                      const tq_channel_quant *q, const int8_t *filter, const int32_t *bias,
+                      int32_t mid);
 
 /* Ring row of input row r (>= 0) from the band row src (band_w pixels of
  * mid int8 channels). */
@@ -52,7 +52,8 @@ void tq_dw_planar_fill(void *ring, const tq_dw_planar_geom *g, int32_t r, const 
                        int32_t band_w, int32_t mid, int32_t input_offset);
 
 /* One output row [out_w, mid] into out from the ring's input rows top ..
- * top + 2 (rows outside [0, in_h) are padding), with bias (or NULL). */
+ * top + 2 (rows outside [0, in_h) are padding), with bias (or NULL: the
+ * one given to tq_dw_planar_init). */
 void tq_dw_planar_row(const void *ring, const tq_dw_planar_geom *g, int32_t top, int32_t in_h,
                       int32_t stride_w, const int32_t *bias, int32_t mid, int32_t out_w, int8_t *out);
 #endif
