@@ -876,19 +876,12 @@ static void tq_dwk_mve_pack8(const int8_t *fc, int32_t ch, int32_t n_taps, const
     "vadd.i32 q4, q4, q1\n\t"
 #define TQ_DWK8_TAP TQ_DWK8_TAP_LAST "add %[x], %[x], %[tap]\n\t"
 /* Requantizes the int32 lanes in register a with the constants at the slots
- * (byte offsets) mult, fix, right, and the offset in %[n]. */
-#define TQ_DWK8_RQ(a, mult, fix, right)                                                \
+ * (byte offsets) mult and right, and the offset in %[n]: every lane shifts
+ * right (a pair's condition), so the rounding fix needs no mask. */
+#define TQ_DWK8_RQ(a, mult, right)                                                     \
     "vldrw.32 q0, [%[k], " mult "]\n\t"                                               \
-    "vqrdmulh.s32 " a ", " a ", q0\n\t"                                                \
-    "vldrw.32 q2, [%[k], " fix "]\n\t"                                                \
-    "vshr.s32 q1, " a ", #31\n\t"                                                      \
-    "vand q1, q1, q2\n\t"                                                              \
-    "vadd.i32 " a ", " a ", q1\n\t"                                                    \
-    "vldrw.32 q0, [%[k], " right "]\n\t"                                              \
-    "vrshl.s32 " a ", " a ", q0\n\t"                                                   \
-    "vadd.i32 " a ", " a ", %[n]\n\t"                                                  \
-    "vmax.s32 " a ", " a ", q6\n\t"                                                    \
-    "vmin.s32 " a ", " a ", q7\n\t"
+    "vldrw.32 q2, [%[k], " right "]\n\t"                                              \
+    TQ_MVE_RQ4_RIGHT_ASM(a, "q1", "q0", "q2", "%[n]", "q6", "q7")
 
 /* 8 channels at once (k: tq_dwk_mve_pack8's, its steps set): the taps as
  * int16 pairs, so a tap of 8 channels is one VLDRB.S16, one VLDRH, VMULLB
@@ -901,8 +894,8 @@ static void tq_dwk_mve_pack8(const int8_t *fc, int32_t ch, int32_t n_taps, const
     "vldrw.32 q3, [%[k], %[o_inner]]\n\t"                                               \
     "vldrw.32 q4, [%[k], %[o_inner_odd]]\n\t"
 #define TQ_DWK8_FINISH                                                                 \
-    TQ_DWK8_RQ("q3", "%[o_mult]", "%[o_fix]", "%[o_right]")                             \
-    TQ_DWK8_RQ("q4", "%[o_mult_odd]", "%[o_fix_odd]", "%[o_right_odd]")                 \
+    TQ_DWK8_RQ("q3", "%[o_mult]", "%[o_right]")                                         \
+    TQ_DWK8_RQ("q4", "%[o_mult_odd]", "%[o_right_odd]")                                 \
     "vmovnb.i32 q0, q3\n\t"                                                             \
     "vmovnt.i32 q0, q4\n\t"                                                             \
     "vstrb.16 q0, [%[out]]\n\t"
@@ -957,10 +950,10 @@ static int tq_dwk_window(const tq_conv_params *p, const tq_dims *f_d)
 }
 
 /* 1 when every channel of a K x K layer (tq_dwk_window) is in an 8-channel
- * pair of tq_depthwise_conv_s8_mve's inner runs: no left shift. */
+ * pair of tq_depthwise_conv_s8_mve's inner runs: all shift right. */
 static int tq_dw_mve_pairs(const tq_conv_params *p, const tq_channel_quant *q, const tq_dims *f_d)
 {
-    return tq_dwk_window(p, f_d) && f_d->c % 8 == 0 && tq_no_left_shift(q->shift, f_d->c);
+    return tq_dwk_window(p, f_d) && f_d->c % 8 == 0 && tq_all_right_shift(q->shift, f_d->c);
 }
 
 /* The padded copy of tq_dw_mve_padded: at most this many bytes (4
@@ -1099,7 +1092,7 @@ static void tq_depthwise_conv_s8_mve(const tq_conv_params *p, const tq_channel_q
         /* both blocks of an 8-channel pair: its 3x3, 5x5 or 7x7 inner runs (or
          * its padded copy) 8 channels at a time (tq_dwK_mve8_run, from the
          * pair's first block) */
-        const int pair = kxk && c8 + 8 <= ch && tq_no_left_shift(q->shift + c8, 8);
+        const int pair = kxk && c8 + 8 <= ch && tq_all_right_shift(q->shift + c8, 8);
         /* and rows whose windows reach past the top or bottom, from a copy */
         const int clipped = pair && !padded && ox_lo < ox_hi && tq_dw_clipped_fits(p, k_h, ox_hi - ox_lo);
         /* a pair none of whose windows is left to the per-tap code needs none

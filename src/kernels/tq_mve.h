@@ -82,16 +82,33 @@ static inline int32x4_t tq_rq4_apply(const tq_rq4 *rq, int32x4_t acc, int32_t ou
 /* tq_rq4_apply in assembly, for a q register a that already holds acc (+
  * base) and a shift with no left part: the operands name q registers (t a
  * scratch one) holding the multiplier, right shift, fix and the bounds, off
- * a core register with the output offset. 8 instructions. */
-#define TQ_MVE_RQ4_ASM(a, t, mult, right, fix, off, lo, hi)                            \
+ * a core register with the output offset. 8 instructions; 7 in the _RIGHT
+ * form, for lanes that all shift right (fix all ones: no VAND). */
+#define TQ_MVE_RQ4_FIXED(a, t, mult, fix_and, right, off, lo, hi)                      \
     "vqrdmulh.s32 " a ", " a ", " mult "\n\t"                                          \
     "vshr.s32 " t ", " a ", #31\n\t"                                                   \
-    "vand " t ", " t ", " fix "\n\t"                                                   \
+    fix_and                                                                          \
     "vadd.i32 " a ", " a ", " t "\n\t"                                                 \
     "vrshl.s32 " a ", " a ", " right "\n\t"                                            \
     "vadd.i32 " a ", " a ", " off "\n\t"                                               \
     "vmax.s32 " a ", " a ", " lo "\n\t"                                                \
     "vmin.s32 " a ", " a ", " hi "\n\t"
+#define TQ_MVE_RQ4_ASM(a, t, mult, right, fix, off, lo, hi)                            \
+    TQ_MVE_RQ4_FIXED(a, t, mult, "vand " t ", " t ", " fix "\n\t", right, off, lo, hi)
+#define TQ_MVE_RQ4_RIGHT_ASM(a, t, mult, right, off, lo, hi) TQ_MVE_RQ4_FIXED(a, t, mult, "", right, off, lo, hi)
+
+/* 1 when each of the n shifts is a right shift (negative): the Helium
+ * requantization's rounding fix then applies to every lane. */
+static inline int tq_all_right_shift(const int32_t *shift, int32_t n)
+{
+    int32_t c;
+    for (c = 0; c < n; c++) {
+        if (shift[c] >= 0) {
+            return 0;
+        }
+    }
+    return 1;
+}
 
 /* The 4 lanes (s0, s1, s2, s3) of an int32 vector. */
 static inline int32x4_t tq_lanes4(int32_t s0, int32_t s1, int32_t s2, int32_t s3)
@@ -139,7 +156,7 @@ typedef struct {
     int32x4_t base;
     tq_rq4 rq;
     mve_pred16_t pc;
-    int32_t full_right; /* 4 channels, none with a left shift: tq_oc4_store_n's assembly loop */
+    int32_t full_right; /* 4 channels, all shifting right: tq_oc4_store_n's assembly loop */
 } tq_oc4;
 
 /* Pixels whose sums a block keeps for one tq_oc4_store_n (int32 x 4 each). */
@@ -166,7 +183,7 @@ static inline void tq_oc4_init(tq_oc4 *b, const int8_t *filter, int32_t k, int32
     b->base = vmlaq_n_s32(bias != NULL ? vldrwq_z_s32(bias + oc, b->pc) : vdupq_n_s32(0),
                           tq_lanes4(r0, r1, r2, r3), input_offset);
     tq_rq4_init(&b->rq, mult + oc, shift + oc, nc);
-    b->full_right = nc == 4 && vmaxvq_s32(INT32_MIN, b->rq.left) == 0;
+    b->full_right = nc == 4 && tq_all_right_shift(shift + oc, 4);
 }
 
 /* Requantizes acc + the block's base and stores the block's channels at
@@ -270,10 +287,10 @@ __attribute__((always_inline)) static inline void tq_oc4_dots(const tq_oc4 *b, c
 }
 
 /* tq_oc4_store of n (>= 1) pixels' sums acc[4j .. 4j + 3] at out + j *
- * out_stride. With four channels and no left shift (the usual case) one
- * assembly loop keeps the block's base, multiplier, shift, rounding fix
- * and clamp bounds in q2-q7: 13 instructions per pixel, where the
- * intrinsics, short of Helium registers, reload them per pixel. */
+ * out_stride. With four channels that all shift right (the usual case) one
+ * assembly loop keeps the block's base, multiplier, shift and clamp bounds
+ * in q2-q7: 12 instructions per pixel, where the intrinsics, short of
+ * Helium registers, reload them per pixel. */
 static inline void tq_oc4_store_n(const tq_oc4 *b, const int32_t *acc, int32_t n, int32_t out_offset,
                                   int32_t act_min, int32_t act_max, int8_t *out, int32_t out_stride)
 {
@@ -283,7 +300,6 @@ static inline void tq_oc4_store_n(const tq_oc4 *b, const int32_t *acc, int32_t n
             "vldrw.32 q2, [%[b], %[o_base]]\n\t"
             "vldrw.32 q3, [%[b], %[o_mult]]\n\t"
             "vldrw.32 q4, [%[b], %[o_right]]\n\t"
-            "vldrw.32 q5, [%[b], %[o_fix]]\n\t"
             "dls lr, %[n]\n\t"
             "ldr %[n], [%[c]]\n\t"
             "vdup.32 q6, %[n]\n\t"
@@ -293,16 +309,15 @@ static inline void tq_oc4_store_n(const tq_oc4 *b, const int32_t *acc, int32_t n
             "1:\n\t"
             "vldrw.32 q0, [%[acc]], #16\n\t"
             "vadd.i32 q0, q0, q2\n\t"
-            TQ_MVE_RQ4_ASM("q0", "q1", "q3", "q4", "q5", "%[n]", "q6", "q7")
+            TQ_MVE_RQ4_RIGHT_ASM("q0", "q1", "q3", "q4", "%[n]", "q6", "q7")
             "vstrb.32 q0, [%[out]]\n\t"
             "add %[out], %[out], %[st]\n\t"
             "le lr, 1b"
             : [acc] "+r"(acc), [out] "+l"(out) /* VSTRB.32: a low register */, [n] "+r"(n) /* then the output offset */
             : [b] "r"(b), [c] "r"(bounds), [st] "r"(out_stride), [o_base] "i"(offsetof(tq_oc4, base)),
               [o_mult] "i"(offsetof(tq_oc4, rq) + offsetof(tq_rq4, mult)),
-              [o_right] "i"(offsetof(tq_oc4, rq) + offsetof(tq_rq4, right)),
-              [o_fix] "i"(offsetof(tq_oc4, rq) + offsetof(tq_rq4, fix))
-            : "q0", "q1", "q2", "q3", "q4", "q5", "q6", "q7", "lr", "memory");
+              [o_right] "i"(offsetof(tq_oc4, rq) + offsetof(tq_rq4, right))
+            : "q0", "q1", "q2", "q3", "q4", "q6", "q7", "lr", "memory");
         return;
     }
     for (; n > 0; n--, acc += 4, out += out_stride) {
