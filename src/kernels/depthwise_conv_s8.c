@@ -217,21 +217,21 @@ TQ_DW_JOB_CHECK(w_skip, 180);
 TQ_DW_JOB_CHECK(out_step, 184);
 TQ_DW_JOB_CHECK(px, 188);
 
-/* Fills job->rq for the 4 channels from c (tq_rq2_chi, sums of taps
+/* Fills job->rq for the 4 channels from c (tq_rq2_init, sums of taps
  * terms); 0 when one of them is outside what the assembly run handles. */
 static int tq_dw_job_rq(tq_dw_job *job, const tq_channel_quant *q, const int32_t *bias, int32_t c,
                         int32_t taps, const tq_conv_params *p)
 {
     int32_t i;
-    int ok;
+    tq_rq2 q2;
     for (i = 0; i < 4; i++) {
-        job->rq[3 * i] = q->multiplier[c + i];
-        job->rq[3 * i + 1] = (int32_t)tq_rq2_chi(q->multiplier[c + i], q->shift[c + i],
-                                                 bias != NULL ? bias[c + i] : 0, taps, p, &ok);
-        job->rq[3 * i + 2] = -q->shift[c + i];
-        if (!ok) {
+        if (!tq_rq2_init(&q2, q->multiplier[c + i], q->shift[c + i], bias != NULL ? bias[c + i] : 0, taps,
+                         p)) {
             return 0;
         }
+        job->rq[3 * i] = q2.mult;
+        job->rq[3 * i + 1] = (int32_t)q2.chi2;
+        job->rq[3 * i + 2] = q2.r;
     }
     return 1;
 }

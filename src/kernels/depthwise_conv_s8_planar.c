@@ -93,20 +93,19 @@ int tq_dw_planar_init(void *ring, const tq_dw_planar_geom *g, const tq_conv_para
 {
     int32_t *pairs = tq_dwp_pairs(ring, g, mid), *rq = tq_dwp_rq(ring, g, mid);
     int32_t j, ky;
-    int ok;
+    tq_rq2 q2;
     for (j = 0; j < mid; j++) {
         for (ky = 0; ky < 3; ky++) {
             const int8_t *f = filter + (size_t)ky * 3 * mid + j;
             pairs[6 * j + 2 * ky] = (int32_t)tq_dwp_lo2(2 * f[0], 2 * f[mid]);
             pairs[6 * j + 2 * ky + 1] = (int32_t)tq_dwp_lo2(2 * f[mid], 2 * f[2 * mid]);
         }
-        rq[3 * j] = q->multiplier[j];
-        rq[3 * j + 1] = (int32_t)tq_rq2_chi(q->multiplier[j], q->shift[j], bias != NULL ? bias[j] : 0, 9,
-                                            p, &ok);
-        rq[3 * j + 2] = -q->shift[j];
-        if (!ok) {
+        if (!tq_rq2_init(&q2, q->multiplier[j], q->shift[j], bias != NULL ? bias[j] : 0, 9, p)) {
             return 0;
         }
+        rq[3 * j] = q2.mult;
+        rq[3 * j + 1] = (int32_t)q2.chi2;
+        rq[3 * j + 2] = q2.r;
     }
     return 1;
 }
@@ -292,6 +291,7 @@ void tq_dw_planar_row(const void *ring, const tq_dw_planar_geom *g, int32_t top,
     tq_dwp_run_fn run = NULL;
     tq_dwp_job job;
     tq_dwp_rq_job rj;
+    tq_rq2 q2;
     int32_t i, j, ky, s;
     for (i = 0; i < TQ_DWP_N_WIDTHS; i++) {
         if (tq_dwp_widths[i] == g->width) {
@@ -319,12 +319,15 @@ void tq_dw_planar_row(const void *ring, const tq_dw_planar_geom *g, int32_t top,
         rj.mult = rq[0];
         rj.chi2 = rq[1];
         rj.r = rq[2];
+        q2.mult = rq[0];
+        q2.chi2 = (uint32_t)rq[1];
+        q2.r = rq[2];
         rj.out = out + j;
         if (rj.n > 0) {
             tq_dwp_rq_asm(&rj);
         }
         if (out_w & 1) {
-            out[(size_t)(out_w - 1) * mid + j] = (int8_t)tq_rq2_s8(acc[out_w - 1], rq[0], (uint32_t)rq[1], rq[2]);
+            out[(size_t)(out_w - 1) * mid + j] = (int8_t)tq_rq2_s8(acc[out_w - 1], &q2);
         }
     }
 }

@@ -502,30 +502,57 @@ static inline int32_t tq_smmlar(int32_t a, int32_t b, int32_t acc)
     return r;
 }
 
-/* The clamped output for the doubled sum s (chi2: tq_rq2_chi, r = -shift). */
-static inline int32_t tq_rq2_s8(int32_t s, int32_t mult, uint32_t chi2, int32_t r)
+/* One channel's constants for tq_rq2_s8 (tq_rq2_init). */
+typedef struct {
+    int32_t mult;
+    uint32_t chi2; /* 2^(r-1) + (offset << r) */
+    int32_t r;
+} tq_rq2;
+
+/* The clamped output for the doubled sum s. */
+static inline int32_t tq_rq2_s8(int32_t s, const tq_rq2 *q)
 {
-    return __ssat(tq_smmlar(s, mult, (int32_t)(chi2 + (uint32_t)(s >> 31))) >> r, 8);
+    return __ssat(tq_smmlar(s, q->mult, (int32_t)(q->chi2 + (uint32_t)(s >> 31))) >> q->r, 8);
 }
 
-/* 2^(r-1) + (offset << r) for a channel (mult, shift = -r, bias) of a
- * conv whose sums have k terms (|term| <= 255 * 128), or 0 with *ok = 0
- * when tq_rq2_s8 would not be exact for it. */
-static inline uint32_t tq_rq2_chi(int32_t mult, int32_t shift, int32_t bias, int32_t k,
-                                  const tq_conv_params *prm, int *ok)
+/* *q for a channel (mult, shift, bias) of a conv whose sums have k terms
+ * (|term| <= 255 * 128); 0 when tq_rq2_s8 would not be exact for it. A
+ * channel whose weights all but vanished (a shift below -23, or a bias
+ * whose doubled sums overflow) is taken when its every output is the same,
+ * checked at both ends of its sums' range (the requantization is monotonic):
+ * multiplier 0 and r = 1 then give that output whatever the sum. */
+static inline int tq_rq2_init(tq_rq2 *q, int32_t mult, int32_t shift, int32_t bias, int32_t k,
+                              const tq_conv_params *prm)
 {
     const int32_t r = -shift, off = prm->output_offset;
-    const int64_t bound = (bias < 0 ? -(int64_t)bias : (int64_t)bias) + (int64_t)k * 32640;
-    *ok = r >= 1 && r <= 23 && mult >= 0 && off >= -128 && off <= 127 && prm->act_min == -128 &&
-          prm->act_max == 127 && bound <= ((int64_t)1 << 29);
-    return *ok ? (1u << (r - 1)) + ((uint32_t)off << r) : 0u;
+    const int64_t span = (int64_t)k * 32640;
+    const int64_t bound = (bias < 0 ? -(int64_t)bias : (int64_t)bias) + span;
+    if (!(mult >= 0 && off >= -128 && off <= 127 && prm->act_min == -128 && prm->act_max == 127)) {
+        return 0;
+    }
+    if (r >= 1 && r <= 23 && bound <= ((int64_t)1 << 29)) {
+        q->mult = mult;
+        q->r = r;
+        q->chi2 = (1u << (r - 1)) + ((uint32_t)off << r);
+        return 1;
+    }
+    if (bias - span >= INT32_MIN && bias + span <= INT32_MAX) { /* no sum wraps */
+        const int8_t lo = tq_requantize_s8((int32_t)(bias - span), mult, shift, off, -128, 127);
+        if (lo == tq_requantize_s8((int32_t)(bias + span), mult, shift, off, -128, 127)) {
+            q->mult = 0;
+            q->r = 1;
+            q->chi2 = 1u + 2u * (uint32_t)(int32_t)lo;
+            return 1;
+        }
+    }
+    return 0;
 }
 
 /* One filter row of K = 8 for tq_k8_blocks_asm, in the order of its LDM. */
 typedef struct {
     uint32_t we0, wo0, we1, wo1; /* the row expanded and doubled (tq_row_expand) */
     int32_t bias2, mult;         /* bias2 = 2 * bias */
-    uint32_t chi2;               /* tq_rq2_chi */
+    uint32_t chi2;               /* tq_rq2 */
     uint32_t count_r;            /* (blocks - 1) << 8 | r: ASR reads the low byte */
     int32_t out_c;               /* output stride */
 } tq_k8_row;
@@ -607,9 +634,10 @@ tq_cols_tile_n(uint32_t *cols, int32_t n_pix, int32_t k, const int8_t *filter,
         int8_t *o = out + oc;
         int32_t a0, a1, a2, a3;
         tq_rq rq;
-        int fast, fast2 = 0;
+        int fast;
         const uint32_t chi = tq_rq_neg_chi(shift, prm, &fast);
-        const uint32_t chi2 = expand ? tq_rq2_chi(mult, shift, b, k, prm, &fast2) : 0u;
+        tq_rq2 q2;
+        const int fast2 = expand && tq_rq2_init(&q2, mult, shift, b, k, prm);
         /* doubled rows sum 2x (even: the tail halves it exactly) */
         const int32_t b_init = fast2 ? 2 * b : b, dbl = fast2 ? 1 : 0;
         if (expand) {
@@ -629,11 +657,11 @@ tq_cols_tile_n(uint32_t *cols, int32_t n_pix, int32_t k, const int8_t *filter,
         o += out_c;                                                                  \
     }
 #define TQ_TILE_RQ_FAST(acc) tq_rq_neg_s8(acc, mult, chi, rsh)
-#define TQ_TILE_RQ2(acc) tq_rq2_s8(acc, mult, chi2, -shift)
+#define TQ_TILE_RQ2(acc) tq_rq2_s8(acc, &q2)
 #define TQ_TILE_RQ(acc) tq_rq_apply(&rq, (acc) >> dbl, out_offset, act_min, act_max, 0)
         if (fast2 && k == 8 && nfull > 0) {
-            const tq_k8_row row = {wx[0], wx[1], wx[2], wx[3], b_init, mult, chi2,
-                                   (uint32_t)(nfull - 1) << 8 | (uint32_t)-shift, out_c};
+            const tq_k8_row row = {wx[0], wx[1], wx[2], wx[3], b_init, q2.mult, q2.chi2,
+                                   (uint32_t)(nfull - 1) << 8 | (uint32_t)q2.r, out_c};
             tq_k8_blocks_asm(x, o, &row);
             x += nfull * block_words;
             o += 4 * nfull * out_c;

@@ -36,7 +36,7 @@ def _quant(rng, channels, k_eff, input_offset, spread=2.0):
 
 def _conv(rng, name, h, w, c_in, c_out, k, stride=1, padding=(0, 0, 0, 0), dilation=1, batch=1,
           depthwise=False, input_offset=None, output_offset=None, bias=True, act=(-128, 127),
-          kw=None, shifts=None, biases=None):
+          kw=None, shifts=None, biases=None, mults=None):
     kh, kw = k, (kw or k)
     x = rng.integers(-128, 128, (batch, h, w, c_in), dtype=np.int8)
     if depthwise:
@@ -55,6 +55,8 @@ def _conv(rng, name, h, w, c_in, c_out, k, stride=1, padding=(0, 0, 0, 0), dilat
     mult, shift = _quant(rng, c_out, k_eff, input_offset)
     if shifts is not None:  # right shifts, none, and left shifts (the vector requantizations' lanes)
         shift = np.resize(np.asarray(shifts, np.int32), c_out)
+    if mults is not None:
+        mult = np.resize(np.asarray(mults, np.int32), c_out)
     return conv_case(name, x, wt, b, mult, shift, stride=(stride, stride), padding=padding,
                      dilation=(dilation, dilation), input_offset=input_offset,
                      output_offset=output_offset, act_min=act[0], act_max=act[1],
@@ -148,6 +150,22 @@ def make_cases(seed=1234):
         edge = (1 << 29) - k_in * 32640
         cases.append(_conv(rng, f"pw_rq2_bias_bound_k{k_in}", 3, 5, k_in, 6, 1, output_offset=-3,
                            biases=(edge, edge + 1, -edge, -edge - 1, 0, 5000), shifts=(-23, -23, -22, -23, -1, -1)))
+    # shifts below -23 and biases past 2^29 (channels whose weights all but vanished):
+    # where every output is the same, the doubled-sum form's multiplier 0 gives it; with
+    # multiplier 2^30 and shift -24 a bias of 2^24 straddles a rounding step, so those
+    # channels keep the general requantization
+    h = 1 << 30
+    cases.append(_conv(rng, "pw_rq2_constant_or_not_k8", 4, 6, 8, 8, 1, output_offset=-100,
+                       biases=(1 << 24, -(1 << 24), (1 << 24) + 7000, 0, (1 << 31) - 300000, 1000, -2000, 3000),
+                       shifts=(-24, -24, -24, -24, -30, -10, -11, -12), mults=(h, h, h, h, h, h + 5, h + 99, h + 7)))
+    big = 1 << 28
+    for k_in in (8, 16):
+        cases.append(_conv(rng, f"pw_tiny_mult_k{k_in}", 3, 5, k_in, 8, 1, output_offset=-128,
+                           biases=(5000, big, -big, 0, big, -(1 << 20), 700, -900),
+                           shifts=(-24, -24, -29, -31, -23, -26, -10, -11)))
+    cases.append(_conv(rng, "dw3_tiny_mult_c12", 6, 7, 12, 12, 3, 1, (1, 1, 1, 1), depthwise=True, output_offset=5,
+                       biases=(300, 0, -7000, big, 5, -big, 0, 2, 40, -40, 400, -400),
+                       shifts=(-24, -30, -28, -24, -26, -25, -31, -27, -9, -10, -11, -12)))
     # a dilated window that steps over a one-pixel-wide input: its taps miss the input
     # in every column, so only the (on the DSP path doubled) bias is left
     cases.append(_conv(rng, "dw3_dil2_no_tap_windows_c8", 3, 1, 8, 8, 3, 1, (2, 1, 2, 3), dilation=2,
