@@ -261,6 +261,14 @@ static void tq_conv_s8_window_mve(const tq_conv_params *p, const tq_dims *in_d, 
     int32_t ky, kx;
     if (row_inside && k_w * in_c <= 16) { /* each window row one predicated copy (the RGB stem's 9 bytes) */
         const mve_pred16_t pr = vctp8q((uint32_t)(k_w * in_c));
+        if (y0 >= 0 && y0 + (k_h - 1) * p->dilation_h < in_h) { /* every row inside: a pointer walk */
+            const int8_t *src = in_b + ((size_t)y0 * in_w + x0) * in_c;
+            const int32_t src_step = p->dilation_h * in_w * in_c;
+            for (ky = 0; ky < k_h; ky++, col += k_w * in_c, src += src_step) {
+                vstrbq_p_s8(col, vldrbq_z_s8(src, pr), pr);
+            }
+            return;
+        }
         for (ky = 0; ky < k_h; ky++, col += k_w * in_c) {
             const int32_t iy = y0 + ky * p->dilation_h;
             vstrbq_p_s8(col, iy < 0 || iy >= in_h ? vdupq_n_s8(pad)

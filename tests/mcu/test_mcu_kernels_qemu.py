@@ -58,7 +58,8 @@ def _conv(rng, name, h, w, c_in, c_out, k, stride=1, padding=(0, 0, 0, 0), dilat
     if mults is not None:
         mult = np.resize(np.asarray(mults, np.int32), c_out)
     return conv_case(name, x, wt, b, mult, shift, stride=(stride, stride), padding=padding,
-                     dilation=(dilation, dilation), input_offset=input_offset,
+                     dilation=dilation if isinstance(dilation, tuple) else (dilation, dilation),
+                     input_offset=input_offset,
                      output_offset=output_offset, act_min=act[0], act_max=act[1],
                      depthwise=depthwise)
 
@@ -114,6 +115,9 @@ def make_cases(seed=1234):
     cases.append(_conv(rng, "conv3_batch2_relu6_nobias", 6, 6, 4, 4, 3, 1, (1, 1, 1, 1),
                        batch=2, bias=False, act=(-128, 40)))
     cases.append(_conv(rng, "conv_1x3_kernel", 6, 8, 5, 4, 1, 1, (0, 1, 0, 1), kw=3))
+    # RGB windows with rows two apart (dilation 2 down, 1 across): the Helium row copies
+    # step down by the dilation
+    cases.append(_conv(rng, "conv3_dil2x1_c3", 9, 8, 3, 6, 3, 1, (2, 1, 2, 1), dilation=(2, 1)))
     # depthwise: kernels 1, 3, 5, 7; strides 1, 2; channels 1..96; multiplier 2.
     for name, h, w, c, k, s, pad, mult in (
             ("dw3_s1_same_c1", 7, 7, 1, 3, 1, None, 1),
