@@ -43,34 +43,39 @@ static int tq_add_is_half(const tq_add_params *p, int k)
 
 /* DSP path: the same three requantizations, each one SMLAL with its
  * constants set up once. The residual adds' usual case (one input's term
- * a halving, the other's a right shift, the output's a right shift with
- * the whole int8 range) has a loop of its own: the halving is a shift and
- * the output requantization takes the tq_rq_neg form. */
+ * a halving, the other's a right shift, the output's a right shift in
+ * [1, 23] with the whole int8 range) has a loop of its own on doubled
+ * values (tq_rq2_s8): the other input's term is ADD, SMMLAR, ASR (its
+ * value doubled by the shift that scales it), the halving a shift, and
+ * the output ADD, SMMLAR, ASR, SSAT. |2 * sum| stays below 2^30 since the
+ * left shift is at most 20. */
 static void tq_add_s8_dsp(const tq_add_params *p, int32_t size, const int8_t *input1,
                           const int8_t *input2, int8_t *output)
 {
     const int32_t scale = 1 << p->left_shift, off1 = p->input1_offset, off2 = p->input2_offset;
     const int32_t out_offset = p->output_offset, act_min = p->act_min, act_max = p->act_max;
     const int half1 = tq_add_is_half(p, 1), half2 = !half1 && tq_add_is_half(p, 2);
-    int fast;
-    const uint32_t co = tq_rq_neg_chi_s8(p->output_shift, out_offset, act_min, act_max, &fast);
+    const int32_t ro = -p->output_shift, r_in = -(half1 ? p->input2_shift : p->input1_shift);
     tq_rq r1q, r2q, roq;
     int32_t i;
-    tq_rq_init(&r1q, p->input1_multiplier, p->input1_shift);
-    tq_rq_init(&r2q, p->input2_multiplier, p->input2_shift);
-    if (fast && (half1 ? r2q.left : r1q.left) < 0 && (half1 || half2)) {
-        /* sum = (h + off_h) << (left_shift - 1) + the other input's term */
+    if ((half1 || half2) && r_in >= 1 && ro >= 1 && ro <= 23 && act_min == -128 && act_max == 127) {
         const int8_t *h = half1 ? input1 : input2, *o = half1 ? input2 : input1;
         const int32_t off_h = half1 ? off1 : off2, off_o = half1 ? off2 : off1;
-        const tq_rq rq = half1 ? r2q : r1q;
-        const int32_t half_scale = scale >> 1, mo = p->output_multiplier,
-                      so = -p->output_shift - 1;
+        const int32_t m_in = half1 ? p->input2_multiplier : p->input1_multiplier, lsh = p->left_shift;
+        const uint32_t chi_in = 1u << (r_in - 1);
+        const tq_rq2 q_out = {p->output_multiplier, (1u << (ro - 1)) + ((uint32_t)out_offset << ro), ro};
         for (i = 0; i < size; i++) {
-            const int32_t sb = tq_rq_raw_neg(&rq, (o[i] + off_o) * scale);
-            output[i] = (int8_t)tq_rq_neg_s8((h[i] + off_h) * half_scale + sb, mo, co, so);
+            /* 2 x for the other input's x = (o + off) 2^left, and its term */
+            const int32_t x2 = (int32_t)((uint32_t)(o[i] + off_o) << (lsh + 1));
+            const int32_t sb = tq_smmlar(x2, m_in, (int32_t)(chi_in + (uint32_t)(x2 >> 31))) >> r_in;
+            /* 2 * ((h + off_h) 2^(left - 1) + sb) */
+            const int32_t s2 = (int32_t)((uint32_t)(h[i] + off_h) << lsh) + (int32_t)((uint32_t)sb << 1);
+            output[i] = (int8_t)tq_rq2_s8(s2, &q_out);
         }
         return;
     }
+    tq_rq_init(&r1q, p->input1_multiplier, p->input1_shift);
+    tq_rq_init(&r2q, p->input2_multiplier, p->input2_shift);
     tq_rq_init(&roq, p->output_multiplier, p->output_shift);
     for (i = 0; i < size; i++) {
         const int32_t sa = tq_rq_raw(&r1q, (input1[i] + off1) * scale);
