@@ -411,7 +411,7 @@ static __attribute__((noinline)) int tq_dw3x3_padded(tq_dw_job *job, const tq_co
  * clipped to the input the same way, have job->rows rows of job->cols
  * taps (any kernel size and dilation): from job->x, taps job->ch bytes
  * apart, weights from job->wp, the next window job->x_stride bytes on; the
- * sums, the requantization (tq_rq_neg_s8) and the stores at job->out
+ * sums, the requantization (tq_rq2_s8) and the stores at job->out
  * (job->out_step apart) as in tq_dw3x3_run_asm. Rows of 2 to 7 taps are
  * unrolled. Uses job->n as its row counter; advances x, out and px. */
 __attribute__((naked, noinline)) static void tq_dw_run_asm(tq_dw_job *job __attribute__((unused)))

@@ -12,7 +12,7 @@
  * which is 5 instructions (one LDRD) per filter row and pair of outputs at
  * stride 1, every weight in a register; stride 2 reads a third word (out1
  * starts at x2). The sums go to a row of int32 and are requantized per
- * channel (tq_rq_neg_s8) by a second loop. Integer sums in any order give
+ * channel (tq_rq2_s8) by a second loop. Integer sums in any order give
  * the same bits, and the zero columns add nothing, as the reference's
  * clipped window. */
 #include <stddef.h>
