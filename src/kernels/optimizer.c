@@ -257,10 +257,10 @@ static int32_t tq_sgd_nearest4_helium(float neg_lr, int qas, float step, int8_t 
     "vadd.f32 " s ", " s ", s4\n\t"                                                  \
     "vcvt.s32.f32 " s ", " s "\n\t"
 #endif
-/* One weight: s (its gradient) <- -(lr * g) OP step, v = w + s; |v| >=
- * 127.5 or NaN (v's bits, doubled, not below lim) leaves through label 9
- * with the weight unchanged, else the rounded v is stored. */
-#define TQ_SGD_WEIGHT(OP, s)                                                         \
+/* One weight: s (its gradient) <- -(lr * g) OP step, v = w + s; when |v|
+ * >= 127.5 or v is NaN (v's bits, doubled, not below lim) it goes to label
+ * SAT (TQ_SGD_SAT), else the rounded v is stored; RES follows. */
+#define TQ_SGD_WEIGHT(OP, s, SAT, RES)                                               \
     "ldrsb %[t], [%[w]]\n\t"                                                         \
     "vnmul.f32 " s ", " s ", %[lr]\n\t"                                              \
     "vmov s4, %[t]\n\t"                                                              \
@@ -269,21 +269,41 @@ static int32_t tq_sgd_nearest4_helium(float neg_lr, int qas, float step, int8_t 
     "vadd.f32 " s ", s4, " s "\n\t"                                                  \
     "vmov %[t], " s "\n\t"                                                           \
     "cmp %[lim], %[t], lsl #1\n\t"                                                   \
-    "bls 9f\n\t"                                                                     \
+    "bls " SAT "f\n\t"                                                               \
     TQ_SGD_ROUND(s)                                                                  \
     "vmov %[t], " s "\n\t"                                                           \
-    "strb %[t], [%[w]], #1\n\t"
+    "strb %[t], [%[w]], #1\n\t"                                                      \
+    RES ":\n\t"
+/* Out of the loop: a NaN v leaves through label 9 with the weight
+ * unchanged; a saturating one stores 127 with v's sign and resumes at
+ * RES. */
+#define TQ_SGD_SAT(s, SAT, RES)                                                      \
+    SAT ":\n\t"                                                                      \
+    "vcmp.f32 " s ", " s "\n\t"                                                      \
+    "vmrs APSR_nzcv, fpscr\n\t"                                                      \
+    "bvs 9f\n\t"                                                                     \
+    "movs %[h], #127\n\t"                                                            \
+    "cmp %[t], #0\n\t"                                                               \
+    "it lt\n\t"                                                                      \
+    "rsblt %[h], %[h], #0\n\t"                                                       \
+    "strb %[h], [%[w]], #1\n\t"                                                      \
+    "b " RES "b\n\t"
 /* Four groups' loop of tq_sgd_nearest4_fpu, OP the QAS divide or the
  * plain multiply. */
 #define TQ_SGD_LOOP4(OP)                                                             \
     __asm__ volatile("1:\n\t"                                                        \
                      "vldmia %[g]!, {s0-s3}\n\t"                                     \
-                     TQ_SGD_WEIGHT(OP, "s0")                                         \
-                     TQ_SGD_WEIGHT(OP, "s1")                                         \
-                     TQ_SGD_WEIGHT(OP, "s2")                                         \
-                     TQ_SGD_WEIGHT(OP, "s3")                                         \
+                     TQ_SGD_WEIGHT(OP, "s0", "20", "30")                             \
+                     TQ_SGD_WEIGHT(OP, "s1", "21", "31")                             \
+                     TQ_SGD_WEIGHT(OP, "s2", "22", "32")                             \
+                     TQ_SGD_WEIGHT(OP, "s3", "23", "33")                             \
                      "subs %[n], %[n], #1\n\t"                                       \
                      "bne 1b\n\t"                                                    \
+                     "b 9f\n\t"                                                      \
+                     TQ_SGD_SAT("s0", "20", "30")                                    \
+                     TQ_SGD_SAT("s1", "21", "31")                                    \
+                     TQ_SGD_SAT("s2", "22", "32")                                    \
+                     TQ_SGD_SAT("s3", "23", "33")                                    \
                      "9:"                                                            \
                      : [w] "+r"(w), [g] "+r"(g), [n] "+r"(n4), [t] "=&r"(t), [h] "=&r"(h) \
                      : [lr] "t"(lr), [st] "t"(step), [lim] "r"(0x42FF0000u << 1)     \
@@ -291,9 +311,9 @@ static int32_t tq_sgd_nearest4_helium(float neg_lr, int qas, float step, int8_t 
 
 /* tq_sgd_nearest's arithmetic on n4 groups of 4 consecutive weights w
  * (gradients g) with the scalar FPU: 12 or 16 instructions a weight, where
- * compiled C spends 20. Stops at the first weight whose sum is NaN or at
- * least 127.5 in magnitude (the saturating cases), which it leaves for the
- * caller; returns the weights stored. */
+ * compiled C spends 20; a saturating weight takes 9 more. Stops at the
+ * first weight whose sum is NaN (that weight stays); returns the weights
+ * stored before it. */
 static int32_t tq_sgd_nearest4_fpu(float lr, int qas, float step, int8_t *w, const float *g,
                                    int32_t n4)
 {
@@ -308,6 +328,7 @@ static int32_t tq_sgd_nearest4_fpu(float lr, int qas, float step, int8_t *w, con
     return (int32_t)(w - w0);
 }
 #undef TQ_SGD_LOOP4
+#undef TQ_SGD_SAT
 #undef TQ_SGD_WEIGHT
 #undef TQ_SGD_ROUND
 #endif
@@ -331,22 +352,18 @@ static void tq_sgd_nearest(float lr, int qas, float w_scale, int8_t *w, int32_t 
             (void)tq_fpscr_flushed(); /* clears a flush's flags: the scalar loop takes over */
         }
 #endif
-        while (j < n_sel) {
 #ifdef TQ_SGD_FPU_ASM
-            if (sel == NULL && n_sel - j >= 4) {
-                /* up to a saturating weight, which the line below then takes */
-                j += tq_sgd_nearest4_fpu(lr, qas, w_scale, w_t + j, grad + j, (n_sel - j) >> 2);
-                if (j == n_sel) {
-                    break;
-                }
-            }
+        while (sel == NULL && n_sel - j >= 4) {
+            const int32_t n4 = (n_sel - j) >> 2;
+            const int32_t done = tq_sgd_nearest4_fpu(lr, qas, w_scale, w_t + j, grad + j, n4);
+            /* it stops before a NaN sum, whose weight stays */
+            j += done < 4 * n4 ? done + 1 : done;
+        }
 #endif
-            {
-                int8_t *wp = w_t + (sel != NULL ? sel[j] : j);
-                /* a NaN delta (the only way to a NaN sum) leaves the weight */
-                *wp = tq_nearest_s8((float)*wp + tq_delta(lr, qas, grad[j], w_scale), *wp);
-                j++;
-            }
+        for (; j < n_sel; j++) {
+            int8_t *wp = w_t + (sel != NULL ? sel[j] : j);
+            /* a NaN delta (the only way to a NaN sum) leaves the weight */
+            *wp = tq_nearest_s8((float)*wp + tq_delta(lr, qas, grad[j], w_scale), *wp);
         }
     }
 }
