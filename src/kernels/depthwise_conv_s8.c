@@ -524,7 +524,7 @@ static void tq_depthwise_conv_s8_dsp(const tq_conv_params *p, const tq_channel_q
         int rq_ready = 0;
         tq_dw_expand_taps(filter + c, ch, taps, wexp, rq_fast);
         for (i = 0; i < 4; i++) {
-            b4[i] = bias != NULL ? (rq_fast ? 2 * bias[c + i] : bias[c + i]) : 0;
+            b4[i] = bias != NULL ? (rq_fast ? tq_dbl(bias[c + i]) : bias[c + i]) : 0;
         }
         /* small maps: every window through a padded copy (no edge runs) */
         if (asm_run && out_d->h > 1 && tq_dw3x3_padded(&job, p, in_d, input + c, out_d, output + c)) {

@@ -312,7 +312,7 @@ void tq_dw_planar_row(const void *ring, const tq_dw_planar_geom *g, int32_t top,
             job.w[2 * s] = ky_of[s] >= 0 ? pairs[2 * ky_of[s]] : 0;
             job.w[2 * s + 1] = ky_of[s] >= 0 ? pairs[2 * ky_of[s] + 1] : 0;
         }
-        job.bias[0] = job.bias[1] = bias != NULL ? 2 * bias[j] : 0; /* the pairs are doubled */
+        job.bias[0] = job.bias[1] = bias != NULL ? tq_dbl(bias[j]) : 0; /* the pairs are doubled */
         job.x = rows + (size_t)j * 3 * g->width;
         job.n = (out_w + 1) / 2;
         run(&job);

@@ -494,7 +494,7 @@ static inline uint32_t tq_rq_neg_chi(int32_t shift, const tq_conv_params *prm, i
  * offset + the int8 clamp is ADD, SMMLAR, ASR, SSAT: four instructions
  * where tq_rq_neg_s8 takes six. Exact for a right shift r in [1, 23],
  * mult >= 0, an int8 offset, the whole int8 range and |x| <= 2^29 (so s,
- * a and the result fit int32), which tq_rq2_chi checks. */
+ * a and the result fit int32), which tq_rq2_init checks. */
 static inline int32_t tq_smmlar(int32_t a, int32_t b, int32_t acc)
 {
     int32_t r;
@@ -508,6 +508,13 @@ typedef struct {
     uint32_t chi2; /* 2^(r-1) + (offset << r) */
     int32_t r;
 } tq_rq2;
+
+/* 2 * v, wrapping like the sums: a saturated bias only occurs in a channel
+ * of tq_rq2_init's constant form, which ignores the sum's value. */
+static inline int32_t tq_dbl(int32_t v)
+{
+    return (int32_t)((uint32_t)v << 1);
+}
 
 /* The clamped output for the doubled sum s. */
 static inline int32_t tq_rq2_s8(int32_t s, const tq_rq2 *q)
@@ -574,8 +581,8 @@ typedef struct {
 
 /* tq_cols_tile_n's doubled-sum blocks for K = 8: (count_r >> 8) + 1 blocks
  * from x, their outputs at o, o + out_c, ... A function of its own so that
- * all 14 registers hold the loop (compiled C spills). */
-/* a naked function's arguments are read by its assembly only */
+ * all 14 registers hold the loop (compiled C spills). Its arguments are
+ * read by the assembly only (TQ_ASM_ARG). */
 #define TQ_ASM_ARG __attribute__((unused))
 __attribute__((naked, noinline, unused)) static void
 tq_k8_blocks_asm(const uint32_t *x TQ_ASM_ARG, int8_t *o TQ_ASM_ARG, const tq_k8_row *row TQ_ASM_ARG)
@@ -639,7 +646,7 @@ tq_cols_tile_n(uint32_t *cols, int32_t n_pix, int32_t k, const int8_t *filter,
         tq_rq2 q2;
         const int fast2 = expand && tq_rq2_init(&q2, mult, shift, b, k, prm);
         /* doubled rows sum 2x (even: the tail halves it exactly) */
-        const int32_t b_init = fast2 ? 2 * b : b, dbl = fast2 ? 1 : 0;
+        const int32_t b_init = fast2 ? tq_dbl(b) : b, dbl = fast2 ? 1 : 0;
         if (expand) {
             tq_row_expand(w, k, wx, fast2);
         }
