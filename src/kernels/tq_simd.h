@@ -606,7 +606,108 @@ tq_k8_blocks_asm(const uint32_t *x TQ_ASM_ARG, int8_t *o TQ_ASM_ARG, const tq_k8
                      "pop {r4-r11, pc}");
 }
 #undef TQ_K8_PIXEL
+
+/* One filter row for tq_kgN_blocks_asm (offsets its assembly uses). */
+typedef struct {
+    int32_t bias2;      /* 0: 2 * bias */
+    int32_t mult;       /* 4 */
+    uint32_t chi2;      /* 8: tq_rq2 */
+    const uint32_t *wx; /* 12: the row expanded and doubled (tq_row_expand) */
+    int32_t out_c;      /* 16: output stride */
+    uint32_t count_r;   /* 20: (blocks - 1) << 8 | r: ASR reads the low byte */
+} tq_kg_row;
+
+/* Group g of a block: the row's two words (r8, r9) times the 4 pixels'
+ * column words at bytes 32g + 8p, into r4-r7. */
+#define TQ_KG_GROUP(g)                                                               \
+    "ldrd r8, r9, [r3, #(8*" #g ")]\n\t"                                             \
+    "ldrd r10, r11, [r0, #(32*" #g ")]\n\t"                                          \
+    "smlad r4, r10, r8, r4\n\t"                                                      \
+    "smlad r4, r11, r9, r4\n\t"                                                      \
+    "ldrd r10, r11, [r0, #(32*" #g "+8)]\n\t"                                        \
+    "smlad r5, r10, r8, r5\n\t"                                                      \
+    "smlad r5, r11, r9, r5\n\t"                                                      \
+    "ldrd r10, r11, [r0, #(32*" #g "+16)]\n\t"                                       \
+    "smlad r6, r10, r8, r6\n\t"                                                      \
+    "smlad r6, r11, r9, r6\n\t"                                                      \
+    "ldrd r10, r11, [r0, #(32*" #g "+24)]\n\t"                                       \
+    "smlad r7, r10, r8, r7\n\t"                                                      \
+    "smlad r7, r11, r9, r7\n\t"
+#define TQ_KG_G4(a, b, c, d) TQ_KG_GROUP(a) TQ_KG_GROUP(b) TQ_KG_GROUP(c) TQ_KG_GROUP(d)
+/* tq_rq2_s8 of the sum in register acc (mult r8, chi2 r9, r in lr) into r10. */
+#define TQ_KG_RQ(acc)                                                                \
+    "add r10, r9, " acc ", asr #31\n\t"                                              \
+    "smmlar r10, " acc ", r8, r10\n\t"                                               \
+    "asr r10, r10, lr\n\t"                                                           \
+    "ssat r10, #8, r10\n\t"
+/* tq_cols_tile_n's doubled-sum blocks for GROUPS groups of 4 values (the
+ * body GROUPS_BODY): (count_r >> 8) + 1 blocks from x, their outputs at o,
+ * o + out_c, ... The 14 registers hold the loop: the sums, the row's and
+ * the columns' words, the pointers, the stride and the count; the
+ * requantization constants are loaded once a block (compiled C spills
+ * about 20 instructions a block of K = 27). */
+#define TQ_KG_BLOCKS_FN(name, GROUPS, GROUPS_BODY)                                   \
+    __attribute__((naked, noinline, unused)) static void name(                       \
+        const uint32_t *x TQ_ASM_ARG, int8_t *o TQ_ASM_ARG, const tq_kg_row *row TQ_ASM_ARG) \
+    {                                                                                \
+        __asm__ volatile("push {r4-r11, lr}\n\t"                                     \
+                         "ldr r3, [r2, #12]\n\t"                                     \
+                         "ldrd r12, lr, [r2, #16]\n\t"                               \
+                         "1:\n\t"                                                    \
+                         "ldr r4, [r2]\n\t"                                          \
+                         "mov r5, r4\n\t"                                            \
+                         "mov r6, r4\n\t"                                            \
+                         "mov r7, r4\n\t"                                            \
+                         GROUPS_BODY                                                 \
+                         "ldrd r8, r9, [r2, #4]\n\t"                                 \
+                         TQ_KG_RQ("r4")                                              \
+                         "strb r10, [r1]\n\t"                                        \
+                         TQ_KG_RQ("r5")                                              \
+                         "strb r10, [r1, r12]\n\t"                                   \
+                         TQ_KG_RQ("r6")                                              \
+                         "strb r10, [r1, r12, lsl #1]\n\t"                           \
+                         "add r1, r1, r12, lsl #1\n\t"                               \
+                         TQ_KG_RQ("r7")                                              \
+                         "strb r10, [r1, r12]\n\t"                                   \
+                         "add r1, r1, r12, lsl #1\n\t"                               \
+                         "add r0, r0, #(32*" #GROUPS ")\n\t"                         \
+                         "subs lr, lr, #256\n\t"                                     \
+                         "bcs 1b\n\t"                                                \
+                         "pop {r4-r11, pc}");                                        \
+    }
+TQ_KG_BLOCKS_FN(tq_kg4_blocks_asm, 4, TQ_KG_G4(0, 1, 2, 3))
+TQ_KG_BLOCKS_FN(tq_kg6_blocks_asm, 6, TQ_KG_G4(0, 1, 2, 3) TQ_KG_GROUP(4) TQ_KG_GROUP(5))
+TQ_KG_BLOCKS_FN(tq_kg7_blocks_asm, 7, TQ_KG_G4(0, 1, 2, 3) TQ_KG_GROUP(4) TQ_KG_GROUP(5) TQ_KG_GROUP(6))
+TQ_KG_BLOCKS_FN(tq_kg8_blocks_asm, 8, TQ_KG_G4(0, 1, 2, 3) TQ_KG_G4(4, 5, 6, 7))
+TQ_KG_BLOCKS_FN(tq_kg10_blocks_asm, 10, TQ_KG_G4(0, 1, 2, 3) TQ_KG_G4(4, 5, 6, 7) TQ_KG_GROUP(8) TQ_KG_GROUP(9))
+TQ_KG_BLOCKS_FN(tq_kg12_blocks_asm, 12, TQ_KG_G4(0, 1, 2, 3) TQ_KG_G4(4, 5, 6, 7) TQ_KG_G4(8, 9, 10, 11))
+#undef TQ_KG_BLOCKS_FN
+#undef TQ_KG_RQ
+#undef TQ_KG_G4
+#undef TQ_KG_GROUP
 #undef TQ_ASM_ARG
+
+/* The assembly blocks for groups groups of 4 values, or NULL. */
+typedef void (*tq_kg_blocks_fn)(const uint32_t *, int8_t *, const tq_kg_row *);
+static inline tq_kg_blocks_fn tq_kg_blocks(int32_t groups)
+{
+    switch (groups) {
+    case 4:
+        return tq_kg4_blocks_asm;
+    case 6:
+        return tq_kg6_blocks_asm;
+    case 7:
+        return tq_kg7_blocks_asm;
+    case 8:
+        return tq_kg8_blocks_asm;
+    case 10:
+        return tq_kg10_blocks_asm;
+    case 12:
+        return tq_kg12_blocks_asm;
+    default:
+        return NULL;
+    }
+}
 
 /* Multiplies the tile's n_pix pixels (ceil(n_pix / 4) blocks) by every
  * filter row (row oc = filter + oc * k) and writes the requantized outputs
@@ -643,7 +744,7 @@ tq_cols_tile_n(uint32_t *cols, int32_t n_pix, int32_t k, const int8_t *filter,
         tq_rq rq;
         int fast;
         const uint32_t chi = tq_rq_neg_chi(shift, prm, &fast);
-        tq_rq2 q2;
+        tq_rq2 q2 = {0, 0u, 1};
         const int fast2 = expand && tq_rq2_init(&q2, mult, shift, b, k, prm);
         /* doubled rows sum 2x (even: the tail halves it exactly) */
         const int32_t b_init = fast2 ? tq_dbl(b) : b, dbl = fast2 ? 1 : 0;
@@ -666,10 +767,18 @@ tq_cols_tile_n(uint32_t *cols, int32_t n_pix, int32_t k, const int8_t *filter,
 #define TQ_TILE_RQ_FAST(acc) tq_rq_neg_s8(acc, mult, chi, rsh)
 #define TQ_TILE_RQ2(acc) tq_rq2_s8(acc, &q2)
 #define TQ_TILE_RQ(acc) tq_rq_apply(&rq, (acc) >> dbl, out_offset, act_min, act_max, 0)
-        if (fast2 && k == 8 && nfull > 0) {
-            const tq_k8_row row = {wx[0], wx[1], wx[2], wx[3], b_init, q2.mult, q2.chi2,
-                                   (uint32_t)(nfull - 1) << 8 | (uint32_t)q2.r, out_c};
-            tq_k8_blocks_asm(x, o, &row);
+        /* the doubled-sum blocks in assembly where a loop exists for K (an
+         * unrolled tile's K is a constant: the C loop below drops out) */
+        if (fast2 && (k == 8 || tq_kg_blocks(groups) != NULL)) {
+            if (nfull > 0 && k == 8) {
+                const tq_k8_row row = {wx[0], wx[1], wx[2], wx[3], b_init, q2.mult, q2.chi2,
+                                       (uint32_t)(nfull - 1) << 8 | (uint32_t)q2.r, out_c};
+                tq_k8_blocks_asm(x, o, &row);
+            } else if (nfull > 0) {
+                const tq_kg_row row = {b_init, q2.mult, q2.chi2, wx, out_c,
+                                       (uint32_t)(nfull - 1) << 8 | (uint32_t)q2.r};
+                tq_kg_blocks(groups)(x, o, &row);
+            }
             x += nfull * block_words;
             o += 4 * nfull * out_c;
         } else if (fast2) {
