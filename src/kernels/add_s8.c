@@ -61,13 +61,14 @@ static void tq_add_s8_dsp(const tq_add_params *p, int32_t size, const int8_t *in
     if ((half1 || half2) && r_in >= 1 && ro >= 1 && ro <= 23 && act_min == -128 && act_max == 127) {
         const int8_t *h = half1 ? input1 : input2, *o = half1 ? input2 : input1;
         const int32_t off_h = half1 ? off1 : off2, off_o = half1 ? off2 : off1;
-        const int32_t m_in = half1 ? p->input2_multiplier : p->input1_multiplier, lsh = p->left_shift;
-        const uint32_t chi_in = 1u << (r_in - 1);
-        const tq_rq2 q_out = {p->output_multiplier, (1u << (ro - 1)) + ((uint32_t)out_offset << ro), ro};
+        const int32_t lsh = p->left_shift;
+        tq_rq2 q_in, q_out;
+        tq_rq2_set(&q_in, half1 ? p->input2_multiplier : p->input1_multiplier, r_in, 0);
+        tq_rq2_set(&q_out, p->output_multiplier, ro, out_offset);
         for (i = 0; i < size; i++) {
             /* 2 x for the other input's x = (o + off) 2^left, and its term */
             const int32_t x2 = (int32_t)((uint32_t)(o[i] + off_o) << (lsh + 1));
-            const int32_t sb = tq_smmlar(x2, m_in, (int32_t)(chi_in + (uint32_t)(x2 >> 31))) >> r_in;
+            const int32_t sb = tq_rq2_raw(x2, &q_in);
             /* 2 * ((h + off_h) 2^(left - 1) + sb) */
             const int32_t s2 = (int32_t)((uint32_t)(h[i] + off_h) << lsh) + (int32_t)((uint32_t)sb << 1);
             output[i] = (int8_t)tq_rq2_s8(s2, &q_out);

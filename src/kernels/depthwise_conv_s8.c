@@ -254,11 +254,8 @@ static int tq_dw_job_rq(tq_dw_job *job, const tq_channel_quant *q, const int32_t
  * with the constants at job + ROFF and stores it at out + J. */
 #define TQ_DW_ASM_RQ(acc, roff, j)                 \
     "ldrd r6, r7, [lr, #" #roff "]\n\t"            \
-    "add r5, r7, " acc ", asr #31\n\t"             \
-    "smmlar r5, " acc ", r6, r5\n\t"               \
-    "ldr r7, [lr, #(" #roff " + 8)]\n\t"             \
-    "asr r5, r5, r7\n\t"                           \
-    "ssat r5, #8, r5\n\t"                          \
+    "ldr r4, [lr, #(" #roff " + 8)]\n\t"             \
+    TQ_RQ2_ASM("r5", acc, "r6", "r7", "r4")          \
     "strb r5, [r9, #" #j "]\n\t"
 
 /* The 3x3 windows of one 4-channel group along an output row, all inside
@@ -699,10 +696,10 @@ enum { TQ_DWK_INNER = -8, TQ_DWK_MULT, TQ_DWK_RIGHT, TQ_DWK_FIX, TQ_DWK_MIN, TQ_
 
 /* The 8-channel K x K loops' constants (tq_dw3x3/5x5/7x7_mve8_run): the
  * even channels' (c, c + 2, c + 4, c + 6) in the 4-channel slots
- * (TQ_DWK_INNER .. TQ_DWK_FIX), the odd channels' in four more before them;
- * the bounds, output offset and steps as there. The K*K taps after k are 8
- * int16 each. */
-enum { TQ_DWK8_INNER_ODD = -12, TQ_DWK8_MULT_ODD, TQ_DWK8_RIGHT_ODD, TQ_DWK8_FIX_ODD, TQ_DWK8_HEAD = 12 };
+ * TQ_DWK_INNER .. TQ_DWK_RIGHT (every lane shifts right: no fix), the odd
+ * channels' in three more before them; the bounds, output offset and
+ * steps as there. The K*K taps after k are 8 int16 each. */
+enum { TQ_DWK8_INNER_ODD = -11, TQ_DWK8_MULT_ODD, TQ_DWK8_RIGHT_ODD, TQ_DWK8_HEAD = 11 };
 
 /* The K x K loops' input walk for inputs tap bytes apart along a row, rows
  * row_step and windows x_step bytes apart: from a row's last tap to the
@@ -794,7 +791,7 @@ static void tq_dw_mve_pack(const int8_t *fc, int32_t ch, int32_t n_taps, int32x4
               [o_mult] "i"(16 * TQ_DWK_MULT), [o_right] "i"(16 * TQ_DWK_RIGHT),          \
               [o_fix] "i"(16 * TQ_DWK_FIX), [o_inner_odd] "i"(16 * TQ_DWK8_INNER_ODD),   \
               [o_mult_odd] "i"(16 * TQ_DWK8_MULT_ODD), [o_right_odd] "i"(16 * TQ_DWK8_RIGHT_ODD), \
-              [o_fix_odd] "i"(16 * TQ_DWK8_FIX_ODD), [o_min] "i"(16 * TQ_DWK_MIN),        \
+              [o_min] "i"(16 * TQ_DWK_MIN),                                              \
               [o_max] "i"(16 * TQ_DWK_MAX), [o_off] "i"(16 * TQ_DWK_OFFSET),             \
               [o_steps] "i"(16 * TQ_DWK_STEPS), [o_back] "i"(16 * TQ_DWK_STEPS + 4)      \
             : "q0", "q1", "q2", "q3", "q4", "q5", "q6", "q7", "lr", "memory");         \
@@ -834,9 +831,8 @@ TQ_DWK_LOOP(tq_dw7x7_mve_run, 7, TQ_DWK_PRO4, TQ_DWK_INIT4, TQ_DWK_WIN7(TQ_DWK_T
 static void tq_dwk_mve_pack8(const int8_t *fc, int32_t ch, int32_t n_taps, const int32_t *bias,
                              const int32_t *mult, const int32_t *shift, const tq_conv_params *p, int32_t *k)
 {
-    static const int8_t slot[2][4] = {
-        {TQ_DWK_INNER, TQ_DWK_MULT, TQ_DWK_RIGHT, TQ_DWK_FIX},
-        {TQ_DWK8_INNER_ODD, TQ_DWK8_MULT_ODD, TQ_DWK8_RIGHT_ODD, TQ_DWK8_FIX_ODD}};
+    static const int8_t slot[2][3] = {{TQ_DWK_INNER, TQ_DWK_MULT, TQ_DWK_RIGHT},
+                                      {TQ_DWK8_INNER_ODD, TQ_DWK8_MULT_ODD, TQ_DWK8_RIGHT_ODD}};
     const int32x4x2_t m2 = vld2q_s32(mult), s2 = vld2q_s32(shift);
     int32x4x2_t b2;
     int32x4_t wsum[2];
@@ -855,11 +851,9 @@ static void tq_dwk_mve_pack8(const int8_t *fc, int32_t ch, int32_t n_taps, const
     wsum[0] = vmovlbq_s16(ws);
     wsum[1] = vmovltq_s16(ws);
     for (h = 0; h < 2; h++) { /* even, then odd channels */
-        const int32x4_t right = vminq_s32(s2.val[h], vdupq_n_s32(0));
         vstrwq_s32(k + 4 * slot[h][0], vmlaq_n_s32(b2.val[h], wsum[h], p->input_offset));
         vstrwq_s32(k + 4 * slot[h][1], m2.val[h]);
-        vstrwq_s32(k + 4 * slot[h][2], right);
-        vstrwq_s32(k + 4 * slot[h][3], vshrq_n_s32(right, 31));
+        vstrwq_s32(k + 4 * slot[h][2], vminq_s32(s2.val[h], vdupq_n_s32(0)));
     }
     tq_dwk_mve_pack_bounds(p, k);
 }

@@ -264,15 +264,9 @@ __attribute__((naked, noinline)) static void tq_dwp_rq_asm(const tq_dwp_rq_job *
         "ldm r0, {r1-r7}\n\t"
         "1:\n\t"
         "ldrd r8, r9, [r1], #8\n\t"
-        "add r10, r4, r8, asr #31\n\t"
-        "smmlar r10, r8, r3, r10\n\t"
-        "asr r10, r10, r5\n\t"
-        "ssat r10, #8, r10\n\t"
+        TQ_RQ2_ASM("r10", "r8", "r3", "r4", "r5")
         "strb r10, [r6]\n\t"
-        "add r11, r4, r9, asr #31\n\t"
-        "smmlar r11, r9, r3, r11\n\t"
-        "asr r11, r11, r5\n\t"
-        "ssat r11, #8, r11\n\t"
+        TQ_RQ2_ASM("r11", "r9", "r3", "r4", "r5")
         "strb r11, [r6, r7]\n\t"
         "add r6, r6, r7, lsl #1\n\t"
         "subs r2, r2, #1\n\t"

@@ -516,11 +516,33 @@ static inline int32_t tq_dbl(int32_t v)
     return (int32_t)((uint32_t)v << 1);
 }
 
+/* *q for multiplier mult, right shift r in [1, 23] and an int8 offset. */
+static inline void tq_rq2_set(tq_rq2 *q, int32_t mult, int32_t r, int32_t off)
+{
+    q->mult = mult;
+    q->r = r;
+    q->chi2 = (1u << (r - 1)) + ((uint32_t)off << r);
+}
+
+/* tq_requantize(x) + offset for the doubled sum s = 2x, unclamped. */
+static inline int32_t tq_rq2_raw(int32_t s, const tq_rq2 *q)
+{
+    return tq_smmlar(s, q->mult, (int32_t)(q->chi2 + (uint32_t)(s >> 31))) >> q->r;
+}
+
 /* The clamped output for the doubled sum s. */
 static inline int32_t tq_rq2_s8(int32_t s, const tq_rq2 *q)
 {
-    return __ssat(tq_smmlar(s, q->mult, (int32_t)(q->chi2 + (uint32_t)(s >> 31))) >> q->r, 8);
+    return __ssat(tq_rq2_raw(s, q), 8);
 }
+
+/* Assembly: tq_rq2_s8 of the doubled sum in register s into register d
+ * (mult in m, chi2 in c, r in register r; d may not be s, m or r). */
+#define TQ_RQ2_ASM(d, s, m, c, r)                                                     \
+    "add " d ", " c ", " s ", asr #31\n\t"                                              \
+    "smmlar " d ", " s ", " m ", " d "\n\t"                                             \
+    "asr " d ", " d ", " r "\n\t"                                                       \
+    "ssat " d ", #8, " d "\n\t"
 
 /* *q for a channel (mult, shift, bias) of a conv whose sums have k terms
  * (|term| <= 255 * 128); 0 when tq_rq2_s8 would not be exact for it. A
@@ -538,9 +560,7 @@ static inline int tq_rq2_init(tq_rq2 *q, int32_t mult, int32_t shift, int32_t bi
         return 0;
     }
     if (r >= 1 && r <= 23 && bound <= ((int64_t)1 << 29)) {
-        q->mult = mult;
-        q->r = r;
-        q->chi2 = (1u << (r - 1)) + ((uint32_t)off << r);
+        tq_rq2_set(q, mult, r, off);
         return 1;
     }
     if (bias - span >= INT32_MIN && bias + span <= INT32_MAX) { /* no sum wraps */
@@ -574,10 +594,7 @@ typedef struct {
     "ldrd r2, ip, [r0, #" p8g1 "]\n\t"                                               \
     "smlad lr, r2, r5, lr\n\t"                                                       \
     "smlad lr, ip, r6, lr\n\t"                                                       \
-    "add ip, r9, lr, asr #31\n\t"                                                    \
-    "smmlar ip, lr, r8, ip\n\t"                                                      \
-    "asr ip, ip, r10\n\t"                                                            \
-    "ssat ip, #8, ip\n\t"
+    TQ_RQ2_ASM("ip", "lr", "r8", "r9", "r10")
 
 /* tq_cols_tile_n's doubled-sum blocks for K = 8: (count_r >> 8) + 1 blocks
  * from x, their outputs at o, o + out_c, ... A function of its own so that
@@ -635,11 +652,7 @@ typedef struct {
     "smlad r7, r11, r9, r7\n\t"
 #define TQ_KG_G4(a, b, c, d) TQ_KG_GROUP(a) TQ_KG_GROUP(b) TQ_KG_GROUP(c) TQ_KG_GROUP(d)
 /* tq_rq2_s8 of the sum in register acc (mult r8, chi2 r9, r in lr) into r10. */
-#define TQ_KG_RQ(acc)                                                                \
-    "add r10, r9, " acc ", asr #31\n\t"                                              \
-    "smmlar r10, " acc ", r8, r10\n\t"                                               \
-    "asr r10, r10, lr\n\t"                                                           \
-    "ssat r10, #8, r10\n\t"
+#define TQ_KG_RQ(acc) TQ_RQ2_ASM("r10", acc, "r8", "r9", "lr")
 /* tq_cols_tile_n's doubled-sum blocks for GROUPS groups of 4 values (the
  * body GROUPS_BODY): (count_r >> 8) + 1 blocks from x, their outputs at o,
  * o + out_c, ... The 14 registers hold the loop: the sums, the row's and
