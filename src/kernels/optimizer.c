@@ -161,6 +161,11 @@ static float tq_delta(float lr, int qas, float g, float step)
     return qas ? -lg / step : -lg * step;
 }
 
+/* The bits of 127.5f, doubled (the sign shifted out): a float's doubled
+ * bits are below this exactly when |v| < 127.5, where tq_nearest_s8 and
+ * the assembly update need no saturation. */
+#define TQ_S8_HALF_RANGE_X2 (0x42FF0000u << 1)
+
 /* round_half_away(v) saturated to [-127, 127]; if_nan when v is NaN. One
  * integer test on v's bits finds |v| < 127.5, where no saturation is
  * needed: adding the float just below 0.5 with v's sign (built from the
@@ -172,7 +177,7 @@ static int8_t tq_nearest_s8(float v, int8_t if_nan)
     uint32_t u, hb;
     float h;
     memcpy(&u, &v, sizeof u);
-    if (__builtin_expect((u << 1) < (0x42FF0000u << 1), 1)) { /* the common case falls through */
+    if (__builtin_expect((u << 1) < TQ_S8_HALF_RANGE_X2, 1)) { /* the common case falls through */
         hb = (u & 0x80000000u) | 0x3EFFFFFFu;
         memcpy(&h, &hb, sizeof h);
         return (int8_t)(int32_t)(v + h);
@@ -306,7 +311,7 @@ static int32_t tq_sgd_nearest4_helium(float neg_lr, int qas, float step, int8_t 
                      TQ_SGD_SAT("s3", "23", "33")                                    \
                      "9:"                                                            \
                      : [w] "+r"(w), [g] "+r"(g), [n] "+r"(n4), [t] "=&r"(t), [h] "=&r"(h) \
-                     : [lr] "t"(lr), [st] "t"(step), [lim] "r"(0x42FF0000u << 1)     \
+                     : [lr] "t"(lr), [st] "t"(step), [lim] "r"(TQ_S8_HALF_RANGE_X2)     \
                      : "s0", "s1", "s2", "s3", "s4", "cc", "memory")
 
 /* tq_sgd_nearest's arithmetic on n4 groups of 4 consecutive weights w
