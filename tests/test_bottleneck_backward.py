@@ -114,7 +114,7 @@ def unfused_grad_in(pw1, dw, pw2, trained, g, in_shape):
     return backward.conv2d_backward_input(g_e, w1, pw1.w_scales, in_shape, mask=pw1.mask)
 
 
-def run_both(seed, h, w, c_in, c_mid, c_out, k, stride, n_sel, tile, opt_kw, **block_kw):
+def run_both(seed, h, w, c_in, c_mid, c_out, k, stride, n_sel, tile, opt_kw, x_f32=False, **block_kw):
     rng = np.random.default_rng(seed)
     pw1, dw, pw2, trained, saved, g = make_block(rng, h, w, c_in, c_mid, c_out, k, stride, n_sel, **block_kw)
     in_shape = (1, h, w, c_in)
@@ -125,7 +125,7 @@ def run_both(seed, h, w, c_in, c_mid, c_out, k, stride, n_sel, tile, opt_kw, **b
     expect_gi = unfused_grad_in(pw1, dw, pw2, trained, g, in_shape)
     reference_updates(ref[0], ref[1], pw2, ref[2], saved, g, in_shape, opt_a, sa1, sad, tile)
     gi = backward.bottleneck_backward(g, pw1, dw, pw2, in_shape, opt_b, pw1_weights=trained, pw1_saved=saved,
-                                      pw1_state=sb1, dw_state=sbd, tile=tile)
+                                      pw1_state=sb1, dw_state=sbd, tile=tile, x_f32=x_f32)
     np.testing.assert_array_equal(gi.view(np.uint32), expect_gi.view(np.uint32))
     for a, b in ((ref[0].bias, pw1.bias), (ref[1].bias, dw.bias), (ref[2], trained), (opt_a.rng, opt_b.rng)):
         if a is not None:
@@ -140,23 +140,25 @@ OPTIONS = [dict(), dict(rounding="stochastic"), dict(rounding="master"), dict(mo
            dict(qas=False, rounding="stochastic", momentum=0.5)]
 
 
+@pytest.mark.parametrize("x_f32", [False, True], ids=["int8-inputs", "x_f32"])
 @pytest.mark.parametrize("opt_kw", OPTIONS, ids=lambda d: "-".join(f"{k}={v}" for k, v in d.items()) or "nearest")
-def test_streamed_block_equals_per_layer_kernels(opt_kw):
-    run_both(1, 7, 6, 10, 27, 9, 3, 1, 10, 8, opt_kw)      # whole pw1 trained, odd tile tail
-    run_both(2, 9, 9, 12, 20, 8, 5, 2, 3, 4, opt_kw)       # stride 2, 5x5, 1/4 of pw1's inputs (split)
-    run_both(3, 6, 5, 8, 40, 8, 3, 1, 4, 16, opt_kw)       # byte-aligned mask tiles (copied whole)
+def test_streamed_block_equals_per_layer_kernels(opt_kw, x_f32):
+    run_both(1, 7, 6, 10, 27, 9, 3, 1, 10, 8, opt_kw, x_f32)      # whole pw1 trained, odd tile tail
+    run_both(2, 9, 9, 12, 20, 8, 5, 2, 3, 4, opt_kw, x_f32)       # stride 2, 5x5, 1/4 of pw1's inputs (split)
+    run_both(3, 6, 5, 8, 40, 8, 3, 1, 4, 16, opt_kw, x_f32)       # byte-aligned mask tiles (copied whole)
+    run_both(4, 9, 10, 7, 12, 5, 3, 1, 7, 8, opt_kw, x_f32)       # 90 pixels (two row chunks), odd n_sel
 
 
 @settings(max_examples=25, deadline=None)
 @given(h=st.integers(1, 9), w=st.integers(1, 9), c_in=st.integers(1, 17), c_mid=st.integers(1, 40),
        c_out=st.integers(1, 17), k=st.sampled_from([1, 3, 5, 7]), stride=st.sampled_from([1, 2]),
        tile=st.integers(1, 20), frac=st.sampled_from([0, 0.125, 0.5, 1.0]), biases=st.booleans(),
-       seed=st.integers(0, 2**31))
-def test_streamed_block_generated_shapes(h, w, c_in, c_mid, c_out, k, stride, tile, frac, biases, seed):
+       x_f32=st.booleans(), seed=st.integers(0, 2**31))
+def test_streamed_block_generated_shapes(h, w, c_in, c_mid, c_out, k, stride, tile, frac, biases, x_f32, seed):
     n_sel = 0 if frac == 0 else max(1, int(np.ceil(frac * c_in)))
     if (h + 2 * (k // 2) - k) < 0 or (w + 2 * (k // 2) - k) < 0:
         return
-    run_both(seed, h, w, c_in, c_mid, c_out, k, stride, n_sel, tile, dict(rounding="stochastic"),
+    run_both(seed, h, w, c_in, c_mid, c_out, k, stride, n_sel, tile, dict(rounding="stochastic"), x_f32,
              pw1_bias=biases, dw_bias=biases)
 
 

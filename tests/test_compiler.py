@@ -119,7 +119,34 @@ def test_streamed_backward_tiles_widen_only_into_room():
     from tinyqt.compiler.fusion import block_backward_scratch_bytes
     for s in wider:
         assert plan.tensors[s.scratch].nbytes == block_backward_scratch_bytes(
-            model, s.attrs["block"], s.attrs["n_sel"], s.attrs["tile"])
+            model, s.attrs["block"], s.attrs["n_sel"], s.attrs["tile"], s.attrs["x_f32"])
+
+
+def test_pw1_inputs_in_fp32_only_into_room():
+    """pw1's saved inputs go to fp32 once per streamed block backward
+    (pw1_x_f32: more scratch, fewer instructions) only where the step has
+    room below the peak after the tiles and rings: mbv2 paper:99kb keeps
+    its peak at the bound with some blocks converted, not all; with
+    --speed-sram bytes to spend every block that trains pw1 converts."""
+    from tinyqt.compiler.fusion import block_backward_scratch_bytes
+    model = tinyqt.load_tiny_training(shared_model_json("mbv2-w0.35"))
+    plan = compile(model, "paper:99kb", num_classes=10)
+    blocks = [s for s in plan.steps if s.kind == "backward_block" and s.attrs["n_sel"]]
+    converted = [s for s in blocks if s.attrs["x_f32"]]
+    assert 0 < len(converted) < len(blocks) and plan.peak_sram_bytes == plan.lower_bound
+    for s in blocks:
+        assert plan.tensors[s.scratch].nbytes == block_backward_scratch_bytes(
+            model, s.attrs["block"], s.attrs["n_sel"], s.attrs["tile"], s.attrs["x_f32"])
+    # the conversion takes H x W x n_sel floats
+    s = converted[0]
+    extra = block_backward_scratch_bytes(model, s.attrs["block"], s.attrs["n_sel"], s.attrs["tile"], True) - \
+        block_backward_scratch_bytes(model, s.attrs["block"], s.attrs["n_sel"], s.attrs["tile"], False)
+    h, w = model.tensors[s.attrs["block"].input].shape[1:3]
+    assert extra == h * w * s.attrs["n_sel"] * 4
+    assert not any(s.attrs["x_f32"] for s in compile(model, "paper:99kb", num_classes=10, widen_tiles=False).steps
+                   if s.kind == "backward_block")
+    spent = compile(model, "paper:99kb", num_classes=10, speed_sram="64KB")
+    assert all(s.attrs["x_f32"] for s in spent.steps if s.kind == "backward_block" and s.attrs["n_sel"])
 
 
 def test_planar_depthwise_rings_only_into_room():

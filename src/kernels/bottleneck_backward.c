@@ -9,7 +9,8 @@
  * depthwise backward, pw1's update) and into the block's input gradient
  * before the next tile starts; only tile-sized buffers exist. Each stage is
  * the checked per-layer kernel run on the tile's slice (weights and mask
- * bits gathered into scratch), so the arithmetic is theirs. */
+ * bits gathered into scratch), so the arithmetic is theirs; pw1's saved
+ * inputs may be converted to fp32 once for all tiles (pw1_x_f32). */
 #include <string.h>
 
 #include "tinyqt/backward.h"
@@ -21,12 +22,18 @@
 
 /* Byte offsets of the scratch regions (each 4-byte aligned) and the total. */
 typedef struct {
-    int32_t g_dw, g_mid, mask_dw, mask_pw1, w_pw2, w_dw, w_pw1, grad_b, update, total;
+    int32_t g_dw, g_mid, mask_dw, mask_pw1, w_pw2, w_dw, w_pw1, grad_b, update, x_f32, total;
 } tq_bb_layout;
 
 static int32_t tq_bb_tile(const tq_bottleneck_backward_params *p)
 {
     return p->tile < p->mid_dims.c ? p->tile : p->mid_dims.c;
+}
+
+/* 1 when pw1's weight gradient reads its saved inputs converted to fp32 */
+static int tq_bb_x_f32(const tq_bottleneck_backward_params *p)
+{
+    return p->pw1_weights != NULL && p->pw1_x_f32 != 0;
 }
 
 static int tq_bb_split(const tq_bottleneck_backward_params *p)
@@ -40,8 +47,8 @@ static int tq_bb_layout_of(const tq_bottleneck_backward_params *p, tq_bb_layout 
     const int64_t t = tq_bb_tile(p);
     const int64_t out_px = (int64_t)p->output_dims.h * p->output_dims.w;
     const int64_t mid_px = (int64_t)p->mid_dims.h * p->mid_dims.w;
-    int64_t sizes[9], pos = 0;
-    int32_t *fields[9];
+    int64_t sizes[10], pos = 0;
+    int32_t *fields[10];
     int i;
     sizes[0] = out_px * t * 4;
     sizes[1] = mid_px * t * 4;
@@ -52,6 +59,8 @@ static int tq_bb_layout_of(const tq_bottleneck_backward_params *p, tq_bb_layout 
     sizes[6] = tq_bb_split(p) ? t * p->input_dims.c : 0;
     sizes[7] = t * 4;
     sizes[8] = 0;
+    /* pw1's saved inputs in fp32 (tq_pw_convert_inputs), once for all tiles */
+    sizes[9] = tq_bb_x_f32(p) ? mid_px * p->pw1_n_sel * 4 : 0;
     if (p->pw1_weights != NULL) {
         const tq_dims rows = {(int32_t)t, 1, 1, p->pw1_n_sel};
         sizes[8] = tq_conv_1x1_backward_weight_update_get_buffer_size(&rows, p->pw1_n_sel);
@@ -68,7 +77,8 @@ static int tq_bb_layout_of(const tq_bottleneck_backward_params *p, tq_bb_layout 
     fields[6] = &l->w_pw1;
     fields[7] = &l->grad_b;
     fields[8] = &l->update;
-    for (i = 0; i < 9; i++) {
+    fields[9] = &l->x_f32;
+    for (i = 0; i < 10; i++) {
         *fields[i] = (int32_t)pos;
         pos += (sizes[i] + 3) / 4 * 4;
         if (pos > INT32_MAX) {
@@ -296,9 +306,10 @@ static tq_status tq_bb_tile_run(const tq_bottleneck_backward_params *p, const tq
         const tq_dims f_rows = {n, 1, 1, n_sel};
         const tq_dims d_saved = {1, p->input_dims.h, p->input_dims.w, n_sel};
         const tq_sgd_state s1 = tq_state_at(p->pw1.state, c0, n_sel);
-        return tq_conv_1x1_backward_weight_update(
-            &p->pw1.params, p->pw1.input_scale, p->pw1.w_scale + c0, &d_saved, p->pw1_saved, NULL,
-            &d_mid, g_mid, m_pw1, &f_rows, p->pw1_weights + (size_t)c0 * n_sel,
+        return tq_pw_weight_update_xf(
+            &p->pw1.params, p->pw1.input_scale, p->pw1.w_scale + c0, &d_saved, p->pw1_saved,
+            tq_bb_x_f32(p) ? (const float *)(const void *)(scr + l->x_f32) : NULL, &d_mid, g_mid, m_pw1,
+            &f_rows, p->pw1_weights + (size_t)c0 * n_sel,
             p->pw1.bias != NULL ? p->pw1.bias + c0 : NULL, opt, &s1, scr + l->update,
             tq_conv_1x1_backward_weight_update_get_buffer_size(&f_rows, n_sel));
     }
@@ -330,6 +341,11 @@ tq_status tq_bottleneck_backward_f32(const tq_bottleneck_backward_params *params
         return st;
     }
     tile = tq_bb_tile(params);
+    if (tq_bb_x_f32(params)) {
+        tq_pw_convert_inputs(params->pw1_saved, params->mid_dims.h * params->mid_dims.w,
+                             params->pw1_n_sel, params->pw1.params.input_offset,
+                             (float *)(void *)((uint8_t *)scratch + l.x_f32));
+    }
     for (c0 = 0; c0 < params->mid_dims.c; c0 += tile) {
         const int32_t n = params->mid_dims.c - c0 < tile ? params->mid_dims.c - c0 : tile;
         st = tq_bb_tile_run(params, opt, grad_out, grad_in, (uint8_t *)scratch, &l, c0, n);

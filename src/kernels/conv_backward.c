@@ -235,8 +235,8 @@ static tq_status tq_conv_bwd_weight_impl(int pointwise, const tq_conv_params *pa
         float gb[TQ_PW_ROWS];
         int32_t r;
         if (pointwise) {
-            tq_pw_weight_rows(params, input_scale, input_dims, input, output_dims, grad_out, mask,
-                              oc, n_oc, grad_w + (size_t)oc * row, gb);
+            tq_pw_weight_rows(params, input_scale, input_dims, input, NULL, output_dims, grad_out,
+                              mask, oc, n_oc, grad_w + (size_t)oc * row, gb);
         } else {
             tq_conv_weight_rows(params, input_scale, input_dims, input, output_dims, grad_out, mask,
                                 grad_w_dims->h, grad_w_dims->w, oc, n_oc, grad_w + (size_t)oc * row, gb);
@@ -390,10 +390,12 @@ int32_t tq_depthwise_conv_backward_weight_update_get_buffer_size(const tq_dims *
                                filter_dims != NULL ? filter_dims->c : 0, TQ_DW_ROWS);
 }
 
+/* The fused weight gradient + update; xf (1x1 only, or NULL): the inputs
+ * already in fp32 (tq_pw_convert_inputs), read instead of input. */
 static tq_status tq_conv_bwd_update_impl(int pointwise, const tq_conv_params *params,
                                          float input_scale, const float *w_scale,
                                          const tq_dims *input_dims, const int8_t *input,
-                                         const int32_t *sel, const tq_dims *output_dims,
+                                         const float *xf, const int32_t *sel, const tq_dims *output_dims,
                                          const float *grad_out, const uint8_t *mask,
                                          const tq_dims *filter_dims, int8_t *filter,
                                          int32_t *bias, const tq_sgd_params *opt,
@@ -439,7 +441,7 @@ static tq_status tq_conv_bwd_update_impl(int pointwise, const tq_conv_params *pa
         float gb[TQ_PW_ROWS];
         int32_t r;
         if (pointwise) {
-            tq_pw_weight_rows(params, input_scale, input_dims, input, output_dims, grad_out, mask,
+            tq_pw_weight_rows(params, input_scale, input_dims, input, xf, output_dims, grad_out, mask,
                               oc, n_oc, (float *)scratch, gb);
         } else {
             tq_conv_weight_rows(params, input_scale, input_dims, input, output_dims, grad_out, mask,
@@ -466,7 +468,7 @@ tq_status tq_conv_backward_weight_update(const tq_conv_params *params, float inp
                                          const tq_sgd_params *opt, const tq_sgd_state *state,
                                          void *scratch, int32_t scratch_size)
 {
-    return tq_conv_bwd_update_impl(0, params, input_scale, w_scale, input_dims, input, sel,
+    return tq_conv_bwd_update_impl(0, params, input_scale, w_scale, input_dims, input, NULL, sel,
                                    output_dims, grad_out, mask, filter_dims, filter, bias, opt,
                                    state, scratch, scratch_size);
 }
@@ -483,7 +485,23 @@ tq_status tq_conv_1x1_backward_weight_update(const tq_conv_params *params, float
                                              const tq_sgd_state *state,
                                              void *scratch, int32_t scratch_size)
 {
-    return tq_conv_bwd_update_impl(1, params, input_scale, w_scale, input_dims, input, sel,
+    return tq_conv_bwd_update_impl(1, params, input_scale, w_scale, input_dims, input, NULL, sel,
+                                   output_dims, grad_out, mask, filter_dims, filter, bias, opt,
+                                   state, scratch, scratch_size);
+}
+
+tq_status tq_pw_weight_update_xf(const tq_conv_params *params, float input_scale,
+                                 const float *w_scale, const tq_dims *input_dims,
+                                 const int8_t *input, const float *xf, const tq_dims *output_dims,
+                                 const float *grad_out, const uint8_t *mask,
+                                 const tq_dims *filter_dims, int8_t *filter, int32_t *bias,
+                                 const tq_sgd_params *opt, const tq_sgd_state *state,
+                                 void *scratch, int32_t scratch_size)
+{
+    if (xf != NULL && params != NULL && (params->stride_h != 1 || params->stride_w != 1)) {
+        return TQ_ERR_PARAM;
+    }
+    return tq_conv_bwd_update_impl(1, params, input_scale, w_scale, input_dims, input, xf, NULL,
                                    output_dims, grad_out, mask, filter_dims, filter, bias, opt,
                                    state, scratch, scratch_size);
 }

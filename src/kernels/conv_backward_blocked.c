@@ -498,12 +498,12 @@ void tq_pw_backward_input_blocked(const tq_conv_params *p, const float *w_scale,
     "vmov s18, s19, %[xt], %[xt]\n\t"                                                  \
     "vmov s20, s21, %[xt], %[xt]\n\t"                                                  \
     "vmov s22, s23, %[xt], %[xt]\n\t"
-/* Eight sums times the scale operand (one VMUL.F32 each). */
-#define TQ_WROW_SCALE(a, b, c, d, e, f, g, h)                                          \
-    "vmul.f32 " a ", " a ", %[sc]\n\t" "vmul.f32 " b ", " b ", %[sc]\n\t"               \
-    "vmul.f32 " c ", " c ", %[sc]\n\t" "vmul.f32 " d ", " d ", %[sc]\n\t"               \
-    "vmul.f32 " e ", " e ", %[sc]\n\t" "vmul.f32 " f ", " f ", %[sc]\n\t"               \
-    "vmul.f32 " g ", " g ", %[sc]\n\t" "vmul.f32 " h ", " h ", %[sc]\n\t"
+/* Eight sums times the scale in register sc (one VMUL.F32 each). */
+#define TQ_WROW_SCALE(sc, a, b, c, d, e, f, g, h)                                      \
+    "vmul.f32 " a ", " a ", " sc "\n\t" "vmul.f32 " b ", " b ", " sc "\n\t"               \
+    "vmul.f32 " c ", " c ", " sc "\n\t" "vmul.f32 " d ", " d ", " sc "\n\t"               \
+    "vmul.f32 " e ", " e ", " sc "\n\t" "vmul.f32 " f ", " f ", " sc "\n\t"               \
+    "vmul.f32 " g ", " g ", " sc "\n\t" "vmul.f32 " h ", " h ", " sc "\n\t"
 /* Saved channels j, j + 1 of the eight rows rp[0..7]: from 0 (flags bit 0)
  * or their stored partial sums, add gt[8t + r] * (xp[t][j + i] + off) for
  * t < npx (npx >= 1), in order of t, then (flags bit 1) multiply by scale.
@@ -562,8 +562,8 @@ static void tq_wrow_8x2(const float *gt, const int8_t *const *xp, int32_t npx, i
         "5:\n\t"
         "tst %[flags], #2\n\t"
         "beq 6f\n\t"
-        TQ_WROW_SCALE("s16", "s17", "s18", "s19", "s20", "s21", "s22", "s23")
-        TQ_WROW_SCALE("s24", "s25", "s26", "s27", "s28", "s29", "s30", "s31")
+        TQ_WROW_SCALE("%[sc]", "s16", "s17", "s18", "s19", "s20", "s21", "s22", "s23")
+        TQ_WROW_SCALE("%[sc]", "s24", "s25", "s26", "s27", "s28", "s29", "s30", "s31")
         "6:\n\t"
         TQ_WROW_ROWS("vstmia")
         : [g] "+r"(gt), [xp] "+r"(xp), [n] "+r"(npx), [x0] "=&r"(x0), [x1] "=&r"(x1), [xt] "=&r"(xt)
@@ -606,11 +606,103 @@ static void tq_wrow_8x1(const float *gt, const int8_t *const *xp, int32_t npx, i
         "bne 2b\n\t"
         "tst %[flags], #2\n\t"
         "beq 3f\n\t"
-        TQ_WROW_SCALE("s16", "s17", "s18", "s19", "s20", "s21", "s22", "s23")
+        TQ_WROW_SCALE("%[sc]", "s16", "s17", "s18", "s19", "s20", "s21", "s22", "s23")
         "3:\n\t"
         TQ_WROW_ROWS1("vstmia")
         : [g] "+r"(gt), [xp] "+r"(xp), [n] "+r"(npx), [xt] "=&r"(xt)
         : [off] "r"(off), [j] "r"(j), [rp] "r"(rp), [flags] "r"(flags), [sc] "t"(scale)
+        : "s0", "s1", "s2", "s3", "s4", "s5", "s6", "s7", "s8", "s16", "s17", "s18", "s19",
+          "s20", "s21", "s22", "s23", "cc", "memory");
+}
+
+/* tq_wrow_8x2 on inputs already in fp32: x[2t + i] is pixel t's channel
+ * j + i plus the offset (a pair group of tq_pw_convert_inputs). Four pixels
+ * per iteration are one VLDM of their eight inputs, four VLDM of eight
+ * gradients and 64 VMLA.F32: 71 instructions per 64 terms, where
+ * converting the int8 inputs took 49 per 32. The scale is read from *scp
+ * (s8-s15 hold the inputs, so no S register is left for an operand). */
+static void tq_wrow_8x2f(const float *gt, const float *x, int32_t npx, int32_t j, float *const *rp,
+                         int flags, const float *scp)
+{
+    int32_t xt;
+    __asm__ volatile(
+        TQ_WROW_ZERO_S16_S23
+        "vmov s24, s25, %[xt], %[xt]\n\t"
+        "vmov s26, s27, %[xt], %[xt]\n\t"
+        "vmov s28, s29, %[xt], %[xt]\n\t"
+        "vmov s30, s31, %[xt], %[xt]\n\t"
+        "b 2f\n\t"
+        "1:\n\t"
+        TQ_WROW_ROWS("vldmia")
+        "2:\n\t"
+        "subs %[n], %[n], #4\n\t"
+        "blt 4f\n\t"
+        "3:\n\t"
+        "vldmia %[x]!, {s8-s15}\n\t"
+        TQ_WROW_MLA("s8", "s9")
+        TQ_WROW_MLA("s10", "s11")
+        TQ_WROW_MLA("s12", "s13")
+        TQ_WROW_MLA("s14", "s15")
+        "subs %[n], %[n], #4\n\t"
+        "bge 3b\n\t"
+        "4:\n\t" /* n = left - 4: its bits 1 and 0 are those of left */
+        "tst %[n], #2\n\t"
+        "beq 5f\n\t"
+        "vldmia %[x]!, {s8-s11}\n\t"
+        TQ_WROW_MLA("s8", "s9")
+        TQ_WROW_MLA("s10", "s11")
+        "5:\n\t"
+        "tst %[n], #1\n\t"
+        "beq 6f\n\t"
+        "vldmia %[x]!, {s8-s9}\n\t"
+        TQ_WROW_MLA("s8", "s9")
+        "6:\n\t"
+        "tst %[flags], #2\n\t"
+        "beq 7f\n\t"
+        "vldr s8, [%[scp]]\n\t"
+        TQ_WROW_SCALE("s8", "s16", "s17", "s18", "s19", "s20", "s21", "s22", "s23")
+        TQ_WROW_SCALE("s8", "s24", "s25", "s26", "s27", "s28", "s29", "s30", "s31")
+        "7:\n\t"
+        TQ_WROW_ROWS("vstmia")
+        : [g] "+r"(gt), [x] "+r"(x), [n] "+r"(npx), [xt] "=&r"(xt)
+        : [j] "r"(j), [rp] "r"(rp), [flags] "r"(flags), [scp] "r"(scp)
+        : "s0", "s1", "s2", "s3", "s4", "s5", "s6", "s7", "s8", "s9", "s10", "s11", "s12", "s13",
+          "s14", "s15", "s16", "s17", "s18", "s19", "s20", "s21", "s22", "s23", "s24", "s25", "s26",
+          "s27", "s28", "s29", "s30", "s31", "cc", "memory");
+}
+
+/* tq_wrow_8x1 on inputs already in fp32, x[t] (an odd n_sel's last
+ * channel, a group of one): per pixel one VLDM of the input, one of the
+ * eight gradients and 8 VMLA.F32. */
+static void tq_wrow_8x1f(const float *gt, const float *x, int32_t npx, int32_t j, float *const *rp,
+                         int flags, float scale)
+{
+    int32_t xt;
+    __asm__ volatile(
+        TQ_WROW_ZERO_S16_S23
+        "b 2f\n\t"
+        "1:\n\t"
+        TQ_WROW_ROWS1("vldmia")
+        "2:\n\t"
+        "vldmia %[x]!, {s8}\n\t"
+        "vldmia %[g]!, {s0-s7}\n\t"
+        "vmla.f32 s16, s0, s8\n\t"
+        "vmla.f32 s17, s1, s8\n\t"
+        "vmla.f32 s18, s2, s8\n\t"
+        "vmla.f32 s19, s3, s8\n\t"
+        "vmla.f32 s20, s4, s8\n\t"
+        "vmla.f32 s21, s5, s8\n\t"
+        "vmla.f32 s22, s6, s8\n\t"
+        "vmla.f32 s23, s7, s8\n\t"
+        "subs %[n], %[n], #1\n\t"
+        "bne 2b\n\t"
+        "tst %[flags], #2\n\t"
+        "beq 3f\n\t"
+        TQ_WROW_SCALE("%[sc]", "s16", "s17", "s18", "s19", "s20", "s21", "s22", "s23")
+        "3:\n\t"
+        TQ_WROW_ROWS1("vstmia")
+        : [g] "+r"(gt), [x] "+r"(x), [n] "+r"(npx), [xt] "=&r"(xt)
+        : [j] "r"(j), [rp] "r"(rp), [flags] "r"(flags), [sc] "t"(scale)
         : "s0", "s1", "s2", "s3", "s4", "s5", "s6", "s7", "s8", "s16", "s17", "s18", "s19",
           "s20", "s21", "s22", "s23", "cc", "memory");
 }
@@ -697,6 +789,59 @@ static int tq_wrow_4x4_helium(const float *gt, const int8_t *const *xp, int32_t 
           [g0] "+r"(g0), [g1] "=&r"(g1), [g2] "=&r"(g2), [g3] "=&r"(g3)
         : [j] "r"(j), [rp] "r"(rp), [sc] "m"(scale)
         : "q0", "q1", "q2", "q3", "q4", "q5", "q6", "q7", "lr", "cc", "memory");
+    return flush;
+}
+
+/* tq_wrow_4x4_helium on inputs already in fp32: x[4t + i] is pixel t's
+ * channel j + i plus the offset (a group of four of tq_pw_convert_inputs).
+ * Per pixel one VLDRW of the four inputs, two LDRD of the four gradients
+ * and a VMUL.F32 + VADD.F32 per row (11 instructions, 15 from int8). Same
+ * flags and return. */
+static int tq_wrow_4x4f_helium(const float *gt, const float *x, int32_t npx, int32_t j,
+                               float *const *rp, int flags, float scale)
+{
+    int32_t flush = flags, n = npx;
+    uint32_t g0, g1, g2, g3;
+    __asm__ volatile(
+        ".arch_extension mve.fp\n\t"
+        "dls lr, %[n]\n\t"
+        "tst %[fl], #1\n\t"
+        "beq 2f\n\t"
+        "vmov.i32 q4, #0\n\t"
+        "vmov.i32 q5, #0\n\t"
+        "vmov.i32 q6, #0\n\t"
+        "vmov.i32 q7, #0\n\t"
+        "b 3f\n\t"
+        "2:\n\t"
+        TQ_MVEF_ROWS4("vldrw.32", "rp", "%[j], lsl #2")
+        "3:\n\t"
+        "vldrw.32 q0, [%[x]], #16\n\t"
+        "ldrd %[g0], %[g1], [%[gt]], #8\n\t"
+        "ldrd %[g2], %[g3], [%[gt]], #24\n\t"
+        "vmul.f32 q1, q0, %[g0]\n\t"
+        "vadd.f32 q4, q4, q1\n\t"
+        "vmul.f32 q3, q0, %[g1]\n\t"
+        "vadd.f32 q5, q5, q3\n\t"
+        "vmul.f32 q1, q0, %[g2]\n\t"
+        "vadd.f32 q6, q6, q1\n\t"
+        "vmul.f32 q3, q0, %[g3]\n\t"
+        "vadd.f32 q7, q7, q3\n\t"
+        "le lr, 3b\n\t"
+        "tst %[fl], #2\n\t"
+        "beq 4f\n\t"
+        "ldr %[g0], %[sc]\n\t"
+        "vmul.f32 q4, q4, %[g0]\n\t"
+        "vmul.f32 q5, q5, %[g0]\n\t"
+        "vmul.f32 q6, q6, %[g0]\n\t"
+        "vmul.f32 q7, q7, %[g0]\n\t"
+        "4:\n\t"
+        TQ_MVEF_CHECK("%[fl]")
+        TQ_MVEF_ROWS4("vstrw.32", "rp", "%[j], lsl #2")
+        "9:"
+        : [gt] "+r"(gt), [x] "+r"(x), [n] "+r"(n), [fl] "+r"(flush), [g0] "=&r"(g0), [g1] "=&r"(g1),
+          [g2] "=&r"(g2), [g3] "=&r"(g3)
+        : [j] "r"(j), [rp] "r"(rp), [sc] "m"(scale)
+        : "q0", "q1", "q3", "q4", "q5", "q6", "q7", "lr", "cc", "memory");
     return flush;
 }
 #endif
@@ -927,10 +1072,95 @@ static void tq_rows_finish(float *rows, int32_t n_oc, int32_t row_len, float inp
     }
 }
 
+/* ---- weight-gradient rows from inputs already in fp32 ------------------------ */
+
+void tq_pw_convert_inputs(const int8_t *input, int32_t pixels, int32_t n_sel, int32_t off, float *xf)
+{
+    int32_t j, t, i;
+    for (j = 0; j < n_sel; j += TQ_XF_GROUP) {
+        const int32_t w = tq_min_i32(TQ_XF_GROUP, n_sel - j);
+        float *o = xf + (size_t)j * pixels;
+        for (t = 0; t < pixels; t++) {
+            for (i = 0; i < w; i++) {
+                *o++ = (float)(input[(size_t)t * n_sel + j + i] + off);
+            }
+        }
+    }
+}
+
+/* Rows rp[0..nr-1] (gradients gt[8t + r]), channels [j, j + w) whose fp32
+ * inputs are x[w t + i] (w <= TQ_XF_GROUP): from 0 (flags bit 0) or the
+ * stored sums, add gt[8t + r] * x[w t + i] for t < npx in order, then with
+ * TQ_WROW_SCALES and flags bit 1 multiply by scale. Every sum is loaded
+ * before any is stored, so rows that repeat the one before (the same
+ * memory) store equal values. */
+static void tq_wrow_xf(const float *gt, const float *x, int32_t w, int32_t npx, int32_t j,
+                       float *const *rp, int32_t nr, int flags, float scale)
+{
+    float a[TQ_PW_ROWS][TQ_XF_GROUP];
+    int32_t r, i, t;
+    for (r = 0; r < nr; r++) {
+        for (i = 0; i < w; i++) {
+            a[r][i] = (flags & 1) ? 0.0f : rp[r][j + i];
+        }
+    }
+    for (t = 0; t < npx; t++, gt += TQ_PW_ROWS, x += w) {
+        for (r = 0; r < nr; r++) {
+            for (i = 0; i < w; i++) {
+                TQ_MLA_F32(a[r][i], gt[r], x[i]);
+            }
+        }
+    }
+    for (r = 0; r < nr; r++) {
+        for (i = 0; i < w; i++) {
+            rp[r][j + i] = TQ_WROW_SCALES && (flags & 2) ? a[r][i] * scale : a[r][i];
+        }
+    }
+}
+
+/* tq_rows_add for output pixels p0 .. p0 + npx - 1 (npx >= 1) of a
+ * stride-1 1x1 conv whose inputs are xf (tq_pw_convert_inputs over pixels
+ * pixels). */
+static void tq_rows_add_xf(const float *gt, const float *xf, int32_t pixels, int32_t p0, int32_t npx,
+                           int32_t n_sel, float *const *rp, int first, int last, float scale)
+{
+    const int flags = (first ? 1 : 0) | (last ? 2 : 0);
+    int32_t j;
+    for (j = 0; j < n_sel; j += TQ_XF_GROUP) {
+        const int32_t w = tq_min_i32(TQ_XF_GROUP, n_sel - j);
+        const float *x = xf + (size_t)j * pixels + (size_t)p0 * w;
+#if TQ_USE_MVE_F32
+        if (w == 4) {
+            /* with at most four channels rows 4..7 repeat row 3, whose sums
+             * the first block has already advanced: adding again would
+             * count twice */
+            int32_t h;
+            for (h = 0; h < TQ_PW_ROWS && (h == 0 || rp[h] != rp[h - 1]); h += 4) {
+                if (tq_wrow_4x4f_helium(gt + h, x, npx, j, rp + h, flags, scale)) {
+                    tq_wrow_xf(gt + h, x, w, npx, j, rp + h, 4, flags, scale);
+                }
+            }
+            continue;
+        }
+#endif
+#ifdef TQ_WROW_ASM
+        if (w == 2) {
+            tq_wrow_8x2f(gt, x, npx, j, rp, flags, &scale);
+            continue;
+        }
+        if (w == 1) {
+            tq_wrow_8x1f(gt, x, npx, j, rp, flags, scale);
+            continue;
+        }
+#endif
+        tq_wrow_xf(gt, x, w, npx, j, rp, TQ_PW_ROWS, flags, scale);
+    }
+}
+
 void tq_pw_weight_rows(const tq_conv_params *p, float input_scale, const tq_dims *in_d,
-                       const int8_t *input, const tq_dims *out_d, const float *grad_out,
-                       const uint8_t *mask, int32_t oc0, int32_t n_oc, float *rows,
-                       float *grad_b)
+                       const int8_t *input, const float *xf, const tq_dims *out_d,
+                       const float *grad_out, const uint8_t *mask, int32_t oc0, int32_t n_oc,
+                       float *rows, float *grad_b)
 {
     const int32_t n_sel = in_d->c;
     const int32_t pixels = out_d->n * out_d->h * out_d->w;
@@ -945,6 +1175,11 @@ void tq_pw_weight_rows(const tq_conv_params *p, float input_scale, const tq_dims
     }
     for (p0 = 0; p0 < pixels; p0 += TQ_PW_PT) {
         const int32_t npx = tq_min_i32(pixels - p0, TQ_PW_PT);
+        if (xf != NULL) {
+            tq_rows_gather(grad_out, mask, p0, npx, out_d->c, oc0, n_oc, gt, gb);
+            tq_rows_add_xf(gt, xf, pixels, p0, npx, n_sel, rp, p0 == 0, p0 + npx == pixels, input_scale);
+            continue;
+        }
         for (t = 0; t < npx; t++) { /* stride 1: the input pixels follow one another */
             xp[t] = p->stride_h == 1 && p->stride_w == 1 && t > 0
                         ? xp[t - 1] + n_sel

@@ -13,6 +13,7 @@
 #define TINYQT_CONV_BLOCKED_H
 
 #include "tinyqt/backward.h"
+#include "tq_f32.h"
 
 /* Output channels whose weight-gradient rows one call computes together. */
 #define TQ_PW_ROWS 8
@@ -30,6 +31,21 @@ void tq_pw_backward_input_blocked(const tq_conv_params *p, const float *w_scale,
                                   const uint8_t *mask, const int8_t *filter,
                                   const tq_dims *in_d, float *grad_in, int accumulate);
 
+/* Channels per group of tq_pw_convert_inputs' layout: the width of the
+ * weight-row loops that read it (Helium: 4 lanes; scalar FPU: 2 channels). */
+#if TQ_USE_MVE_F32
+#define TQ_XF_GROUP 4
+#else
+#define TQ_XF_GROUP 2
+#endif
+
+/* xf <- (float)(input[t, j] + off) for the pixels x n_sel int8 values of
+ * input [pixels, n_sel], channel-group major: with w = min(TQ_XF_GROUP,
+ * n_sel - j0) for the group starting at channel j0, pixel t's channel
+ * j0 + i is at xf[j0 * pixels + t * w + i] (pixels * n_sel floats in all).
+ * Exact: every value is an integer below 2^8. */
+void tq_pw_convert_inputs(const int8_t *input, int32_t pixels, int32_t n_sel, int32_t off, float *xf);
+
 /* Weight-gradient rows of output channels oc0 .. oc0 + n_oc - 1
  * (1 <= n_oc <= TQ_PW_ROWS) of a 1x1 conv (no padding, any stride):
  * rows[r * n_sel + j] = input_scale * sum over output pixels p of
@@ -38,11 +54,26 @@ void tq_pw_backward_input_blocked(const tq_conv_params *p, const float *w_scale,
  * channels, in_d->c = n_sel). The general tq_conv_weight_rows computes the
  * same bits; this one skips its per-tap bookkeeping (about 10% fewer
  * instructions on the 1x1 layers that dominate training). Arguments are
- * checked by the caller. */
+ * checked by the caller. xf: NULL, or (stride 1 only) the inputs already
+ * in fp32 (tq_pw_convert_inputs of input, in_d's pixels), read instead of
+ * input: the same bits in fewer instructions where many rows share them. */
 void tq_pw_weight_rows(const tq_conv_params *p, float input_scale, const tq_dims *in_d,
-                       const int8_t *input, const tq_dims *out_d, const float *grad_out,
-                       const uint8_t *mask, int32_t oc0, int32_t n_oc, float *rows,
-                       float *grad_b);
+                       const int8_t *input, const float *xf, const tq_dims *out_d,
+                       const float *grad_out, const uint8_t *mask, int32_t oc0, int32_t n_oc,
+                       float *rows, float *grad_b);
+
+/* tq_conv_1x1_backward_weight_update with all input channels selected
+ * that reads xf, tq_pw_convert_inputs of input (stride 1 only), for its
+ * sums, or (xf NULL) input itself; input is checked either way.
+ * TQ_ERR_PARAM for xf with another stride, else the public function's
+ * status. */
+tq_status tq_pw_weight_update_xf(const tq_conv_params *params, float input_scale,
+                                 const float *w_scale, const tq_dims *input_dims,
+                                 const int8_t *input, const float *xf, const tq_dims *output_dims,
+                                 const float *grad_out, const uint8_t *mask,
+                                 const tq_dims *filter_dims, int8_t *filter, int32_t *bias,
+                                 const tq_sgd_params *opt, const tq_sgd_state *state,
+                                 void *scratch, int32_t scratch_size);
 
 /* Weight-gradient rows of output channels oc0 .. oc0 + n_oc - 1
  * (1 <= n_oc <= TQ_PW_ROWS) of a conv with a k_h x k_w window (stride,

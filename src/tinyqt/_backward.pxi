@@ -194,6 +194,7 @@ cdef extern from "tinyqt/backward.h":
         tq_dims mid_dims
         tq_dims output_dims
         int32_t tile
+        int32_t pw1_x_f32
     int32_t tq_bottleneck_backward_get_buffer_size(const tq_bottleneck_backward_params *params) nogil
     tq_status tq_bottleneck_backward_f32(const tq_bottleneck_backward_params *params,
                                          const tq_sgd_params *opt, const float *grad_out,
@@ -588,7 +589,7 @@ cdef class BottleneckBackward:
     cdef object keep
 
     def __init__(self, tuple layers, tuple dims, int32_t tile, pw1_weights, int32_t n_sel, pw1_saved,
-                 uint32_t[::1] rng):
+                 uint32_t[::1] rng, bint x_f32=False):
         memset(&self.p, 0, sizeof(tq_bottleneck_backward_params))
         self.keep = [layers, pw1_weights, pw1_saved, rng]
         self._layer(&self.p.pw1, layers[0], &self.states[0], rng)
@@ -607,6 +608,7 @@ cdef class BottleneckBackward:
         self.p.mid_dims = _dims(dims[1])
         self.p.output_dims = _dims(dims[2])
         self.p.tile = tile
+        self.p.pw1_x_f32 = x_f32
 
     cdef void _layer(self, tq_block_bwd_layer *l, tuple layer, tq_sgd_state *state, uint32_t[::1] rng):
         cdef const int8_t[::1] w = layer[2]

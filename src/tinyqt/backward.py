@@ -330,7 +330,7 @@ def _block_layer(layer, name, count, n_out, state):
 
 
 def bottleneck_spec(pw1, dw, pw2, input_shape, optimizer=None, *, pw1_weights=None, pw1_saved=None,
-                    pw1_state=None, dw_state=None, tile=8):
+                    pw1_state=None, dw_state=None, tile=8, x_f32=False):
     """The C kernel tq_bottleneck_backward_f32 set up for one block pw1 (1x1)
     -> dw (depthwise, multiplier 1, frozen weights) -> pw2 (1x1, frozen
     weights) with input [1, H, W, C_in] (input_shape): a
@@ -339,7 +339,9 @@ def bottleneck_spec(pw1, dw, pw2, input_shape, optimizer=None, *, pw1_weights=No
     updated in place, with pw1_saved [1, H, W, n_sel] its saved input; None
     = pw1's weights frozen. pw1_state / dw_state: tinyqt.optim.ParamState of
     the trained tensors (momentum, master). tile: expanded channels per
-    tile. Raises ShapeError for inconsistent layers."""
+    tile. x_f32: convert pw1_saved to fp32 once for all tiles (H*W*n_sel
+    floats more scratch, fewer instructions in pw1's weight gradient, the
+    same bits). Raises ShapeError for inconsistent layers."""
     n, h, w_, c_in = (int(v) for v in input_shape)
     c_mid, c_out = pw1.w.shape[0], pw2.w.shape[0]
     if n != 1 or pw1.w.shape[1:] != (1, 1, c_in) or dw.w.shape[::3] != (1, c_mid) or \
@@ -363,7 +365,7 @@ def bottleneck_spec(pw1, dw, pw2, input_shape, optimizer=None, *, pw1_weights=No
             raise ShapeError(f"pw1_saved: expected shape {(1, h, w_, n_sel)}, got {pw1_saved.shape}")
         pw1_weights, pw1_saved = pw1_weights.reshape(-1), pw1_saved.reshape(-1)
     rng = optimizer.rng if optimizer is not None else np.ones(1, np.uint32)
-    spec = _ckernels.BottleneckBackward(layers, dims, int(tile), pw1_weights, n_sel, pw1_saved, rng)
+    spec = _ckernels.BottleneckBackward(layers, dims, int(tile), pw1_weights, n_sel, pw1_saved, rng, bool(x_f32))
     return spec, spec.buffer_size()
 
 

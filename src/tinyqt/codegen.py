@@ -261,7 +261,8 @@ class _Emitter:
         n_sel = s.attrs["n_sel"]
         if n_sel:
             fields += [f".pw1_weights = {self.ptr(f'weights:{blk.pw1.name}', 'int8_t')}", f".pw1_n_sel = {n_sel}",
-                       f".pw1_saved = {self.ptr(s.attrs['saved'], 'int8_t')}"]
+                       f".pw1_saved = {self.ptr(s.attrs['saved'], 'int8_t')}",
+                       f".pw1_x_f32 = {int(s.attrs.get('x_f32', False))}"]
         fields += [f".input_dims = {_dims(t[blk.input].shape)}", f".mid_dims = {_dims(t[blk.dw.inputs[0]].shape)}",
                    f".output_dims = {_dims(t[blk.pw2.output].shape)}", f".tile = {s.attrs['tile']}"]
         key = _ident(blk.name)

@@ -429,7 +429,7 @@ class Runtime:
             *block_backward_layers(self.model, blk, masks, biases), self.model.tensors[blk.input].shape, self.opt,
             pw1_weights=v[f"weights:{blk.pw1.name}"] if n_sel else None,
             pw1_saved=v[saved] if n_sel else None, pw1_state=self._states.get(blk.pw1.name),
-            dw_state=self._states.get(blk.dw.name), tile=s.attrs["tile"])
+            dw_state=self._states.get(blk.dw.name), tile=s.attrs["tile"], x_f32=s.attrs.get("x_f32", False))
         return spec
 
     def _accumulate(self, s, _label):

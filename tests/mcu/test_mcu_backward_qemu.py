@@ -13,8 +13,9 @@ import pytest
 import tinyqt.mcu.core as mcu
 from tinyqt import backward as B
 from tinyqt.mcu.bench import build_cases, run_cases
-from tinyqt.mcu.backward_cases import (F32, c_conv_params, c_dims, c_sgd, c_state, forward_mask_case, fused_case,
-                                      inplace_input_grad_case, input_grad_case, weight_grad_case)
+from tinyqt.mcu.backward_cases import (F32, bottleneck_case, c_conv_params, c_dims, c_sgd, c_state,
+                                      forward_mask_case, fused_case, inplace_input_grad_case, input_grad_case,
+                                      weight_grad_case)
 from tinyqt.mcu.cgen import raw_case
 from tinyqt.optim import SGD
 from mcu_support import require_build_tools, require_qemu
@@ -117,6 +118,20 @@ def _cases():
                     SGD(0.4, rounding="master", momentum=0.5), depthwise=True, sel=[1, 2, 6]),
         fused_case(rng, "dw7x7 s2 fused stochastic", 10, 10, 4, 4, 7, 2, (3, 3, 3, 3),
                     SGD(0.6, rounding="stochastic", seed=3), depthwise=True),
+        # the streamed block backward; pw1's saved inputs in fp32 (x_f32): pairs (M4/M7) or
+        # groups of four (M55) of channels, the last group 1, 2 or 3 wide; 81 pixels (two
+        # pixel chunks: the second adds to stored sums), 35 and 42 (pixels left after the
+        # blocks of four); the master copy shows every bit of the weight gradient
+        bottleneck_case(rng, "block backward, x_f32, 9x9, 13 of 16 inputs", 9, 9, 16, 24, 8, 3, 1, 13, 8,
+                        SGD(0.5, rounding="master"), x_f32=True),
+        bottleneck_case(rng, "block backward, x_f32, 5x7, 10 of 12 inputs, tile tail", 5, 7, 12, 20, 6, 3, 1,
+                        10, 16, SGD(0.5, rounding="master"), x_f32=True),
+        bottleneck_case(rng, "block backward, x_f32, 6x7 s2, 7 inputs, stochastic", 6, 7, 7, 16, 9, 3, 2, 7, 8,
+                        SGD(0.5, rounding="stochastic", seed=5), x_f32=True),
+        bottleneck_case(rng, "block backward, x_f32, subnormal gradients", 5, 6, 8, 16, 8, 3, 1, 8, 16,
+                        SGD(0.5, rounding="master"), x_f32=True, g_scale=1e-37),
+        bottleneck_case(rng, "block backward, int8 inputs, 9x9, 13 of 16 inputs", 9, 9, 16, 24, 8, 3, 1, 13, 8,
+                        SGD(0.5, rounding="master")),
     ]
     # the in-place depthwise input gradient (one buffer, a row ring as scratch)
     cases.append(inplace_input_grad_case(rng, "dw5x5 in-place input grad", 7, 6, 10, 5, (2, 2, 2, 2)))

@@ -160,10 +160,11 @@ def block_backward_tile(model, block):
     return next((n for n in (16, 8) if n * per_channel <= BACKWARD_TILE_BYTES), 4)
 
 
-def block_backward_scratch_bytes(model, block, n_sel, tile=None):
+def block_backward_scratch_bytes(model, block, n_sel, tile=None, x_f32=False):
     """Scratch of the block's streamed backward (the C size query) when pw1
     trains its first n_sel input channels (0: pw1's weights frozen), with
-    tile expanded channels per tile (None: block_backward_tile)."""
+    tile expanded channels per tile (None: block_backward_tile); x_f32: with
+    pw1's saved inputs converted to fp32 once (tinyqt/backward.h)."""
     from ..backward import bottleneck_spec
     layers = block_backward_layers(model, block)
     c_mid = block.pw1.weight.shape[0]
@@ -171,7 +172,7 @@ def block_backward_scratch_bytes(model, block, n_sel, tile=None):
     w = np.zeros((c_mid, 1, 1, n_sel), np.int8) if n_sel else None
     saved = np.zeros(tuple(x[:3]) + (n_sel,), np.int8) if n_sel else None
     return bottleneck_spec(*layers, x, None, pw1_weights=w, pw1_saved=saved,
-                           tile=tile or block_backward_tile(model, block))[1]
+                           tile=tile or block_backward_tile(model, block), x_f32=x_f32)[1]
 
 
 # ---- a row-streamed block writing its output over its dying input --------------

@@ -122,13 +122,36 @@ def _place(model, graph):
     return buffers, anchors, memory
 
 
+def _room(buffers, anchors, spend):
+    """(live bytes at each step, the bound they may grow to): the plan's
+    lower bound plus spend bytes. With spend 0 the bound does not move when
+    a step's own scratch (live at that step only) grows up to it."""
+    live = live_bytes(buffers, ALIGN, anchors)
+    return live, max(live.values(), default=0) + spend
+
+
+def _x_f32_blocks(model, graph, buffers, anchors, spend=0):
+    """Names of the streamed block backwards whose pw1 update has room below
+    the bound (_room) for its saved inputs in fp32 (tinyqt/backward.h,
+    pw1_x_f32): about a quarter of that weight gradient's instructions."""
+    live, bound = _room(buffers, anchors, spend)
+    names = []
+    for k, s in enumerate(graph.steps):
+        if s.kind != "backward_block" or not s.attrs["n_sel"] or s.attrs["x_f32"]:
+            continue
+        blk = s.attrs["block"]
+        extra = block_backward_scratch_bytes(model, blk, s.attrs["n_sel"], s.attrs["tile"], True) - \
+            graph.tensors[s.scratch].nbytes
+        if live[k] + extra <= bound:
+            names.append(blk.name)
+    return names
+
+
 def _wider_tiles(model, graph, buffers, anchors, spend=0):
     """{block: tile} widening the streamed block backwards' tiles as far as
-    their step has room below the plan's lower bound plus spend bytes (with
-    spend 0 the bound does not move: each scratch lives at its own step
-    only): fewer, wider tiles spend fewer instructions rescaling gradients."""
-    live = live_bytes(buffers, ALIGN, anchors)
-    bound = max(live.values(), default=0) + spend
+    their step has room below the bound (_room): fewer, wider tiles spend
+    fewer instructions rescaling gradients."""
+    live, bound = _room(buffers, anchors, spend)
     tiles = {}
     for k, s in enumerate(graph.steps):
         if s.kind != "backward_block":
@@ -140,7 +163,7 @@ def _wider_tiles(model, graph, buffers, anchors, spend=0):
                 break
             if tile > c_mid and tile // 2 >= c_mid:
                 continue  # no wider than the channels need
-            extra = block_backward_scratch_bytes(model, blk, s.attrs["n_sel"], tile) - have
+            extra = block_backward_scratch_bytes(model, blk, s.attrs["n_sel"], tile, s.attrs["x_f32"]) - have
             if live[k] + extra <= bound:
                 tiles[blk.name] = tile
                 break
@@ -152,8 +175,7 @@ def _planar_blocks(model, graph, buffers, anchors, spend=0):
     (tinyqt/fused.h) fits in their step's room below the plan's lower bound
     plus spend bytes, as _wider_tiles: the ring takes instructions off the
     3x3 depthwise rows on Cortex-M4/M7."""
-    live = live_bytes(buffers, ALIGN, anchors)
-    bound = max(live.values(), default=0) + spend
+    live, bound = _room(buffers, anchors, spend)
     names = []
     for k, s in enumerate(graph.steps):
         if s.kind != "fused_block":
@@ -225,11 +247,11 @@ def compile(model, scheme, sram=None, flash=None, num_classes=None, momentum=0.0
     convs = body_convs(model)
     scheme = parse_scheme(scheme, model.name, len(convs))
 
-    def build(block_tiles=None, planar=()):
+    def build(block_tiles=None, planar=(), x_f32=()):
         return build_training_graph(model, scheme, num_classes=num_classes, momentum=bool(momentum),
                                     master_copy=(rounding == "master"), fuse=fuse, split_weights=split_weights,
                                     accumulate=accumulate, fuse_backward=fuse_backward, block_tiles=block_tiles,
-                                    planar_blocks=planar)
+                                    planar_blocks=planar, x_f32_blocks=x_f32)
 
     spend = parse_bytes(speed_sram)
     if spend < 0:
@@ -241,14 +263,17 @@ def compile(model, scheme, sram=None, flash=None, num_classes=None, momentum=0.0
         limit = max(min(limit, parse_bytes(sram)), placed[2].peak)
     # the same plan with wider tiles where they fit under the lower bound (+ spend),
     # if it packs under the limit; then the planar depthwise rings of the streamed
-    # blocks, the same way
+    # blocks, then pw1's saved inputs in fp32, the same way
     tiles = list(_wider_tiles(model, graph, *placed[:2], limit - placed[2].peak).items()) if widen_tiles else []
     tiles, (graph, placed) = _keep_if_peak_holds(model, lambda kept: build(dict(kept)), graph, placed, tiles,
                                                  limit)
     limit = min(limit, placed[2].peak + spend)  # wider tiles may have lowered the peak
     rings = _planar_blocks(model, graph, *placed[:2], limit - placed[2].peak) if widen_tiles else []
-    _, (graph, placed) = _keep_if_peak_holds(model, lambda kept: build(dict(tiles), kept), graph, placed, rings,
-                                             limit)
+    rings, (graph, placed) = _keep_if_peak_holds(model, lambda kept: build(dict(tiles), kept), graph, placed,
+                                                 rings, limit)
+    xf = _x_f32_blocks(model, graph, *placed[:2], limit - placed[2].peak) if widen_tiles else []
+    _, (graph, placed) = _keep_if_peak_holds(model, lambda kept: build(dict(tiles), rings, kept), graph, placed,
+                                             xf, limit)
     buffers, anchors, memory = placed
     plan = Plan(model.name, scheme.name, graph.steps, graph.tensors, memory, _flash_bytes(model, graph),
                 _trainable_params(graph), parse_bytes(sram) if sram is not None else None,

@@ -105,7 +105,7 @@ def _numel(shape):
 
 def build_training_graph(model, scheme, num_classes=None, momentum=False, master_copy=False, fuse=True,
                          split_weights=True, accumulate=False, fuse_backward=True, block_tiles=None,
-                         planar_blocks=()):
+                         planar_blocks=(), x_f32_blocks=()):
     """Steps and tensors of one batch-1 training step of model under scheme.
 
     num_classes: the head's class count (default: the model's). The head is
@@ -125,7 +125,10 @@ def build_training_graph(model, scheme, num_classes=None, momentum=False, master
     update_steps). Not with accumulate. block_tiles: {block name: expanded
     channels per tile} overriding block_backward_tile. planar_blocks: names
     of streamed blocks that keep the planar depthwise ring (tinyqt/fused.h:
-    more scratch, fewer instructions on Cortex-M4/M7)."""
+    more scratch, fewer instructions on Cortex-M4/M7). x_f32_blocks: names
+    of streamed-backward blocks whose pw1 update reads its saved inputs
+    converted to fp32 once (tinyqt/backward.h: more scratch, fewer
+    instructions)."""
     convs = body_convs(model)
     head = classifier_op(model)
     pool = _pool_op(model, head)
@@ -323,9 +326,10 @@ def build_training_graph(model, scheme, num_classes=None, momentum=False, master
                                      "n_sel": n_sel, "saved": saved[0] if saved else None, "grad_in": gx}))
                 if blk.name in (block_tiles or {}):
                     s.attrs["tile"] = block_tiles[blk.name]
+                s.attrs["x_f32"] = n_sel > 0 and blk.name in x_f32_blocks
                 s.scratch = tensor(f"scratch:backward:{blk.name}",
-                                   (block_backward_scratch_bytes(model, blk, n_sel, s.attrs["tile"]),), "uint8",
-                                   "scratch")
+                                   (block_backward_scratch_bytes(model, blk, n_sel, s.attrs["tile"],
+                                                                 s.attrs["x_f32"]),), "uint8", "scratch")
                 if add:
                     accumulate_into(x, gx, blk.pw1.name)
                 elif shortcut is not None and gx is not None:  # s + r: the same bits as r + s

@@ -7,8 +7,9 @@ input_grad_case(): conv kxk / 1x1 / depthwise input gradient through a clamp
 mask; inplace_input_grad_case(): the in-place depthwise one;
 weight_grad_case(): the weight and bias gradients alone; fused_case():
 the fused weight gradient + QAS update in place on the weights, bias,
-optimizer buffers and PRNG state. Both draw their data from
-rng; `macs` is the forward layer's MAC count.
+optimizer buffers and PRNG state; bottleneck_case(): the streamed
+inverted-bottleneck backward. All draw their data from rng; `macs` is the
+forward layer's MAC count.
 """
 import numpy as np
 
@@ -181,3 +182,72 @@ def fused_case(rng, name, h, w, c_in, c_out, k, stride, padding, opt, *, depthwi
         "depthwise" if depthwise else ("1x1" if pointwise else "conv"), tuple(wt.shape), len(sel))
     return raw_case(name, call, {"ws": ws, "x": x_saved, "sel": sel, "g": g, "mask": mask}, before, after,
                     scratch=scratch, macs=forward_macs(g.shape, len(sel), k, depthwise))
+
+
+def _c_block_layer(layer, tag, bias, state):
+    """Designated initializer of a tq_block_bwd_layer: arrays `{cn}_<kind><tag>`,
+    bias the name of a writable buffer or NULL."""
+    params = c_conv_params(layer.stride, layer.padding, x_zero_point=layer.x_zero_point)
+    mask = "NULL" if layer.mask is None else f"{{cn}}_m{tag}"
+    return (f"{{.params = *{params}, .filter_dims = *{c_dims(layer.w.shape)}, .filter = {{cn}}_w{tag}, "
+            f".w_scale = {{cn}}_ws{tag}, .input_scale = {c_float(layer.x_scale)}, .mask = {mask}, "
+            f".bias = {bias}, .state = {state}}}")
+
+
+def bottleneck_case(rng, name, h, w, c_in, c_mid, c_out, k, stride, n_sel, tile, opt, *, x_f32=False,
+                    g_scale=1.0):
+    """The streamed backward of a 1x1 -> depthwise k x k -> 1x1 block
+    (tq_bottleneck_backward_f32): the block input's gradient, pw1's first
+    n_sel input channels' weights, pw1's and the depthwise biases and the
+    PRNG state, through clamp masks (about 80% pass); x_f32: pw1's saved
+    inputs converted to fp32 once (pw1_x_f32); g_scale multiplies pw2's
+    output gradient (1e-36: subnormal sums)."""
+    from ..backward import BlockLayer
+    from ..optim import ParamState, trained_weights
+    pad = k // 2
+    oh, ow = _out_hw(h, k, stride, 1, pad, pad), _out_hw(w, k, stride, 1, pad, pad)
+
+    def scales(n):
+        return rng.uniform(0.002, 0.02, n).astype(F32)
+
+    def mask(shape):
+        return np.packbits(rng.random(shape).reshape(-1) < 0.8, bitorder="little")
+
+    pw1 = BlockLayer(rng.integers(-127, 128, (c_mid, 1, 1, c_in), dtype=np.int8), scales(c_mid), F32(0.05),
+                     x_zero_point=int(rng.integers(-20, 20)), mask=mask((h, w, c_mid)),
+                     bias=rng.integers(-500, 500, c_mid).astype(np.int32))
+    dw = BlockLayer(rng.integers(-127, 128, (1, k, k, c_mid), dtype=np.int8), scales(c_mid), F32(0.03),
+                    stride=(stride, stride), padding=(pad, pad, pad, pad), mask=mask((oh, ow, c_mid)),
+                    bias=rng.integers(-500, 500, c_mid).astype(np.int32))
+    pw2 = BlockLayer(rng.integers(-127, 128, (c_out, 1, 1, c_mid), dtype=np.int8), scales(c_out), F32(0.04),
+                     mask=mask((oh, ow, c_out)))
+    x = rng.integers(-128, 128, (1, h, w, c_in), dtype=np.int8)
+    trained = np.ascontiguousarray(pw1.w[..., :n_sel])
+    saved = np.ascontiguousarray(x[..., :n_sel])
+    g = (rng.normal(0, 1e-2, (1, oh, ow, c_out)) * g_scale).astype(F32)
+    # with rounding="master" the fp32 master copy shows every bit of pw1's weight gradient
+    s1 = ParamState(w_master=trained_weights(trained).astype(F32).reshape(c_mid, n_sel)
+                    if opt.rounding == "master" else None)
+    before = {"wt": trained.copy(), "b1": pw1.bias.copy(), "bd": dw.bias.copy(), "rng": opt.rng.copy(),
+              "gi": np.full((1, h, w, c_in), -3.5, F32)}
+    if s1.w_master is not None:
+        before["wm1"] = s1.w_master.copy()
+    kw = dict(pw1_weights=trained, pw1_saved=saved, pw1_state=s1, dw_state=ParamState(), tile=tile, x_f32=x_f32)
+    _, scratch = B.bottleneck_spec(pw1, dw, pw2, x.shape, opt, **kw)
+    gi = B.bottleneck_backward(g, pw1, dw, pw2, x.shape, opt, **kw)
+    after = {"wt": trained, "b1": pw1.bias, "bd": dw.bias, "rng": opt.rng.copy(), "gi": gi}
+    if s1.w_master is not None:
+        after["wm1"] = s1.w_master
+    state1 = c_state("rng", master="wm1" if s1.w_master is not None else "NULL")
+    params = (f"&(tq_bottleneck_backward_params){{.pw1 = {_c_block_layer(pw1, '1', 'b1', state1)}, "
+              f".dw = {_c_block_layer(dw, 'd', 'bd', c_state('rng'))}, "
+              f".pw2 = {_c_block_layer(pw2, '2', 'NULL', 'NULL')}, "
+              f".pw1_weights = wt, .pw1_n_sel = {n_sel}, .pw1_saved = {{cn}}_x, "
+              f".input_dims = *{c_dims(x.shape)}, .mid_dims = *{c_dims((1, h, w, c_mid))}, "
+              f".output_dims = *{c_dims(g.shape)}, .tile = {tile}, .pw1_x_f32 = {int(x_f32)}}}")
+    arrays = {"x": saved, "g": g}
+    for tag, layer in (("1", pw1), ("d", dw), ("2", pw2)):
+        arrays.update({f"w{tag}": layer.w, f"ws{tag}": layer.w_scales, f"m{tag}": layer.mask})
+    call = f"tq_bottleneck_backward_f32({params}, {c_sgd(opt)}, {{cn}}_g, gi, scratch, scratch_size)"
+    macs = h * w * c_mid * (c_in + n_sel) + oh * ow * c_mid * (k * k + c_out)
+    return raw_case(name, call, arrays, before, after, scratch=scratch, macs=macs)

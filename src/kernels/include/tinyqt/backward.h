@@ -369,6 +369,11 @@ tq_status tq_bias_backward_f32(const tq_dims *output_dims, const float *grad_out
  *               output_dims pw2's output [1, OH, OW, C_out] (the depthwise
  *               output is [1, OH, OW, C_mid])
  *  tile         expanded channels per tile, >= 1
+ *  pw1_x_f32    nonzero: pw1's weight gradient reads pw1_saved converted to
+ *               fp32 once for all tiles (H x W x pw1_n_sel floats more
+ *               scratch, about a quarter fewer instructions in it; the same
+ *               bits); 0: each tile converts as it goes. Ignored when pw1
+ *               is frozen.
  * grad_out: pw2's output gradient [1, OH, OW, C_out]; grad_in [1, H, W, C_in]
  * is overwritten, or NULL when not needed. Scratch: the size query (0 for
  * invalid arguments). Errors (all checked before anything is written):
@@ -391,6 +396,7 @@ typedef struct {
     const int8_t *pw1_saved;
     tq_dims input_dims, mid_dims, output_dims;
     int32_t tile;
+    int32_t pw1_x_f32;
 } tq_bottleneck_backward_params;
 
 int32_t tq_bottleneck_backward_get_buffer_size(const tq_bottleneck_backward_params *params);
