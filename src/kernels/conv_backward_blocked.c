@@ -278,16 +278,21 @@ static void tq_pw_gin_gather4_helium(float *const *g, const float *ws, uint32_t 
 #define TQ_GATHER4_FPU 1
 /* Four t of tq_pw_gin_gather on the scalar FPU: one VLDM of each pixel's
  * four gradients and of the four w_scale, then per t four VMUL.F32, each
- * masked lane set to +0.0f by TST + IT + VMOV (mask bit 8k + t of m), and
- * one VSTM of the four pixels' values (about 5 instructions a value, where
- * compiled C spends 8-11). */
+ * masked lane set to +0.0f by TST + IT + VMOV, or TST + VSEL on FPv5 (mask
+ * bit 8k + t of m), and one VSTM of the four pixels' values (about 5 / 4
+ * instructions a value, where compiled C spends 8-11). */
+#if __ARM_FP & 8 /* FPv5 (a double-precision FPU on these cores): VSEL */
+#define TQ_ZERO_IF_EQ(s) "vseleq.f32 " s ", s24, " s "\n\t"
+#else
+#define TQ_ZERO_IF_EQ(s) "it eq\n\t" "vmoveq.f32 " s ", s24\n\t"
+#endif
 #define TQ_GATHER4_T(s0, s1, s2, s3, sw, b0, b1, b2, b3)                               \
     "vmul.f32 s20, " s0 ", " sw "\n\t" "vmul.f32 s21, " s1 ", " sw "\n\t"               \
     "vmul.f32 s22, " s2 ", " sw "\n\t" "vmul.f32 s23, " s3 ", " sw "\n\t"               \
-    "tst %[m], #" b0 "\n\t" "it eq\n\t" "vmoveq.f32 s20, s24\n\t"                      \
-    "tst %[m], #" b1 "\n\t" "it eq\n\t" "vmoveq.f32 s21, s24\n\t"                      \
-    "tst %[m], #" b2 "\n\t" "it eq\n\t" "vmoveq.f32 s22, s24\n\t"                      \
-    "tst %[m], #" b3 "\n\t" "it eq\n\t" "vmoveq.f32 s23, s24\n\t"                      \
+    "tst %[m], #" b0 "\n\t" TQ_ZERO_IF_EQ("s20")                                        \
+    "tst %[m], #" b1 "\n\t" TQ_ZERO_IF_EQ("s21")                                        \
+    "tst %[m], #" b2 "\n\t" TQ_ZERO_IF_EQ("s22")                                        \
+    "tst %[m], #" b3 "\n\t" TQ_ZERO_IF_EQ("s23")                                        \
     "vstmia %[gs]!, {s20-s23}\n\t"
 static void tq_pw_gin_gather4_fpu(float *const *g, const float *ws, uint32_t m, float *gs)
 {
@@ -312,6 +317,7 @@ static void tq_pw_gin_gather4_fpu(float *const *g, const float *ws, uint32_t m, 
           "s14", "s15", "s16", "s17", "s18", "s19", "s20", "s21", "s22", "s23", "s24", "cc", "memory");
 }
 #undef TQ_GATHER4_T
+#undef TQ_ZERO_IF_EQ
 #endif
 
 /* The scaled, masked gradients of output channels oc0 .. oc0 + nt - 1 at
