@@ -510,6 +510,38 @@ void tq_pw_backward_input_blocked(const tq_conv_params *p, const float *w_scale,
     "vmul.f32 " c ", " c ", " sc "\n\t" "vmul.f32 " d ", " d ", " sc "\n\t"               \
     "vmul.f32 " e ", " e ", " sc "\n\t" "vmul.f32 " f ", " f ", " sc "\n\t"               \
     "vmul.f32 " g ", " g ", " sc "\n\t" "vmul.f32 " h ", " h ", " sc "\n\t"
+/* The 8 x 2 loops' start: sums from +0.0f (flags bit 0) or from rows
+ * rp[0..7] at channel j, in s16-s31; the loop follows at label 2. */
+#define TQ_WROW8X2_START                                                               \
+    TQ_WROW_ZERO_S16_S23                                                               \
+    "vmov s24, s25, %[xt], %[xt]\n\t"                                                   \
+    "vmov s26, s27, %[xt], %[xt]\n\t"                                                   \
+    "vmov s28, s29, %[xt], %[xt]\n\t"                                                   \
+    "vmov s30, s31, %[xt], %[xt]\n\t"                                                   \
+    "b 2f\n\t"                                                                          \
+    "1:\n\t"                                                                            \
+    TQ_WROW_ROWS("vldmia")                                                             \
+    "2:\n\t"
+/* The 8 x 1 loops' start (sums in s16-s23) and end: times the scale
+ * operand sc (flags bit 1), stored to the rows. */
+#define TQ_WROW8X1_START                                                               \
+    TQ_WROW_ZERO_S16_S23                                                               \
+    "b 2f\n\t"                                                                          \
+    "1:\n\t"                                                                            \
+    TQ_WROW_ROWS1("vldmia")                                                            \
+    "2:\n\t"
+#define TQ_WROW8X1_END                                                                 \
+    "tst %[flags], #2\n\t"                                                              \
+    "beq 3f\n\t"                                                                        \
+    TQ_WROW_SCALE("%[sc]", "s16", "s17", "s18", "s19", "s20", "s21", "s22", "s23")     \
+    "3:\n\t"                                                                            \
+    TQ_WROW_ROWS1("vstmia")
+/* One pixel of a single channel: its eight gradients s0-s7 times the input in s8. */
+#define TQ_WROW_MLA1                                                                   \
+    "vmla.f32 s16, s0, s8\n\t" "vmla.f32 s17, s1, s8\n\t"                               \
+    "vmla.f32 s18, s2, s8\n\t" "vmla.f32 s19, s3, s8\n\t"                               \
+    "vmla.f32 s20, s4, s8\n\t" "vmla.f32 s21, s5, s8\n\t"                               \
+    "vmla.f32 s22, s6, s8\n\t" "vmla.f32 s23, s7, s8\n\t"
 /* Saved channels j, j + 1 of the eight rows rp[0..7]: from 0 (flags bit 0)
  * or their stored partial sums, add gt[8t + r] * (xp[t][j + i] + off) for
  * t < npx (npx >= 1), in order of t, then (flags bit 1) multiply by scale.
@@ -525,15 +557,7 @@ static void tq_wrow_8x2(const float *gt, const int8_t *const *xp, int32_t npx, i
 {
     int32_t x0, x1, xt;
     __asm__ volatile(
-        TQ_WROW_ZERO_S16_S23
-        "vmov s24, s25, %[xt], %[xt]\n\t"
-        "vmov s26, s27, %[xt], %[xt]\n\t"
-        "vmov s28, s29, %[xt], %[xt]\n\t"
-        "vmov s30, s31, %[xt], %[xt]\n\t"
-        "b 2f\n\t"
-        "1:\n\t"
-        TQ_WROW_ROWS("vldmia")
-        "2:\n\t"
+        TQ_WROW8X2_START
         "subs %[n], %[n], #2\n\t"
         "blt 4f\n\t"
         "3:\n\t"
@@ -589,32 +613,17 @@ static void tq_wrow_8x1(const float *gt, const int8_t *const *xp, int32_t npx, i
 {
     int32_t xt;
     __asm__ volatile(
-        TQ_WROW_ZERO_S16_S23
-        "b 2f\n\t"
-        "1:\n\t"
-        TQ_WROW_ROWS1("vldmia")
-        "2:\n\t"
+        TQ_WROW8X1_START
         "ldr %[xt], [%[xp]], #4\n\t"
         "ldrsb %[xt], [%[xt], %[j]]\n\t"
         "add %[xt], %[xt], %[off]\n\t"
         "vmov s8, %[xt]\n\t"
         "vcvt.f32.s32 s8, s8\n\t"
         "vldmia %[g]!, {s0-s7}\n\t"
-        "vmla.f32 s16, s0, s8\n\t"
-        "vmla.f32 s17, s1, s8\n\t"
-        "vmla.f32 s18, s2, s8\n\t"
-        "vmla.f32 s19, s3, s8\n\t"
-        "vmla.f32 s20, s4, s8\n\t"
-        "vmla.f32 s21, s5, s8\n\t"
-        "vmla.f32 s22, s6, s8\n\t"
-        "vmla.f32 s23, s7, s8\n\t"
+        TQ_WROW_MLA1
         "subs %[n], %[n], #1\n\t"
         "bne 2b\n\t"
-        "tst %[flags], #2\n\t"
-        "beq 3f\n\t"
-        TQ_WROW_SCALE("%[sc]", "s16", "s17", "s18", "s19", "s20", "s21", "s22", "s23")
-        "3:\n\t"
-        TQ_WROW_ROWS1("vstmia")
+        TQ_WROW8X1_END
         : [g] "+r"(gt), [xp] "+r"(xp), [n] "+r"(npx), [xt] "=&r"(xt)
         : [off] "r"(off), [j] "r"(j), [rp] "r"(rp), [flags] "r"(flags), [sc] "t"(scale)
         : "s0", "s1", "s2", "s3", "s4", "s5", "s6", "s7", "s8", "s16", "s17", "s18", "s19",
@@ -632,15 +641,7 @@ static void tq_wrow_8x2f(const float *gt, const float *x, int32_t npx, int32_t j
 {
     int32_t xt;
     __asm__ volatile(
-        TQ_WROW_ZERO_S16_S23
-        "vmov s24, s25, %[xt], %[xt]\n\t"
-        "vmov s26, s27, %[xt], %[xt]\n\t"
-        "vmov s28, s29, %[xt], %[xt]\n\t"
-        "vmov s30, s31, %[xt], %[xt]\n\t"
-        "b 2f\n\t"
-        "1:\n\t"
-        TQ_WROW_ROWS("vldmia")
-        "2:\n\t"
+        TQ_WROW8X2_START
         "subs %[n], %[n], #4\n\t"
         "blt 4f\n\t"
         "3:\n\t"
@@ -685,28 +686,13 @@ static void tq_wrow_8x1f(const float *gt, const float *x, int32_t npx, int32_t j
 {
     int32_t xt;
     __asm__ volatile(
-        TQ_WROW_ZERO_S16_S23
-        "b 2f\n\t"
-        "1:\n\t"
-        TQ_WROW_ROWS1("vldmia")
-        "2:\n\t"
+        TQ_WROW8X1_START
         "vldmia %[x]!, {s8}\n\t"
         "vldmia %[g]!, {s0-s7}\n\t"
-        "vmla.f32 s16, s0, s8\n\t"
-        "vmla.f32 s17, s1, s8\n\t"
-        "vmla.f32 s18, s2, s8\n\t"
-        "vmla.f32 s19, s3, s8\n\t"
-        "vmla.f32 s20, s4, s8\n\t"
-        "vmla.f32 s21, s5, s8\n\t"
-        "vmla.f32 s22, s6, s8\n\t"
-        "vmla.f32 s23, s7, s8\n\t"
+        TQ_WROW_MLA1
         "subs %[n], %[n], #1\n\t"
         "bne 2b\n\t"
-        "tst %[flags], #2\n\t"
-        "beq 3f\n\t"
-        TQ_WROW_SCALE("%[sc]", "s16", "s17", "s18", "s19", "s20", "s21", "s22", "s23")
-        "3:\n\t"
-        TQ_WROW_ROWS1("vstmia")
+        TQ_WROW8X1_END
         : [g] "+r"(gt), [x] "+r"(x), [n] "+r"(npx), [xt] "=&r"(xt)
         : [j] "r"(j), [rp] "r"(rp), [flags] "r"(flags), [sc] "t"(scale)
         : "s0", "s1", "s2", "s3", "s4", "s5", "s6", "s7", "s8", "s16", "s17", "s18", "s19",
@@ -737,6 +723,47 @@ static void tq_wrow_4x4(const float *gt, const int8_t *const *xp, int32_t npx, i
 #endif
 
 #if TQ_USE_MVE_F32
+/* The 4 x 4 Helium row blocks' start: a low-overhead loop of n pixels,
+ * sums from +0.0f (flags bit 0) or the rows rp[0..3] at channel j in
+ * q4-q7; the loop body at label 3. */
+#define TQ_WROW_H4_START                                                               \
+    "dls lr, %[n]\n\t"                                                                  \
+    "tst %[fl], #1\n\t"                                                                 \
+    "beq 2f\n\t"                                                                        \
+    "vmov.i32 q4, #0\n\t"                                                               \
+    "vmov.i32 q5, #0\n\t"                                                               \
+    "vmov.i32 q6, #0\n\t"                                                               \
+    "vmov.i32 q7, #0\n\t"                                                               \
+    "b 3f\n\t"                                                                          \
+    "2:\n\t"                                                                            \
+    TQ_MVEF_ROWS4("vldrw.32", "rp", "%[j], lsl #2")                                    \
+    "3:\n\t"
+/* One pixel's 16 terms: its four inputs q0 times the rows' gradients g0..g3
+ * (a VMUL.F32 and a VADD.F32 per row). */
+#define TQ_WROW_H4_TERMS                                                               \
+    "vmul.f32 q1, q0, %[g0]\n\t"                                                        \
+    "vadd.f32 q4, q4, q1\n\t"                                                           \
+    "vmul.f32 q3, q0, %[g1]\n\t"                                                        \
+    "vadd.f32 q5, q5, q3\n\t"                                                           \
+    "vmul.f32 q1, q0, %[g2]\n\t"                                                        \
+    "vadd.f32 q6, q6, q1\n\t"                                                           \
+    "vmul.f32 q3, q0, %[g3]\n\t"                                                        \
+    "vadd.f32 q7, q7, q3\n\t"
+/* The end: loop back, times the scale sc (flags bit 1), the flush check
+ * and (no flush) the stores; label 9 after them. */
+#define TQ_WROW_H4_END                                                                 \
+    "le lr, 3b\n\t"                                                                     \
+    "tst %[fl], #2\n\t"                                                                 \
+    "beq 4f\n\t"                                                                        \
+    "ldr %[g0], %[sc]\n\t"                                                              \
+    "vmul.f32 q4, q4, %[g0]\n\t"                                                        \
+    "vmul.f32 q5, q5, %[g0]\n\t"                                                        \
+    "vmul.f32 q6, q6, %[g0]\n\t"                                                        \
+    "vmul.f32 q7, q7, %[g0]\n\t"                                                        \
+    "4:\n\t"                                                                            \
+    TQ_MVEF_CHECK("%[fl]")                                                             \
+    TQ_MVEF_ROWS4("vstrw.32", "rp", "%[j], lsl #2")                                    \
+    "9:"
 /* tq_wrow_4x4 with Helium floating point (tq_f32.h): rows rp[0..3], saved
  * channels [j, j + 4); row k's four sums in q(4 + k). Per pixel one
  * VLDRB.S32 of the four inputs, VADD of the offset and VCVT (exact), two
@@ -753,17 +780,7 @@ static int tq_wrow_4x4_helium(const float *gt, const int8_t *const *xp, int32_t 
     __asm__ volatile(
         ".arch_extension mve.fp\n\t"
         "vdup.32 q2, %[g0]\n\t"
-        "dls lr, %[n]\n\t"
-        "tst %[fl], #1\n\t"
-        "beq 2f\n\t"
-        "vmov.i32 q4, #0\n\t"
-        "vmov.i32 q5, #0\n\t"
-        "vmov.i32 q6, #0\n\t"
-        "vmov.i32 q7, #0\n\t"
-        "b 3f\n\t"
-        "2:\n\t"
-        TQ_MVEF_ROWS4("vldrw.32", "rp", "%[j], lsl #2")
-        "3:\n\t"
+        TQ_WROW_H4_START
         "ldr %[n], [%[xp]], #4\n\t"
         "add %[n], %[n], %[j]\n\t"
         "vldrb.s32 q0, [%[n]]\n\t"
@@ -771,26 +788,8 @@ static int tq_wrow_4x4_helium(const float *gt, const int8_t *const *xp, int32_t 
         "vcvt.f32.s32 q0, q0\n\t"
         "ldrd %[g0], %[g1], [%[gt]], #8\n\t"
         "ldrd %[g2], %[g3], [%[gt]], #24\n\t"
-        "vmul.f32 q1, q0, %[g0]\n\t"
-        "vadd.f32 q4, q4, q1\n\t"
-        "vmul.f32 q3, q0, %[g1]\n\t"
-        "vadd.f32 q5, q5, q3\n\t"
-        "vmul.f32 q1, q0, %[g2]\n\t"
-        "vadd.f32 q6, q6, q1\n\t"
-        "vmul.f32 q3, q0, %[g3]\n\t"
-        "vadd.f32 q7, q7, q3\n\t"
-        "le lr, 3b\n\t"
-        "tst %[fl], #2\n\t"
-        "beq 4f\n\t"
-        "ldr %[g0], %[sc]\n\t"
-        "vmul.f32 q4, q4, %[g0]\n\t"
-        "vmul.f32 q5, q5, %[g0]\n\t"
-        "vmul.f32 q6, q6, %[g0]\n\t"
-        "vmul.f32 q7, q7, %[g0]\n\t"
-        "4:\n\t"
-        TQ_MVEF_CHECK("%[fl]")
-        TQ_MVEF_ROWS4("vstrw.32", "rp", "%[j], lsl #2")
-        "9:"
+        TQ_WROW_H4_TERMS
+        TQ_WROW_H4_END
         : [gt] "+r"(gt), [xp] "+r"(xp), [n] "+l"(n) /* VLDRB.S32: a low register */, [fl] "+r"(flush),
           [g0] "+r"(g0), [g1] "=&r"(g1), [g2] "=&r"(g2), [g3] "=&r"(g3)
         : [j] "r"(j), [rp] "r"(rp), [sc] "m"(scale)
@@ -810,40 +809,12 @@ static int tq_wrow_4x4f_helium(const float *gt, const float *x, int32_t npx, int
     uint32_t g0, g1, g2, g3;
     __asm__ volatile(
         ".arch_extension mve.fp\n\t"
-        "dls lr, %[n]\n\t"
-        "tst %[fl], #1\n\t"
-        "beq 2f\n\t"
-        "vmov.i32 q4, #0\n\t"
-        "vmov.i32 q5, #0\n\t"
-        "vmov.i32 q6, #0\n\t"
-        "vmov.i32 q7, #0\n\t"
-        "b 3f\n\t"
-        "2:\n\t"
-        TQ_MVEF_ROWS4("vldrw.32", "rp", "%[j], lsl #2")
-        "3:\n\t"
+        TQ_WROW_H4_START
         "vldrw.32 q0, [%[x]], #16\n\t"
         "ldrd %[g0], %[g1], [%[gt]], #8\n\t"
         "ldrd %[g2], %[g3], [%[gt]], #24\n\t"
-        "vmul.f32 q1, q0, %[g0]\n\t"
-        "vadd.f32 q4, q4, q1\n\t"
-        "vmul.f32 q3, q0, %[g1]\n\t"
-        "vadd.f32 q5, q5, q3\n\t"
-        "vmul.f32 q1, q0, %[g2]\n\t"
-        "vadd.f32 q6, q6, q1\n\t"
-        "vmul.f32 q3, q0, %[g3]\n\t"
-        "vadd.f32 q7, q7, q3\n\t"
-        "le lr, 3b\n\t"
-        "tst %[fl], #2\n\t"
-        "beq 4f\n\t"
-        "ldr %[g0], %[sc]\n\t"
-        "vmul.f32 q4, q4, %[g0]\n\t"
-        "vmul.f32 q5, q5, %[g0]\n\t"
-        "vmul.f32 q6, q6, %[g0]\n\t"
-        "vmul.f32 q7, q7, %[g0]\n\t"
-        "4:\n\t"
-        TQ_MVEF_CHECK("%[fl]")
-        TQ_MVEF_ROWS4("vstrw.32", "rp", "%[j], lsl #2")
-        "9:"
+        TQ_WROW_H4_TERMS
+        TQ_WROW_H4_END
         : [gt] "+r"(gt), [x] "+r"(x), [n] "+r"(n), [fl] "+r"(flush), [g0] "=&r"(g0), [g1] "=&r"(g1),
           [g2] "=&r"(g2), [g3] "=&r"(g3)
         : [j] "r"(j), [rp] "r"(rp), [sc] "m"(scale)

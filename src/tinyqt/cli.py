@@ -92,8 +92,9 @@ def _add_model_args(p):
 
 def _add_speed_sram(p):
     p.add_argument("--speed-sram", default="0", metavar="BYTES",
-                   help="SRAM the plan's peak may grow by to run faster kernels (planar depthwise rings "
-                   "and wider backward tiles where the plan has no room for them), e.g. 64KB; default 0")
+                   help="SRAM the plan's peak may grow by to run faster kernels (planar depthwise rings, "
+                   "wider backward tiles and fp32 saved inputs where the plan has no room for them), "
+                   "e.g. 64KB; default 0")
 
 
 def _add_plan(sub):

@@ -230,12 +230,13 @@ def compile(model, scheme, sram=None, flash=None, num_classes=None, momentum=0.0
     inverted-bottleneck blocks, see compiler/fusion.py; fuse_backward: the
     backward of blocks with frozen depthwise / projection weights streamed
     over expanded channels, see training_graph.py; widen_tiles: then widen
-    their tiles, and give the streamed forward blocks the planar depthwise
-    ring (tinyqt/fused.h), where the plan has room (fewer instructions, the
+    their tiles, give the streamed forward blocks the planar depthwise ring
+    (tinyqt/fused.h) and the streamed backwards pw1's saved inputs in fp32
+    (pw1_x_f32), where the plan has room (fewer instructions, the
     same peak or lower; False plans once, faster, for callers that only need
     the peak); speed_sram: bytes (or a string like '32KB') the peak may grow
     over the plan without them, and never past the sram budget, to widen
-    tiles and give rings where there is no room (default 0: the peak does
+    tiles and give rings and fp32 inputs where there is no room (default 0: the peak does
     not move);
     split_weights: only
     the trained slice of a partially trained layer's weights in SRAM; accumulate:
