@@ -17,6 +17,7 @@
 #include "tq_bwd_check.h"
 #include "tq_check.h"
 #include "tq_conv_blocked.h"
+#include "tq_copy.h"
 #include "tq_sgd.h"
 #include "tq_f32.h" /* fp32 file: the MVE-F build check */
 
@@ -184,10 +185,7 @@ static const uint8_t *tq_mask_tile(const uint8_t *mask, int32_t pixels, int32_t 
     }
     if (((channels | c0 | n) & 7) == 0) {
         const int32_t row = n >> 3, stride = channels >> 3;
-        const uint8_t *src = mask + (c0 >> 3);
-        for (px = 0; px < pixels; px++) {
-            memcpy(out + (size_t)px * row, src + (size_t)px * stride, (size_t)row);
-        }
+        tq_copy_rows(out, (size_t)row, mask + (c0 >> 3), (size_t)stride, pixels, (size_t)row);
         return out;
     }
     memset(out, 0, (size_t)TQ_MASK_BYTES(pixels * n));
@@ -205,10 +203,7 @@ static const uint8_t *tq_mask_tile(const uint8_t *mask, int32_t pixels, int32_t 
 static void tq_gather_cols(const int8_t *w, int32_t rows, int32_t stride, int32_t c0, int32_t n,
                            int8_t *out)
 {
-    int32_t r;
-    for (r = 0; r < rows; r++) {
-        memcpy(out + (size_t)r * n, w + (size_t)r * stride + c0, (size_t)n);
-    }
+    tq_copy_rows(out, (size_t)n, w + c0, (size_t)stride, rows, (size_t)n);
 }
 
 /* The layer's optimizer state shifted to output channel c0 (weight buffers
@@ -287,13 +282,10 @@ static tq_status tq_bb_tile_run(const tq_bottleneck_backward_params *p, const tq
         const int8_t *rows;
         if (tq_bb_split(p)) {
             int8_t *w = (int8_t *)(scr + l->w_pw1);
-            int32_t r;
-            for (r = 0; r < n; r++) {
-                memcpy(w + (size_t)r * c_in, p->pw1_weights + (size_t)(c0 + r) * n_sel,
-                       (size_t)n_sel);
-                memcpy(w + (size_t)r * c_in + n_sel, p->pw1.filter + (size_t)(c0 + r) * c_in + n_sel,
-                       (size_t)(c_in - n_sel));
-            }
+            tq_copy_rows(w, (size_t)c_in, p->pw1_weights + (size_t)c0 * n_sel, (size_t)n_sel, n,
+                         (size_t)n_sel);
+            tq_copy_rows(w + n_sel, (size_t)c_in, p->pw1.filter + (size_t)c0 * c_in + n_sel, (size_t)c_in, n,
+                         (size_t)(c_in - n_sel));
             rows = w;
         } else {
             rows = (p->pw1_weights != NULL ? p->pw1_weights : p->pw1.filter) + (size_t)c0 * c_in;

@@ -8,6 +8,7 @@
 #include "tinyqt/requant.h"
 #include "tq_check.h"
 #include "tq_checked.h"
+#include "tq_copy.h"
 #include "tq_mask.h"
 #include "tq_mve.h"
 #include "tq_simd.h"
@@ -269,7 +270,7 @@ tq_status tq_conv_1x1_s8_split(const tq_conv_params *params, const tq_channel_qu
                                const tq_dims *output_dims, int8_t *output,
                                void *scratch, int32_t scratch_size)
 {
-    int32_t rows_b, out_b, need, oc0, r, px;
+    int32_t rows_b, out_b, need, oc0;
     tq_conv_params chunk_params; /* the caller's, without the mask: chunks are not the output */
     const int32_t in_c = filter_dims != NULL ? filter_dims->c : 0;
     const int32_t out_c = filter_dims != NULL ? filter_dims->n : 0;
@@ -300,20 +301,16 @@ tq_status tq_conv_1x1_s8_split(const tq_conv_params *params, const tq_channel_qu
         const tq_dims chunk = {n, 1, 1, in_c};
         const tq_dims chunk_out = {output_dims->n, output_dims->h, output_dims->w, n};
         const tq_channel_quant q = {quant->multiplier + oc0, quant->shift + oc0};
-        for (r = 0; r < n; r++) {
-            memcpy(rows + (size_t)r * in_c, trained + (size_t)(oc0 + r) * n_sel, (size_t)n_sel);
-            memcpy(rows + (size_t)r * in_c + n_sel, filter + (size_t)(oc0 + r) * in_c + n_sel,
-                   (size_t)(in_c - n_sel));
-        }
+        tq_copy_rows(rows, (size_t)in_c, trained + (size_t)oc0 * n_sel, (size_t)n_sel, n, (size_t)n_sel);
+        tq_copy_rows(rows + n_sel, (size_t)in_c, filter + (size_t)oc0 * in_c + n_sel, (size_t)in_c, n,
+                     (size_t)(in_c - n_sel));
         st = tq_conv_1x1_s8_run(&chunk_params, &q, input_dims, input, &chunk, rows,
                                 bias != NULL ? bias + oc0 : NULL, &chunk_out, out, out + out_b,
                                 need - rows_b - out_b, 0); /* quant checked above */
         if (st != TQ_OK) {
             return st;
         }
-        for (px = 0; px < pixels; px++) {
-            memcpy(output + (size_t)px * out_c + oc0, out + (size_t)px * n, (size_t)n);
-        }
+        tq_copy_rows(output + oc0, (size_t)out_c, out, (size_t)n, pixels, (size_t)n);
     }
     tq_forward_mask(params, output, pixels * out_c);
     return TQ_OK;
