@@ -1152,8 +1152,8 @@ void tq_pw_weight_rows(const tq_conv_params *p, float input_scale, const tq_dims
     }
     for (p0 = 0; p0 < pixels; p0 += TQ_PW_PT) {
         const int32_t npx = tq_min_i32(pixels - p0, TQ_PW_PT);
+        tq_rows_gather(grad_out, mask, p0, npx, out_d->c, oc0, n_oc, gt, gb);
         if (xf != NULL) {
-            tq_rows_gather(grad_out, mask, p0, npx, out_d->c, oc0, n_oc, gt, gb);
             tq_rows_add_xf(gt, xf, pixels, p0, npx, n_sel, rp, p0 == 0, p0 + npx == pixels, input_scale);
             continue;
         }
@@ -1162,7 +1162,6 @@ void tq_pw_weight_rows(const tq_conv_params *p, float input_scale, const tq_dims
                         ? xp[t - 1] + n_sel
                         : input + tq_pw_in_pixel(p, out_d, in_d, p0 + t) * (size_t)n_sel;
         }
-        tq_rows_gather(grad_out, mask, p0, npx, out_d->c, oc0, n_oc, gt, gb);
         tq_rows_add(gt, xp, npx, n_sel, p->input_offset, rp, p0 == 0, p0 + npx == pixels, input_scale);
     }
     tq_rows_finish(rows, n_oc, n_sel, input_scale, gb, grad_b);
