@@ -729,6 +729,85 @@ static void tq_dw_gather_row(const float *const *frow, const int32_t *kyl, int32
     }
 }
 
+/* tq_dw_factor_row by the fastest loop the core and the block take (the
+ * row's first element o, lanes from lane[0]). */
+static void tq_dw_factor_row_any(const float *grad_out, const uint8_t *mask, int32_t o, int32_t ow,
+                                 int32_t ch, const int32_t *lane, const float *ws, int32_t valid, float *f)
+{
+#if TQ_USE_MVE_F32
+    /* a flush (tq_f32.h) redoes the row in C */
+    if (valid == TQ_DW_LANES) {
+        tq_dw_factor_row_helium(grad_out, mask, o, ow, ch, lane, ws, f);
+        if (!tq_fpscr_flushed()) {
+            return;
+        }
+    }
+#elif defined(TQ_DWG_ASM)
+    if (valid == TQ_DW_LANES && ch % TQ_DW_LANES == 0 && ow > 0) {
+        tq_dw_factor_row_fpu(grad_out, mask, o + lane[0], ow, ch, ws, f);
+        return;
+    }
+#endif
+    tq_dw_factor_row(grad_out, mask, o, ow, ch, lane, ws, valid, f);
+}
+
+/* Plane path (stride and dilation 1, where it fits): a channel block's
+ * factors of every output row, with the zero columns that every input
+ * pixel's window reaches on either side, fill one plane on the stack; then
+ * each input row is one tq_dw_gather_row call over all its pixels, with the
+ * output rows its window covers. The zero factors add zero terms, which
+ * change no sum, so the sums are the gather path's; the ring's per-row
+ * bookkeeping (about as many instructions as an 8-pixel row's terms) is
+ * gone. Returns 0, having written nothing, where the plane does not fit. */
+__attribute__((noinline))
+static int tq_dw_bwd_plane(const tq_conv_params *p, const float *w_scale, const tq_dims *out_d,
+                           const float *grad_out, const uint8_t *mask, const tq_dims *f_d,
+                           const int8_t *filter, const tq_dims *in_d, float *grad_in)
+{
+    const int32_t in_h = in_d->h, in_w = in_d->w, ch = in_d->c;
+    const int32_t oh = out_d->h, ow = out_d->w, kh = f_d->h, kw = f_d->w;
+    const int32_t pt = p->pad_top, pl = p->pad_left;
+    /* input pixel (iy, ix) reads output columns ix + pl - kw + 1 .. ix + pl */
+    const int32_t padl = kw - 1 - pl > 0 ? kw - 1 - pl : 0, padr = in_w + pl - ow > 0 ? in_w + pl - ow : 0;
+    const int32_t fstride = (padl + ow + padr) * TQ_DW_LANES;
+    float wf[TQ_DW_BWD_MAX_TAPS * TQ_DW_LANES];
+    float plane[TQ_DW_GATHER_FLOATS];
+    const float *frow[TQ_DW_BWD_MAX_TAPS];
+    int32_t kyl[TQ_DW_BWD_MAX_TAPS];
+    int32_t c0, b, oy, iy, nrow;
+    if (p->stride_h != 1 || p->stride_w != 1 || p->dilation_h != 1 || p->dilation_w != 1 ||
+        (int64_t)oh * fstride > TQ_DW_GATHER_FLOATS) {
+        return 0;
+    }
+    if (padl > 0 || padr > 0) {
+        memset(plane, 0, (size_t)oh * fstride * sizeof(float));
+    }
+    for (c0 = 0; c0 < ch; c0 += TQ_DW_LANES) {
+        int32_t lane[TQ_DW_LANES];
+        float ws[TQ_DW_LANES];
+        const int32_t valid = tq_dw_block_setup(c0, ch, kh * kw, w_scale, filter, lane, ws, wf);
+        for (b = 0; b < out_d->n; b++) {
+            float *gin = grad_in + (size_t)b * in_h * in_w * ch + c0;
+            for (oy = 0; oy < oh; oy++) {
+                tq_dw_factor_row_any(grad_out, mask, ((b * oh + oy) * ow) * ch, ow, ch, lane, ws, valid,
+                                     plane + (size_t)oy * fstride + padl * TQ_DW_LANES);
+            }
+            for (iy = 0; iy < in_h; iy++, gin += (size_t)in_w * ch) {
+                /* output rows iy + pt - kh + 1 .. iy + pt inside the output, filter
+                 * rows kh - 1 .. 0 */
+                const int32_t oy_hi = iy + pt < oh - 1 ? iy + pt : oh - 1;
+                oy = iy + pt - kh + 1 > 0 ? iy + pt - kh + 1 : 0;
+                for (nrow = 0; oy <= oy_hi; oy++, nrow++) {
+                    frow[nrow] = plane + (size_t)oy * fstride + padl * TQ_DW_LANES;
+                    kyl[nrow] = iy + pt - oy;
+                }
+                tq_dw_gather_row(frow, kyl, nrow, wf, kw, pl, 0, in_w, in_w, ch, NULL, NULL, NULL, gin, valid);
+            }
+        }
+    }
+    return 1;
+}
+
 /* Gather path: each input pixel's four lanes are summed in registers over
  * the output pixels whose windows cover it, visited in row-major output
  * order (taps in decreasing ky, then decreasing kx), so every sum adds the
@@ -809,21 +888,8 @@ static void tq_dw_bwd_gather(const tq_conv_params *p, const float *w_scale,
                     }
                     while (next_oy <= oy) {
                         const int32_t o = ((b * oh + next_oy) * ow) * ch;
-                        float *f = fbuf + (size_t)(next_oy % ring) * fstride + f0;
-#if TQ_USE_MVE_F32
-                        /* a flush (tq_f32.h) redoes the row in C */
-                        if (valid == TQ_DW_LANES) {
-                            tq_dw_factor_row_helium(grad_out, mask, o, ow, ch, lane, ws, f);
-                        }
-                        if (valid != TQ_DW_LANES || tq_fpscr_flushed())
-#elif defined(TQ_DWG_ASM)
-                        if (valid == TQ_DW_LANES && ch % TQ_DW_LANES == 0 && ow > 0) {
-                            tq_dw_factor_row_fpu(grad_out, mask, o + c0, ow, ch, ws, f);
-                        } else
-#endif
-                        {
-                            tq_dw_factor_row(grad_out, mask, o, ow, ch, lane, ws, valid, f);
-                        }
+                        tq_dw_factor_row_any(grad_out, mask, o, ow, ch, lane, ws, valid,
+                                             fbuf + (size_t)(next_oy % ring) * fstride + f0);
                         next_oy++;
                     }
                     frow[nrow] = fbuf + (size_t)(oy % ring) * fstride + f0;
@@ -850,7 +916,9 @@ void tq_dw_backward_input_blocked(const tq_conv_params *p, const float *w_scale,
 {
     if ((int64_t)tq_dw_gather_rows(p, f_d) * out_d->w * TQ_DW_LANES <= TQ_DW_GATHER_FLOATS &&
         in_d->w <= TQ_DW_GATHER_COLS && in_d->w * f_d->w <= TQ_DW_GATHER_TAPS) {
-        tq_dw_bwd_gather(p, w_scale, out_d, grad_out, mask, f_d, filter, in_d, grad_in);
+        if (!tq_dw_bwd_plane(p, w_scale, out_d, grad_out, mask, f_d, filter, in_d, grad_in)) {
+            tq_dw_bwd_gather(p, w_scale, out_d, grad_out, mask, f_d, filter, in_d, grad_in);
+        }
     } else {
         tq_dw_bwd_scatter(p, w_scale, out_d, grad_out, mask, f_d, filter, in_d, grad_in);
     }
