@@ -78,11 +78,14 @@ static size_t tq_pw_in_pixel(const tq_conv_params *p, const tq_dims *out_d, cons
 
 /* Channels [ic, ic + 4) of the four pixel rows gi[0..3]: from 0 (first) or
  * their stored partial sums, add gs[4t + k] * wf[4t + i] for t < nt
- * (nt >= 1), where wf holds the weights already converted to fp32. On an
- * Arm FPU the whole block is one assembly loop: the 16 sums stay in s8-s23
- * and each pair of t is one VLDM of the eight gradients, one VLDM of the
- * eight weights and 32 VMLA.F32 (an odd nt takes one t first; compiled C
- * spends a VLDR per value); elsewhere it is the same sums in C. */
+ * (nt >= 1), where wf holds the weights already converted to fp32; with a
+ * list wp (not NULL), the weights of t are at wp[t] instead (the blocks
+ * whose all-zero t tq_pw_gin_compact dropped). On an Arm FPU the whole
+ * block is one assembly loop: the 16 sums stay in s8-s23 and each pair of
+ * t is one VLDM of the eight gradients, one VLDM of the eight weights (two
+ * of four and one LDRD of their addresses with a list) and 32 VMLA.F32
+ * (an odd nt takes one t first; compiled C spends a VLDR per value);
+ * elsewhere it is the same sums in C. */
 /* The 16 terms of one t: gradients G0..G3 (pixels) times weights W0..W3
  * (input channels) into s8-s23 (pixel-major). */
 #define TQ_GIN_MLA16(G0, G1, G2, G3, W0, W1, W2, W3)                                  \
@@ -95,71 +98,74 @@ static size_t tq_pw_in_pixel(const tq_conv_params *p, const tq_dims *out_d, cons
     "vmla.f32 s20, " G3 ", " W0 "\n\t" "vmla.f32 s21, " G3 ", " W1 "\n\t"             \
     "vmla.f32 s22, " G3 ", " W2 "\n\t" "vmla.f32 s23, " G3 ", " W3 "\n\t"
 
-static void tq_pw_gin_4x4(const float *gs, const float *wf, int32_t nt, float *const *gi,
-                          int32_t ic, int first)
+#if defined(__ARM_FP) && (__ARM_FP & 4) && !defined(TQ_FORCE_PORTABLE)
+/* Row r's four sums at channel ic (register operands gi, ic in bytes)
+ * <-> the registers regs, through p: op vldmia or vstmia. */
+#define TQ_GIN_ROW(op, r, regs)                                                       \
+    "ldr %[p], [%[gi], #" #r "*4]\n\t"                                                 \
+    "add %[p], %[p], %[ic]\n\t"                                                       \
+    op " %[p], {" regs "}\n\t"
+#define TQ_GIN_ROWS(op)                                                               \
+    TQ_GIN_ROW(op, 0, "s8-s11") TQ_GIN_ROW(op, 1, "s12-s15")                          \
+    TQ_GIN_ROW(op, 2, "s16-s19") TQ_GIN_ROW(op, 3, "s20-s23")
+/* The block's loop around the t steps ODD (one t) and PAIR (two t): the
+ * sums from +0.0f (first) or memory, the odd t first, pairs from label 3,
+ * the stores at label 4. */
+#define TQ_GIN_BLOCK(ODD, PAIR)                                                       \
+    __asm__ volatile("cmp %[first], #0\n\t"                                           \
+                     "beq 2f\n\t"                                                     \
+                     "vldmia %[z], {s8-s23}\n\t"                                      \
+                     "b 1f\n\t"                                                       \
+                     "2:\n\t"                                                         \
+                     TQ_GIN_ROWS("vldmia")                                            \
+                     "1:\n\t"                                                         \
+                     "tst %[n], #1\n\t"                                               \
+                     "beq 3f\n\t"                                                     \
+                     ODD                                                              \
+                     TQ_GIN_MLA16("s0", "s1", "s2", "s3", "s4", "s5", "s6", "s7")     \
+                     "subs %[n], %[n], #1\n\t"                                        \
+                     "beq 4f\n\t"                                                     \
+                     "3:\n\t"                                                         \
+                     PAIR                                                             \
+                     TQ_GIN_MLA16("s0", "s1", "s2", "s3", "s24", "s25", "s26", "s27") \
+                     TQ_GIN_MLA16("s4", "s5", "s6", "s7", "s28", "s29", "s30", "s31") \
+                     "subs %[n], %[n], #2\n\t"                                        \
+                     "bne 3b\n\t"                                                     \
+                     "4:\n\t"                                                         \
+                     TQ_GIN_ROWS("vstmia")                                            \
+                     : [g] "+r"(gs), [w] "+r"(w), [n] "+r"(nt), [p] "=&r"(p), [q] "=&r"(q) \
+                     : [gi] "r"(gi), [ic] "r"(ic_bytes), [first] "r"(first), [z] "r"(zero) \
+                     : "s0", "s1", "s2", "s3", "s4", "s5", "s6", "s7", "s8", "s9", "s10", \
+                       "s11", "s12", "s13", "s14", "s15", "s16", "s17", "s18", "s19", "s20", \
+                       "s21", "s22", "s23", "s24", "s25", "s26", "s27", "s28", "s29", "s30", \
+                       "s31", "cc", "memory")
+#endif
+
+static void tq_pw_gin_4x4(const float *gs, const float *wf, const float *const *wp, int32_t nt,
+                          float *const *gi, int32_t ic, int first)
 {
 #if defined(__ARM_FP) && (__ARM_FP & 4) && !defined(TQ_FORCE_PORTABLE)
     static const float zero[16] = {0.0f};
     const int32_t ic_bytes = ic * (int32_t)sizeof(float);
-    float *p;
-    __asm__ volatile(
-        "cmp %[first], #0\n\t"
-        "beq 2f\n\t"
-        "vldmia %[z], {s8-s23}\n\t"
-        "b 1f\n\t"
-        "2:\n\t"
-        "ldr %[p], [%[gi], #0]\n\t"
-        "add %[p], %[p], %[ic]\n\t"
-        "vldmia %[p], {s8-s11}\n\t"
-        "ldr %[p], [%[gi], #4]\n\t"
-        "add %[p], %[p], %[ic]\n\t"
-        "vldmia %[p], {s12-s15}\n\t"
-        "ldr %[p], [%[gi], #8]\n\t"
-        "add %[p], %[p], %[ic]\n\t"
-        "vldmia %[p], {s16-s19}\n\t"
-        "ldr %[p], [%[gi], #12]\n\t"
-        "add %[p], %[p], %[ic]\n\t"
-        "vldmia %[p], {s20-s23}\n\t"
-        "1:\n\t"
-        "tst %[n], #1\n\t"
-        "beq 3f\n\t"
-        "vldmia %[g]!, {s0-s3}\n\t"
-        "vldmia %[w]!, {s4-s7}\n\t"
-        TQ_GIN_MLA16("s0", "s1", "s2", "s3", "s4", "s5", "s6", "s7")
-        "subs %[n], %[n], #1\n\t"
-        "beq 4f\n\t"
-        "3:\n\t"
-        "vldmia %[g]!, {s0-s7}\n\t"
-        "vldmia %[w]!, {s24-s31}\n\t"
-        TQ_GIN_MLA16("s0", "s1", "s2", "s3", "s24", "s25", "s26", "s27")
-        TQ_GIN_MLA16("s4", "s5", "s6", "s7", "s28", "s29", "s30", "s31")
-        "subs %[n], %[n], #2\n\t"
-        "bne 3b\n\t"
-        "4:\n\t"
-        "ldr %[p], [%[gi], #0]\n\t"
-        "add %[p], %[p], %[ic]\n\t"
-        "vstmia %[p], {s8-s11}\n\t"
-        "ldr %[p], [%[gi], #4]\n\t"
-        "add %[p], %[p], %[ic]\n\t"
-        "vstmia %[p], {s12-s15}\n\t"
-        "ldr %[p], [%[gi], #8]\n\t"
-        "add %[p], %[p], %[ic]\n\t"
-        "vstmia %[p], {s16-s19}\n\t"
-        "ldr %[p], [%[gi], #12]\n\t"
-        "add %[p], %[p], %[ic]\n\t"
-        "vstmia %[p], {s20-s23}"
-        : [g] "+r"(gs), [w] "+r"(wf), [n] "+r"(nt), [p] "=&r"(p)
-        : [gi] "r"(gi), [ic] "r"(ic_bytes), [first] "r"(first), [z] "r"(zero)
-        : "s0", "s1", "s2", "s3", "s4", "s5", "s6", "s7", "s8", "s9", "s10", "s11", "s12",
-          "s13", "s14", "s15", "s16", "s17", "s18", "s19", "s20", "s21", "s22", "s23", "s24",
-          "s25", "s26", "s27", "s28", "s29", "s30", "s31", "cc", "memory");
+    float *p, *q;
+    if (wp == NULL) {
+        const float *w = wf;
+        TQ_GIN_BLOCK("vldmia %[g]!, {s0-s3}\n\t" "vldmia %[w]!, {s4-s7}\n\t",
+                     "vldmia %[g]!, {s0-s7}\n\t" "vldmia %[w]!, {s24-s31}\n\t");
+    } else {
+        const float *const *w = wp;
+        TQ_GIN_BLOCK("ldr %[p], [%[w]], #4\n\t" "vldmia %[g]!, {s0-s3}\n\t" "vldmia %[p], {s4-s7}\n\t",
+                     "ldrd %[p], %[q], [%[w]], #8\n\t" "vldmia %[g]!, {s0-s7}\n\t"
+                     "vldmia %[p], {s24-s27}\n\t" "vldmia %[q], {s28-s31}\n\t");
+    }
 #else
     float *g0 = gi[0] + ic, *g1 = gi[1] + ic, *g2 = gi[2] + ic, *g3 = gi[3] + ic;
     TQ_BLOCK4X4_DECLARE;
     int32_t t;
     TQ_BLOCK4X4_START(g0, g1, g2, g3, first);
-    for (t = 0; t < nt; t++, gs += TQ_PW_PIX, wf += 4) {
-        TQ_BLOCK4X4_STEP(gs, wf[0], wf[1], wf[2], wf[3]);
+    for (t = 0; t < nt; t++, gs += TQ_PW_PIX) {
+        const float *w = wp != NULL ? wp[t] : wf + 4 * t;
+        TQ_BLOCK4X4_STEP(gs, w[0], w[1], w[2], w[3]);
     }
     TQ_BLOCK4X4_STORE(g0, g1, g2, g3);
 #endif
@@ -167,63 +173,78 @@ static void tq_pw_gin_4x4(const float *gs, const float *wf, int32_t nt, float *c
 
 #if TQ_USE_MVE_F32
 /* tq_pw_gin_4x4 with Helium floating point (tq_f32.h): pixel k's four sums
- * in q(4 + k), the four weights of a t in q0, each product one VMUL.F32 by
- * the gradient in a core register and one VADD.F32, so 16 terms cost one
- * VLDRW, two LDRD and eight vector instructions, in the same order as the
- * scalar block. Returns 0 with the sums stored, or nonzero after a
- * subnormal flush, with nothing stored (the caller runs tq_pw_gin_4x4). */
-static int tq_pw_gin_4x4_helium(const float *gs, const float *wf, int32_t nt, float *const *gi,
-                                int32_t ic, int first)
+ * in q(4 + k), the four weights of a t in q0 (WLOAD: from w, or through the
+ * list), each product one VMUL.F32 by the gradient in a core register and
+ * one VADD.F32, so 16 terms cost one VLDRW (and one LDR with a list), two
+ * LDRD and eight vector instructions, in the same order as the scalar
+ * block. Returns 0 with the sums stored, or nonzero after a subnormal
+ * flush, with nothing stored (the caller runs tq_pw_gin_4x4). */
+#define TQ_GIN_HELIUM(WLOAD)                                                           \
+    __asm__ volatile(                                                                  \
+        ".arch_extension mve.fp\n\t"                                                   \
+        "cmp %[fl], #0\n\t"                                                            \
+        "beq 2f\n\t"                                                                   \
+        "vmov.i32 q4, #0\n\t"                                                          \
+        "vmov.i32 q5, #0\n\t"                                                          \
+        "vmov.i32 q6, #0\n\t"                                                          \
+        "vmov.i32 q7, #0\n\t"                                                          \
+        "b 1f\n\t"                                                                     \
+        "2:\n\t"                                                                       \
+        TQ_MVEF_ROWS4("vldrw.32", "gi", "%[ic]")                                       \
+        "1:\n\t"                                                                       \
+        "dls lr, %[n]\n\t"                                                             \
+        "3:\n\t"                                                                       \
+        WLOAD                                                                          \
+        "ldrd %[g0], %[g1], [%[g]], #8\n\t"                                            \
+        "ldrd %[g2], %[g3], [%[g]], #8\n\t"                                            \
+        "vmul.f32 q1, q0, %[g0]\n\t"                                                   \
+        "vadd.f32 q4, q4, q1\n\t"                                                      \
+        "vmul.f32 q2, q0, %[g1]\n\t"                                                   \
+        "vadd.f32 q5, q5, q2\n\t"                                                      \
+        "vmul.f32 q3, q0, %[g2]\n\t"                                                   \
+        "vadd.f32 q6, q6, q3\n\t"                                                      \
+        "vmul.f32 q1, q0, %[g3]\n\t"                                                   \
+        "vadd.f32 q7, q7, q1\n\t"                                                      \
+        "le lr, 3b\n\t"                                                                \
+        TQ_MVEF_CHECK("%[fl]")                                                         \
+        TQ_MVEF_ROWS4("vstrw.32", "gi", "%[ic]")                                       \
+        "9:"                                                                           \
+        : [g] "+r"(gs), [w] "+r"(w), [fl] "+r"(flush), [g0] "=&r"(g0), [g1] "=&r"(g1), \
+          [g2] "=&r"(g2), [g3] "=&r"(g3), [p] "=&r"(p)                                 \
+        : [gi] "r"(gi), [ic] "r"(ic_bytes), [n] "r"(nt)                                \
+        : "q0", "q1", "q2", "q3", "q4", "q5", "q6", "q7", "lr", "cc", "memory")
+static int tq_pw_gin_4x4_helium(const float *gs, const float *wf, const float *const *wp, int32_t nt,
+                                float *const *gi, int32_t ic, int first)
 {
     const int32_t ic_bytes = ic * (int32_t)sizeof(float);
     int32_t flush = first;
     uint32_t g0, g1, g2, g3;
-    __asm__ volatile(
-        ".arch_extension mve.fp\n\t"
-        "cmp %[fl], #0\n\t"
-        "beq 2f\n\t"
-        "vmov.i32 q4, #0\n\t"
-        "vmov.i32 q5, #0\n\t"
-        "vmov.i32 q6, #0\n\t"
-        "vmov.i32 q7, #0\n\t"
-        "b 1f\n\t"
-        "2:\n\t"
-        TQ_MVEF_ROWS4("vldrw.32", "gi", "%[ic]")
-        "1:\n\t"
-        "dls lr, %[n]\n\t"
-        "3:\n\t"
-        "vldrw.32 q0, [%[w]], #16\n\t"
-        "ldrd %[g0], %[g1], [%[g]], #8\n\t"
-        "ldrd %[g2], %[g3], [%[g]], #8\n\t"
-        "vmul.f32 q1, q0, %[g0]\n\t"
-        "vadd.f32 q4, q4, q1\n\t"
-        "vmul.f32 q2, q0, %[g1]\n\t"
-        "vadd.f32 q5, q5, q2\n\t"
-        "vmul.f32 q3, q0, %[g2]\n\t"
-        "vadd.f32 q6, q6, q3\n\t"
-        "vmul.f32 q1, q0, %[g3]\n\t"
-        "vadd.f32 q7, q7, q1\n\t"
-        "le lr, 3b\n\t"
-        TQ_MVEF_CHECK("%[fl]")
-        TQ_MVEF_ROWS4("vstrw.32", "gi", "%[ic]")
-        "9:"
-        : [g] "+r"(gs), [w] "+r"(wf), [fl] "+r"(flush), [g0] "=&r"(g0), [g1] "=&r"(g1),
-          [g2] "=&r"(g2), [g3] "=&r"(g3)
-        : [gi] "r"(gi), [ic] "r"(ic_bytes), [n] "r"(nt)
-        : "q0", "q1", "q2", "q3", "q4", "q5", "q6", "q7", "lr", "cc", "memory");
+    const float *p;
+    if (wp == NULL) {
+        const float *w = wf;
+        TQ_GIN_HELIUM("vldrw.32 q0, [%[w]], #16\n\t");
+    } else {
+        const float *const *w = wp;
+        TQ_GIN_HELIUM("ldr %[p], [%[w]], #4\n\t" "vldrw.32 q0, [%[p]]\n\t");
+    }
+    (void)p;
     return flush;
 }
+#undef TQ_GIN_HELIUM
 #endif
 
-/* One channel of the four pixel rows (the in_c % 4 tail). */
+/* One channel of the four pixel rows (the in_c % 4 tail): t's weight is
+ * w[t * w_stride], or with a list wp (of tq_pw_gin_compact over wf),
+ * w[((wp[t] - wf) / 4) * w_stride]. */
 static void tq_pw_gin_4x1(const float *gs, int32_t nt, const int8_t *w, int32_t w_stride,
-                          float *g0, float *g1, float *g2, float *g3, int first)
+                          const float *wf, const float *const *wp, float *g0, float *g1, float *g2,
+                          float *g3, int first)
 {
     float a0 = first ? 0.0f : *g0, a1 = first ? 0.0f : *g1;
     float a2 = first ? 0.0f : *g2, a3 = first ? 0.0f : *g3;
     int32_t t;
-    for (t = 0; t < nt; t++, gs += TQ_PW_PIX, w += w_stride) {
-        const float wv = (float)w[0];
+    for (t = 0; t < nt; t++, gs += TQ_PW_PIX) {
+        const float wv = (float)w[(wp != NULL ? (int32_t)(wp[t] - wf) / 4 : t) * w_stride];
         TQ_MLA_F32(a0, gs[0], wv);
         TQ_MLA_F32(a1, gs[1], wv);
         TQ_MLA_F32(a2, gs[2], wv);
@@ -400,6 +421,26 @@ static void tq_pw_gin_gather(const float *grad_out, const uint8_t *mask, const f
     }
 }
 
+/* Drops from a gathered block gs (nt t of four values) every t whose four
+ * values are all +0.0f (bits 0: mostly clamp-masked gradients), moving the
+ * others down in order, and lists where their weights will be:
+ * wp[j] = wf + 4 t_j. Returns the count. Exact: such a t adds products
+ * +0.0f * w = +-0.0f, and a sum that starts at +0.0f is never -0.0f, so
+ * they change no sum (tq_conv_blocked.h). */
+static int32_t tq_pw_gin_compact(float *gs, int32_t nt, const float *wf, const float **wp)
+{
+    uint32_t v[TQ_PW_PIX];
+    int32_t t, j = 0;
+    for (t = 0; t < nt; t++, wf += 4) {
+        memcpy(v, gs + TQ_PW_PIX * t, sizeof v);
+        if ((v[0] | v[1] | v[2] | v[3]) != 0u) {
+            memcpy(gs + TQ_PW_PIX * j, v, sizeof v);
+            wp[j++] = wf;
+        }
+    }
+    return j;
+}
+
 void tq_pw_backward_input_blocked(const tq_conv_params *p, const float *w_scale,
                                   const tq_dims *out_d, const float *grad_out,
                                   const uint8_t *mask, const int8_t *filter,
@@ -411,6 +452,10 @@ void tq_pw_backward_input_blocked(const tq_conv_params *p, const float *w_scale,
     const int32_t sub = tq_min_i32(TQ_PW_GS / (TQ_PW_PIX * tq_min_i32(out_c, TQ_PW_OCT)), TQ_PW_SUB);
     float gs[TQ_PW_GS];
     float wf[TQ_PW_OCT * 4];
+    /* with a mask, each block's t with all four gradients masked are dropped
+     * (tq_pw_gin_compact): block b keeps nk[b] t, their weights at wp[b * nt ..] */
+    const float *wp[TQ_PW_GS / TQ_PW_PIX];
+    int32_t nk[TQ_PW_SUB];
     int32_t s0;
     if (!accumulate &&
         (p->stride_h != 1 || p->stride_w != 1 || out_d->h != in_d->h || out_d->w != in_d->w)) {
@@ -436,22 +481,35 @@ void tq_pw_backward_input_blocked(const tq_conv_params *p, const float *w_scale,
             const int first = oc0 == 0 && !accumulate;
             int32_t ic;
             for (b = 0; b < nb; b++) {
-                tq_pw_gin_gather(grad_out, mask, w_scale, po[b], out_c, oc0, nt, gs + b * nt * TQ_PW_PIX);
+                float *gb = gs + b * nt * TQ_PW_PIX;
+                tq_pw_gin_gather(grad_out, mask, w_scale, po[b], out_c, oc0, nt, gb);
+                nk[b] = mask != NULL ? tq_pw_gin_compact(gb, nt, wf, wp + b * nt) : nt;
             }
             for (ic = 0; ic + 4 <= in_c; ic += 4) {
                 tq_f32_from_s8x4(w + ic, in_c, nt, wf);
                 for (b = 0; b < nb; b++) {
+                    const float *gb = gs + b * nt * TQ_PW_PIX;
+                    const float *const *wb = mask != NULL ? wp + b * nt : NULL;
+                    if (nk[b] == 0) { /* every t dropped: the sums stay (or start at +0.0f) */
+                        if (first) {
+                            for (k = 0; k < TQ_PW_PIX; k++) {
+                                memset(gi[b][k] + ic, 0, 4 * sizeof(float));
+                            }
+                        }
+                        continue;
+                    }
 #if TQ_USE_MVE_F32
-                    if (!tq_pw_gin_4x4_helium(gs + b * nt * TQ_PW_PIX, wf, nt, gi[b], ic, first)) {
+                    if (!tq_pw_gin_4x4_helium(gb, wf, wb, nk[b], gi[b], ic, first)) {
                         continue;
                     }
 #endif
-                    tq_pw_gin_4x4(gs + b * nt * TQ_PW_PIX, wf, nt, gi[b], ic, first);
+                    tq_pw_gin_4x4(gb, wf, wb, nk[b], gi[b], ic, first);
                 }
             }
             for (; ic < in_c; ic++) {
                 for (b = 0; b < nb; b++) {
-                    tq_pw_gin_4x1(gs + b * nt * TQ_PW_PIX, nt, w + ic, in_c, gi[b][0] + ic, gi[b][1] + ic,
+                    tq_pw_gin_4x1(gs + b * nt * TQ_PW_PIX, nk[b], w + ic, in_c, wf,
+                                  mask != NULL ? wp + b * nt : NULL, gi[b][0] + ic, gi[b][1] + ic,
                                   gi[b][2] + ic, gi[b][3] + ic, first);
                 }
             }

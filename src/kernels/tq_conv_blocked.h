@@ -6,8 +6,10 @@
  * Every kernel computes each output element as the same sum, in the same
  * order, as documented in tinyqt/backward.h (terms added one by one from
  * +0.0f), so the 1x1 and the dense kernels agree bit for bit. A masked term
- * enters as a zero product instead of being skipped: a sum that starts at
- * +0.0f never becomes -0.0f, so adding a zero leaves it unchanged.
+ * is a zero product: a sum that starts at +0.0f never becomes -0.0f, so
+ * adding a zero leaves it unchanged, and leaving it out does too (the 1x1
+ * input gradient drops the output channels masked at all four pixels of a
+ * block).
  */
 #ifndef TINYQT_CONV_BLOCKED_H
 #define TINYQT_CONV_BLOCKED_H
@@ -24,8 +26,9 @@
  * grad_in[q, ic] = sum over oc of (grad_out[p, oc] * w_scale[oc]) * w[oc, ic]
  * for the output pixel p that reads input pixel q; 0 for pixels no output
  * reads. accumulate != 0: the sums start from the values in grad_in
- * instead of +0.0f (continuing a sum over earlier output channels, in
- * order; nothing is cleared). Arguments are checked by the caller. */
+ * instead of +0.0f (continuing a sum this function began over earlier
+ * output channels, in order, so never -0.0f; nothing is cleared). Arguments
+ * are checked by the caller. */
 void tq_pw_backward_input_blocked(const tq_conv_params *p, const float *w_scale,
                                   const tq_dims *out_d, const float *grad_out,
                                   const uint8_t *mask, const int8_t *filter,

@@ -44,6 +44,16 @@ def _cases():
         input_grad_case(rng, "conv1x1 s2 input grad, 40 out channels", 7, 9, 23, 40, 1, 2, (0, 0, 0, 0)),
         input_grad_case(rng, "conv1x1 input grad, subnormal terms", 4, 5, 8, 6, 1, 1, (0, 0, 0, 0),
                         g_scale=1e-36),
+        # sparse masks: the output channels whose four pixels' gradients are all masked drop
+        # out of a block's list (odd and even counts, a second channel tile of 5, an input
+        # channel tail of 1, and blocks that keep none, which store zeros or leave the sums)
+        input_grad_case(rng, "conv1x1 input grad, a sparse mask (25% pass)", 6, 9, 13, 37, 1, 1, (0, 0, 0, 0),
+                        mask_range=(-65, 0)),
+        input_grad_case(rng, "conv1x1 input grad, a mask that drops whole blocks (8% pass)", 10, 10, 8, 3, 1, 1,
+                        (0, 0, 0, 0), mask_range=(-128, -108)),
+        input_grad_case(rng, "conv1x1 input grad, sparse mask and subnormal terms at 3 of 48 pixels", 6, 8, 12,
+                        40, 1, 1, (0, 0, 0, 0), g_scale=_tiny_at((1, 48, 1), (5, 30, 47)).reshape(1, 6, 8, 1),
+                        mask_range=(-65, 0)),
         # subnormal gradients at a few pixels (input gradient) or output channels (weight
         # gradient) only: on M55 the Helium blocks that meet them fall back to the scalar
         # ones, between blocks that store their own sums

@@ -75,7 +75,7 @@ def forward_macs(g_shape, c_in, k, depthwise):
     return int(np.prod(g_shape)) * k * k * (1 if depthwise else c_in)
 
 
-def _layer(rng, h, w, c_in, c_out, k, stride, padding, depthwise=False, n=1):
+def _layer(rng, h, w, c_in, c_out, k, stride, padding, depthwise=False, n=1, mask_range=(-100, 100)):
     oh = _out_hw(h, k, stride, 1, padding[0], padding[2])
     ow = _out_hw(w, k, stride, 1, padding[1], padding[3])
     x = rng.integers(-128, 128, (n, h, w, c_in), dtype=np.int8)
@@ -83,14 +83,17 @@ def _layer(rng, h, w, c_in, c_out, k, stride, padding, depthwise=False, n=1):
     g = rng.normal(0, 1e-2, (n, oh, ow, c_out)).astype(F32)
     ws = rng.uniform(0.002, 0.02, c_out).astype(F32)
     y = rng.integers(-128, 128, g.shape, dtype=np.int8)
-    mask = B.clamp_mask(y, -100, 100)
+    mask = B.clamp_mask(y, *mask_range)
     return x, wt, g, ws, mask
 
 
-def input_grad_case(rng, name, h, w, c_in, c_out, k, stride, padding, depthwise=False, g_scale=1.0):
+def input_grad_case(rng, name, h, w, c_in, c_out, k, stride, padding, depthwise=False, g_scale=1.0,
+                    mask_range=(-100, 100)):
     """g_scale multiplies the output gradient (1e-36: subnormal terms and sums;
-    an array broadcast against (1, oh, ow, c_out) scales some pixels only)."""
-    x, wt, g, ws, mask = _layer(rng, h, w, c_in, c_out, k, stride, padding, depthwise)
+    an array broadcast against (1, oh, ow, c_out) scales some pixels only);
+    a gradient passes the mask where the random int8 output is inside
+    mask_range (the default passes 78%)."""
+    x, wt, g, ws, mask = _layer(rng, h, w, c_in, c_out, k, stride, padding, depthwise, mask_range=mask_range)
     g = (g * np.asarray(g_scale, F32)).astype(F32)
     gi = B.conv2d_backward_input(g, wt, ws, x.shape, stride=(stride, stride), padding=padding,
                                  depthwise=depthwise, mask=mask)
