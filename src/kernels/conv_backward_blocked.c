@@ -424,11 +424,35 @@ static void tq_pw_gin_gather(const float *grad_out, const uint8_t *mask, const f
 /* Drops from a gathered block gs (nt t of four values) every t whose four
  * values are all +0.0f (bits 0: mostly clamp-masked gradients), moving the
  * others down in order, and lists where their weights will be:
- * wp[j] = wf + 4 t_j. Returns the count. Exact: such a t adds products
+ * wp[j] = wf + 4 t_j (nt >= 1). Returns the count. Exact: such a t adds products
  * +0.0f * w = +-0.0f, and a sum that starts at +0.0f is never -0.0f, so
  * they change no sum (tq_conv_blocked.h). */
 static int32_t tq_pw_gin_compact(float *gs, int32_t nt, const float *wf, const float **wp)
 {
+#if defined(__ARM_FP) && (__ARM_FP & 4) && !defined(TQ_FORCE_PORTABLE) && defined(__OPTIMIZE__)
+    /* one loop: LDM of a t's four words, three ORR, STM and STR of the kept
+     * ones (10 instructions a kept t, 8 a dropped one; compiled C spent 21
+     * and 10). Not at -O0, where GCC cannot give the operands registers
+     * beside r0-r3. */
+    const float **l = wp;
+    float *d = gs;
+    __asm__ volatile("1:\n\t"
+                     "ldmia %[s]!, {r0-r3}\n\t"
+                     "orr r12, r0, r1\n\t"
+                     "orr r12, r12, r2\n\t"
+                     "orrs r12, r12, r3\n\t"
+                     "beq 2f\n\t"
+                     "stmia %[d]!, {r0-r3}\n\t"
+                     "str %[w], [%[l]], #4\n\t"
+                     "2:\n\t"
+                     "add %[w], %[w], #16\n\t"
+                     "subs %[n], %[n], #1\n\t"
+                     "bne 1b"
+                     : [s] "+r"(gs), [d] "+r"(d), [w] "+r"(wf), [l] "+r"(l), [n] "+r"(nt)
+                     :
+                     : "r0", "r1", "r2", "r3", "r12", "cc", "memory");
+    return (int32_t)(l - wp);
+#else
     uint32_t v[TQ_PW_PIX];
     int32_t t, j = 0;
     for (t = 0; t < nt; t++, wf += 4) {
@@ -439,6 +463,7 @@ static int32_t tq_pw_gin_compact(float *gs, int32_t nt, const float *wf, const f
         }
     }
     return j;
+#endif
 }
 
 void tq_pw_backward_input_blocked(const tq_conv_params *p, const float *w_scale,
