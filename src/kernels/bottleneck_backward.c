@@ -18,6 +18,7 @@
 #include "tq_check.h"
 #include "tq_conv_blocked.h"
 #include "tq_copy.h"
+#include "tq_dw_backward.h"
 #include "tq_sgd.h"
 #include "tq_f32.h" /* fp32 file: the MVE-F build check */
 
@@ -241,7 +242,6 @@ static tq_status tq_bb_tile_run(const tq_bottleneck_backward_params *p, const tq
     const int32_t taps = p->dw.filter_dims.h * p->dw.filter_dims.w;
     const tq_dims d_dw = {1, p->output_dims.h, p->output_dims.w, n};
     const tq_dims d_mid = {1, p->mid_dims.h, p->mid_dims.w, n};
-    const tq_dims f_pw2 = {p->pw2.filter_dims.n, 1, 1, n};
     const tq_dims f_dw = {1, p->dw.filter_dims.h, p->dw.filter_dims.w, n};
     float *g_dw = (float *)(void *)(scr + l->g_dw);
     float *g_mid = (float *)(void *)(scr + l->g_mid);
@@ -253,11 +253,10 @@ static tq_status tq_bb_tile_run(const tq_bottleneck_backward_params *p, const tq
 
     /* 1. pw2's input gradient, the tile's columns */
     tq_gather_cols(p->pw2.filter, p->pw2.filter_dims.n, c_mid, c0, n, w_pw2);
-    st = tq_conv_1x1_backward_input_f32(&p->pw2.params, p->pw2.w_scale, &p->output_dims, grad_out,
-                                        p->pw2.mask, &f_pw2, w_pw2, &d_dw, g_dw);
-    if (st != TQ_OK) {
-        return st;
-    }
+    /* (the tile's layer calls skip the public entry points' checks, which
+     * tq_bb_check made once for the whole block) */
+    tq_pw_backward_input_blocked(&p->pw2.params, p->pw2.w_scale, &p->output_dims, grad_out, p->pw2.mask,
+                                 w_pw2, &d_dw, g_dw, 0);
     m_dw = tq_mask_tile(p->dw.mask, d_dw.h * d_dw.w, c_mid, c0, n, scr + l->mask_dw);
     /* 2. depthwise bias */
     if (p->dw.bias != NULL) {
@@ -271,11 +270,7 @@ static tq_status tq_bb_tile_run(const tq_bottleneck_backward_params *p, const tq
     }
     /* 3. depthwise input gradient */
     tq_gather_cols(p->dw.filter, taps, c_mid, c0, n, w_dw);
-    st = tq_depthwise_conv_backward_input_f32(&p->dw.params, p->dw.w_scale + c0, &d_dw, g_dw,
-                                              m_dw, &f_dw, w_dw, &d_mid, g_mid);
-    if (st != TQ_OK) {
-        return st;
-    }
+    tq_dw_backward_input_run(&p->dw.params, p->dw.w_scale + c0, &d_dw, g_dw, m_dw, &f_dw, w_dw, &d_mid, g_mid);
     m_pw1 = tq_mask_tile(p->pw1.mask, d_mid.h * d_mid.w, c_mid, c0, n, scr + l->mask_pw1);
     /* 4. the block input's gradient, with pw1's weights before the update */
     if (grad_in != NULL) {

@@ -193,14 +193,23 @@ tq_status tq_depthwise_conv_backward_input_f32(const tq_conv_params *params,
     if (st != TQ_OK) {
         return st;
     }
+    tq_dw_backward_input_run(params, w_scale, output_dims, grad_out, mask, filter_dims, filter, input_dims,
+                             grad_in);
+    return TQ_OK;
+}
+
+void tq_dw_backward_input_run(const tq_conv_params *params, const float *w_scale,
+                              const tq_dims *output_dims, const float *grad_out, const uint8_t *mask,
+                              const tq_dims *filter_dims, const int8_t *filter, const tq_dims *input_dims,
+                              float *grad_in)
+{
     if (filter_dims->c == input_dims->c && filter_dims->h * filter_dims->w <= TQ_DW_BWD_MAX_TAPS) {
         tq_dw_backward_input_blocked(params, w_scale, output_dims, grad_out, mask, filter_dims, filter,
                                      input_dims, grad_in);
-        return TQ_OK;
+        return;
     }
     tq_dw_bwd_input_portable(params, w_scale, output_dims, grad_out, mask, filter_dims, filter,
                              input_dims, grad_in);
-    return TQ_OK;
 }
 
 /* ---- weight gradient: one output channel at a time ------------------------ */

@@ -26,6 +26,14 @@ void tq_dw_backward_input_blocked(const tq_conv_params *p, const float *w_scale,
                                   const uint8_t *mask, const tq_dims *f_d,
                                   const int8_t *filter, const tq_dims *in_d, float *grad_in);
 
+/* tq_depthwise_conv_backward_input_f32 after its checks: the blocked
+ * kernel where it takes the shape, the plain loops otherwise. For callers
+ * that checked the arguments already (the block backward, per tile). */
+void tq_dw_backward_input_run(const tq_conv_params *params, const float *w_scale,
+                              const tq_dims *output_dims, const float *grad_out, const uint8_t *mask,
+                              const tq_dims *filter_dims, const int8_t *filter, const tq_dims *input_dims,
+                              float *grad_in);
+
 /* Weight-gradient rows of the depthwise conv for up to four trained channels
  * at once (n <= TQ_DW_ROWS lanes): lane i reads saved input channel j[i] of input
  * [N, H, W, n_saved] and output channel c[i] of grad_out; its row
