@@ -173,13 +173,26 @@ static void tq_pw_gin_4x4(const float *gs, const float *wf, const float *const *
 
 #if TQ_USE_MVE_F32
 /* tq_pw_gin_4x4 with Helium floating point (tq_f32.h): pixel k's four sums
- * in q(4 + k), the four weights of a t in q0 (WLOAD: from w, or through the
- * list), each product one VMUL.F32 by the gradient in a core register and
- * one VADD.F32, so 16 terms cost one VLDRW (and one LDR with a list), two
- * LDRD and eight vector instructions, in the same order as the scalar
- * block. Returns 0 with the sums stored, or nonzero after a subnormal
- * flush, with nothing stored (the caller runs tq_pw_gin_4x4). */
-#define TQ_GIN_HELIUM(WLOAD)                                                           \
+ * in q(4 + k), the four weights of a t in q0 (and the next t's in q3),
+ * each product one VMUL.F32 by the gradient in a core register and one
+ * VADD.F32, in the same order as the scalar block. Two t a loop step (an
+ * odd nt takes one first): W1 loads one t's weights into q0, W2 two t's
+ * into q0 and q3, from w or through the list; so a t costs two LDRD, eight
+ * vector instructions and about one load. Returns 0 with the sums stored,
+ * or nonzero after a subnormal flush, with nothing stored (the caller runs
+ * tq_pw_gin_4x4). */
+#define TQ_GIN_HELIUM_T(W)                                                             \
+    "ldrd %[g0], %[g1], [%[g]], #8\n\t"                                                \
+    "ldrd %[g2], %[g3], [%[g]], #8\n\t"                                                \
+    "vmul.f32 q1, " W ", %[g0]\n\t"                                                    \
+    "vadd.f32 q4, q4, q1\n\t"                                                          \
+    "vmul.f32 q2, " W ", %[g1]\n\t"                                                    \
+    "vadd.f32 q5, q5, q2\n\t"                                                          \
+    "vmul.f32 q1, " W ", %[g2]\n\t"                                                    \
+    "vadd.f32 q6, q6, q1\n\t"                                                          \
+    "vmul.f32 q2, " W ", %[g3]\n\t"                                                    \
+    "vadd.f32 q7, q7, q2\n\t"
+#define TQ_GIN_HELIUM(W1, W2)                                                          \
     __asm__ volatile(                                                                  \
         ".arch_extension mve.fp\n\t"                                                   \
         "cmp %[fl], #0\n\t"                                                            \
@@ -192,26 +205,25 @@ static void tq_pw_gin_4x4(const float *gs, const float *wf, const float *const *
         "2:\n\t"                                                                       \
         TQ_MVEF_ROWS4("vldrw.32", "gi", "%[ic]")                                       \
         "1:\n\t"                                                                       \
-        "dls lr, %[n]\n\t"                                                             \
+        "tst %[n], #1\n\t"                                                             \
+        "beq 5f\n\t"                                                                   \
+        W1                                                                             \
+        TQ_GIN_HELIUM_T("q0")                                                          \
+        "5:\n\t"                                                                       \
+        "lsrs %[n], %[n], #1\n\t"                                                      \
+        "wls lr, %[n], 8f\n\t"                                                         \
         "3:\n\t"                                                                       \
-        WLOAD                                                                          \
-        "ldrd %[g0], %[g1], [%[g]], #8\n\t"                                            \
-        "ldrd %[g2], %[g3], [%[g]], #8\n\t"                                            \
-        "vmul.f32 q1, q0, %[g0]\n\t"                                                   \
-        "vadd.f32 q4, q4, q1\n\t"                                                      \
-        "vmul.f32 q2, q0, %[g1]\n\t"                                                   \
-        "vadd.f32 q5, q5, q2\n\t"                                                      \
-        "vmul.f32 q3, q0, %[g2]\n\t"                                                   \
-        "vadd.f32 q6, q6, q3\n\t"                                                      \
-        "vmul.f32 q1, q0, %[g3]\n\t"                                                   \
-        "vadd.f32 q7, q7, q1\n\t"                                                      \
+        W2                                                                             \
+        TQ_GIN_HELIUM_T("q0")                                                          \
+        TQ_GIN_HELIUM_T("q3")                                                          \
         "le lr, 3b\n\t"                                                                \
+        "8:\n\t"                                                                       \
         TQ_MVEF_CHECK("%[fl]")                                                         \
         TQ_MVEF_ROWS4("vstrw.32", "gi", "%[ic]")                                       \
         "9:"                                                                           \
-        : [g] "+r"(gs), [w] "+r"(w), [fl] "+r"(flush), [g0] "=&r"(g0), [g1] "=&r"(g1), \
-          [g2] "=&r"(g2), [g3] "=&r"(g3), [p] "=&r"(p)                                 \
-        : [gi] "r"(gi), [ic] "r"(ic_bytes), [n] "r"(nt)                                \
+        : [g] "+r"(gs), [w] "+r"(w), [fl] "+r"(flush), [n] "+r"(nt), [g0] "=&r"(g0),     \
+          [g1] "=&r"(g1), [g2] "=&r"(g2), [g3] "=&r"(g3), [p] "=&r"(p)                 \
+        : [gi] "r"(gi), [ic] "r"(ic_bytes)                                             \
         : "q0", "q1", "q2", "q3", "q4", "q5", "q6", "q7", "lr", "cc", "memory")
 static int tq_pw_gin_4x4_helium(const float *gs, const float *wf, const float *const *wp, int32_t nt,
                                 float *const *gi, int32_t ic, int first)
@@ -222,15 +234,18 @@ static int tq_pw_gin_4x4_helium(const float *gs, const float *wf, const float *c
     const float *p;
     if (wp == NULL) {
         const float *w = wf;
-        TQ_GIN_HELIUM("vldrw.32 q0, [%[w]], #16\n\t");
+        TQ_GIN_HELIUM("vldrw.32 q0, [%[w]], #16\n\t",
+                      "vldrw.32 q0, [%[w]], #16\n\t" "vldrw.32 q3, [%[w]], #16\n\t");
     } else {
         const float *const *w = wp;
-        TQ_GIN_HELIUM("ldr %[p], [%[w]], #4\n\t" "vldrw.32 q0, [%[p]]\n\t");
+        TQ_GIN_HELIUM("ldr %[p], [%[w]], #4\n\t" "vldrw.32 q0, [%[p]]\n\t",
+                      "ldrd %[p], %[g3], [%[w]], #8\n\t" "vldrw.32 q0, [%[p]]\n\t" "vldrw.32 q3, [%[g3]]\n\t");
     }
     (void)p;
     return flush;
 }
 #undef TQ_GIN_HELIUM
+#undef TQ_GIN_HELIUM_T
 #endif
 
 /* One channel of the four pixel rows (the in_c % 4 tail): t's weight is

@@ -49,6 +49,8 @@ def _cases():
         # channel tail of 1, and blocks that keep none, which store zeros or leave the sums)
         input_grad_case(rng, "conv1x1 input grad, a sparse mask (25% pass)", 6, 9, 13, 37, 1, 1, (0, 0, 0, 0),
                         mask_range=(-65, 0)),
+        input_grad_case(rng, "conv1x1 input grad without a mask (every channel in the blocks)", 6, 9, 13, 37, 1,
+                        1, (0, 0, 0, 0), mask_range=None),
         input_grad_case(rng, "conv1x1 input grad, a mask that drops whole blocks (8% pass)", 10, 10, 8, 3, 1, 1,
                         (0, 0, 0, 0), mask_range=(-128, -108)),
         input_grad_case(rng, "conv1x1 input grad, sparse mask and subnormal terms at 3 of 48 pixels", 6, 8, 12,

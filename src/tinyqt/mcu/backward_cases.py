@@ -92,19 +92,22 @@ def input_grad_case(rng, name, h, w, c_in, c_out, k, stride, padding, depthwise=
     """g_scale multiplies the output gradient (1e-36: subnormal terms and sums;
     an array broadcast against (1, oh, ow, c_out) scales some pixels only);
     a gradient passes the mask where the random int8 output is inside
-    mask_range (the default passes 78%)."""
-    x, wt, g, ws, mask = _layer(rng, h, w, c_in, c_out, k, stride, padding, depthwise, mask_range=mask_range)
+    mask_range (the default passes 78%; None: no mask)."""
+    x, wt, g, ws, mask = _layer(rng, h, w, c_in, c_out, k, stride, padding, depthwise,
+                                mask_range=mask_range or (-100, 100))
+    mask = mask if mask_range is not None else None
     g = (g * np.asarray(g_scale, F32)).astype(F32)
     gi = B.conv2d_backward_input(g, wt, ws, x.shape, stride=(stride, stride), padding=padding,
                                  depthwise=depthwise, mask=mask)
     pointwise = not depthwise and k == 1 and not any(padding)
     fn = ("tq_depthwise_conv_backward_input_f32" if depthwise else
           "tq_conv_1x1_backward_input_f32" if pointwise else "tq_conv_backward_input_f32")
-    call = (f"{fn}({c_conv_params((stride, stride), padding)}, {{cn}}_ws, {c_dims(g.shape)}, {{cn}}_g, {{cn}}_mask, "
-            f"{c_dims(wt.shape)}, {{cn}}_w, {c_dims(x.shape)}, gi)")
+    call = (f"{fn}({c_conv_params((stride, stride), padding)}, {{cn}}_ws, {c_dims(g.shape)}, {{cn}}_g, "
+            f"{'{cn}_mask' if mask is not None else 'NULL'}, {c_dims(wt.shape)}, {{cn}}_w, {c_dims(x.shape)}, gi)")
+    arrays = {"ws": ws, "g": g, "w": wt, **({"mask": mask} if mask is not None else {})}
     # gi starts as garbage: the kernels write every element, none adds to what was there
-    return raw_case(name, call, {"ws": ws, "g": g, "mask": mask, "w": wt}, {"gi": np.full_like(gi, -3.5)},
-                    {"gi": gi}, macs=forward_macs(g.shape, c_in, k, depthwise))
+    return raw_case(name, call, arrays, {"gi": np.full_like(gi, -3.5)}, {"gi": gi},
+                    macs=forward_macs(g.shape, c_in, k, depthwise))
 
 
 def weight_grad_case(rng, name, h, w, c_in, c_out, k, stride, padding=(0, 0, 0, 0), *, depthwise=False,
