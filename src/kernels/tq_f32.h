@@ -113,27 +113,27 @@ static inline int tq_fpscr_flushed(void)
 #endif
 
 /* wf[4t + i] = (float)w[t * w_stride + i] for t < nt (nt >= 1), i < 4: four
- * int8 values a row (a block of weights) in fp32. With
- * Helium one VLDRB.S32, one VCVT and one VSTRW per t (the conversions are of
- * integers, so exact and flag-free); on the scalar FPU one LDR of the four
- * bytes (unaligned loads are allowed on these cores), four SXTB, two VMOV
- * and four VCVT per t, one VSTM per two (27 instructions per two t with
- * the loop, where compiled C spends 40). */
+ * int8 values a row (a block of weights) in fp32. With Helium one
+ * VLDRB.S32, one VCVT and one VSTRW per t in a DLS / LE loop (the
+ * conversions are of integers, so exact and flag-free); on the scalar FPU
+ * one LDR of the four bytes (unaligned loads are allowed on these cores),
+ * four SXTB, two VMOV and four VCVT per t, one VSTM per two (27
+ * instructions per two t with the loop, where compiled C spends 40). */
 static inline void tq_f32_from_s8x4(const int8_t *w, int32_t w_stride, int32_t nt, float *wf)
 {
 #if TQ_USE_MVE_F32
     __asm__ volatile(
         ".arch_extension mve.fp\n\t"
+        "dls lr, %[n]\n\t"
         "1:\n\t"
         "vldrb.s32 q0, [%[w]]\n\t"
         "add %[w], %[w], %[st]\n\t"
         "vcvt.f32.s32 q0, q0\n\t"
         "vstrw.32 q0, [%[wf]], #16\n\t"
-        "subs %[n], %[n], #1\n\t"
-        "bne 1b"
-        : [w] "+l"(w), [wf] "+r"(wf), [n] "+r"(nt) /* VLDRB.S32 takes a low register */
-        : [st] "r"(w_stride)
-        : "q0", "cc", "memory");
+        "le lr, 1b"
+        : [w] "+l"(w), [wf] "+r"(wf) /* VLDRB.S32 takes a low register */
+        : [st] "r"(w_stride), [n] "r"(nt)
+        : "q0", "lr", "memory");
 #elif defined(__ARM_FP) && (__ARM_FP & 4) && defined(__ARM_ARCH_7EM__) && !defined(TQ_FORCE_PORTABLE)
     /* one row of four into s(r)..s(r + 3), converted in place */
 #define TQ_F32_FROM_S8X4_ROW(S0, S1, S2, S3)                                           \
