@@ -359,9 +359,11 @@ static void tq_pw_gin_gather4_fpu(float *const *g, const float *ws, uint32_t m, 
 /* The scaled, masked gradients of output channels oc0 .. oc0 + nt - 1 at
  * the four pixels po[0..3], as gs[4t + k]. A masked gradient is +0.0f
  * (tq_f32_keep of the product); the mask bits of each pixel's channels are
- * read eight at a time. */
-static void tq_pw_gin_gather(const float *grad_out, const uint8_t *mask, const float *w_scale,
-                             const int32_t *po, int32_t out_c, int32_t oc0, int32_t nt, float *gs)
+ * read eight at a time. Returns 0 when no t has all four pixels masked
+ * (nothing for tq_pw_gin_compact to drop), else 1 (also where it did not
+ * look). */
+static int tq_pw_gin_gather(const float *grad_out, const uint8_t *mask, const float *w_scale,
+                            const int32_t *po, int32_t out_c, int32_t oc0, int32_t nt, float *gs)
 {
     const float *ws = w_scale + oc0;
     const int32_t o0 = po[0] * out_c + oc0, o1 = po[1] * out_c + oc0;
@@ -376,7 +378,7 @@ static void tq_pw_gin_gather(const float *grad_out, const uint8_t *mask, const f
      * word whose byte k holds pixel k's bits t .. t + 3 after a shift by t & 4
      * (the gathers test bits 8k .. 8k + 3 only) */
     const int bytes = mask != NULL && out_c % 8 == 0 && oc0 % 8 == 0;
-    uint32_t word = 0;
+    uint32_t word = 0, any = 0xFu; /* bit i: some pixel passes t + i, in every group so far */
     for (t = 0; t + 4 <= nt; t += 4) {
         float *const g[4] = {(float *)g0 + t, (float *)g1 + t, (float *)g2 + t, (float *)g3 + t};
         uint32_t m;
@@ -390,6 +392,7 @@ static void tq_pw_gin_gather(const float *grad_out, const uint8_t *mask, const f
             m = tq_mask_bits(mask, o0 + t, 4) | tq_mask_bits(mask, o1 + t, 4) << 8 |
                 tq_mask_bits(mask, o2 + t, 4) << 16 | tq_mask_bits(mask, o3 + t, 4) << 24;
         }
+        any &= m | m >> 8 | m >> 16 | m >> 24;
 #if TQ_USE_MVE_F32
         tq_pw_gin_gather4_helium(g, ws + t, m, gs + TQ_PW_PIX * t);
 #else
@@ -400,12 +403,15 @@ static void tq_pw_gin_gather(const float *grad_out, const uint8_t *mask, const f
         gs += TQ_PW_PIX * (nt & ~3);
         for (t = nt & ~3; t < nt; t++, gs += TQ_PW_PIX) {
             const float w = ws[t];
-            gs[0] = tq_mask_pass(mask, o0 + t) ? g0[t] * w : 0.0f;
-            gs[1] = tq_mask_pass(mask, o1 + t) ? g1[t] * w : 0.0f;
-            gs[2] = tq_mask_pass(mask, o2 + t) ? g2[t] * w : 0.0f;
-            gs[3] = tq_mask_pass(mask, o3 + t) ? g3[t] * w : 0.0f;
+            const int p0 = tq_mask_pass(mask, o0 + t), p1 = tq_mask_pass(mask, o1 + t);
+            const int p2 = tq_mask_pass(mask, o2 + t), p3 = tq_mask_pass(mask, o3 + t);
+            gs[0] = p0 ? g0[t] * w : 0.0f;
+            gs[1] = p1 ? g1[t] * w : 0.0f;
+            gs[2] = p2 ? g2[t] * w : 0.0f;
+            gs[3] = p3 ? g3[t] * w : 0.0f;
+            any &= (p0 | p1 | p2 | p3) ? 0xFu : 0u;
         }
-        return;
+        return mask != NULL && (any & 0xFu) != 0xFu;
     }
 #endif
     if (mask == NULL) {
@@ -416,7 +422,7 @@ static void tq_pw_gin_gather(const float *grad_out, const uint8_t *mask, const f
             gs[2] = g2[t] * w;
             gs[3] = g3[t] * w;
         }
-        return;
+        return 0;
     }
     for (t = 0; t < nt; t += 8) {
         const int32_t n = tq_min_i32(nt - t, 8);
@@ -434,6 +440,7 @@ static void tq_pw_gin_gather(const float *grad_out, const uint8_t *mask, const f
             m3 >>= 1;
         }
     }
+    return 1;
 }
 
 /* Drops from a gathered block gs (nt t of four values) every t whose four
@@ -493,7 +500,8 @@ void tq_pw_backward_input_blocked(const tq_conv_params *p, const float *w_scale,
     float gs[TQ_PW_GS];
     float wf[TQ_PW_OCT * 4];
     /* with a mask, each block's t with all four gradients masked are dropped
-     * (tq_pw_gin_compact): block b keeps nk[b] t, their weights at wp[b * nt ..] */
+     * (tq_pw_gin_compact): block b keeps nk[b] t, their weights at
+     * wp[b * nt ..] where nk[b] < nt */
     const float *wp[TQ_PW_GS / TQ_PW_PIX];
     int32_t nk[TQ_PW_SUB];
     int32_t s0;
@@ -522,14 +530,16 @@ void tq_pw_backward_input_blocked(const tq_conv_params *p, const float *w_scale,
             int32_t ic;
             for (b = 0; b < nb; b++) {
                 float *gb = gs + b * nt * TQ_PW_PIX;
-                tq_pw_gin_gather(grad_out, mask, w_scale, po[b], out_c, oc0, nt, gb);
-                nk[b] = mask != NULL ? tq_pw_gin_compact(gb, nt, wf, wp + b * nt) : nt;
+                nk[b] = tq_pw_gin_gather(grad_out, mask, w_scale, po[b], out_c, oc0, nt, gb)
+                            ? tq_pw_gin_compact(gb, nt, wf, wp + b * nt)
+                            : nt;
             }
             for (ic = 0; ic + 4 <= in_c; ic += 4) {
                 tq_f32_from_s8x4(w + ic, in_c, nt, wf);
                 for (b = 0; b < nb; b++) {
                     const float *gb = gs + b * nt * TQ_PW_PIX;
-                    const float *const *wb = mask != NULL ? wp + b * nt : NULL;
+                    /* a block that kept every t runs without the list */
+                    const float *const *wb = nk[b] < nt ? wp + b * nt : NULL;
                     if (nk[b] == 0) { /* every t dropped: the sums stay (or start at +0.0f) */
                         if (first) {
                             for (k = 0; k < TQ_PW_PIX; k++) {
@@ -549,7 +559,7 @@ void tq_pw_backward_input_blocked(const tq_conv_params *p, const float *w_scale,
             for (; ic < in_c; ic++) {
                 for (b = 0; b < nb; b++) {
                     tq_pw_gin_4x1(gs + b * nt * TQ_PW_PIX, nk[b], w + ic, in_c, wf,
-                                  mask != NULL ? wp + b * nt : NULL, gi[b][0] + ic, gi[b][1] + ic,
+                                  nk[b] < nt ? wp + b * nt : NULL, gi[b][0] + ic, gi[b][1] + ic,
                                   gi[b][2] + ic, gi[b][3] + ic, first);
                 }
             }
