@@ -282,30 +282,41 @@ static void tq_pw_gin_gather4_helium(float *const *g, const float *ws, uint32_t 
     static const uint32_t lane_bits[4] = {1u, 2u, 4u, 8u};
     const uint32_t *tmp = lane_bits; /* then a scratch register */
     uint32_t g0, g1, g2, g3;
-    /* pixel k: q<k> <- keep(g<k>[0..3] * ws[0..3]) with its 4 mask bits at bit sh of m */
+    /* pixel k: q<k> <- keep(g<k>[0..3] * ws[0..3]) with its 4 mask bits at
+     * bit sh of m (PASS: every bit set, nothing to keep) */
 #define TQ_GATHER_PIXEL(k, gk, sh)                                                     \
     "vldrw.32 q" #k ", [%[" gk "]]\n\t"                                                 \
     "vmul.f32 q" #k ", q" #k ", q4\n\t"                                                 \
     "lsr %[tmp], %[m], #" #sh "\n\t"                                                    \
     TQ_MVEF_KEEP4("q" #k, "%[tmp]", "q5", "q6", "q7")
-    __asm__ volatile(
-        ".arch_extension mve.fp\n\t"
-        "vldrw.32 q6, [%[tmp]]\n\t"
-        "vmov.i32 q7, #0\n\t"
-        "vldrw.32 q4, [%[ws]]\n\t"
-        "ldrd %[g0], %[g1], [%[g]]\n\t"
-        "ldrd %[g2], %[g3], [%[g], #8]\n\t"
-        TQ_GATHER_PIXEL(0, "g0", 0)
-        TQ_GATHER_PIXEL(1, "g1", 8)
-        TQ_GATHER_PIXEL(2, "g2", 16)
-        TQ_GATHER_PIXEL(3, "g3", 24)
-        "vst40.32 {q0, q1, q2, q3}, [%[gs]]\n\t"
-        "vst41.32 {q0, q1, q2, q3}, [%[gs]]\n\t"
-        "vst42.32 {q0, q1, q2, q3}, [%[gs]]\n\t"
-        "vst43.32 {q0, q1, q2, q3}, [%[gs]]"
-        : [tmp] "+r"(tmp), [g0] "=&r"(g0), [g1] "=&r"(g1), [g2] "=&r"(g2), [g3] "=&r"(g3)
-        : [g] "r"(g), [ws] "r"(ws), [gs] "r"(gs), [m] "r"(m)
-        : "q0", "q1", "q2", "q3", "q4", "q5", "q6", "q7", "p0", "memory"); /* p0: the VPR predicate */
+#define TQ_GATHER_PIXEL_PASS(k, gk, sh)                                                \
+    "vldrw.32 q" #k ", [%[" gk "]]\n\t"                                                 \
+    "vmul.f32 q" #k ", q" #k ", q4\n\t"
+#define TQ_GATHER4_HELIUM(SETUP, PIXEL)                                                \
+    __asm__ volatile(                                                                  \
+        ".arch_extension mve.fp\n\t"                                                   \
+        SETUP                                                                          \
+        "vldrw.32 q4, [%[ws]]\n\t"                                                     \
+        "ldrd %[g0], %[g1], [%[g]]\n\t"                                                \
+        "ldrd %[g2], %[g3], [%[g], #8]\n\t"                                            \
+        PIXEL(0, "g0", 0)                                                              \
+        PIXEL(1, "g1", 8)                                                              \
+        PIXEL(2, "g2", 16)                                                             \
+        PIXEL(3, "g3", 24)                                                             \
+        "vst40.32 {q0, q1, q2, q3}, [%[gs]]\n\t"                                       \
+        "vst41.32 {q0, q1, q2, q3}, [%[gs]]\n\t"                                       \
+        "vst42.32 {q0, q1, q2, q3}, [%[gs]]\n\t"                                       \
+        "vst43.32 {q0, q1, q2, q3}, [%[gs]]"                                           \
+        : [tmp] "+r"(tmp), [g0] "=&r"(g0), [g1] "=&r"(g1), [g2] "=&r"(g2), [g3] "=&r"(g3) \
+        : [g] "r"(g), [ws] "r"(ws), [gs] "r"(gs), [m] "r"(m)                           \
+        : "q0", "q1", "q2", "q3", "q4", "q5", "q6", "q7", "p0", "memory") /* p0: the VPR predicate */
+    if ((m & 0x0F0F0F0Fu) == 0x0F0F0F0Fu) { /* no lane masked (the usual case with few clamps) */
+        TQ_GATHER4_HELIUM("", TQ_GATHER_PIXEL_PASS);
+    } else {
+        TQ_GATHER4_HELIUM("vldrw.32 q6, [%[tmp]]\n\t" "vmov.i32 q7, #0\n\t", TQ_GATHER_PIXEL);
+    }
+#undef TQ_GATHER4_HELIUM
+#undef TQ_GATHER_PIXEL_PASS
 #undef TQ_GATHER_PIXEL
 }
 #endif
@@ -316,7 +327,8 @@ static void tq_pw_gin_gather4_helium(float *const *g, const float *ws, uint32_t 
  * four gradients and of the four w_scale, then per t four VMUL.F32, each
  * masked lane set to +0.0f by TST + IT + VMOV, or TST + VSEL on FPv5 (mask
  * bit 8k + t of m), and one VSTM of the four pixels' values (about 5 / 4
- * instructions a value, where compiled C spends 8-11). */
+ * instructions a value, where compiled C spends 8-11); when no lane of the
+ * four t is masked, the tests are left out (5 instructions a t). */
 #if __ARM_FP & 8 /* FPv5 (a double-precision FPU on these cores): VSEL */
 #define TQ_ZERO_IF_EQ(s) "vseleq.f32 " s ", s24, " s "\n\t"
 #else
@@ -330,28 +342,42 @@ static void tq_pw_gin_gather4_helium(float *const *g, const float *ws, uint32_t 
     "tst %[m], #" b2 "\n\t" TQ_ZERO_IF_EQ("s22")                                        \
     "tst %[m], #" b3 "\n\t" TQ_ZERO_IF_EQ("s23")                                        \
     "vstmia %[gs]!, {s20-s23}\n\t"
+/* TQ_GATHER4_T where no lane is masked: four VMUL.F32 and the VSTM. */
+#define TQ_GATHER4_TP(s0, s1, s2, s3, sw, b0, b1, b2, b3)                              \
+    "vmul.f32 s20, " s0 ", " sw "\n\t" "vmul.f32 s21, " s1 ", " sw "\n\t"               \
+    "vmul.f32 s22, " s2 ", " sw "\n\t" "vmul.f32 s23, " s3 ", " sw "\n\t"               \
+    "vstmia %[gs]!, {s20-s23}\n\t"
 static void tq_pw_gin_gather4_fpu(float *const *g, const float *ws, uint32_t m, float *gs)
 {
     uint32_t g0, g1, g2, g3;
-    __asm__ volatile(
-        "ldrd %[g0], %[g1], [%[g]]\n\t"
-        "ldrd %[g2], %[g3], [%[g], #8]\n\t"
-        "vldmia %[g0], {s0-s3}\n\t"
-        "vldmia %[g1], {s4-s7}\n\t"
-        "vldmia %[g2], {s8-s11}\n\t"
-        "vldmia %[g3], {s12-s15}\n\t"
-        "vldmia %[ws], {s16-s19}\n\t"
-        "movs %[g0], #0\n\t"
-        "vmov s24, %[g0]\n\t"
-        TQ_GATHER4_T("s0", "s4", "s8", "s12", "s16", "0x1", "0x100", "0x10000", "0x1000000")
-        TQ_GATHER4_T("s1", "s5", "s9", "s13", "s17", "0x2", "0x200", "0x20000", "0x2000000")
-        TQ_GATHER4_T("s2", "s6", "s10", "s14", "s18", "0x4", "0x400", "0x40000", "0x4000000")
-        TQ_GATHER4_T("s3", "s7", "s11", "s15", "s19", "0x8", "0x800", "0x80000", "0x8000000")
-        : [gs] "+r"(gs), [g0] "=&r"(g0), [g1] "=&r"(g1), [g2] "=&r"(g2), [g3] "=&r"(g3)
-        : [g] "r"(g), [ws] "r"(ws), [m] "r"(m)
-        : "s0", "s1", "s2", "s3", "s4", "s5", "s6", "s7", "s8", "s9", "s10", "s11", "s12", "s13",
-          "s14", "s15", "s16", "s17", "s18", "s19", "s20", "s21", "s22", "s23", "s24", "cc", "memory");
+#define TQ_GATHER4_FPU_ASM(T)                                                            \
+    __asm__ volatile(                                                                    \
+        "ldrd %[g0], %[g1], [%[g]]\n\t"                                                  \
+        "ldrd %[g2], %[g3], [%[g], #8]\n\t"                                              \
+        "vldmia %[g0], {s0-s3}\n\t"                                                      \
+        "vldmia %[g1], {s4-s7}\n\t"                                                      \
+        "vldmia %[g2], {s8-s11}\n\t"                                                     \
+        "vldmia %[g3], {s12-s15}\n\t"                                                    \
+        "vldmia %[ws], {s16-s19}\n\t"                                                    \
+        "movs %[g0], #0\n\t"                                                             \
+        "vmov s24, %[g0]\n\t"                                                            \
+        T("s0", "s4", "s8", "s12", "s16", "0x1", "0x100", "0x10000", "0x1000000")        \
+        T("s1", "s5", "s9", "s13", "s17", "0x2", "0x200", "0x20000", "0x2000000")        \
+        T("s2", "s6", "s10", "s14", "s18", "0x4", "0x400", "0x40000", "0x4000000")       \
+        T("s3", "s7", "s11", "s15", "s19", "0x8", "0x800", "0x80000", "0x8000000")       \
+        : [gs] "+r"(gs), [g0] "=&r"(g0), [g1] "=&r"(g1), [g2] "=&r"(g2), [g3] "=&r"(g3)   \
+        : [g] "r"(g), [ws] "r"(ws), [m] "r"(m)                                           \
+        : "s0", "s1", "s2", "s3", "s4", "s5", "s6", "s7", "s8", "s9", "s10", "s11", "s12", \
+          "s13", "s14", "s15", "s16", "s17", "s18", "s19", "s20", "s21", "s22", "s23", "s24", \
+          "cc", "memory")
+    if ((m & 0x0F0F0F0Fu) == 0x0F0F0F0Fu) { /* no lane masked (the usual case with few clamps) */
+        TQ_GATHER4_FPU_ASM(TQ_GATHER4_TP);
+    } else {
+        TQ_GATHER4_FPU_ASM(TQ_GATHER4_T);
+    }
+#undef TQ_GATHER4_FPU_ASM
 }
+#undef TQ_GATHER4_TP
 #undef TQ_GATHER4_T
 #undef TQ_ZERO_IF_EQ
 #endif
