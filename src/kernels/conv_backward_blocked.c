@@ -170,6 +170,9 @@ static void tq_pw_gin_4x4(const float *gs, const float *wf, const float *const *
     TQ_BLOCK4X4_STORE(g0, g1, g2, g3);
 #endif
 }
+#undef TQ_GIN_BLOCK
+#undef TQ_GIN_ROWS
+#undef TQ_GIN_ROW
 
 #if TQ_USE_MVE_F32
 /* tq_pw_gin_4x4 with Helium floating point (tq_f32.h): pixel k's four sums
