@@ -659,6 +659,17 @@ void tq_pw_backward_input_blocked(const tq_conv_params *p, const float *w_scale,
     "1:\n\t"                                                                            \
     TQ_WROW_ROWS("vldmia")                                                             \
     "2:\n\t"
+/* The 8 x 2 loops' end: the sums times the scale in register SC (LOAD_SC
+ * puts it there) where flags bit 1 asks, then stored to the rows; local
+ * label L skips the scaling. */
+#define TQ_WROW8X2_END(LOAD_SC, SC, L)                                                 \
+    "tst %[flags], #2\n\t"                                                              \
+    "beq " L "f\n\t"                                                                    \
+    LOAD_SC                                                                            \
+    TQ_WROW_SCALE(SC, "s16", "s17", "s18", "s19", "s20", "s21", "s22", "s23")          \
+    TQ_WROW_SCALE(SC, "s24", "s25", "s26", "s27", "s28", "s29", "s30", "s31")          \
+    L ":\n\t"                                                                           \
+    TQ_WROW_ROWS("vstmia")
 /* The 8 x 1 loops' start (sums in s16-s23) and end: times the scale
  * operand sc (flags bit 1), stored to the rows. */
 #define TQ_WROW8X1_START                                                               \
@@ -727,12 +738,7 @@ static void tq_wrow_8x2(const float *gt, const int8_t *const *xp, int32_t npx, i
         "vcvt.f32.s32 s9, s9\n\t"
         TQ_WROW_MLA("s8", "s9")
         "5:\n\t"
-        "tst %[flags], #2\n\t"
-        "beq 6f\n\t"
-        TQ_WROW_SCALE("%[sc]", "s16", "s17", "s18", "s19", "s20", "s21", "s22", "s23")
-        TQ_WROW_SCALE("%[sc]", "s24", "s25", "s26", "s27", "s28", "s29", "s30", "s31")
-        "6:\n\t"
-        TQ_WROW_ROWS("vstmia")
+        TQ_WROW8X2_END("", "%[sc]", "6")
         : [g] "+r"(gt), [xp] "+r"(xp), [n] "+r"(npx), [x0] "=&r"(x0), [x1] "=&r"(x1), [xt] "=&r"(xt)
         : [off] "r"(off), [j] "r"(j), [rp] "r"(rp), [flags] "r"(flags), [sc] "t"(scale)
         : "s0", "s1", "s2", "s3", "s4", "s5", "s6", "s7", "s8", "s9", "s10", "s11", "s16", "s17",
@@ -801,13 +807,7 @@ static void tq_wrow_8x2f(const float *gt, const float *x, int32_t npx, int32_t j
         "vldmia %[x]!, {s8-s9}\n\t"
         TQ_WROW_MLA("s8", "s9")
         "6:\n\t"
-        "tst %[flags], #2\n\t"
-        "beq 7f\n\t"
-        "vldr s8, [%[scp]]\n\t"
-        TQ_WROW_SCALE("s8", "s16", "s17", "s18", "s19", "s20", "s21", "s22", "s23")
-        TQ_WROW_SCALE("s8", "s24", "s25", "s26", "s27", "s28", "s29", "s30", "s31")
-        "7:\n\t"
-        TQ_WROW_ROWS("vstmia")
+        TQ_WROW8X2_END("vldr s8, [%[scp]]\n\t", "s8", "7")
         : [g] "+r"(gt), [x] "+r"(x), [n] "+r"(npx), [xt] "=&r"(xt)
         : [j] "r"(j), [rp] "r"(rp), [flags] "r"(flags), [scp] "r"(scp)
         : "s0", "s1", "s2", "s3", "s4", "s5", "s6", "s7", "s8", "s9", "s10", "s11", "s12", "s13",
